@@ -1,0 +1,24 @@
+"""Shared fixtures. Tests run on CPU with one torch thread (stable timings on a shared 2-core box)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture
+def shared_datasets() -> Path:
+    """The SHARED-ONLY data folder beside the checkout (never copied into the repository)."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"shared datasets folder not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
