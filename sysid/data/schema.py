@@ -1,0 +1,193 @@
+"""The trajectory schema: CF discrete-sampling geometry (featureType = trajectory).
+
+Dims ``("trajectory", "obs")``; coordinate ``trajectory`` (run ids, str); coordinate
+``time(trajectory, obs)`` float64 with NaN after each run's last sample; one data variable per
+measured quantity with attrs ``role`` ("state" or "input"), ``units`` and ``long_name``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from sysid.errors import DataError
+
+TRAJ = "trajectory"
+OBS = "obs"
+TIME = "time"
+ROLES = ("state", "input")
+
+
+def _version() -> str:
+    from sysid import __version__
+
+    return __version__
+
+
+def from_arrays(
+    times: Sequence[np.ndarray],
+    values: Mapping[str, Sequence[np.ndarray]],
+    *,
+    states: Sequence[str],
+    inputs: Sequence[str] = (),
+    runs: Sequence[str] | None = None,
+    units: Mapping[str, str] | None = None,
+    long_names: Mapping[str, str] | None = None,
+    time_units: str = "",
+    attrs: Mapping[str, object] | None = None,
+) -> xr.Dataset:
+    """Build a trajectory dataset from per-run arrays.
+
+    Parameters
+    ----------
+    times : sequence of 1-D arrays
+        One array of sample times per run.
+    values : mapping of name to sequence of 1-D arrays
+        For each state and input, one array per run, aligned with ``times``.
+    states, inputs : sequence of str
+        Which names in ``values`` are states and which are inputs (in this order).
+    runs : sequence of str, optional
+        Run ids; default ``"run0", "run1", ...``.
+    units, long_names : mapping, optional
+        Units and descriptive names per variable (``"time"`` for the time axis's units too).
+    time_units : str
+        Units of time (overridden by ``units["time"]`` when given).
+    attrs : mapping, optional
+        Extra dataset attributes (provenance).
+
+    Returns
+    -------
+    xarray.Dataset
+        The schema: dims ``(trajectory, obs)``, NaN padding after each run's last sample.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = from_arrays([np.array([0.0, 1.0])], {"x": [np.array([1.0, 2.0])]}, states=["x"])
+    >>> ds["x"].dims
+    ('trajectory', 'obs')
+    """
+    states = list(states)
+    inputs = list(inputs)
+    units = dict(units or {})
+    long_names = dict(long_names or {})
+    names = states + inputs
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"from_arrays: names {dup} are given more than once in states/inputs.")
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise DataError(f"from_arrays: no values for {missing}; values has {sorted(values)}.")
+    n_runs = len(times)
+    if n_runs == 0:
+        raise DataError("from_arrays: at least one run is needed; times is empty.")
+    run_ids = [str(r) for r in runs] if runs is not None else [f"run{i}" for i in range(n_runs)]
+    if len(run_ids) != n_runs:
+        raise DataError(f"from_arrays: {len(run_ids)} run ids for {n_runs} runs of times.")
+    if len(set(run_ids)) != n_runs:
+        raise DataError(f"from_arrays: run ids must be unique; got {run_ids}.")
+    times = [np.asarray(t, dtype=float).ravel() for t in times]
+    n_obs = max(len(t) for t in times)
+    time_arr = np.full((n_runs, n_obs), np.nan)
+    for i, t in enumerate(times):
+        time_arr[i, : len(t)] = t
+    data_vars = {}
+    for name in names:
+        per_run = values[name]
+        if len(per_run) != n_runs:
+            raise DataError(
+                f"from_arrays: {name!r} has {len(per_run)} runs but times has {n_runs}."
+            )
+        arr = np.full((n_runs, n_obs), np.nan)
+        for i, v in enumerate(per_run):
+            v = np.asarray(v, dtype=float).ravel()
+            if len(v) != len(times[i]):
+                raise DataError(
+                    f"from_arrays: {name!r} in run {run_ids[i]!r} has {len(v)} values "
+                    f"but {len(times[i])} times."
+                )
+            arr[i, : len(v)] = v
+        data_vars[name] = (
+            (TRAJ, OBS),
+            arr,
+            {
+                "role": "state" if name in states else "input",
+                "units": str(units.get(name, "")),
+                "long_name": str(long_names.get(name, name)),
+            },
+        )
+    t_units = str(units.get(TIME, time_units))
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            TRAJ: (TRAJ, np.array(run_ids, dtype=object)),
+            TIME: ((TRAJ, OBS), time_arr, {"units": t_units, "long_name": long_names.get(TIME, "time")}),
+        },
+        attrs={
+            "featureType": "trajectory",
+            "Conventions": "CF-1.8",
+            "source": "arrays",
+            "sysid_version": _version(),
+            **dict(attrs or {}),
+        },
+    )
+    return ds
+
+
+def state_names(ds: xr.Dataset) -> list[str]:
+    """Names of the state variables, in dataset order."""
+    return [str(n) for n, v in ds.data_vars.items() if v.attrs.get("role") == "state"]
+
+
+def input_names(ds: xr.Dataset) -> list[str]:
+    """Names of the input variables, in dataset order."""
+    return [str(n) for n, v in ds.data_vars.items() if v.attrs.get("role") == "input"]
+
+
+def run_ids(ds: xr.Dataset) -> list[str]:
+    """Run ids as strings."""
+    return [str(r) for r in ds[TRAJ].values]
+
+
+def run_length(ds: xr.Dataset, run_id: str) -> int:
+    """Number of samples of one run (the time NaN padding excluded)."""
+    t = ds[TIME].sel({TRAJ: run_id}).values
+    return int(np.count_nonzero(~np.isnan(t)))
+
+
+def get_run(ds: xr.Dataset, run_id: str) -> xr.Dataset:
+    """One run as a Dataset with a single ``time`` dimension (padding removed), for plotting.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = from_arrays([np.array([0.0, 1.0])], {"x": [np.array([1.0, 2.0])]}, states=["x"])
+    >>> get_run(ds, "run0")["x"].dims
+    ('time',)
+    """
+    ids = run_ids(ds)
+    if run_id not in ids:
+        raise DataError(f"get_run: no run {run_id!r}; runs are {ids}.")
+    one = ds.sel({TRAJ: run_id})
+    n = run_length(ds, run_id)
+    one = one.isel({OBS: slice(0, n)})
+    t = one[TIME].values
+    out = one.drop_vars([TIME, TRAJ]).rename({OBS: TIME}).assign_coords({TIME: (TIME, t, ds[TIME].attrs)})
+    out.attrs = {**ds.attrs, "trajectory": run_id}
+    return out
+
+
+__all__ = [
+    "TRAJ",
+    "OBS",
+    "TIME",
+    "ROLES",
+    "from_arrays",
+    "state_names",
+    "input_names",
+    "run_ids",
+    "run_length",
+    "get_run",
+]
