@@ -1,0 +1,162 @@
+"""The ``sysid`` command line: fit, simulate, compare and report from lab CSV files.
+
+Entry point :func:`main` (``sysid = "sysid.cli:main"``; ``python -m sysid`` does the same).
+Exit status: 0 success, 2 a user error (one line on stderr naming the file, column, row or option),
+1 an internal error (a bug; ``--verbose`` shows the traceback), 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+
+import click
+
+from sysid import __version__
+from sysid.cli._support import console, fail_internal, one_line, print_error
+from sysid.errors import SysidError
+
+__all__ = ["cli", "main"]
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2
+EXIT_INTERRUPTED = 130
+
+_EPILOG = """\b
+Worked example (a shipped dataset, a neural ODE, then a simulation):
+  sysid datasets export hare_lynx hare_lynx.csv
+  sysid fit hare_lynx.csv --time year --states hare,lynx --epochs 200 --out hl_fit
+  sysid simulate hl_fit --y0 hare=30,lynx=4 --t-end 20 --dt 0.5 --out hl_sim.csv
+  sysid compare hl_fit --reference lotka_volterra --data hare_lynx.csv --out hl_cmp
+  sysid report hl_fit
+
+\b
+Exit status: 0 success; 2 a mistake in the input (the message names the file, column, row or
+option); 1 an internal error (run with --verbose for the traceback); 130 interrupted by Ctrl-C.
+"""
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        console.verbose = True
+    return value
+
+
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        console.quiet = True
+    return value
+
+
+@click.group(epilog=_EPILOG, context_settings={"help_option_names": ["-h", "--help"],
+                                               "max_content_width": 100})
+@click.version_option(version=__version__, prog_name="sysid")
+@click.option("-v", "--verbose", is_flag=True, expose_value=False, is_eager=True,
+              callback=_set_verbose, help="Show tracebacks and extra detail.")
+@click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True,
+              callback=_set_quiet, help="Print nothing but errors (for scripts).")
+def cli() -> None:
+    """Identify continuous-time dynamics (neural, physics and hybrid ODEs) from measured data.
+
+    Give it a CSV with a time column and measured quantities; it fits a model, simulates it,
+    compares it with a reference ODE and writes a report.
+    """
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if not console.quiet:
+        print_error(f"sysid: warning: {one_line(message)}")
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    for arg in argv:
+        if arg in cli.commands:  # type: ignore[attr-defined]
+            return f"sysid {arg}"
+    return "sysid"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return (and, as a script, exit with) its status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 success, 1 internal error, 2 user error, 130 interrupted.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    console.verbose = False
+    console.quiet = False
+    name = _command_name(args)
+    old_showwarning = warnings.showwarning
+    warnings.showwarning = _showwarning
+    try:
+        rv = cli.main(args=args, prog_name="sysid", standalone_mode=False)
+        code = rv if isinstance(rv, int) else EXIT_OK
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        if console.verbose:
+            traceback.print_exc()
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else name
+        print_error(f"{where}: error: {one_line(exc.format_message())} "
+                    f"(see '{where} --help')")
+        code = EXIT_USER
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print_error(f"{name}: interrupted; no output was written.")
+        code = EXIT_INTERRUPTED
+    except SysidError as exc:
+        if console.verbose:
+            traceback.print_exc()
+        print_error(f"{name}: error: {one_line(exc)}")
+        code = EXIT_USER
+    except OSError as exc:
+        if console.verbose:
+            traceback.print_exc()
+        target = f" '{exc.filename}'" if exc.filename else ""
+        reason = exc.strerror or one_line(exc)
+        print_error(f"{name}: error: cannot use{target}: {reason}.")
+        code = EXIT_USER
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
+        if console.verbose:
+            traceback.print_exc()
+        print_error(fail_internal(exc).replace("sysid:", f"{name}:", 1))
+        code = EXIT_INTERNAL
+    finally:
+        warnings.showwarning = old_showwarning
+    sys.stdout.flush()
+    return code
+
+
+def _register() -> None:
+    from sysid.cli.catalog import datasets_group, systems_group
+    from sysid.cli.fit_cmd import fit_cmd
+
+    for command in (fit_cmd, datasets_group, systems_group):
+        cli.add_command(command)
+    _add_common_options(cli)
+
+
+def _add_common_options(command: click.Command) -> None:
+    """Let ``--verbose``/``--quiet`` follow any command name, not only ``sysid`` itself."""
+    if command is not cli:
+        command.params.extend([
+            click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                         callback=_set_verbose, help="Show tracebacks and extra detail."),
+            click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True,
+                         callback=_set_quiet, help="Print nothing but errors (for scripts)."),
+        ])
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_common_options(sub)
+
+
+_register()

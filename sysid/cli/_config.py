@@ -1,0 +1,237 @@
+"""The ``fit`` configuration file: TOML read with :mod:`tomllib`, flags on top, resolved copy written.
+
+A config file holds every option of ``sysid fit`` in three tables::
+
+    [data]                      # how to read the measurements
+    path = "pendulum.csv"       # optional when DATA is given on the command line
+    time = "t"
+    states = ["theta", "omega"]
+    inputs = []
+    run = "run"                 # column with the run id (long format)
+    sep = ","                   # delimiter; default: detected
+    decimal = "."               # "," for decimal-comma files
+    holdout = 0.25              # fraction of runs, or a list of run ids
+
+    [model]
+    kind = "hybrid:pendulum"    # "neural", "physics:SYSTEM" or "hybrid:SYSTEM"
+    free = ["g_over_l"]         # physical parameters to fit (physics/hybrid)
+    params = { damping = 0.1 }  # fixed/initial parameter values
+
+    [fit]                       # every field of sysid.training.FitConfig
+    epochs = 200
+    seed = 0
+
+Unknown tables or keys are errors naming the key. Command-line flags override the file.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from sysid.errors import ConfigError
+
+__all__ = ["CliFitOptions", "DATA_KEYS", "MODEL_KEYS", "read_config", "dumps_toml"]
+
+DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "holdout")
+MODEL_KEYS = ("kind", "free", "params", "width", "depth")
+SECTIONS = ("data", "model", "fit")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CliFitOptions:
+    """Everything ``sysid fit`` needs, after merging the config file and the flags.
+
+    ``fit`` holds the keyword arguments of ``sysid.training.FitConfig`` (checked by its
+    ``from_dict``); the rest is how to read the data and which model to build.
+    """
+
+    path: str | None = None
+    time: str | None = None
+    states: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()
+    run: str | None = None
+    sep: str | None = None
+    decimal: str = "."
+    holdout: float | tuple[str, ...] | None = None
+    kind: str = "neural"
+    free: tuple[str, ...] | None = None
+    params: dict[str, float] = field(default_factory=dict)
+    width: int | None = None
+    depth: int | None = None
+    fit: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, **overrides: Any) -> CliFitOptions:
+        """A copy with the given values replaced; ``None`` means "not given on the command line"."""
+        fit = dict(self.fit)
+        for key in ("epochs", "seed"):
+            value = overrides.pop(key, None)
+            if value is not None:
+                fit[key] = value
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, fit=fit, **overrides)
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The resolved configuration as nested tables, ready for :func:`dumps_toml`."""
+        data: dict[str, Any] = {
+            "path": self.path, "time": self.time, "states": list(self.states),
+            "inputs": list(self.inputs), "run": self.run, "sep": self.sep, "decimal": self.decimal,
+            "holdout": list(self.holdout) if isinstance(self.holdout, tuple) else self.holdout,
+        }
+        model: dict[str, Any] = {"kind": self.kind,
+                                 "free": list(self.free) if self.free is not None else None,
+                                 "params": dict(self.params), "width": self.width,
+                                 "depth": self.depth}
+        return {"data": data, "model": model, "fit": dict(self.fit)}
+
+
+def _names(value: Any, key: str, source: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{source}: '{key}' must be a list of names such as [\"x\", \"v\"], "
+                          f"got {value!r}.")
+    return tuple(value)
+
+
+def _opt_str(value: Any, key: str, source: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}.")
+    return value
+
+
+def _opt_int(value: Any, key: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{source}: '{key}' must be a positive integer, got {value!r}.")
+    return value
+
+
+def read_config(path: Path) -> CliFitOptions:
+    """Read a ``fit`` config file.
+
+    Raises
+    ------
+    ConfigError
+        When the file is not valid TOML, has an unknown table or key (named with its table,
+        e.g. ``data.tme``), or a value of the wrong type.
+    """
+    # Local import: the CLI's helpers live in _support; the parsing rules are shared with flags.
+    from sysid.cli._support import existing_file, parse_assignments, parse_holdout
+
+    existing_file(path, what="config file")
+    source = f"config file '{path}'"
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source} is not UTF-8 text; save it as UTF-8.") from None
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            raise ConfigError(f"{source}: unknown key '{key}'; the file may hold the tables "
+                              f"{list(SECTIONS)} (see 'sysid fit --help').")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a table ([{key}]), got {value!r}.")
+    kwargs: dict[str, Any] = {}
+    for section, allowed in (("data", DATA_KEYS), ("model", MODEL_KEYS)):
+        for key, value in raw.get(section, {}).items():
+            if key not in allowed:
+                raise ConfigError(f"{source}: unknown key '{section}.{key}'; [{section}] accepts "
+                                  f"{list(allowed)}.")
+            where = f"{source}, [{section}]"
+            if key in ("states", "inputs", "free"):
+                kwargs[key] = _names(value, key, where)
+            elif key == "params":
+                kwargs[key] = parse_assignments(value, option=f"{where} params")
+            elif key == "holdout":
+                kwargs[key] = parse_holdout(value, option=f"{where} holdout")
+            elif key in ("width", "depth"):
+                kwargs[key] = _opt_int(value, key, where)
+            else:
+                kwargs[key] = _opt_str(value, key, where)
+    if "path" in kwargs and not Path(kwargs["path"]).is_absolute():
+        # relative to the config file, so a config copied with its data still works
+        kwargs["path"] = str((path.parent / kwargs["path"]))
+    return CliFitOptions(fit=dict(raw.get("fit", {})), **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing TOML (tomllib reads only)
+
+
+def _toml_key(key: str) -> str:
+    if key and all(c.isalnum() or c in "_-" for c in key):
+        return key
+    return _toml_str(key)
+
+
+def _toml_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_value(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, key) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{_toml_key(str(k))} = {_toml_value(v, k)}" for k, v in value.items()
+                 if v is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
+    if hasattr(value, "item"):  # NumPy scalar
+        return _toml_value(value.item(), key)
+    raise ConfigError(f"cannot write the value of '{key}' ({type(value).__name__}) to TOML.")
+
+
+def dumps_toml(tables: dict[str, dict[str, Any]], *, header: str = "") -> str:
+    """Write nested tables as TOML (``None`` values are left out: TOML has no null).
+
+    Sub-dicts of a table become ``[table.sub]`` sections so the result reads back with
+    :func:`tomllib.loads` to the same values.
+    """
+    lines: list[str] = [f"# {line}" for line in header.splitlines()]
+
+    def emit(name: str, table: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in table.items() if v is not None and not
+                   (isinstance(v, dict) and k != "params")}
+        subs = {k: v for k, v in table.items() if isinstance(v, dict) and k != "params"}
+        if lines:
+            lines.append("")
+        lines.append(f"[{name}]")
+        for k, v in scalars.items():
+            lines.append(f"{_toml_key(str(k))} = {_toml_value(v, str(k))}")
+        for k, v in subs.items():
+            emit(f"{name}.{_toml_key(str(k))}", v)
+
+    for name, table in tables.items():
+        emit(_toml_key(name), table)
+    return "\n".join(lines) + "\n"

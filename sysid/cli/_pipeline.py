@@ -1,0 +1,241 @@
+"""The steps the commands chain: read data, build a model from ``--model``, record a manifest.
+
+Everything here calls sysid's public Python API; the commands add only option handling and files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sysid.cli._config import CliFitOptions
+from sysid.errors import ConfigError, DataError
+
+__all__ = [
+    "DATASET_PREFIX",
+    "ModelSpec",
+    "parse_model_spec",
+    "read_data",
+    "data_source_file",
+    "sha256_file",
+    "versions",
+    "write_json",
+    "find_model_dir",
+]
+
+DATASET_PREFIX = "dataset:"
+CSV_SUFFIXES = (".csv", ".txt", ".tsv", ".dat")
+MODEL_KINDS = ("neural", "physics", "hybrid")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """A parsed ``--model`` value: ``neural``, ``physics:SYSTEM`` or ``hybrid:SYSTEM``."""
+
+    kind: str
+    system: str | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.system is None else f"{self.kind}:{self.system}"
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """Parse ``--model``; the system name is checked against the catalogue.
+
+    Raises
+    ------
+    ConfigError
+        On an unknown kind, or physics/hybrid without a system name.
+    KeyError (a SysidError)
+        From :func:`sysid.systems.get` on an unknown system, with a "did you mean".
+    """
+    import sysid.systems
+
+    s = str(text).strip()
+    kind, sep, system = s.partition(":")
+    kind, system = kind.strip().lower(), system.strip()
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"--model: expected 'neural', 'physics:SYSTEM' or 'hybrid:SYSTEM', got "
+                          f"'{text}'. List the systems with 'sysid systems list'.")
+    if kind == "neural":
+        if sep:
+            raise ConfigError(f"--model: 'neural' takes no system name; got '{text}'. Use "
+                              f"'hybrid:{system}' for physics plus a neural correction.")
+        return ModelSpec(kind="neural")
+    if not system:
+        raise ConfigError(f"--model: '{kind}' needs a reference system, as in "
+                          f"'{kind}:lotka_volterra'; see 'sysid systems list'.")
+    sysid.systems.get(system)  # raises with the list of known systems
+    return ModelSpec(kind=kind, system=system)
+
+
+def _csv_columns(path: Path, sep: str | None) -> list[str]:
+    """The header of a CSV file, to name the available columns in an error message."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline().strip()
+    except OSError:
+        return []
+    if not header:
+        return []
+    for delim in ([sep] if sep else [",", ";", "\t"]):
+        if delim in header:
+            return [c.strip() for c in header.split(delim)]
+    return [header]
+
+
+def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
+    """Load and validate the measurements a command works on.
+
+    ``source`` is a CSV file (``time`` and ``states`` needed), a netCDF (``.nc``) or zarr
+    (``.zarr``) file written by sysid, or ``dataset:NAME`` for a shipped dataset.
+
+    Returns
+    -------
+    xarray.Dataset
+        The trajectory dataset, validated.
+    """
+    import sysid.data
+
+    if source.startswith(DATASET_PREFIX):
+        import sysid.datasets
+
+        ds = sysid.datasets.load(source[len(DATASET_PREFIX):])
+        return _select(ds, opts, source)
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{what} file '{path}' does not exist (for a shipped dataset write "
+                        f"'dataset:NAME'; see 'sysid datasets list').")
+    suffix = path.suffix.lower()
+    if suffix == ".nc":
+        return _select(sysid.data.validate(sysid.data.load_netcdf(path)), opts, str(path))
+    if suffix == ".zarr":
+        return _select(sysid.data.validate(sysid.data.load_zarr(path)), opts, str(path))
+    if path.is_dir():
+        raise DataError(f"{what} '{path}' is a directory; give a CSV, .nc or .zarr file.")
+    if not opts.time or not opts.states:
+        missing = " and ".join(f for f, v in (("--time", opts.time), ("--states", opts.states))
+                               if not v)
+        cols = _csv_columns(path, opts.sep)
+        raise ConfigError(f"{what} '{path}' is a CSV file: {missing} must name its columns "
+                          f"(its columns are {cols}).")
+    kwargs: dict[str, Any] = {"time": opts.time, "states": list(opts.states),
+                              "inputs": list(opts.inputs), "trajectory": opts.run,
+                              "decimal": opts.decimal}
+    if opts.sep is not None:
+        kwargs["sep"] = opts.sep
+    ds = sysid.data.load_csv(path, **kwargs)
+    return sysid.data.validate(ds)
+
+
+def _select(ds: Any, opts: CliFitOptions, source: str) -> Any:
+    """Check ``--states``/``--inputs`` against a self-describing file (netCDF, zarr, dataset)."""
+    import sysid.data
+
+    have_s, have_i = sysid.data.state_names(ds), sysid.data.input_names(ds)
+    for option, given, have in (("--states", opts.states, have_s), ("--inputs", opts.inputs, have_i)):
+        if given and list(given) != list(have):
+            raise ConfigError(f"{option} {','.join(given)} does not match '{source}', whose "
+                              f"{option[2:]} are {have}; leave {option} out for this file.")
+    return ds
+
+
+def data_source_file(source: str) -> Path | None:
+    """The file a DATA argument reads (for its sha256 in the manifest)."""
+    if source.startswith(DATASET_PREFIX):
+        import sysid.datasets
+
+        return Path(sysid.datasets.path(source[len(DATASET_PREFIX):]))
+    p = Path(source)
+    return p if p.is_file() else None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (or of every file of a directory, in sorted order)."""
+    h = hashlib.sha256()
+    files = sorted(q for q in path.rglob("*") if q.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python, the platform and the libraries a result depends on."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("sysid", "torch", "torchdiffeq", "numpy", "scipy", "pandas", "xarray",
+                 "matplotlib", "click"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    return obj
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write strict JSON (NaN as null), keys in insertion order, with a final newline."""
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def find_model_dir(path: Path) -> tuple[Path, Path]:
+    """Resolve MODEL_DIR: a ``sysid fit`` output directory or a saved model folder.
+
+    Returns
+    -------
+    (run_dir, model_path)
+        ``run_dir`` is the fit output directory (or the model folder itself).
+
+    Raises
+    ------
+    ModelFileError
+        When neither ``path/model`` nor ``path`` is a saved model.
+    """
+    from sysid.errors import ModelFileError
+
+    if not path.exists():
+        raise ModelFileError(f"MODEL_DIR '{path}' does not exist; give the --out directory of "
+                             f"'sysid fit'.")
+    if (path / "model").is_dir():
+        return path, path / "model"
+    if path.is_dir() and any(path.glob("model.json")):
+        return path, path
+    raise ModelFileError(f"MODEL_DIR '{path}' holds no saved model (expected '{path / 'model'}' "
+                         f"written by 'sysid fit').")
+
+
+def command_line() -> list[str]:
+    """The command as typed, for the manifest (program name shortened to 'sysid')."""
+    argv = list(sys.argv)
+    if argv and (argv[0].endswith("__main__.py") or os.path.basename(argv[0]) == "sysid"):
+        argv[0] = "sysid"
+    return argv

@@ -1,0 +1,387 @@
+"""Shared machinery of the command line: error reporting, atomic outputs and option parsing.
+
+Nothing here knows about fitting; the command modules use it so that every command reports errors,
+writes files and reads ``k=v`` lists the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from sysid.errors import ConfigError, DataError, SysidError
+
+__all__ = [
+    "UserError",
+    "Console",
+    "console",
+    "atomic_dir",
+    "atomic_file",
+    "check_new_output",
+    "parse_names",
+    "parse_assignments",
+    "parse_float",
+    "parse_holdout",
+    "one_line",
+    "existing_file",
+    "fail_internal",
+    "print_error",
+]
+
+
+class UserError(SysidError, ValueError):
+    """A mistake on the command line that is not about data, parameters or configuration.
+
+    Examples: an output directory that already exists, a missing input file.
+    """
+
+
+@dataclass
+class Console:
+    """Where the command line writes messages: stdout for results, stderr for notes and errors.
+
+    Attributes
+    ----------
+    verbose : bool
+        Show tracebacks and extra notes.
+    quiet : bool
+        Print nothing but errors (for scripts).
+    """
+
+    verbose: bool = False
+    quiet: bool = False
+
+    def info(self, message: str) -> None:
+        """Print a progress note to stderr unless ``--quiet``."""
+        if not self.quiet:
+            click.echo(message, err=True)
+
+    def detail(self, message: str) -> None:
+        """Print a note to stderr only with ``--verbose``."""
+        if self.verbose and not self.quiet:
+            click.echo(message, err=True)
+
+    def result(self, message: str) -> None:
+        """Print a result to stdout (a listing, a table); shown even with ``--quiet``."""
+        click.echo(message)
+
+    @property
+    def progress(self) -> bool | None:
+        """``disable`` value for tqdm: off when quiet, else None (tqdm: on only on a terminal)."""
+        return True if self.quiet else None
+
+
+console = Console()
+
+
+def one_line(message: object) -> str:
+    """Collapse a (possibly multi-line) message into one line for stderr."""
+    text = str(message).strip()
+    if isinstance(message, KeyError) and len(message.args) == 1 and isinstance(message.args[0], str):
+        # str(KeyError('x')) is "'x'" with quotes; show the message as written.
+        text = message.args[0]
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs written atomically
+
+
+def check_new_output(path: Path, *, force: bool, option: str = "--out") -> None:
+    """Refuse an output path that exists unless ``force``.
+
+    Called before any work starts, so a refused command spends no time and writes nothing.
+
+    Raises
+    ------
+    UserError
+        When ``path`` exists and ``force`` is false, or when it is a file where a directory is
+        expected (or the other way round).
+    """
+    if path.exists() or path.is_symlink():
+        if not force:
+            kind = "directory" if path.is_dir() else "file"
+            raise UserError(
+                f"output {kind} '{path}' ({option}) already exists; sysid never overwrites results. "
+                f"Pass --force to replace it, or choose another {option}."
+            )
+
+
+def _make_parents(parent: Path) -> list[Path]:
+    """Create missing parent directories; return the ones created (deepest last)."""
+    created: list[Path] = []
+    missing: list[Path] = []
+    p = parent
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for p in reversed(missing):
+        try:
+            p.mkdir()
+        except FileExistsError:
+            continue
+        created.append(p)
+    return created
+
+
+def _remove_created(created: list[Path]) -> None:
+    for p in reversed(created):
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            with contextlib.suppress(OSError), open(os.path.join(dirpath, name), "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path, *, force: bool) -> Iterator[Path]:
+    """Build an output directory in a temporary sibling and move it into place at the end.
+
+    On any exception (KeyboardInterrupt included) the temporary directory is removed and the
+    target is left as it was: a crash never leaves a half-written result.
+
+    Parameters
+    ----------
+    target : Path
+        The directory the user asked for.
+    force : bool
+        Replace ``target`` when it exists (it is replaced only after the new one is complete).
+
+    Yields
+    ------
+    Path
+        The temporary directory to write into.
+    """
+    target = Path(target)
+    check_new_output(target, force=force)
+    created = _make_parents(target.parent.resolve())
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if target.exists() or target.is_symlink():
+            check_new_output(target, force=force)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "previous")
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old / "previous", target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_created(created)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path, *, force: bool, option: str = "--out") -> Iterator[Path]:
+    """Write a file under a temporary name in the same directory, then ``os.replace`` it.
+
+    The temporary name keeps the target's suffix, so writers that choose a format by suffix
+    (``.csv``, ``.nc``) behave as for the target.
+
+    Yields
+    ------
+    Path
+        The temporary path to write to.
+    """
+    target = Path(target)
+    if target.is_dir():
+        raise UserError(f"output '{target}' ({option}) is a directory; give a file name such as "
+                        f"'{target / 'out.csv'}'.")
+    check_new_output(target, force=force, option=option)
+    created = _make_parents(target.parent.resolve())
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.partial-", suffix=target.suffix,
+                                dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # writers create the file themselves (netCDF refuses an existing empty file)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"the writer produced no file for '{target}'")
+        if tmp.is_file():
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        check_new_output(target, force=force, option=option)
+        if tmp.is_dir() and target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        _remove_created(created)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing option values (never eval)
+
+
+def parse_names(text: str | None, *, option: str) -> tuple[str, ...]:
+    """Split a comma-separated list of names: ``"x, v"`` -> ``("x", "v")``.
+
+    Raises
+    ------
+    ConfigError
+        On an empty item (``"x,,v"``) or a name given twice.
+    """
+    if text is None:
+        return ()
+    if isinstance(text, (list, tuple)):
+        items = [str(t).strip() for t in text]
+    else:
+        items = [t.strip() for t in str(text).split(",")]
+    if items == [""]:
+        return ()
+    if any(not t for t in items):
+        raise ConfigError(f"{option}: expected comma-separated names such as 'x,v'; got "
+                          f"'{text}' with an empty name. Remove the extra comma.")
+    seen: set[str] = set()
+    for t in items:
+        if t in seen:
+            raise ConfigError(f"{option}: name '{t}' is given twice in '{text}'; list each once.")
+        seen.add(t)
+    return tuple(items)
+
+
+def parse_float(text: str, *, what: str) -> float:
+    """Parse a finite decimal number (``1``, ``-2.5``, ``1e-3``); never evaluates expressions.
+
+    Raises
+    ------
+    ConfigError
+        When ``text`` is not a number or not finite.
+    """
+    s = str(text).strip()
+    try:
+        value = float(s)
+    except ValueError:
+        raise ConfigError(f"{what}: expected a number such as 0.5 or 1e-3, got '{text}'.") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{what}: expected a finite number, got '{text}'.")
+    return value
+
+
+def parse_assignments(text: str | dict | None, *, option: str) -> dict[str, float]:
+    """Parse ``"k=1.5,c=0.1"`` into ``{"k": 1.5, "c": 0.1}``.
+
+    A dict (from a TOML config) is checked the same way.
+
+    Raises
+    ------
+    ConfigError
+        On an item without ``=``, an empty name, a value that is not a finite number, or a
+        name given twice; the message quotes the offending item.
+    """
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        out: dict[str, float] = {}
+        for key, value in text.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ConfigError(f"{option}: value of '{key}' must be a number, got {value!r}.")
+            out[str(key)] = parse_float(str(value), what=f"{option} '{key}'")
+        return out
+    s = str(text).strip()
+    if not s:
+        return {}
+    out = {}
+    for item in s.split(","):
+        item = item.strip()
+        if "=" not in item:
+            raise ConfigError(
+                f"{option}: expected name=value pairs separated by commas, such as 'k=1.5,c=0.1'; "
+                f"the item '{item}' has no '='."
+            )
+        name, _, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not name:
+            raise ConfigError(f"{option}: the item '{item}' has no name before '='.")
+        if not name.isidentifier():
+            raise ConfigError(f"{option}: '{name}' in '{item}' is not a valid name (letters, digits, "
+                              f"underscores).")
+        if name in out:
+            raise ConfigError(f"{option}: '{name}' is given twice; give each name once.")
+        out[name] = parse_float(value, what=f"{option} '{name}'")
+    return out
+
+
+def parse_holdout(value: object, *, option: str = "--holdout") -> float | tuple[str, ...] | None:
+    """Interpret ``--holdout``: a fraction in (0, 1) of the runs, or comma-separated run ids.
+
+    Raises
+    ------
+    ConfigError
+        On a number outside (0, 1) that is not meant as a run id, or an empty list.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{option}: expected a fraction like 0.25 or run ids like 'B,C', got {value}.")
+    if isinstance(value, (int, float)):
+        frac = float(value)
+    elif isinstance(value, (list, tuple)):
+        return parse_names(list(value), option=option) or None
+    else:
+        s = str(value).strip()
+        if not s:
+            return None
+        try:
+            frac = float(s)
+        except ValueError:
+            return parse_names(s, option=option)
+        if "," in s or not ("." in s or "e" in s.lower()):
+            # "2" or "1,3": run ids that look like numbers
+            return parse_names(s, option=option)
+    if not (0.0 < frac < 1.0):
+        raise ConfigError(f"{option}: a fraction of runs must lie strictly between 0 and 1, got "
+                          f"{value}. To hold out runs by id, list them: --holdout B,C.")
+    return frac
+
+
+def existing_file(path: str | os.PathLike, *, what: str) -> Path:
+    """Return ``Path(path)`` if it exists; else raise a :class:`DataError` naming it."""
+    p = Path(path)
+    if not p.exists():
+        hint = ""
+        parent = p.parent if str(p.parent) else Path(".")
+        if parent.is_dir():
+            close = sorted(q.name for q in parent.iterdir() if q.suffix == p.suffix and not
+                           q.name.startswith("."))[:5]
+            if close:
+                hint = f" Files with that suffix in '{parent}': {close}."
+        raise DataError(f"{what} '{p}' does not exist.{hint}")
+    return p
+
+
+def fail_internal(exc: BaseException) -> str:
+    """The one-line message for an internal error (exit 1)."""
+    return (f"sysid: internal error: {type(exc).__name__}: {one_line(exc)} "
+            f"(this is a bug in sysid; run with --verbose for the traceback and report it)")
+
+
+def print_error(message: str) -> None:
+    """Write one line to stderr."""
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()

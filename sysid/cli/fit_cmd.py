@@ -1,0 +1,275 @@
+"""``sysid fit``: data file in, a directory with the model, metrics, figures and report out."""
+
+from __future__ import annotations
+
+import signal
+import time as _time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sysid.cli._config import CliFitOptions, dumps_toml, read_config
+from sysid.cli._pipeline import (
+    ModelSpec,
+    command_line,
+    data_source_file,
+    parse_model_spec,
+    read_data,
+    sha256_file,
+    versions,
+    write_json,
+)
+from sysid.cli._support import (
+    atomic_dir,
+    check_new_output,
+    console,
+    parse_assignments,
+    parse_holdout,
+    parse_names,
+)
+from sysid.errors import ConfigError
+
+__all__ = ["fit_cmd", "build_model", "split_holdout"]
+
+_FIT_EPILOG = """\b
+Examples:
+  # a neural ODE on a lab CSV with two measured states and one input, 25 % of runs held out
+  sysid fit rig.csv --time t --states x,v --inputs u --run run --holdout 0.25 --out rig_fit
+\b
+  # known physics with two unknown parameters (the rest fixed at the given values)
+  sysid fit pend.csv --time t --states theta,omega --model physics:pendulum \\
+        --free g_over_l,damping --params g_over_l=50 --out pend_fit
+\b
+  # every option in a file; flags override it; the resolved file is written to DIR/config.toml
+  sysid fit --config rig_fit/config.toml --seed 1 --out rig_fit_seed1
+\b
+Writes DIR/model (safetensors + JSON, no pickle), DIR/report.html and report.md, DIR/metrics.json,
+DIR/figures/, DIR/history.csv, DIR/config.toml (resolved options) and DIR/manifest.json (data
+sha256, versions, seed, command line). The same command with the same seed gives the same model.
+Ctrl-C stops training, keeps the best model so far and still writes DIR (exit status 130).
+"""
+
+
+def split_holdout(ds: Any, holdout: float | tuple[str, ...] | None) -> tuple[Any, Any | None]:
+    """Training and held-out runs (``None`` when nothing is held out)."""
+    import sysid.data
+
+    if holdout is None:
+        return ds, None
+    runs = sysid.data.run_ids(ds)
+    if isinstance(holdout, tuple):
+        unknown = [r for r in holdout if r not in runs]
+        if unknown:
+            raise ConfigError(f"--holdout: runs {unknown} are not in the data; its runs are {runs}.")
+        if len(holdout) >= len(runs):
+            raise ConfigError(f"--holdout: holding out all runs {runs} leaves none to train on.")
+        return sysid.data.split_runs(ds, list(holdout))
+    if len(runs) < 2:
+        raise ConfigError(f"--holdout {holdout}: the data has a single run ({runs}); holding out a "
+                          f"fraction of runs needs at least 2. Leave --holdout out, or use "
+                          f"[fit] validation_fraction in a config file to hold out each run's end.")
+    return sysid.data.split_runs(ds, holdout)
+
+
+def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
+    """The untrained :class:`sysid.models.Model` that ``--model`` names, for this data."""
+    import sysid.data
+    import sysid.models
+    import sysid.systems
+
+    states = sysid.data.state_names(ds)
+    inputs = sysid.data.input_names(ds)
+    neural_kw: dict[str, Any] = {}
+    if opts.width is not None:
+        neural_kw["width"] = opts.width
+    if opts.depth is not None:
+        neural_kw["depth"] = opts.depth
+    seed = int(opts.fit.get("seed", 0))
+    if spec.kind == "neural":
+        if opts.free is not None or opts.params:
+            raise ConfigError("--free and --params set physical parameters; they need "
+                              "--model physics:SYSTEM or hybrid:SYSTEM, not 'neural'.")
+        return sysid.models.neural(ds, seed=seed, **neural_kw)
+    system = sysid.systems.get(spec.system)
+    names = [p.name for p in system.parameters]
+    for option, given in (("--free", opts.free or ()), ("--params", tuple(opts.params))):
+        unknown = [n for n in given if n not in names]
+        if unknown:
+            raise ConfigError(f"{option}: {unknown} {'is' if len(unknown) == 1 else 'are'} not a "
+                              f"parameter of '{system.name}'; its parameters are {names}.")
+    free = list(opts.free) if opts.free is not None else None
+    if spec.kind == "physics":
+        return sysid.models.physics(system, ds, free=free, values=opts.params or None)
+    return sysid.models.hybrid(system, ds, free=free, values=opts.params or None, seed=seed,
+                               **neural_kw)
+
+
+def _resolve(config: Path | None, data: str | None, **flags: Any) -> CliFitOptions:
+    opts = read_config(config) if config is not None else CliFitOptions()
+    if data is not None:
+        flags["path"] = data
+    opts = opts.merged(**flags)
+    if not opts.path:
+        raise ConfigError("fit: no data given; pass DATA (a CSV, .nc or dataset:NAME) or set "
+                          "[data] path in the --config file.")
+    return opts
+
+
+def _fit_config(opts: CliFitOptions) -> Any:
+    import sysid.training
+
+    fit = dict(opts.fit)
+    fit.setdefault("progress", not console.quiet)
+    try:
+        return sysid.training.FitConfig.from_dict(fit)
+    except ConfigError as exc:
+        raise ConfigError(f"[fit] options: {exc}") from None
+
+
+class _Sigterm(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so a killed fit stops as cleanly as after Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Sigterm()
+
+
+@click.command("fit", epilog=_FIT_EPILOG)
+@click.argument("data", required=False)
+@click.option("--time", "time_col", metavar="COL", help="Name of the time column (CSV).")
+@click.option("--states", metavar="A,B", help="Measured state columns, comma-separated.")
+@click.option("--inputs", metavar="U,..", help="Input (forcing) columns, comma-separated.")
+@click.option("--run", "run_col", metavar="COL", help="Column holding the run id (several runs "
+              "in one long file).")
+@click.option("--sep", metavar="CHAR", help="Column delimiter (default: detected).")
+@click.option("--decimal", metavar="CHAR", help="Decimal mark, e.g. ',' for 1,5 (default '.').")
+@click.option("--model", "model", metavar="KIND", help="neural (default), physics:SYSTEM or "
+              "hybrid:SYSTEM (see 'sysid systems list').")
+@click.option("--free", metavar="P,..", help="Physical parameters to fit (default: all).")
+@click.option("--params", metavar="k=v,..", help="Parameter values: fixed ones, and starting "
+              "values of free ones.")
+@click.option("--width", type=click.IntRange(min=1), help="Neural network width.")
+@click.option("--depth", type=click.IntRange(min=1), help="Neural network hidden layers.")
+@click.option("--config", type=click.Path(path_type=Path), help="TOML file with every option "
+              "(tables [data], [model], [fit]); flags override it.")
+@click.option("--holdout", metavar="RUNS|FRACTION", help="Runs held out for validation: ids "
+              "'B,C' or a fraction of runs like 0.25.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.")
+@click.option("--seed", type=int, help="Random seed (same seed, same model).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory "
+              "(must not exist unless --force).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists (only once the new "
+              "results are complete).")
+def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
+            run_col: str | None, sep: str | None, decimal: str | None, model: str | None,
+            free: str | None, params: str | None, width: int | None, depth: int | None,
+            config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
+            out: Path, force: bool) -> int:
+    """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
+
+    DATA is a CSV file (give --time and --states), a .nc/.zarr file written by sysid, or
+    dataset:NAME for a shipped dataset (see 'sysid datasets list').
+    """
+    check_new_output(out, force=force)
+    opts = _resolve(
+        config, data, time=time_col, states=parse_names(states, option="--states") or None,
+        inputs=parse_names(inputs, option="--inputs") if inputs is not None else None,
+        run=run_col, sep=sep, decimal=decimal, kind=model,
+        free=parse_names(free, option="--free") if free is not None else None,
+        params=parse_assignments(params, option="--params") if params is not None else None,
+        holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,
+    )
+    opts = opts.merged(seed=int(opts.fit.get("seed", 0)))  # record the seed actually used
+    spec = parse_model_spec(opts.kind)
+    fit_config = _fit_config(opts)
+    started = _time.time()
+    ds = read_data(opts.path, opts)
+    train, test = split_holdout(ds, opts.holdout)
+    untrained = build_model(spec, opts, train)
+    console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        import sysid
+
+        result = sysid.fit(untrained, train, fit_config, validation=test)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    interrupted = result.stopped_reason == "interrupted"
+    with atomic_dir(out, force=force) as tmp:
+        _write_fit_outputs(tmp, result=result, ds=ds, test=test, opts=opts,
+                           elapsed=_time.time() - started)
+        from sysid.cli.evaluate import write_report
+
+        write_report(tmp)
+    _summarise(out, result)
+    if interrupted:
+        console.info(f"interrupted: training stopped early; the best model so far was saved to "
+                     f"{out / 'model'}.")
+        return 130
+    return 0
+
+
+def _describe(train: Any, test: Any | None) -> str:
+    import sysid.data
+
+    runs = sysid.data.run_ids(train)
+    text = (f"states {sysid.data.state_names(train)}, inputs {sysid.data.input_names(train)}, "
+            f"{len(runs)} training run{'s' if len(runs) != 1 else ''}")
+    if test is not None:
+        text += f", held out {sysid.data.run_ids(test)}"
+    return text
+
+
+def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
+                       opts: CliFitOptions, elapsed: float) -> None:
+    """Model, metrics, history, resolved config and manifest into the (temporary) run directory."""
+    import sysid
+    import sysid.data
+    from sysid.cli.evaluate import fit_metrics
+
+    sysid.save_model(result.model, tmp / "model")
+    held_out = sysid.data.run_ids(test) if test is not None else []
+    result.history.to_csv(tmp / "history.csv", index=False)
+    if result.parameters is not None and len(result.parameters):
+        result.parameters.to_csv(tmp / "parameters.csv")
+    metrics = fit_metrics(result.model, ds, held_out=held_out)
+    metrics["training"] = {"stopped_reason": result.stopped_reason,
+                           "epochs": int(len(result.history))}
+    write_json(tmp / "metrics.json", metrics)
+    resolved = opts.to_toml_dict()
+    resolved["fit"] = result.config.to_dict() if hasattr(result.config, "to_dict") else resolved["fit"]
+    resolved["data"]["path"] = str(Path(opts.path).resolve()) if not opts.path.startswith(
+        "dataset:") else opts.path
+    (tmp / "config.toml").write_text(
+        dumps_toml(resolved, header="Resolved options of this fit; reproduce it with\n"
+                                    f"  sysid fit --config config.toml --out NEW_DIR"),
+        encoding="utf-8")
+    source = data_source_file(opts.path)
+    write_json(tmp / "manifest.json", {
+        "format": "sysid-fit-run",
+        "command": command_line(),
+        "data": {"source": opts.path,
+                 "file": str(source.resolve()) if source is not None else None,
+                 "sha256": sha256_file(source) if source is not None else None,
+                 "runs": sysid.data.run_ids(ds), "held_out": held_out},
+        "seed": int(result.config.seed),
+        "model": opts.kind,
+        "config": resolved,
+        "stopped_reason": result.stopped_reason,
+        "versions": versions(),
+        "created": _time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": round(elapsed, 3),
+    })
+
+
+def _summarise(out: Path, result: Any) -> None:
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    lines = [f"wrote {out}/ (model, report.html, metrics.json, figures/)"]
+    for row in metrics.get("trajectory", []):
+        if str(row.get("run", "")).startswith("all"):
+            lines.append(f"  {row['run']:<13} {row['variable']:<12} fit {row['fit_percent']:.1f} %"
+                         f"  RMSE {row['rmse']:.4g}")
+    console.info("\n".join(lines))
