@@ -1,0 +1,51 @@
+"""Vector fields ``dx/dt = f(t, x, u)`` as torch modules, in user units in and out.
+
+Build a model from what is known: nothing (:func:`neural`), a formula with unknown named constants
+(:func:`physics`), or both (:func:`hybrid`); mechanical systems in position/velocity form with
+:func:`second_order`. Every factory returns a :class:`Model`; the fields behind it
+(:class:`NeuralField`, :class:`PhysicsField`, :class:`HybridField`, :class:`SecondOrderField`) can
+also be composed directly.
+"""
+
+from sysid.models.base import ScalingLike, VectorField, scaling_arrays, scaling_to_dict
+from sysid.models.composite import HybridField, SecondOrderField
+from sysid.models.interpolation import INTERPOLATIONS, InputInterpolator, numpy_interpolant
+from sysid.models.model import Model, hybrid, neural, physics, second_order
+from sysid.models.neural import ACTIVATIONS, NeuralField
+from sysid.models.parameters import Parameter, raw_from_value, value_from_raw
+from sysid.models.physics import PhysicsField
+from sysid.models.solver import (
+    ADAPTIVE_METHODS,
+    FIXED_METHODS,
+    SolveCounter,
+    SolverConfig,
+    solve,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "ADAPTIVE_METHODS",
+    "FIXED_METHODS",
+    "HybridField",
+    "INTERPOLATIONS",
+    "InputInterpolator",
+    "Model",
+    "NeuralField",
+    "Parameter",
+    "PhysicsField",
+    "ScalingLike",
+    "SecondOrderField",
+    "SolveCounter",
+    "SolverConfig",
+    "VectorField",
+    "hybrid",
+    "neural",
+    "numpy_interpolant",
+    "physics",
+    "raw_from_value",
+    "scaling_arrays",
+    "scaling_to_dict",
+    "second_order",
+    "solve",
+    "value_from_raw",
+]

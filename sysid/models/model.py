@@ -1,0 +1,371 @@
+"""The :class:`Model` that ``fit``, ``simulate`` and model files work with, and factory helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, final
+
+import pandas as pd
+import torch
+from torch import nn
+
+from sysid.errors import ConfigError
+from sysid.models.base import ScalingLike, VectorField, scaling_to_dict
+from sysid.models.composite import HybridField, SecondOrderField
+from sysid.models.interpolation import INTERPOLATIONS
+from sysid.models.neural import NeuralField
+from sysid.models.parameters import Parameter
+from sysid.models.physics import PhysicsField
+
+__all__ = ["Model", "neural", "physics", "hybrid", "second_order"]
+
+
+@final
+class Model(nn.Module):
+    """A complete vector field plus what a fit needs to know about the data it describes.
+
+    Parameters
+    ----------
+    field : VectorField
+        A complete field (``output_names == state_names``).
+    observed : sequence of str, optional
+        Measured states (default all). The others are latent: the fit engine estimates their
+        initial values per run; :func:`sysid.simulate` starts them from ``latent_initial``
+        unless given.
+    input_interpolation : {"zoh", "linear", "cubic"}
+        How measured inputs are turned into functions of time (see
+        :class:`~sysid.models.InputInterpolator`). Default "linear".
+    scaling : sysid.data.Scaling or mapping, optional
+        Per-variable mean/scale and a time scale used by neural terms (see :meth:`set_scaling`).
+    latent_initial : mapping, optional
+        Default initial value of each latent state (default 0).
+    metadata : mapping, optional
+        JSON-able notes carried into model files (data source, fit settings, ...).
+
+    Examples
+    --------
+    >>> m = neural(["x", "v"], width=8, depth=1, observed=["x"])
+    >>> m.latent_names
+    ('v',)
+    """
+
+    def __init__(
+        self,
+        field: VectorField,
+        *,
+        observed: Sequence[str] | None = None,
+        input_interpolation: str = "linear",
+        scaling: ScalingLike | Mapping[str, Any] | None = None,
+        latent_initial: Mapping[str, float] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(field, VectorField):
+            raise ConfigError(f"Model: field must be a sysid VectorField; got {type(field).__name__}.")
+        if field.output_names != field.state_names:
+            raise ConfigError(
+                f"Model: the field gives derivatives of {list(field.output_names)} only; a model needs all "
+                f"its states {list(field.state_names)} (wrap a partial term in HybridField or "
+                "SecondOrderField)."
+            )
+        self.field = field
+        states = field.state_names
+        if observed is None:
+            obs = states
+        else:
+            if isinstance(observed, str):
+                raise ConfigError(f"Model: observed must be a list of state names, not {observed!r}.")
+            unknown = [n for n in observed if n not in states]
+            if unknown or not list(observed):
+                raise ConfigError(
+                    f"Model: observed must be a non-empty subset of the states {list(states)}; "
+                    f"unknown {unknown}." if unknown else
+                    f"Model: observed is empty; at least one of {list(states)} must be measured."
+                )
+            obs = tuple(n for n in states if n in observed)
+        self.observed = obs
+        if input_interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"Model: input_interpolation must be one of {list(INTERPOLATIONS)}; got {input_interpolation!r}."
+            )
+        self.input_interpolation = input_interpolation
+        latent = self.latent_names
+        given = dict(latent_initial or {})
+        unknown = [n for n in given if n not in latent]
+        if unknown:
+            raise ConfigError(
+                f"Model: latent_initial names {unknown} are not latent states; latent states are {list(latent)}."
+            )
+        self.latent_initial = {n: float(given.get(n, 0.0)) for n in latent}
+        meta = dict(metadata or {})
+        try:
+            json.dumps(meta)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Model: metadata must be JSON-serialisable: {exc}.") from exc
+        self.metadata = meta
+        self.scaling: Any = None
+        if scaling is not None:
+            self.set_scaling(scaling)
+
+    # -- names ----------------------------------------------------------------------------------
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """All states, in the order of ``x``'s last axis."""
+        return self.field.state_names
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Inputs, in the order of ``u``'s last axis."""
+        return self.field.input_names
+
+    @property
+    def latent_names(self) -> tuple[str, ...]:
+        """States that are not measured."""
+        return tuple(n for n in self.field.state_names if n not in self.observed)
+
+    @property
+    def state_units(self) -> tuple[str, ...]:
+        """Units per state."""
+        return self.field.state_units
+
+    @property
+    def input_units(self) -> tuple[str, ...]:
+        """Units per input."""
+        return self.field.input_units
+
+    @property
+    def time_units(self) -> str:
+        """Units of time."""
+        return self.field.time_units
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the model's tensors (default dtype when it has none)."""
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.get_default_dtype()
+
+    # -- behaviour ------------------------------------------------------------------------------
+    def forward(self, t: torch.Tensor, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """``dx/dt = field(t, x, u)`` for ``x`` (B, S), ``u`` (B, I) or None, ``t`` 0-d or (B,)."""
+        return self.field(t, x, u)
+
+    def set_scaling(self, scaling: ScalingLike | Mapping[str, Any] | None) -> None:
+        """Store the scaling and give it to the field's neural terms (``None`` resets them)."""
+        if scaling is not None:
+            scaling_to_dict(scaling)  # validate early, with a clear message
+        self.field.set_scaling(scaling)
+        self.scaling = scaling
+
+    def physical_parameters(self) -> dict[str, torch.Tensor]:
+        """Constrained values of the named parameters."""
+        return self.field.physical_parameters()
+
+    def parameter_table(self) -> pd.DataFrame:
+        """Name, value, bounds, units and vary of each named parameter."""
+        return self.field.parameter_table()
+
+    def extra_repr(self) -> str:
+        return (f"states={list(self.state_names)}, inputs={list(self.input_names)}, "
+                f"observed={list(self.observed)}, input_interpolation={self.input_interpolation!r}")
+
+
+# -- factory helpers ------------------------------------------------------------------------------
+def _physics_field(system_or_fn: Any, parameters: Mapping[str, Parameter | float] | None,
+                   states: Sequence[str] | None, inputs: Sequence[str], free: Iterable[str] | None,
+                   values: Mapping[str, float] | None, outputs: Sequence[str] | None,
+                   units: dict[str, Any], dtype: torch.dtype | None) -> PhysicsField:
+    if callable(system_or_fn) and not isinstance(system_or_fn, str):
+        if parameters is None or states is None:
+            raise ConfigError(
+                "sysid.models: a physics function needs parameters={name: Parameter(...)} and states=[...]."
+            )
+        if free is not None or values is not None:
+            raise ConfigError(
+                "sysid.models: free= and values= apply to catalogue systems; for a function set "
+                "Parameter(value, vary=...) in parameters."
+            )
+        return PhysicsField(system_or_fn, parameters, states, inputs, outputs=outputs, dtype=dtype, **units)
+    if parameters is not None or states is not None or tuple(inputs):
+        raise ConfigError(
+            "sysid.models: a catalogue system brings its own parameters, states and inputs; choose "
+            "which parameters are free with free=[...] and their starting values with values={...}."
+        )
+    return PhysicsField.from_system(system_or_fn, free=free, values=values, dtype=dtype)
+
+
+def neural(
+    states: Sequence[str],
+    inputs: Sequence[str] = (),
+    *,
+    width: int = 64,
+    depth: int = 2,
+    activation: str = "tanh",
+    time_dependent: bool = False,
+    seed: int = 0,
+    observed: Sequence[str] | None = None,
+    input_interpolation: str = "linear",
+    scaling: ScalingLike | Mapping[str, Any] | None = None,
+    state_units: Sequence[str] | Mapping[str, str] | None = None,
+    input_units: Sequence[str] | Mapping[str, str] | None = None,
+    time_units: str = "",
+    metadata: Mapping[str, Any] | None = None,
+) -> Model:
+    """A black-box model: a :class:`NeuralField` over ``states`` (reading ``inputs``).
+
+    Examples
+    --------
+    >>> neural(["x", "y"], width=16).state_names
+    ('x', 'y')
+    """
+    field = NeuralField(states, inputs, width=width, depth=depth, activation=activation,
+                        time_dependent=time_dependent, seed=seed, state_units=state_units,
+                        input_units=input_units, time_units=time_units)
+    return Model(field, observed=observed, input_interpolation=input_interpolation, scaling=scaling,
+                 metadata=metadata)
+
+
+def physics(
+    system_or_fn: Any,
+    parameters: Mapping[str, Parameter | float] | None = None,
+    states: Sequence[str] | None = None,
+    inputs: Sequence[str] = (),
+    *,
+    free: Iterable[str] | None = None,
+    values: Mapping[str, float] | None = None,
+    observed: Sequence[str] | None = None,
+    input_interpolation: str = "linear",
+    state_units: Sequence[str] | Mapping[str, str] | None = None,
+    input_units: Sequence[str] | Mapping[str, str] | None = None,
+    time_units: str = "",
+    dtype: torch.dtype | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Model:
+    """A grey-box model from a catalogue system (or its name) or a right-hand-side function.
+
+    Parameters
+    ----------
+    system_or_fn : sysid.systems.System, str or callable
+        A catalogue system (all parameters free unless ``free`` lists some; ``values`` replaces
+        defaults), or ``fn(t, x, u, p, xp)`` with ``parameters`` and ``states`` (and ``inputs``).
+
+    Examples
+    --------
+    >>> def decay(t, x, u, p, xp):
+    ...     return xp.stack([-p["k"] * x[..., 0]])
+    >>> physics(decay, {"k": Parameter(0.3, bounds=(0, 5), units="1/s")}, ["c"]).parameter_table()["units"][0]
+    '1/s'
+    """
+    units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
+    field = _physics_field(system_or_fn, parameters, states, inputs, free, values, None, units, dtype)
+    return Model(field, observed=observed, input_interpolation=input_interpolation, metadata=metadata)
+
+
+def hybrid(
+    system_or_fn: Any,
+    parameters: Mapping[str, Parameter | float] | None = None,
+    states: Sequence[str] | None = None,
+    inputs: Sequence[str] = (),
+    *,
+    free: Iterable[str] | None = None,
+    values: Mapping[str, float] | None = None,
+    neural_states: Sequence[str] | None = None,
+    neural_inputs: Sequence[str] | None = None,
+    width: int = 32,
+    depth: int = 2,
+    activation: str = "tanh",
+    time_dependent: bool = False,
+    seed: int = 0,
+    observed: Sequence[str] | None = None,
+    input_interpolation: str = "linear",
+    scaling: ScalingLike | Mapping[str, Any] | None = None,
+    state_units: Sequence[str] | Mapping[str, str] | None = None,
+    input_units: Sequence[str] | Mapping[str, str] | None = None,
+    time_units: str = "",
+    dtype: torch.dtype | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Model:
+    """Physics (as in :func:`physics`) plus a neural correction on ``neural_states`` (default all).
+
+    ``neural_inputs`` selects the inputs the network reads (default all of the physics inputs).
+    """
+    units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
+    phys = _physics_field(system_or_fn, parameters, states, inputs, free, values, None, units, dtype)
+    n_inputs = phys.input_names if neural_inputs is None else tuple(neural_inputs)
+    unknown = [n for n in n_inputs if n not in phys.input_names]
+    if unknown:
+        raise ConfigError(f"hybrid: neural_inputs {unknown} are not inputs of the physics term {list(phys.input_names)}.")
+    net = NeuralField(phys.state_names, n_inputs, outputs=neural_states, width=width, depth=depth,
+                      activation=activation, time_dependent=time_dependent, seed=seed,
+                      state_units=phys.state_units,
+                      input_units=[phys.input_units[phys.input_names.index(n)] for n in n_inputs],
+                      time_units=phys.time_units)
+    if dtype is not None:
+        net = net.to(dtype)
+    field = HybridField(phys, net, neural_states)
+    return Model(field, observed=observed, input_interpolation=input_interpolation, scaling=scaling,
+                 metadata=metadata)
+
+
+def second_order(
+    positions: Sequence[str],
+    velocities: Sequence[str],
+    *,
+    acceleration: Callable[..., Any] | None = None,
+    parameters: Mapping[str, Parameter | float] | None = None,
+    inputs: Sequence[str] = (),
+    neural: bool | None = None,
+    width: int = 32,
+    depth: int = 2,
+    activation: str = "tanh",
+    time_dependent: bool = False,
+    seed: int = 0,
+    observed: Sequence[str] | None = None,
+    input_interpolation: str = "linear",
+    scaling: ScalingLike | Mapping[str, Any] | None = None,
+    state_units: Sequence[str] | Mapping[str, str] | None = None,
+    input_units: Sequence[str] | Mapping[str, str] | None = None,
+    time_units: str = "",
+    dtype: torch.dtype | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Model:
+    """A mechanical model ``dq/dt = v``, ``dv/dt = a(t, q, v, u)``.
+
+    The acceleration is ``acceleration(t, x, u, p, xp)`` (returning one entry per velocity, with
+    ``x = [q..., v...]``) with ``parameters``; a neural network (``neural=True``, the default when
+    no function is given); or both summed (a hybrid acceleration).
+
+    Examples
+    --------
+    >>> def spring(t, x, u, p, xp):
+    ...     return xp.stack([-p["k"] * x[..., 0]])
+    >>> m = second_order(["q"], ["v"], acceleration=spring, parameters={"k": 4.0})
+    >>> m(torch.tensor(0.0), torch.tensor([[1.0, 0.5]])).tolist()
+    [[0.5, -4.0]]
+    """
+    states = tuple(positions) + tuple(velocities)
+    use_net = acceleration is None if neural is None else bool(neural)
+    if acceleration is None and not use_net:
+        raise ConfigError("second_order: give an acceleration function, neural=True, or both.")
+    units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
+    phys = None
+    if acceleration is not None:
+        if parameters is None:
+            raise ConfigError("second_order: an acceleration function needs parameters={name: Parameter(...)}.")
+        phys = PhysicsField(acceleration, parameters, states, inputs, outputs=velocities, dtype=dtype, **units)
+    net = None
+    if use_net:
+        net = NeuralField(states, inputs, outputs=velocities, width=width, depth=depth,
+                          activation=activation, time_dependent=time_dependent, seed=seed, **units)
+        if dtype is not None:
+            net = net.to(dtype)
+    acc: VectorField
+    if phys is not None and net is not None:
+        acc = HybridField(phys, net)
+    else:
+        acc = phys if phys is not None else net  # type: ignore[assignment]
+    field = SecondOrderField(acc, positions, velocities)
+    return Model(field, observed=observed, input_interpolation=input_interpolation, scaling=scaling,
+                 metadata=metadata)

@@ -1,0 +1,229 @@
+"""A multilayer-perceptron vector field that works in normalised variables, in user units outside."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, final
+
+import numpy as np
+import torch
+from torch import nn
+
+from sysid.errors import ConfigError
+from sysid.models.base import NumpyField, ScalingLike, VectorField, scaling_arrays
+
+__all__ = ["NeuralField", "ACTIVATIONS"]
+
+
+def _np_softplus(z: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, z)
+
+
+def _np_sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _np_silu(z: np.ndarray) -> np.ndarray:
+    return z * _np_sigmoid(z)
+
+
+def _np_elu(z: np.ndarray) -> np.ndarray:
+    return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+
+
+def _np_gelu(z: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))
+
+
+# name -> (torch function, numpy function)
+ACTIVATIONS: dict[str, tuple[Any, Any]] = {
+    "tanh": (torch.tanh, np.tanh),
+    "relu": (torch.relu, lambda z: np.maximum(z, 0.0)),
+    "softplus": (nn.functional.softplus, _np_softplus),
+    "sigmoid": (torch.sigmoid, _np_sigmoid),
+    "silu": (nn.functional.silu, _np_silu),
+    "elu": (nn.functional.elu, _np_elu),
+    "gelu": (nn.functional.gelu, _np_gelu),
+}
+
+# The last layer starts this much smaller than a Glorot-initialised layer, so an untrained network
+# is a gentle perturbation (a hybrid model starts close to its physics term, a neural ODE close to
+# dx/dt = 0) instead of a random field that can make the first solves stiff.
+_LAST_LAYER_GAIN = 0.1
+
+
+@final
+class NeuralField(VectorField):
+    """MLP vector field ``dx/dt = net((x - mean)/scale, (u - mean)/scale, t/time_scale) * scale/time_scale``.
+
+    Parameters
+    ----------
+    states : sequence of str
+        State names (the network reads all of them).
+    inputs : sequence of str, optional
+        Input names the network reads; empty (default) for an autonomous field without inputs.
+    outputs : sequence of str, optional
+        States whose derivatives the network produces (default all). A subset makes a partial term
+        for :class:`~sysid.models.HybridField` (``neural_states``).
+    width, depth : int
+        Hidden units per layer (>= 1) and number of hidden layers (>= 0; 0 is a linear field).
+    activation : str
+        One of ``ACTIVATIONS``: tanh (default), relu, softplus, sigmoid, silu, elu, gelu.
+    time_dependent : bool
+        Whether the network also reads ``t / time_scale`` (a non-autonomous field).
+    seed : int
+        Seed of the weight initialisation (a private generator; global RNG state is untouched).
+    state_units, input_units, time_units
+        Units (one string per name, or a mapping name -> units).
+
+    Notes
+    -----
+    The normalisation (state/input means and scales, time scale) lives in buffers, so it is saved
+    and loaded with the weights. Until :meth:`set_scaling` is called it is the identity.
+    Weights are Glorot-uniform with zero biases; the last layer is scaled by 0.1.
+
+    Examples
+    --------
+    >>> f = NeuralField(["x", "v"], width=8, depth=1)
+    >>> f(torch.tensor(0.0), torch.zeros(3, 2)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(
+        self,
+        states: Sequence[str],
+        inputs: Sequence[str] = (),
+        *,
+        outputs: Sequence[str] | None = None,
+        width: int = 64,
+        depth: int = 2,
+        activation: str = "tanh",
+        time_dependent: bool = False,
+        seed: int = 0,
+        state_units: Sequence[str] | Mapping[str, str] | None = None,
+        input_units: Sequence[str] | Mapping[str, str] | None = None,
+        time_units: str = "",
+    ) -> None:
+        super().__init__()
+        self._init_names("NeuralField", states, inputs, outputs, state_units, input_units, time_units)
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ConfigError(f"NeuralField: width must be an integer >= 1; got {width!r}.")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ConfigError(f"NeuralField: depth must be an integer >= 0; got {depth!r}.")
+        if activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"NeuralField: unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}."
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"NeuralField: seed must be an integer; got {seed!r}.")
+        self.width = width
+        self.depth = depth
+        self.activation = activation
+        self.time_dependent = bool(time_dependent)
+        self.seed = seed
+        n_s, n_i, n_o = len(self.state_names), len(self.input_names), len(self.output_names)
+        sizes = [n_s + n_i + int(self.time_dependent)] + [width] * depth + [n_o]
+        gen = torch.Generator().manual_seed(seed)
+        layers = []
+        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layer = nn.Linear(fan_in, fan_out)
+            bound = math.sqrt(6.0 / (fan_in + fan_out))
+            if k == len(sizes) - 2:
+                bound *= _LAST_LAYER_GAIN
+            with torch.no_grad():
+                layer.weight.copy_((torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound)
+                layer.bias.zero_()
+            layers.append(layer)
+        self.layers = nn.ModuleList(layers)
+        self._act = ACTIVATIONS[activation][0]
+        out_idx = [self.state_names.index(n) for n in self.output_names]
+        self.register_buffer("x_mean", torch.zeros(n_s))
+        self.register_buffer("x_scale", torch.ones(n_s))
+        self.register_buffer("u_mean", torch.zeros(n_i))
+        self.register_buffer("u_scale", torch.ones(n_i))
+        self.register_buffer("time_scale", torch.ones(()))
+        self.register_buffer("_out_idx", torch.tensor(out_idx, dtype=torch.long), persistent=False)
+
+    def set_scaling(self, scaling: ScalingLike | Mapping[str, Any] | None) -> None:
+        """Normalise with a :class:`sysid.data.Scaling` (or its dict); ``None`` resets to identity."""
+        with torch.no_grad():
+            if scaling is None:
+                self.x_mean.zero_()
+                self.x_scale.fill_(1.0)
+                self.u_mean.zero_()
+                self.u_scale.fill_(1.0)
+                self.time_scale.fill_(1.0)
+                return
+            xm, xs, ts = scaling_arrays(scaling, self.state_names, "NeuralField.set_scaling")
+            self.x_mean.copy_(torch.as_tensor(xm))
+            self.x_scale.copy_(torch.as_tensor(xs))
+            if self.input_names:
+                um, us, _ = scaling_arrays(scaling, self.input_names, "NeuralField.set_scaling")
+                self.u_mean.copy_(torch.as_tensor(um))
+                self.u_scale.copy_(torch.as_tensor(us))
+            self.time_scale.fill_(ts)
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """Derivatives of ``output_names`` for ``x`` (B, S), ``u`` (B, I), ``t`` 0-d or (B,)."""
+        self._check_xu(x, u)
+        parts = [(x - self.x_mean) / self.x_scale]
+        if self.input_names:
+            parts.append((u - self.u_mean) / self.u_scale)  # type: ignore[operator]
+        if self.time_dependent:
+            tt = torch.as_tensor(t, dtype=x.dtype, device=x.device) / self.time_scale
+            parts.append(tt.reshape(-1, 1).expand(*x.shape[:-1], 1) if tt.ndim else
+                         tt.expand(*x.shape[:-1], 1))
+        h = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        for layer in self.layers[:-1]:
+            h = self._act(layer(h))
+        out = self.layers[-1](h)
+        return out * (self.x_scale[self._out_idx] / self.time_scale)
+
+    def numpy_function(self) -> NumpyField:
+        """Pure-NumPy float64 copy of :meth:`forward`."""
+        weights = [(layer.weight.detach().cpu().double().numpy().copy(),
+                    layer.bias.detach().cpu().double().numpy().copy()) for layer in self.layers]
+        act = ACTIVATIONS[self.activation][1]
+        xm = self.x_mean.detach().cpu().double().numpy().copy()
+        xs = self.x_scale.detach().cpu().double().numpy().copy()
+        um = self.u_mean.detach().cpu().double().numpy().copy()
+        us = self.u_scale.detach().cpu().double().numpy().copy()
+        ts = float(self.time_scale)
+        out_scale = xs[self._out_idx.numpy()] / ts
+        has_u = bool(self.input_names)
+        time_dep = self.time_dependent
+
+        def f(t: Any, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+            parts = [(x - xm) / xs]
+            if has_u:
+                parts.append((np.asarray(u, dtype=float) - um) / us)
+            if time_dep:
+                tt = np.asarray(t, dtype=float) / ts
+                parts.append(np.broadcast_to(tt.reshape(-1, 1) if tt.ndim else tt, (*x.shape[:-1], 1)))
+            h = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+            for w, b in weights[:-1]:
+                h = act(h @ w.T + b)
+            w, b = weights[-1]
+            return (h @ w.T + b) * out_scale
+
+        return f
+
+    def spec(self) -> dict[str, Any]:
+        """Structure for model files."""
+        return {
+            "type": "NeuralField",
+            "states": list(self.state_names),
+            "inputs": list(self.input_names),
+            "outputs": list(self.output_names),
+            "width": self.width,
+            "depth": self.depth,
+            "activation": self.activation,
+            "time_dependent": self.time_dependent,
+            "seed": self.seed,
+            "state_units": list(self.state_units),
+            "input_units": list(self.input_units),
+            "time_units": self.time_units,
+        }
