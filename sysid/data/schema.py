@@ -77,6 +77,11 @@ def from_arrays(
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise DataError(f"from_arrays: names {dup} are given more than once in states/inputs.")
+    reserved = [n for n in names if n in (TRAJ, OBS, TIME)]
+    if reserved:
+        raise DataError(
+            f"from_arrays: variables may not be named {reserved} (reserved by the schema); rename them."
+        )
     missing = [n for n in names if n not in values]
     if missing:
         raise DataError(f"from_arrays: no values for {missing}; values has {sorted(values)}.")

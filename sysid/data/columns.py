@@ -1,0 +1,262 @@
+"""Columns of a table: headers with units, finding a column by name, cells to numbers or times.
+
+Used by :func:`sysid.data.load_csv` and :func:`sysid.data.from_dataframe`; the helpers raise
+:class:`~sysid.errors.DataError` with the column and rows as the user sees them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sysid.errors import ConfigError, DataError
+
+# "x [m]" always carries units; "x (m)" only with a space before the parenthesis, so that a
+# column named "f(x)" keeps its name.
+_BRACKET = re.compile(r"^(?P<name>.*?)\s*\[(?P<units>[^\[\]]*)\]$")
+_PAREN = re.compile(r"^(?P<name>.*?\S)\s+\((?P<units>[^()]*)\)$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?(\d+,\d*|\d*,\d+)([eE][+-]?\d+)?$")
+
+#: Cells read as missing (NaN) unless the user declares more with ``missing_values``.
+DEFAULT_MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "NULL")
+
+#: Durations that datetime time columns may be expressed in (Julian year = 365.25 days).
+TIME_UNITS = {
+    "seconds": 1.0, "second": 1.0, "s": 1.0,
+    "minutes": 60.0, "minute": 60.0, "min": 60.0,
+    "hours": 3600.0, "hour": 3600.0, "h": 3600.0,
+    "days": 86400.0, "day": 86400.0, "d": 86400.0,
+    "years": 365.25 * 86400.0, "year": 365.25 * 86400.0,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Column:
+    """One column of a table: header as written, bare name, units parsed from the header."""
+
+    header: str
+    name: str
+    units: str
+    position: int
+
+
+def parse_header(header: object, position: int) -> Column:
+    """Split a header into a bare name and units: ``"x [m]"`` and ``"x (m)"`` give ``("x", "m")``.
+
+    Examples
+    --------
+    >>> parse_header(" x [m] ", 0).name, parse_header("x (m)", 0).units
+    ('x', 'm')
+    """
+    text = str(header).replace("\ufeff", "").strip()
+    for pattern in (_BRACKET, _PAREN):
+        m = pattern.match(text)
+        if m and m.group("name").strip():
+            return Column(header=text, name=m.group("name").strip(), units=m.group("units").strip(),
+                          position=position)
+    return Column(header=text, name=text, units="", position=position)
+
+
+def parse_headers(headers: Sequence[object], *, context: str) -> list[Column]:
+    """Parse all headers; duplicates are an error (pandas would rename them ``x.1`` silently)."""
+    cols = [parse_header(h, i) for i, h in enumerate(headers)]
+    seen: dict[str, int] = {}
+    for c in cols:
+        if c.header and c.header in seen:
+            raise DataError(
+                f"{context}: column {c.header!r} appears twice (columns {seen[c.header] + 1} and "
+                f"{c.position + 1}); rename one so each column has its own header."
+            )
+        seen[c.header] = c.position
+    return cols
+
+
+def find_column(cols: Sequence[Column], wanted: str, *, role: str, context: str) -> Column:
+    """The column the user means by ``wanted``: its full header, or its name without units.
+
+    Raises
+    ------
+    DataError
+        When no column matches (listing the columns and the closest names) or the bare name is
+        ambiguous.
+    """
+    wanted = str(wanted).strip()
+    exact = [c for c in cols if c.header == wanted]
+    if exact:
+        return exact[0]
+    bare = parse_header(wanted, 0).name
+    hits = [c for c in cols if c.header and (c.name == wanted or c.name == bare)]
+    if len(hits) == 1:
+        return hits[0]
+    headers = [c.header for c in cols]
+    if len(hits) > 1:
+        raise DataError(
+            f"{context}: {wanted!r} (in {role}=) matches several columns {[c.header for c in hits]}; "
+            "give the full header with its units."
+        )
+    names = headers + [c.name for c in cols if c.name != c.header]
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    one = [c for c in cols if c.header]
+    if len(one) == 1:
+        for d in (";", "\t", ",", "|"):
+            if d in one[0].header:
+                hint += (f" The file has a single column {one[0].header!r}: it looks {d!r}-delimited; "
+                         f"pass sep={d!r} (or sep=None to detect it).")
+                break
+    raise DataError(f"{context}: column {wanted!r} (in {role}=) not found; columns are {headers}.{hint}")
+
+
+def _show(labels: Sequence[str], cells: Sequence[str], limit: int = 3) -> str:
+    parts = [f"{lab} {cell!r}" for lab, cell in zip(labels[:limit], cells[:limit], strict=False)]
+    more = f" (and {len(labels) - limit} more)" if len(labels) > limit else ""
+    return ", ".join(parts) + more
+
+
+def to_float(
+    cells: pd.Series,
+    *,
+    column: str,
+    context: str,
+    label: Callable[[np.ndarray], list[str]],
+    decimal: str = ".",
+    missing: Sequence[str] = DEFAULT_MISSING,
+) -> np.ndarray:
+    """Cells (strings or numbers) to float64; missing markers become NaN; anything else is an error.
+
+    Parameters
+    ----------
+    cells : pandas.Series
+        One column's cells.
+    column : str
+        The column's header, for messages.
+    context : str
+        Message prefix (function and file).
+    label : callable
+        Maps an integer array of 0-based positions to the user's row names.
+    decimal : str
+        Decimal mark of the file ("." or ",").
+    missing : sequence of str
+        Cell texts that mean "no measurement".
+    """
+    if pd.api.types.is_bool_dtype(cells.dtype):
+        raise DataError(f"{context}: column {column!r} holds booleans; expected numbers.")
+    if pd.api.types.is_numeric_dtype(cells.dtype):
+        return np.asarray(cells, dtype=np.float64)
+    if pd.api.types.is_datetime64_any_dtype(cells.dtype):
+        raise DataError(f"{context}: column {column!r} holds dates; only the time column may.")
+    text = cells.astype(object).map(lambda c: "" if c is None or (isinstance(c, float) and np.isnan(c))
+                                    else str(c).strip())
+    is_missing = text.isin(list(missing)).to_numpy()
+    norm = text.where(~is_missing, "nan")
+    if decimal != ".":
+        norm = norm.str.replace(decimal, ".", regex=False)
+    arr = norm.to_numpy(dtype=str)
+    try:
+        return arr.astype(np.float64)
+    except ValueError:
+        pass
+    bad = []
+    for i, cell in enumerate(arr):
+        try:
+            float(cell)
+        except ValueError:
+            bad.append(i)
+    bad_idx = np.asarray(bad, dtype=int)
+    raw = [str(text.iloc[i]) for i in bad_idx]
+    labels = label(bad_idx)
+    if decimal == "." and _DECIMAL_COMMA.match(raw[0]):
+        raise DataError(
+            f"{context}: column {column!r} has {raw[0]!r} at {labels[0]}, which looks like a decimal "
+            "comma; pass decimal=',' (and a delimiter other than ',', e.g. sep=';')."
+        )
+    markers = sorted(set(raw))[:4]
+    raise DataError(
+        f"{context}: column {column!r} must hold numbers; it has {_show(labels, raw)}. Fix these cells, "
+        f"or declare them as missing with missing_values={markers!r}."
+    )
+
+
+def is_datetime_like(cells: pd.Series, missing: Sequence[str]) -> bool:
+    """True when every non-missing cell is a date or date-time (ISO 8601) or the dtype is datetime."""
+    if pd.api.types.is_datetime64_any_dtype(cells.dtype):
+        return True
+    if pd.api.types.is_numeric_dtype(cells.dtype):
+        return False
+    text = cells.astype(object).map(lambda c: "" if c is None else str(c).strip())
+    text = text[~text.isin(list(missing))]
+    if text.empty or not text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+        return False
+    return bool(_parse_dates(text).notna().all())
+
+
+def _parse_dates(text: pd.Series) -> pd.Series:
+    try:
+        out = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    except (ValueError, TypeError):
+        out = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    if getattr(out.dt, "tz", None) is not None:
+        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out
+
+
+def dates_to_ns(
+    cells: pd.Series, *, column: str, context: str, label: Callable[[np.ndarray], list[str]],
+    missing: Sequence[str],
+) -> np.ndarray:
+    """Dates/datetimes to int64 nanoseconds since the epoch (UTC for zone-aware input)."""
+    if pd.api.types.is_datetime64_any_dtype(cells.dtype):
+        ts = pd.Series(cells)
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    else:
+        text = cells.astype(object).map(lambda c: "" if c is None else str(c).strip())
+        ts = _parse_dates(text.where(~text.isin(list(missing)), None))
+    bad = ts.isna().to_numpy()
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise DataError(
+            f"{context}: time must be a finite number; column {column!r} has no time at "
+            f"{label(idx)[0]}. Fill in the time or remove the row."
+        )
+    return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def time_unit_seconds(units: str, *, context: str) -> float:
+    """Seconds per unit for the durations datetimes may be expressed in."""
+    key = units.strip().lower()
+    if key not in TIME_UNITS:
+        raise ConfigError(
+            f"{context}: time units {units!r} for a date column must be one of "
+            f"{sorted(set(TIME_UNITS))}."
+        )
+    return TIME_UNITS[key]
+
+
+def canonical_time_unit(units: str) -> str:
+    """The plural long form of a duration unit ("d" -> "days")."""
+    key = units.strip().lower()
+    for long in ("seconds", "minutes", "hours", "days", "years"):
+        if TIME_UNITS[key] == TIME_UNITS[long]:
+            return long
+    return key
+
+
+__all__ = [
+    "Column",
+    "DEFAULT_MISSING",
+    "TIME_UNITS",
+    "parse_header",
+    "parse_headers",
+    "find_column",
+    "to_float",
+    "is_datetime_like",
+    "dates_to_ns",
+    "time_unit_seconds",
+    "canonical_time_unit",
+]

@@ -1,0 +1,194 @@
+"""Trajectory datasets on disk: netCDF and zarr (through xarray) and long-format CSV export.
+
+Writes are atomic: the data go to a temporary path in the target's folder, are flushed to disk,
+and replace the target with :func:`os.replace`, so a crash never leaves a half-written file
+under the final name. An existing target is replaced only with ``overwrite=True``.
+
+Reads pass ``decode_times=False`` and ``decode_timedelta=False``: time is float64 in the units
+of its ``units`` attribute (``"days"`` would otherwise decode to timedeltas an ODE cannot use).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from sysid.data.schema import TIME, TRAJ, input_names, run_ids, run_length, state_names
+from sysid.data.validate import validate
+from sysid.errors import DataError
+
+_NETCDF = (".nc", ".nc4", ".netcdf")
+_ZARR = (".zarr",)
+
+
+def _normalise(ds: xr.Dataset) -> xr.Dataset:
+    """Run ids as Python str (object dtype, as from_arrays builds them); no backend encodings."""
+    ds = ds.assign_coords({TRAJ: np.array([str(r) for r in ds[TRAJ].values], dtype=object)})
+    return ds.drop_encoding()
+
+
+def _open(path: str | os.PathLike, func: str, opener: Callable[[str], xr.Dataset], kind: str) -> xr.Dataset:
+    shown = os.fspath(path)
+    if not Path(shown).exists():
+        raise DataError(f"{func}: file not found: {shown}. Check the path and the working folder.")
+    try:
+        with opener(shown) as ds:
+            ds = ds.load()
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{func}: {shown} could not be read as {kind} ({type(exc).__name__}: {exc}).") from None
+    ds = _normalise(ds)
+    return validate(ds, where=f"{func}: {shown}")
+
+
+def load_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """Load a trajectory dataset from netCDF (engine ``netcdf4``) and validate it.
+
+    Raises
+    ------
+    DataError
+        Missing file, a file that is not netCDF, or a dataset outside the schema (naming the file).
+    """
+    return _open(path, "load_netcdf", lambda p: xr.open_dataset(
+        p, engine="netcdf4", decode_times=False, decode_timedelta=False), "netCDF")
+
+
+def load_zarr(path: str | os.PathLike) -> xr.Dataset:
+    """Load a trajectory dataset from a zarr store and validate it."""
+    return _open(path, "load_zarr", lambda p: xr.open_zarr(
+        p, consolidated=False, decode_times=False, decode_timedelta=False), "zarr")
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _check_target(path: Path, func: str, overwrite: bool) -> None:
+    if not path.parent.is_dir():
+        raise DataError(f"{func}: folder {path.parent} does not exist; create it first.")
+    if path.exists() and not overwrite:
+        raise DataError(f"{func}: {path} exists; pass overwrite=True to replace it, or choose another name.")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` onto ``path``; a folder target is moved aside first and removed after."""
+    if path.is_dir():
+        old = _temp_beside(path)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a trajectory dataset to netCDF (``.nc``, engine netcdf4) or zarr (``.zarr``), atomically.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset in the trajectory schema.
+    path : path
+        Target file (``.nc``/``.nc4``/``.netcdf``) or store (``.zarr``).
+    overwrite : bool
+        Replace an existing target (default: refuse).
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+
+    Examples
+    --------
+    >>> import numpy as np, pathlib, tempfile
+    >>> from sysid.data import from_arrays, load_netcdf
+    >>> ds = from_arrays([np.array([0.0, 1.0])], {"x": [np.array([1.0, 2.0])]}, states=["x"])
+    >>> p = save(ds, pathlib.Path(tempfile.mkdtemp()) / "ds.nc")
+    >>> load_netcdf(p).identical(ds)
+    True
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _NETCDF + _ZARR:
+        raise DataError(f"save: {path} has suffix {suffix!r}; use .nc for netCDF or .zarr for zarr "
+                        "(to_csv writes CSV).")
+    _check_target(path, "save", overwrite)
+    out = _normalise(ds)
+    tmp = _temp_beside(path)
+    try:
+        if suffix in _NETCDF:
+            out.to_netcdf(tmp, engine="netcdf4")
+            _fsync(tmp)
+        else:
+            out.to_zarr(tmp, mode="w-", consolidated=False)
+        _replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _header(name: str, units: str) -> str:
+    if not units:
+        return name
+    if "[" in units or "]" in units:
+        if "(" in units or ")" in units:
+            raise DataError(f"to_csv: units {units!r} of {name!r} contain both brackets and parentheses "
+                            "and cannot be written in a header that reads back.")
+        return f"{name} ({units})"
+    return f"{name} [{units}]"
+
+
+def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a trajectory dataset as long-format CSV, atomically.
+
+    Columns: ``trajectory``, ``time [units]``, then states and inputs as ``name [units]``;
+    one row per sample (padding left out); missing values are empty cells; numbers are written
+    as the shortest text that reads back to the same float64. Read it back with
+    ``load_csv(path, time="time", states=..., inputs=..., trajectory="trajectory")``. The time
+    origin and long names are not part of the CSV.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    path = Path(path)
+    _check_target(path, "to_csv", overwrite)
+    names = state_names(ds) + input_names(ds)
+    head = ["trajectory", _header(TIME, str(ds[TIME].attrs.get("units", "")))]
+    head += [_header(n, str(ds[n].attrs.get("units", ""))) for n in names]
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(head)
+            for rid in run_ids(ds):
+                n = run_length(ds, rid)
+                one = ds.sel({TRAJ: rid})
+                cols = [one[TIME].values[:n]] + [one[v].values[:n] for v in names]
+                for k in range(n):
+                    writer.writerow([rid] + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+__all__ = ["load_netcdf", "load_zarr", "save", "to_csv"]

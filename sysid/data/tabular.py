@@ -1,0 +1,533 @@
+"""Tables into the trajectory schema: :func:`load_csv` and :func:`from_dataframe`.
+
+Both read the table's cells themselves (pandas reads every cell as text) so that nothing is
+guessed silently: non-numeric cells, infinities, decimal commas, unsorted or repeated times and
+duplicate headers are errors naming the file, column, run and row (1-based as a spreadsheet
+counts: the header is row 1, the first data row is row 2).
+
+Time: a numeric time column is kept exactly as given (a ``year`` column reads 1900 ... 1920).
+A column of ISO 8601 dates or date-times becomes float64 time since the earliest timestamp of
+the whole table (one origin for all runs, so runs keep their relative timing); the time
+coordinate then carries ``origin`` (ISO text) and ``units`` ("days" when every timestamp is a
+midnight, else "seconds"; choose others with ``units={<time column>: "hours"}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sysid.data.columns import (
+    DEFAULT_MISSING,
+    canonical_time_unit,
+    dates_to_ns,
+    find_column,
+    is_datetime_like,
+    parse_headers,
+    time_unit_seconds,
+    to_float,
+)
+from sysid.data.schema import OBS, TIME, TRAJ, from_arrays
+from sysid.data.validate import (
+    check_run_length,
+    check_run_time,
+    fmt,
+    sampling_attrs,
+    validate,
+    warn_constant,
+)
+from sysid.errors import ConfigError, DataError
+
+_RESERVED = (TIME, TRAJ, OBS)
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Options:
+    func: str
+    time: str
+    states: tuple[str, ...]
+    inputs: tuple[str, ...]
+    trajectory: tuple[str, ...]
+    units: dict[str, str]
+    decimal: str
+    missing: tuple[str, ...]
+    sort: bool
+    drop_duplicates: bool
+    min_samples: int
+
+
+@dataclass(kw_only=True)
+class _Part:
+    """One table (a file or a DataFrame) with its cells, headers and row labels."""
+
+    label: str
+    headers: list[str]
+    frame: pd.DataFrame  # columns by position
+    rows: np.ndarray  # user-facing row labels, one per data row
+    row_word: str = "row"
+    run_id: str = "run0"
+    sha256: str | None = None
+    extracted: dict[str, object] = field(default_factory=dict)
+
+    def labels(self, idx: np.ndarray) -> list[str]:
+        return [f"{self.row_word} {self.rows[i]}" for i in np.asarray(idx, dtype=int)]
+
+
+def _sniff(text: str) -> str:
+    """The delimiter that splits the first lines into the same number (> 1) of fields."""
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    if not lines:
+        return ","
+    best, best_n = None, 1
+    for d in _DELIMITERS:
+        counts = [len(next(csv.reader([ln], delimiter=d))) for ln in lines]
+        if counts[0] > best_n and all(c == counts[0] for c in counts):
+            best, best_n = d, counts[0]
+    if best is not None:
+        return best
+    head = {d: len(next(csv.reader([lines[0]], delimiter=d))) for d in _DELIMITERS}
+    d = max(_DELIMITERS, key=lambda k: head[k])
+    if head[d] > 1:
+        return d
+    words = [len(ln.split()) for ln in lines]
+    if words[0] > 1 and all(w == words[0] for w in words):
+        return r"\s+"
+    return ","
+
+
+def _decode(data: bytes, *, path: str, encoding: str | None) -> str:
+    enc = encoding or "utf-8-sig"
+    try:
+        text = data.decode(enc)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"load_csv: {path} is not valid {enc} text (byte 0x{data[exc.start]:02x} on line {line}); "
+            "pass the file's encoding, e.g. encoding='latin-1' or encoding='cp1252'."
+        ) from None
+    except LookupError:
+        raise ConfigError(f"load_csv: unknown encoding {encoding!r}.") from None
+    return text.lstrip("\ufeff")
+
+
+def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encoding: str | None) -> _Part:
+    ctx = f"load_csv: {shown}"
+    if not path.exists():
+        raise DataError(f"load_csv: file not found: {shown}. Check the path and the working folder.")
+    if path.is_dir():
+        raise DataError(f"load_csv: {shown} is a folder; pass a file, a list of files or a glob like "
+                        f"'{shown}/*.csv'.")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(f"{ctx}: the file is empty; expected a header row and data rows.")
+    text = _decode(data, path=shown, encoding=encoding)
+    delim = _sniff(text) if sep is None else sep
+    if delim == decimal:
+        raise ConfigError(f"{ctx}: sep and decimal are both {decimal!r}; a decimal-comma file needs "
+                          "another delimiter such as sep=';'.")
+    try:
+        raw = pd.read_csv(io.StringIO(text), sep=delim, header=None, dtype=str, keep_default_na=False,
+                          na_filter=False, skip_blank_lines=False,
+                          engine="python" if len(delim) > 1 else "c")
+    except pd.errors.ParserError as exc:
+        hint = (" If the numbers use decimal commas, the delimiter must be another character, "
+                "e.g. sep=';' with decimal=','." if delim == "," else "")
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        what = (f"row {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)}" if m
+                else str(exc).strip())
+        raise DataError(f"{ctx}: rows do not all have the header's number of fields: {what}.{hint}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{ctx}: the file is empty; expected a header row and data rows.") from None
+    raw = raw.fillna("")
+    lines = np.arange(1, len(raw) + 1)
+    headers = [str(h) for h in raw.iloc[0]]
+    if not any(h.strip() for h in headers):
+        raise DataError(f"{ctx}: the first line is empty; the file must start with a header row.")
+    body = raw.iloc[1:]
+    filled = (body.apply(lambda col: col.str.strip()) != "").any(axis=1).to_numpy()
+    body, rows = body.loc[filled], lines[1:][filled]
+    if body.empty:
+        raise DataError(f"{ctx}: the file has a header row ({headers}) but no data rows.")
+    numeric = 0
+    for h in headers:
+        try:
+            float(h.replace(decimal, "."))
+            numeric += 1
+        except ValueError:
+            pass
+    if numeric == len(headers):
+        raise DataError(f"{ctx}: the first row {headers} looks like data; the file needs a header row "
+                        "naming the columns.")
+    return _Part(label=shown, headers=headers, frame=body.reset_index(drop=True), rows=rows,
+                 run_id=path.stem, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _expand(path_or_paths: object) -> list[tuple[Path, str]]:
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        shown = os.fspath(path_or_paths)
+        p = Path(shown)
+        if not p.exists() and any(ch in shown for ch in "*?["):
+            found = sorted(glob.glob(shown))
+            if not found:
+                raise DataError(f"load_csv: no files match {shown!r}.")
+            return [(Path(f), f) for f in found]
+        return [(p, shown)]
+    if isinstance(path_or_paths, Sequence) and not isinstance(path_or_paths, bytes):
+        items = list(path_or_paths)
+        if not items:
+            raise DataError("load_csv: the list of files is empty.")
+        return [(Path(os.fspath(x)), os.fspath(x)) for x in items]
+    raise ConfigError(f"load_csv: expected a path, a glob or a list of paths; got {type(path_or_paths).__name__}.")
+
+
+def _unit_for(opts: _Options, keys: Sequence[str], header_units: str, *, ctx: str, header: str) -> str:
+    given = next((opts.units[k] for k in keys if k in opts.units), None)
+    if given is not None and header_units and str(given) != header_units:
+        raise DataError(
+            f"{ctx}: units={{{keys[0]!r}: {given!r}}} contradicts the header {header!r}, which says "
+            f"{header_units!r}. Drop one of them or make them agree."
+        )
+    return str(given) if given is not None else header_units
+
+
+def _extract(part: _Part, opts: _Options) -> None:
+    """Find the wanted columns of one table and convert them; results go to ``part.extracted``."""
+    ctx = f"{opts.func}: {part.label}"
+    cols = parse_headers(part.headers, context=ctx)
+    tcol = find_column(cols, opts.time, role="time", context=ctx)
+    chosen = {}
+    for role, names in (("states", opts.states), ("inputs", opts.inputs)):
+        for wanted in names:
+            c = find_column(cols, wanted, role=role, context=ctx)
+            if c.name in chosen or c.position == tcol.position:
+                raise DataError(f"{ctx}: column {c.header!r} is named twice in time/states/inputs.")
+            if c.name in _RESERVED:
+                raise DataError(f"{ctx}: a variable may not be named {c.name!r} (reserved by the schema); "
+                                "rename the column.")
+            chosen[c.name] = (wanted, c, role)
+    units = {}
+    values = {}
+    for name, (wanted, c, _role) in chosen.items():
+        units[name] = _unit_for(opts, (wanted, c.name, c.header), c.units, ctx=ctx, header=c.header)
+        values[name] = to_float(part.frame.iloc[:, c.position], column=c.header, context=ctx,
+                                label=part.labels, decimal=opts.decimal, missing=opts.missing)
+    tcells = part.frame.iloc[:, tcol.position]
+    t_units = _unit_for(opts, (opts.time, tcol.name, tcol.header, TIME), tcol.units, ctx=ctx,
+                        header=tcol.header)
+    if is_datetime_like(tcells, opts.missing):
+        kind = "datetime"
+        t = dates_to_ns(tcells, column=tcol.header, context=ctx, label=part.labels, missing=opts.missing)
+        if t_units:
+            time_unit_seconds(t_units, context=ctx)
+    else:
+        kind = "numeric"
+        t = to_float(tcells, column=tcol.header, context=ctx, label=part.labels, decimal=opts.decimal,
+                     missing=opts.missing)
+    runs = None
+    for wanted in opts.trajectory:
+        rcol = find_column(cols, wanted, role="trajectory", context=ctx)
+        ids = part.frame.iloc[:, rcol.position].astype(object).map(
+            lambda c: "" if c is None or (isinstance(c, float) and np.isnan(c)) else str(c).strip())
+        empty = (ids == "").to_numpy()
+        if empty.any():
+            raise DataError(f"{ctx}: the run column {rcol.header!r} is empty at "
+                            f"{part.labels(np.flatnonzero(empty))[0]}; every row needs a run id.")
+        ids = ids.to_numpy(dtype=object)
+        runs = ids if runs is None else runs + "/" + ids
+    part.extracted = {"time": t, "kind": kind, "time_units": t_units, "time_name": tcol.name,
+                      "values": values, "units": units, "runs": runs,
+                      "roles": {n: r for n, (_w, _c, r) in chosen.items()}}
+
+
+def _merge_units(parts: list[_Part], names: list[str]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    for part in parts:
+        pu = dict(part.extracted["units"])
+        pu[TIME] = part.extracted["time_units"]
+        for name in [*names, TIME]:
+            u = pu[name]
+            if not u:
+                continue
+            if name in merged and merged[name] != u:
+                raise DataError(
+                    f"load_csv: inconsistent units for {name!r}: {merged[name]!r} in {origin[name]} but "
+                    f"{u!r} in {part.label}. Convert the files to the same units."
+                )
+            merged.setdefault(name, u)
+            origin.setdefault(name, part.label)
+    return merged
+
+
+def _assemble(parts: list[_Part], opts: _Options, *, source: str) -> xr.Dataset:
+    for part in parts:
+        _extract(part, opts)
+    names = list(parts[0].extracted["roles"])
+    states = [n for n in names if parts[0].extracted["roles"][n] == "states"]
+    inputs = [n for n in names if parts[0].extracted["roles"][n] == "inputs"]
+    for part in parts[1:]:
+        if list(part.extracted["roles"]) != names:
+            raise DataError(f"{opts.func}: {part.label} names its columns {list(part.extracted['roles'])} "
+                            f"but {parts[0].label} gives {names}.")
+    units = _merge_units(parts, names)
+    kinds = {p.extracted["kind"] for p in parts}
+    if len(kinds) > 1:
+        raise DataError(f"{opts.func}: some files give time as dates and others as numbers; use one form.")
+    time_attrs: dict[str, str] = {}
+    if kinds == {"datetime"}:
+        t0 = min(int(p.extracted["time"].min()) for p in parts)
+        all_ns = np.concatenate([p.extracted["time"] - t0 for p in parts])
+        t_units = units.get(TIME) or ("days" if np.all(all_ns % (86400 * 10**9) == 0) else "seconds")
+        sec = time_unit_seconds(t_units, context=opts.func)
+        units[TIME] = canonical_time_unit(t_units)
+        for p in parts:
+            p.extracted["time"] = (p.extracted["time"] - t0).astype(np.float64) / (sec * 1e9)
+        time_attrs["origin"] = pd.Timestamp(t0, unit="ns").isoformat()
+    runs: list[tuple[str, _Part, np.ndarray]] = []
+    seen: dict[str, str] = {}
+    for part in parts:
+        ids = part.extracted["runs"]
+        if ids is None:
+            groups = [(part.run_id, np.arange(len(part.rows)))]
+        else:
+            index = pd.Series(ids).groupby(ids, sort=False).indices
+            groups = [(str(r), np.asarray(index[r])) for r in pd.unique(ids)]
+        for rid, idx in groups:
+            if rid in seen:
+                raise DataError(f"{opts.func}: run id {rid!r} appears in both {seen[rid]} and {part.label}; "
+                                "run ids must be unique across files.")
+            seen[rid] = part.label
+            runs.append((rid, part, idx))
+    times, values = [], {n: [] for n in names}
+    n_sorted = n_dropped = 0
+    for rid, part, idx in runs:
+        ctx = f"{opts.func}: {part.label}"
+        t = np.asarray(part.extracted["time"], dtype=float)[idx]
+        finite = np.isfinite(t)
+        if not finite.all():
+            check_run_time(t, run=rid, context=ctx, label=lambda i, idx=idx, part=part:
+                           part.labels(idx[[i]])[0])
+        if opts.sort and np.any(np.diff(t) < 0):
+            order = np.argsort(t, kind="stable")
+            idx, t = idx[order], t[order]
+            n_sorted += 1
+        if opts.drop_duplicates:
+            keep = np.concatenate([[True], np.diff(t) != 0])
+            n_dropped += int((~keep).sum())
+            idx, t = idx[keep], t[keep]
+        check_run_time(
+            t, run=rid, context=ctx, label=lambda i, idx=idx, part=part: part.labels(idx[[i]])[0],
+            order_hint=" Sort the rows by time, or pass sort=True.",
+            duplicate_hint=" Remove one of the rows, or pass drop_duplicates=True to keep the first.",
+        )
+        check_run_length(len(t), run=rid, context=ctx, min_samples=opts.min_samples)
+        times.append(t)
+        for n in names:
+            v = part.extracted["values"][n][idx]
+            if np.isinf(v).any():
+                i = int(np.argmax(np.isinf(v)))
+                raise DataError(
+                    f"{ctx}: column {n!r} is {v[i]} at {part.labels(idx[[i]])[0]} (run {rid!r}); "
+                    "±inf is not a measurement. Use an empty cell for a missing value, or a finite number."
+                )
+            values[n].append(v)
+    where = ", ".join(p.label for p in parts)
+    for n in names:
+        flat = np.concatenate(values[n])
+        role = "state" if n in states else "input"
+        if np.isnan(flat).all():
+            raise DataError(f"{opts.func}: {where}: {role} {n!r} has no values (every cell is empty or "
+                            "missing). Remove it from the "
+                            f"{role}s or check the column.")
+        warn_constant(n, flat, context=f"{opts.func}: {where}")
+    attrs: dict[str, object] = {"source": source}
+    shas = [p.sha256 for p in parts if p.sha256]
+    if shas:
+        attrs["source_sha256"] = ", ".join(shas)
+    attrs.update(sampling_attrs(times))
+    done = []
+    if opts.sort:
+        done.append(f"sort=True: {n_sorted} run(s) reordered by time")
+    if opts.drop_duplicates:
+        done.append(f"drop_duplicates=True: {n_dropped} row(s) with a repeated time dropped (first kept)")
+    if done:
+        attrs["processing"] = "; ".join(done)
+    time_name = parts[0].extracted["time_name"]
+    ds = from_arrays(times, values, states=states, inputs=inputs, runs=[r for r, _p, _i in runs],
+                     units=units, long_names={TIME: time_name}, attrs=attrs)
+    ds[TIME].attrs.update(time_attrs)
+    return validate(ds, min_samples=opts.min_samples, where=f"{opts.func}: {where}")
+
+
+def _run_columns(func: str, trajectory: str | Sequence[str] | None) -> tuple[str, ...]:
+    if trajectory is None:
+        return ()
+    if isinstance(trajectory, str):
+        return (trajectory,)
+    cols = tuple(str(c) for c in trajectory)
+    if not cols:
+        raise ConfigError(f"{func}: trajectory=[] names no run column; pass None for a single run.")
+    return cols
+
+
+def _options(func: str, time: str, states: Sequence[str], inputs: Sequence[str],
+             trajectory: str | Sequence[str] | None,
+             units: Mapping[str, str] | None, decimal: str, missing_values: Sequence[str], sort: bool,
+             drop_duplicates: bool, min_samples: int) -> _Options:
+    if isinstance(states, str) or isinstance(inputs, str):
+        raise ConfigError(f"{func}: states and inputs are lists of column names; got a single string "
+                          f"(write states=[{states!r}]).")
+    if not list(states):
+        raise ConfigError(f"{func}: states is empty; name at least one measured column.")
+    if decimal not in (".", ","):
+        raise ConfigError(f"{func}: decimal must be '.' or ','; got {decimal!r}.")
+    if isinstance(missing_values, str):
+        missing_values = [missing_values]
+    if int(min_samples) < 1:
+        raise ConfigError(f"{func}: min_samples must be at least 1; got {min_samples}.")
+    return _Options(func=func, time=str(time), states=tuple(map(str, states)), inputs=tuple(map(str, inputs)),
+                    trajectory=_run_columns(func, trajectory),
+                    units={str(k): str(v) for k, v in (units or {}).items()}, decimal=decimal,
+                    missing=tuple(DEFAULT_MISSING) + tuple(str(m).strip() for m in missing_values),
+                    sort=bool(sort), drop_duplicates=bool(drop_duplicates), min_samples=int(min_samples))
+
+
+def load_csv(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    time: str,
+    states: Sequence[str],
+    inputs: Sequence[str] = (),
+    trajectory: str | Sequence[str] | None = None,
+    units: Mapping[str, str] | None = None,
+    sep: str | None = None,
+    decimal: str = ".",
+    encoding: str | None = None,
+    missing_values: Sequence[str] = (),
+    sort: bool = False,
+    drop_duplicates: bool = False,
+    min_samples: int = 2,
+) -> xr.Dataset:
+    """Load measured trajectories from CSV into the trajectory schema.
+
+    Two layouts: long format (one file, a run-id column named by ``trajectory``; without it the
+    file is one run) or one file per run (a list of paths or a glob such as ``"runs/*.csv"``; run
+    ids are the file names without extension). A list of files with a ``trajectory`` column is
+    also accepted; run ids must then be unique across files.
+
+    Parameters
+    ----------
+    path_or_paths : path, glob or list of paths
+        The CSV file(s).
+    time : str
+        The time column: numbers (kept as given) or ISO 8601 dates/date-times (float time since
+        the earliest timestamp, ``origin`` and ``units`` in the time coordinate's attrs).
+    states, inputs : sequence of str
+        Measured state columns and input (forcing) columns. A column may be named with or without
+        the units part of its header (``"x"`` or ``"x [m]"``); the variable is called ``x``.
+    trajectory : str or sequence of str, optional
+        Column holding run ids (long format); several columns (e.g. ``["split", "traj"]``) when
+        only together they identify a run: the run id is then their values joined by ``/``.
+    units : mapping, optional
+        Units per column (keys as in ``time``/``states``/``inputs``); a header unit that disagrees
+        is an error.
+    sep : str, optional
+        Delimiter; ``None`` detects ``,`` ``;`` tab ``|`` or whitespace.
+    decimal : {".", ","}
+        Decimal mark.
+    encoding : str, optional
+        Text encoding; default UTF-8 (a byte-order mark is removed).
+    missing_values : sequence of str
+        Extra cell texts meaning "no measurement" (besides empty, NA, N/A, NaN, nan, null, NULL).
+        Missing values stay NaN: never dropped or interpolated.
+    sort, drop_duplicates : bool
+        Sort each run by time / drop rows repeating a time within a run (first kept) instead of
+        raising; recorded in the ``processing`` attribute.
+    min_samples : int
+        Fewest samples a run may have.
+
+    Returns
+    -------
+    xarray.Dataset
+        The trajectory schema, validated; attrs ``source``, ``source_sha256`` and sampling
+        statistics ``dt_min``, ``dt_median``, ``dt_max``, ``sampling``.
+
+    Raises
+    ------
+    DataError
+        For every problem of RELIABILITY.md's data checklist, naming file, column, run and row.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "cell.csv"
+    >>> _ = f.write_text("t [s],x [m]\\n0,1.0\\n1,0.5\\n")
+    >>> ds = load_csv(f, time="t", states=["x"])
+    >>> ds["x"].attrs["units"], ds["time"].attrs["units"]
+    ('m', 's')
+    """
+    opts = _options("load_csv", time, states, inputs, trajectory, units, decimal, missing_values, sort,
+                    drop_duplicates, min_samples)
+    files = _expand(path_or_paths)
+    parts = [_read_file(p, shown, sep=sep, decimal=decimal, encoding=encoding) for p, shown in files]
+    stems = [p.run_id for p in parts]
+    if len(set(stems)) != len(stems):
+        for p in parts:
+            p.run_id = p.label
+    return _assemble(parts, opts, source=", ".join(shown for _p, shown in files))
+
+
+def from_dataframe(
+    df: pd.DataFrame,
+    *,
+    time: str,
+    states: Sequence[str],
+    inputs: Sequence[str] = (),
+    trajectory: str | Sequence[str] | None = None,
+    units: Mapping[str, str] | None = None,
+    missing_values: Sequence[str] = (),
+    sort: bool = False,
+    drop_duplicates: bool = False,
+    min_samples: int = 2,
+) -> xr.Dataset:
+    """Build the trajectory schema from a pandas DataFrame (long format).
+
+    Same rules and errors as :func:`load_csv`; rows are named by their index label. A time or
+    run column may also be the (named) index. Datetime64 time columns are converted as dates are
+    in :func:`load_csv`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"t": [0.0, 1.0, 0.0, 2.0], "x": [1.0, 2.0, 3.0, 4.0], "run": list("aabb")})
+    >>> from_dataframe(df, time="t", states=["x"], trajectory="run")["trajectory"].values.tolist()
+    ['a', 'b']
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError(f"from_dataframe: expected a pandas DataFrame; got {type(df).__name__}.")
+    opts = _options("from_dataframe", time, states, inputs, trajectory, units, ".", missing_values, sort,
+                    drop_duplicates, min_samples)
+    wanted = {opts.time, *opts.states, *opts.inputs, *opts.trajectory}
+    labels = df.index.to_numpy()
+    if any(n in wanted and n not in map(str, df.columns) for n in map(str, df.index.names) if n != "None"):
+        df = df.reset_index()
+    if df.empty:
+        raise DataError("from_dataframe: the DataFrame has no rows.")
+    part = _Part(label="DataFrame", headers=[str(c) for c in df.columns],
+                 frame=df.reset_index(drop=True), rows=labels, row_word="index")
+    return _assemble([part], opts, source="DataFrame")
+
+
+__all__ = ["load_csv", "from_dataframe"]
