@@ -1,0 +1,83 @@
+"""Atomic checkpoints of a fit: tensors and plain values only, loaded with ``weights_only=True``.
+
+A checkpoint is one ``torch.save`` file of a dict holding tensors, numbers, strings, lists and
+dicts (model and optimiser state, the free initial states, the random generator, the epoch, the
+history and the best model so far). It is written to a temporary file in the same folder, flushed
+with ``fsync`` and moved over the target with ``os.replace``, so a crash never leaves a torn file.
+Loading uses ``torch.load(..., weights_only=True)``, which refuses anything that could run code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sysid.errors import ConfigError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
+
+FORMAT = "sysid-fit-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable where the platform allows it
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+    except OSError:
+        return target
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return target
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain values only).
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, unreadable, or not a sysid fit checkpoint.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(
+            f"fit: resume_from={str(path)!r} does not exist; give the file written by "
+            f"FitConfig(checkpoint=...)."
+        )
+    try:
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or damaged files
+        raise ConfigError(
+            f"fit: cannot read checkpoint {str(path)!r} ({type(exc).__name__}: {exc}); it must be a "
+            f"file written by FitConfig(checkpoint=...)."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(f"fit: {str(path)!r} is not a sysid fit checkpoint.")
+    if state.get("version") != VERSION:
+        raise ConfigError(
+            f"fit: checkpoint {str(path)!r} has version {state.get('version')!r}; this sysid reads "
+            f"version {VERSION}."
+        )
+    return state

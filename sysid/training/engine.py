@@ -1,0 +1,547 @@
+"""``fit``: multiple-shooting training of a model on trajectory data.
+
+The loop, in order: copy the model (the caller's is never changed); scale states from the data;
+smooth the measurements and (optionally) warm-start the vector field on their derivatives; then,
+for each horizon of the curriculum, integrate all windows of all runs in one batched solve per
+optimiser step. Each good epoch is remembered; a non-finite loss or a failed solve rolls back to
+it, halves the learning rate (and, for fixed-step solvers, doubles the substeps) and goes on;
+after ``max_rollbacks`` failures the fit stops with a warning and the best model. Ctrl-C (and
+SIGTERM) stop cleanly with the best model. Checkpoints are atomic and resuming from one gives the
+same result as an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from sysid.errors import ConfigError, SolverError
+from sysid.training.checkpoint import load_checkpoint, save_checkpoint
+from sysid.training.config import FitConfig
+from sysid.training.loss import ScaledRhs
+from sysid.training.problem import (
+    ModelSpec,
+    Prepared,
+    WindowProblem,
+    check_positive,
+    compute_scales,
+    prepare,
+)
+from sysid.training.result import FitResult
+from sysid.training.solvers import StepCounter
+from sysid.training.stats import parameter_table, physics_raw, validation_nrmse
+from sysid.training.warmstart import regress_derivatives
+from sysid.training.windows import make_windows
+
+__all__ = ["fit", "FitWarning"]
+
+# a loss this many times above the best of the current stage counts as a blow-up
+_BLOWUP = 1e4
+# keys that may differ between a checkpointed run and its resumption
+_RESUME_FREE = ("progress", "checkpoint", "checkpoint_every", "max_time")
+
+
+class FitWarning(UserWarning):
+    """A fit that stopped early for a reason the user should know (divergence, skipped step)."""
+
+
+class _StepFailure(Exception):
+    """A training step whose loss or gradient was not usable."""
+
+
+def _model_spec(model: Any) -> ModelSpec:
+    from sysid.models import Model, SecondOrderField
+
+    if not isinstance(model, Model):
+        raise ConfigError(
+            f"fit: model must be a sysid.models.Model (build one with sysid.models.neural, physics "
+            f"or hybrid); got {type(model).__name__}."
+        )
+    field = model.field
+    states = tuple(field.state_names)
+    velocity_of: dict[int, int] = {}
+    if isinstance(field, SecondOrderField):
+        for q, v in zip(field.positions, field.velocities):
+            if v not in model.observed and q in model.observed:
+                velocity_of[states.index(v)] = states.index(q)
+    return ModelSpec(states=states, observed=tuple(model.observed), inputs=tuple(field.input_names),
+                     interpolation=model.input_interpolation, velocity_of=velocity_of)
+
+
+def _set_scaling(model: Any, spec: ModelSpec, scales: Any) -> None:
+    from sysid.data import Scaling
+
+    names = spec.states + spec.inputs
+    mean = list(scales.mean)
+    scale = list(scales.scale)
+    if spec.inputs:
+        mean += list(scales.input_mean)
+        scale += list(scales.input_scale)
+    model.set_scaling(Scaling(names=tuple(names), mean=np.asarray(mean, float),
+                              scale=np.asarray(scale, float), time_scale=float(scales.time_scale)))
+
+
+def _physics_raw(model: Any) -> list[torch.nn.Parameter]:
+    return [raw for _, raw in physics_raw(model)]
+
+
+def _param_groups(model: Any, nodes: torch.nn.Parameter, cfg: FitConfig) -> list[dict]:
+    phys = _physics_raw(model)
+    phys_ids = {id(p) for p in phys}
+    neural = [p for p in model.parameters() if p.requires_grad and id(p) not in phys_ids]
+    groups = []
+    if neural:
+        groups.append({"params": neural, "weight_decay": cfg.weight_decay})
+    if phys:
+        groups.append({"params": phys, "weight_decay": 0.0})
+    groups.append({"params": [nodes], "weight_decay": 0.0})
+    return groups
+
+
+def _optimizer(groups: list[dict], cfg: FitConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.RMSprop(groups, lr=cfg.lr)
+
+
+class _Loop:
+    """Mutable state of the training loop (everything a checkpoint holds)."""
+
+    def __init__(self, cfg: FitConfig) -> None:
+        self.epoch = 0  # epochs completed
+        self.lr_factor = 1.0
+        self.plateau_best = math.inf
+        self.plateau_wait = 0
+        self.rollbacks = 0
+        self.substeps = cfg.substeps
+        self.history: list[dict[str, Any]] = []
+        self.best_key: list[float] = [math.inf, math.inf]
+        self.best_epoch = 0
+        self.best_model: dict[str, torch.Tensor] | None = None
+        self.best_nodes: torch.Tensor | None = None
+        self.stage_best = math.inf
+        self.patience_wait = 0
+        self.val_best = math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
+        validation: xr.Dataset | None = None, resume_from: str | None = None) -> FitResult:
+    """Fit a model to trajectory data.
+
+    Parameters
+    ----------
+    model : sysid.models.Model
+        The model to train; it is copied, never changed.
+    data : xarray.Dataset
+        Training trajectories (the sysid schema; several runs, irregular grids and missing values
+        allowed).
+    config : FitConfig, optional
+        All settings (defaults: 300 epochs, Adam, rk4 on a (5, 10, 20)-sample horizon curriculum).
+    validation : xarray.Dataset, optional
+        Held-out runs: each is simulated from its first sample every ``validate_every`` epochs;
+        its NRMSE (RMSE / standard deviation per measured state, averaged) picks the best model
+        and drives early stopping. Without it, ``config.validation_fraction`` holds out the tail
+        of each run's time span.
+    resume_from : str, optional
+        A checkpoint written with ``FitConfig(checkpoint=...)``: continue that fit (same data and
+        settings) and get the same result as if it had never stopped.
+
+    Returns
+    -------
+    FitResult
+        The trained copy, history, parameter table with standard errors, solver statistics.
+
+    Raises
+    ------
+    ConfigError, DataError
+        For invalid settings, a model that does not match the data, or an unusable checkpoint.
+    """
+    from sysid.data import split_time, validate
+
+    cfg = config if config is not None else FitConfig()
+    if not isinstance(cfg, FitConfig):
+        raise ConfigError(f"fit: config must be a FitConfig; got {type(cfg).__name__}. "
+                          f"Build one with FitConfig(...) or FitConfig.from_dict({{...}}).")
+    started = time.perf_counter()
+    spec = _model_spec(model)
+    validate(data, where="fit data")
+    if validation is not None:
+        validate(validation, where="fit validation")
+    train_ds, val_ds = data, validation
+    if val_ds is None and cfg.validation_fraction > 0:
+        train_ds, val_ds = split_time(data, cfg.validation_fraction)
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    work = copy.deepcopy(model).to(dtype)
+    scales = compute_scales(train_ds, spec, cfg.smoothing_points)
+    if work.scaling is None:
+        _set_scaling(work, spec, scales)
+    train = prepare(train_ds, spec, scales, cfg.smoothing_points, dtype)
+    val = prepare(val_ds, spec, scales, cfg.smoothing_points, dtype, "fit validation") \
+        if val_ds is not None else None
+    if cfg.loss == "log":
+        check_positive(train, spec, scales)
+    weights = torch.ones(len(spec.observed), dtype=dtype)
+    if cfg.weights:
+        unknown = [n for n in cfg.weights if n not in spec.observed]
+        if unknown:
+            raise ConfigError(f"fit: weights name {unknown}, which are not measured states of the "
+                              f"model; measured states are {list(spec.observed)}.")
+        for j, n in enumerate(spec.observed):
+            weights[j] = cfg.weights.get(n, 1.0)
+    rhs = ScaledRhs(work.field, torch.as_tensor(scales.mean, dtype=dtype),
+                    torch.as_tensor(scales.scale, dtype=dtype))
+    counter = StepCounter()
+    problem = WindowProblem(rhs, train, spec, cfg, weights, counter)
+    nodes = torch.nn.Parameter(train.z_guess.clone())
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loop = _Loop(cfg)
+    warm_info: dict[str, Any] = {"skipped": "resumed"} if resume_from else _warm_start(
+        work, rhs, train, spec, cfg)
+    opt = _optimizer(_param_groups(work, nodes, cfg), cfg)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from)
+        _check_resume(state, cfg, resume_from)
+        work.load_state_dict(state["model"])
+        with torch.no_grad():
+            nodes.copy_(state["nodes"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["rng"])
+        loop.load(state["loop"])
+        counter.nfe = int(state["nfe"])
+        warm_info = dict(state.get("warm_start", warm_info))
+    if loop.best_model is None:
+        loop.best_model, loop.best_nodes = _clone_state(work), nodes.detach().clone()
+    stopped, message = _train(work, problem, nodes, opt, gen, loop, cfg, val, spec, rhs, counter,
+                              started, warm_info)
+    work.load_state_dict(loop.best_model)
+    with torch.no_grad():
+        nodes.copy_(loop.best_nodes)
+    problem.substeps = loop.substeps
+    horizon = cfg.horizons[-1]
+    if cfg.polish and stopped != "interrupted":
+        _polish(work, problem, nodes, train, horizon, cfg)
+    params = parameter_table(work, spec, scales, train, nodes, cfg, horizon, loop.substeps) \
+        if cfg.stderr else work.parameter_table().assign(stderr=np.nan)
+    history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "val_nrmse",
+                                                  "lr", "nfe", "time_s", "event"])
+    latent = _latent_table(spec, scales, train, nodes)
+    stats = {
+        "method": cfg.solver, "substeps": loop.substeps, "nfe": counter.nfe,
+        "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,
+        "time_s": time.perf_counter() - started, "warm_start": warm_info,
+        "windows": int(make_windows(train.lengths, horizon, cfg.stride).count),
+    }
+    if stopped == "diverged":
+        warnings.warn(f"fit stopped early: {message} The best model so far is returned.",
+                      FitWarning, stacklevel=2)
+    return FitResult(model=work, history=history, parameters=params, solver_stats=stats,
+                     config=cfg, stopped_reason=stopped, message=message,
+                     best_epoch=loop.best_epoch, latent_initial=latent)
+
+
+def _check_resume(state: dict[str, Any], cfg: FitConfig, path: str) -> None:
+    saved = state.get("config", {})
+    now = cfg.to_dict()
+    diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
+    if diff:
+        raise ConfigError(
+            f"fit: checkpoint {path!r} was written with different settings for {diff} "
+            f"(saved {[saved.get(k) for k in diff]}, now {[now[k] for k in diff]}); resume with the "
+            f"same FitConfig (only {list(_RESUME_FREE)} may change)."
+        )
+
+
+def _warm_start(work: Any, rhs: ScaledRhs, train: Prepared, spec: ModelSpec,
+                cfg: FitConfig) -> dict[str, Any]:
+    if not cfg.warm_start or cfg.warm_start_epochs == 0:
+        return {"skipped": "disabled"}
+    missing = [n for i, n in enumerate(spec.states)
+               if i in spec.latent_idx and i not in spec.velocity_of]
+    if missing:
+        return {"skipped": f"latent states {missing} have no derivative estimate"}
+    ok = torch.isfinite(train.smooth).all(-1) & torch.isfinite(train.deriv).all(-1)
+    ok &= torch.arange(train.t.shape[1])[None, :] < train.lengths[:, None]
+    if int(ok.sum()) < 3:
+        return {"skipped": "too few samples with smoothed derivatives"}
+    t = train.t[ok]
+    z = train.smooth[ok]
+    dz = train.deriv[ok]
+    u = train.u[ok] if train.u is not None else None
+    params = [p for p in work.parameters() if p.requires_grad]
+    if not params:
+        return {"skipped": "no free parameters"}
+    n_par = sum(p.numel() for p in params)
+    try:
+        info = regress_derivatives(rhs, t, z, u, dz, epochs=cfg.warm_start_epochs,
+                                   lr=cfg.warm_start_lr, parameters=params,
+                                   use_lbfgs=n_par <= 64)
+    except SolverError as exc:  # a field that fails on the data is left as it was
+        return {"skipped": f"field evaluation failed: {exc}"}
+    return info
+
+
+def _lr(cfg: FitConfig, loop: _Loop, total: int) -> float:
+    if cfg.schedule == "cosine":
+        frac = loop.epoch / max(total - 1, 1)
+        sched = cfg.min_lr_factor + (1 - cfg.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * frac))
+    else:
+        sched = 1.0
+    return cfg.lr * loop.lr_factor * sched
+
+
+def _train(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter,
+           opt: torch.optim.Optimizer, gen: torch.Generator, loop: _Loop, cfg: FitConfig,
+           val: Prepared | None, spec: ModelSpec, rhs: ScaledRhs, counter: StepCounter,
+           started: float, warm_info: dict[str, Any]) -> tuple[str, str]:
+    from tqdm.auto import tqdm
+
+    stages = cfg.stages()
+    stage_of = [i for i, (_, n) in enumerate(stages) for _ in range(n)]
+    total = len(stage_of)
+    cache: dict[int, tuple] = {}
+    good = (_clone_state(work), nodes.detach().clone(), copy.deepcopy(opt.state_dict()))
+    bar = tqdm(total=total, initial=loop.epoch, disable=None if cfg.progress else True,
+               desc="fit", unit="epoch", leave=False)
+    previous = _install_sigterm()
+    stopped, message = "completed", ""
+    try:
+        while loop.epoch < total:
+            if cfg.max_time is not None and time.perf_counter() - started > cfg.max_time:
+                stopped, message = "max_time", f"the time budget of {cfg.max_time} s was spent"
+                break
+            stage = stage_of[loop.epoch]
+            if loop.epoch > 0 and stage_of[loop.epoch - 1] != stage:
+                loop.stage_best = math.inf
+                loop.plateau_best, loop.plateau_wait = math.inf, 0
+                loop.patience_wait = 0
+            horizon = stages[stage][0]
+            if horizon not in cache:
+                ws = make_windows(problem.data.lengths, horizon, cfg.stride)
+                cache[horizon] = (ws, problem.inputs_for(ws))
+            windows, inputs = cache[horizon]
+            lr = _lr(cfg, loop, total)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            problem.substeps = loop.substeps
+            try:
+                epoch_loss = _epoch(problem, nodes, opt, windows, inputs, gen, cfg, loop)
+            except (SolverError, _StepFailure) as exc:
+                loop.rollbacks += 1
+                work.load_state_dict(good[0])
+                with torch.no_grad():
+                    nodes.copy_(good[1])
+                opt.load_state_dict(copy.deepcopy(good[2]))
+                loop.lr_factor *= 0.5
+                if isinstance(exc, SolverError) and not cfg.adaptive:
+                    loop.substeps = min(loop.substeps * 2, cfg.substeps * 8)
+                event = f"rollback {loop.rollbacks}: {exc}"
+                loop.history.append(_row(loop, stage, horizon, math.nan, math.nan, lr, counter,
+                                         started, event))
+                if loop.rollbacks > cfg.max_rollbacks:
+                    stopped = "diverged"
+                    message = (f"{loop.rollbacks} failed steps (last at epoch {loop.epoch + 1}: "
+                               f"{exc}); lower lr (now {cfg.lr}) or use more substeps.")
+                    break
+                continue
+            loop.epoch += 1
+            loop.stage_best = min(loop.stage_best, epoch_loss)
+            good = (_clone_state(work), nodes.detach().clone(), copy.deepcopy(opt.state_dict()))
+            val_metric = math.nan
+            if val is not None and (loop.epoch % cfg.validate_every == 0 or loop.epoch == total):
+                val_metric = validation_nrmse(rhs, val, spec, cfg, loop.substeps, counter)
+            _plateau(cfg, loop, epoch_loss if val is None or math.isnan(val_metric) else val_metric,
+                     val is None or not math.isnan(val_metric))
+            _track_best(loop, work, nodes, stage, epoch_loss, val_metric, val is not None)
+            loop.history.append(_row(loop, stage, horizon, epoch_loss, val_metric, lr, counter,
+                                     started, ""))
+            bar.update(1)
+            bar.set_postfix(loss=f"{epoch_loss:.3g}", val=f"{val_metric:.3g}", nfe=counter.nfe,
+                            refresh=False)
+            if cfg.checkpoint and (loop.epoch % cfg.checkpoint_every == 0 or loop.epoch == total):
+                _write(cfg, work, nodes, opt, gen, loop, counter, warm_info)
+            if cfg.target is not None and not math.isnan(val_metric) and val_metric <= cfg.target:
+                stopped, message = "target_reached", f"validation NRMSE {val_metric:.4g} <= {cfg.target}"
+                break
+            if (cfg.patience is not None and not math.isnan(val_metric)
+                    and stage == len(stages) - 1 and loop.patience_wait >= cfg.patience):
+                stopped, message = "early_stopping", (
+                    f"no validation improvement in {cfg.patience} checks")
+                break
+    except KeyboardInterrupt:
+        stopped, message = "interrupted", f"interrupted after {loop.epoch} epochs"
+        if cfg.checkpoint:
+            _write(cfg, work, nodes, opt, gen, loop, counter, warm_info)
+    finally:
+        bar.close()
+        _restore_sigterm(previous)
+    return stopped, message
+
+
+def _epoch(problem: WindowProblem, nodes: torch.nn.Parameter, opt: torch.optim.Optimizer,
+           windows: Any, inputs: Any, gen: torch.Generator, cfg: FitConfig, loop: _Loop) -> float:
+    W = windows.count
+    if cfg.batch_windows is None or cfg.batch_windows >= W:
+        batches = [(None, windows, inputs)]
+    else:
+        perm = torch.randperm(W, generator=gen)
+        batches = []
+        for i in range(0, W, cfg.batch_windows):
+            sub = windows.subset(perm[i:i + cfg.batch_windows])
+            batches.append((sub, sub, problem.inputs_for(sub)))
+    total = 0.0
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for _, ws, inp in batches:
+        opt.zero_grad(set_to_none=True)
+        loss = problem.loss(nodes, ws, inp)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise _StepFailure(f"the loss became {value}")
+        if loop.stage_best < math.inf and value > _BLOWUP * max(loop.stage_best, 1e-12):
+            raise _StepFailure(f"the loss jumped to {value:.3g} (best of this stage "
+                               f"{loop.stage_best:.3g})")
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else math.inf)
+        if not bool(torch.isfinite(norm)):
+            raise _StepFailure("the gradient became non-finite")
+        opt.step()
+        total += value * ws.count / W
+    return total
+
+
+def _plateau(cfg: FitConfig, loop: _Loop, metric: float, measured: bool) -> None:
+    if not measured:
+        return
+    if metric < loop.val_best - 1e-12 and not math.isnan(metric):
+        loop.val_best = metric
+        loop.patience_wait = 0
+    else:
+        loop.patience_wait += 1
+    if cfg.schedule != "plateau":
+        return
+    if metric < loop.plateau_best * (1 - 1e-4):
+        loop.plateau_best, loop.plateau_wait = metric, 0
+    else:
+        loop.plateau_wait += 1
+        if loop.plateau_wait >= cfg.plateau_patience:
+            loop.lr_factor *= 0.5
+            loop.plateau_wait = 0
+
+
+def _track_best(loop: _Loop, work: Any, nodes: torch.Tensor, stage: int, loss: float,
+                val_metric: float, has_val: bool) -> None:
+    if has_val:
+        if math.isnan(val_metric):
+            return
+        key = [val_metric, 0.0]
+    else:
+        key = [-float(stage), loss]
+    if key < loop.best_key:
+        loop.best_key = key
+        loop.best_epoch = loop.epoch
+        loop.best_model = _clone_state(work)
+        loop.best_nodes = nodes.detach().clone()
+
+
+def _row(loop: _Loop, stage: int, horizon: int, loss: float, val: float, lr: float,
+         counter: StepCounter, started: float, event: str) -> dict[str, Any]:
+    return {"epoch": loop.epoch, "stage": stage, "horizon": horizon, "loss": loss,
+            "val_nrmse": val, "lr": lr, "nfe": counter.nfe,
+            "time_s": time.perf_counter() - started, "event": event}
+
+
+def _write(cfg: FitConfig, work: Any, nodes: torch.Tensor, opt: torch.optim.Optimizer,
+           gen: torch.Generator, loop: _Loop, counter: StepCounter,
+           warm_info: dict[str, Any]) -> None:
+    save_checkpoint(cfg.checkpoint, {
+        "config": cfg.to_dict(), "model": _clone_state(work), "nodes": nodes.detach().clone(),
+        "optimizer": opt.state_dict(), "rng": gen.get_state(), "loop": loop.to_dict(),
+        "nfe": counter.nfe, "warm_start": {k: (v if isinstance(v, (str, int, float)) else str(v))
+                                           for k, v in warm_info.items()},
+    })
+
+
+def _polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: Prepared,
+            horizon: int, cfg: FitConfig) -> None:
+    params = _physics_raw(work)
+    if not params:
+        return
+    windows = make_windows(train.lengths, horizon, cfg.stride)
+    inputs = problem.inputs_for(windows)
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        try:
+            before = float(problem.loss(nodes, windows, inputs))
+        except SolverError:
+            return
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.polish_iterations,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = problem.loss(nodes.detach(), windows, inputs)
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+        with torch.no_grad():
+            after = float(problem.loss(nodes, windows, inputs))
+    except (SolverError, RuntimeError):
+        after = math.inf
+    if not (math.isfinite(after) and after <= before):
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+def _latent_table(spec: ModelSpec, scales: Any, train: Prepared,
+                  nodes: torch.Tensor) -> pd.DataFrame:
+    latent = spec.latent_idx
+    if not latent:
+        return pd.DataFrame()
+    z0 = nodes.detach()[:, 0, latent].double().numpy()
+    x0 = scales.mean[latent] + scales.scale[latent] * z0
+    return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
+                        columns=[spec.states[i] for i in latent])
+
+
+def _install_sigterm() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is None or threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGTERM, previous)

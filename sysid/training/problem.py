@@ -1,0 +1,336 @@
+"""The fitting problem in tensors: scaled data of all runs, initial-state guesses, window losses.
+
+Everything here works in scaled coordinates ``z = (x - mean) / scale`` (per state, from the
+training data); time stays in the user's units and the solvers step on each window's own grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import xarray as xr
+
+from sysid.errors import ConfigError, DataError
+from sysid.training.config import FitConfig
+from sysid.training.loss import ScaledRhs, continuity_loss, data_loss, residuals
+from sysid.training.solvers import StepCounter, solve_windows
+from sysid.training.warmstart import smooth_runs
+from sysid.training.windows import Windows, gather
+
+__all__ = ["ModelSpec", "Scales", "Prepared", "prepare", "compute_scales", "WindowProblem"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the engine needs to know about a model.
+
+    Attributes
+    ----------
+    states : tuple of str
+        All states of the field, in its order.
+    observed : tuple of str
+        Measured states (a subset of ``states``); the others are latent.
+    inputs : tuple of str
+        Inputs of the field.
+    interpolation : str
+        How inputs are interpolated between samples ("zoh", "linear", "cubic").
+    velocity_of : dict of int to int
+        For second-order models: latent velocity index -> index of its measured position.
+    """
+
+    states: tuple[str, ...]
+    observed: tuple[str, ...]
+    inputs: tuple[str, ...]
+    interpolation: str
+    velocity_of: dict[int, int]
+
+    @property
+    def obs_idx(self) -> list[int]:
+        """Indices of the measured states."""
+        return [self.states.index(n) for n in self.observed]
+
+    @property
+    def latent_idx(self) -> list[int]:
+        """Indices of the unmeasured states."""
+        return [i for i, n in enumerate(self.states) if n not in self.observed]
+
+
+@dataclass(frozen=True)
+class Scales:
+    """Centre and scale of every state (user units), from the training data."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    time_scale: float
+    input_mean: np.ndarray
+    input_scale: np.ndarray
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One dataset as padded, scaled tensors.
+
+    Attributes
+    ----------
+    run_ids : tuple of str
+    t : Tensor (R, N)
+        Times (padding repeats each run's last time: zero steps).
+    y : Tensor (R, N, So)
+        Measured states, scaled (0 where missing).
+    mask : BoolTensor (R, N, So)
+        Which entries are measured.
+    u : Tensor (R, N, I) or None
+        Inputs in user units.
+    lengths : LongTensor (R,)
+    z_guess : Tensor (R, N, S)
+        Initial-state guess at every sample (scaled): measurement, else smoothed value; latent
+        velocities from the smoothed derivative of their position, other latent states 0.
+    smooth, deriv : Tensor (R, N, S)
+        Smoothed states and their time derivatives (scaled per user time unit); NaN where unknown.
+    """
+
+    run_ids: tuple[str, ...]
+    t: torch.Tensor
+    y: torch.Tensor
+    mask: torch.Tensor
+    u: torch.Tensor | None
+    lengths: torch.Tensor
+    z_guess: torch.Tensor
+    smooth: torch.Tensor
+    deriv: torch.Tensor
+
+
+def _raw_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> tuple:
+    from sysid.data import to_tensors
+
+    names = set(ds.data_vars)
+    missing = [n for n in spec.observed if n not in names]
+    if missing:
+        raise DataError(
+            f"{where}: the model's measured states {missing} are not in the data (its variables are "
+            f"{sorted(names)}). Rename the columns, or mark those states as unmeasured "
+            f"(Model(..., observed=[...]))."
+        )
+    missing_u = [n for n in spec.inputs if n not in names]
+    if missing_u:
+        raise DataError(
+            f"{where}: the model's inputs {missing_u} are not in the data (its variables are "
+            f"{sorted(names)})."
+        )
+    batch = to_tensors(ds, dtype=torch.float64)
+    s_names = list(batch.state_names)
+    i_names = list(batch.input_names)
+    not_state = [n for n in spec.observed if n not in s_names]
+    if not_state:
+        raise DataError(f"{where}: {not_state} are inputs in the data but states of the model.")
+    not_input = [n for n in spec.inputs if n not in i_names]
+    if not_input:
+        raise DataError(f"{where}: {not_input} are states in the data but inputs of the model.")
+    oi = [s_names.index(n) for n in spec.observed]
+    t = batch.t.numpy()
+    y = batch.y.numpy()[..., oi]
+    m = batch.y_mask.numpy()[..., oi]
+    lengths = batch.lengths.numpy()
+    u = um = None
+    if spec.inputs:
+        ii = [i_names.index(n) for n in spec.inputs]
+        u = batch.u.numpy()[..., ii]
+        um = batch.u_mask.numpy()[..., ii]
+        for r, rid in enumerate(batch.run_ids):
+            n = int(lengths[r])
+            gaps = ~um[r, :n]
+            if gaps.any():
+                j = int(np.argwhere(gaps)[0][1])
+                k = int(gaps[:, j].sum())
+                raise DataError(
+                    f"{where}: input {spec.inputs[j]!r} of run {rid!r} has {k} missing values; the "
+                    f"model needs the input at every sample. Fill the gaps explicitly before fitting "
+                    f"(e.g. ds[{spec.inputs[j]!r}] = ds[{spec.inputs[j]!r}].interpolate_na('obs'))."
+                )
+    return tuple(batch.run_ids), t, y, m, u, lengths
+
+
+def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int) -> Scales:
+    """Mean and standard deviation of each measured state over all runs (NaN ignored).
+
+    Latent velocities get the spread of their position's smoothed derivative; other latent
+    states mean 0 and scale 1. Constant states get scale 1 (or their magnitude). The time scale is
+    the median run duration.
+    """
+    run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, "fit")
+    S = len(spec.states)
+    mean = np.zeros(S)
+    scale = np.ones(S)
+    for j, i in enumerate(spec.obs_idx):
+        vals = y[..., j][m[..., j]]
+        if vals.size == 0:
+            raise DataError(f"fit: state {spec.observed[j]!r} has no measured value in any run.")
+        mean[i] = float(vals.mean())
+        sd = float(vals.std())
+        scale[i] = sd if sd > 1e-12 * max(abs(mean[i]), 1e-300) and sd > 0 else max(abs(mean[i]), 1.0)
+    if spec.velocity_of:
+        _, d1, _ = smooth_runs(t, y, m, lengths, points)
+        for vi, qi in spec.velocity_of.items():
+            j = spec.observed.index(spec.states[qi])
+            vals = d1[..., j][np.isfinite(d1[..., j])]
+            if vals.size:
+                sd = float(np.sqrt(np.mean(vals**2)))
+                scale[vi] = sd if sd > 0 else 1.0
+    durations = [float(t[r, int(lengths[r]) - 1] - t[r, 0]) for r in range(len(run_ids))]
+    ts = float(np.median(durations))
+    if not (math.isfinite(ts) and ts > 0):
+        ts = 1.0
+    n_in = len(spec.inputs)
+    u_mean, u_scale = np.zeros(n_in), np.ones(n_in)
+    if n_in:
+        valid = np.arange(t.shape[1])[None, :] < lengths[:, None]
+        for j in range(n_in):
+            vals = u[..., j][valid]
+            u_mean[j] = float(vals.mean())
+            sd = float(vals.std())
+            u_scale[j] = sd if sd > 0 else max(abs(u_mean[j]), 1.0)
+    return Scales(mean, scale, ts, u_mean, u_scale)
+
+
+def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
+            dtype: torch.dtype, where: str = "fit") -> Prepared:
+    """Scaled tensors of a dataset, smoothed states and derivatives, initial-state guesses."""
+    run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, where)
+    S = len(spec.states)
+    R, N, So = y.shape
+    oi = spec.obs_idx
+    val, d1, d2 = smooth_runs(t, y, m, lengths, points)
+    mean, scale = scales.mean, scales.scale
+    smooth = np.full((R, N, S), np.nan)
+    deriv = np.full((R, N, S), np.nan)
+    smooth[..., oi] = (val - mean[oi]) / scale[oi]
+    deriv[..., oi] = d1 / scale[oi]
+    if spec.velocity_of:
+        for vi, qi in spec.velocity_of.items():
+            j = spec.observed.index(spec.states[qi])
+            smooth[..., vi] = (d1[..., j] - mean[vi]) / scale[vi]
+            deriv[..., vi] = d2[..., j] / scale[vi]
+    y_z = np.where(m, (y - mean[oi]) / scale[oi], 0.0)
+    guess = np.where(np.isfinite(smooth), smooth, 0.0)
+    guess[..., oi] = np.where(m, y_z, guess[..., oi])
+    pad = np.arange(N)[None, :] >= lengths[:, None]
+    guess[pad] = 0.0
+    as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
+    return Prepared(
+        run_ids=run_ids,
+        t=as_t(t),
+        y=as_t(y_z),
+        mask=torch.as_tensor(m & ~pad[..., None]),
+        u=as_t(u) if u is not None else None,
+        lengths=torch.as_tensor(lengths, dtype=torch.long),
+        z_guess=as_t(guess),
+        smooth=as_t(smooth),
+        deriv=as_t(deriv),
+    )
+
+
+class WindowProblem:
+    """Window losses of one prepared dataset for a scaled field.
+
+    Parameters
+    ----------
+    rhs : ScaledRhs
+        The field in scaled coordinates.
+    data : Prepared
+        The training data.
+    spec : ModelSpec
+    config : FitConfig
+    weights : Tensor (So,)
+        Per-state loss weights.
+    counter : StepCounter
+        Accumulates function evaluations.
+    """
+
+    def __init__(self, rhs: ScaledRhs, data: Prepared, spec: ModelSpec, config: FitConfig,
+                 weights: torch.Tensor, counter: StepCounter) -> None:
+        self.rhs = rhs
+        self.data = data
+        self.spec = spec
+        self.config = config
+        self.weights = weights
+        self.counter = counter
+        self.obs_idx = spec.obs_idx
+        self.mean_o = rhs.mean[self.obs_idx]
+        self.scale_o = rhs.scale[self.obs_idx]
+        S = len(spec.states)
+        free = torch.zeros(S, dtype=torch.bool)
+        free[spec.latent_idx] = True
+        if config.initial_states == "free":
+            free[:] = True
+        self.free = free
+        self.substeps = config.substeps
+
+    def inputs_for(self, windows: Windows):
+        """``u_at(t (W,))`` over the full runs of the windows (the model's interpolation)."""
+        if self.data.u is None:
+            return None
+        from sysid.models.interpolation import InputInterpolator
+
+        run = windows.run
+        interp = InputInterpolator(self.data.t[run], self.data.u[run], self.data.lengths[run],
+                                   self.spec.interpolation)
+        return interp
+
+    def initial_states(self, nodes: torch.Tensor, windows: Windows) -> torch.Tensor:
+        """``(W, S)`` states at the window starts: free nodes where free, else the guesses."""
+        fixed = self.data.z_guess[windows.run, windows.start]
+        free_vals = nodes[windows.run, windows.start]
+        return torch.where(self.free, free_vals, fixed)
+
+    def predict(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
+        """Scaled states ``(W, H, S)`` of every window."""
+        t = gather(self.data.t, windows)
+        z0 = self.initial_states(nodes, windows)
+        cfg = self.config
+        return solve_windows(self.rhs, z0, t, inputs=inputs, method=cfg.solver,
+                             substeps=self.substeps, rtol=cfg.rtol, atol=cfg.atol,
+                             max_steps=cfg.max_steps, adjoint=cfg.adjoint, counter=self.counter)
+
+    def loss(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
+        """Data misfit plus the continuity penalty of the free initial states."""
+        pred = self.predict(nodes, windows, inputs)
+        y = gather(self.data.y, windows)
+        mask = gather(self.data.mask, windows) & windows.valid[..., None]
+        total = data_loss(pred[..., self.obs_idx], y, mask, self.weights, self.config.loss,
+                          self.mean_o, self.scale_o)
+        if self.config.continuity > 0 and bool(self.free.any()) and windows.horizon > 1:
+            fi = self.free.nonzero()[:, 0]
+            later = windows.idx[:, 1:]
+            target = nodes[windows.run[:, None], later][..., fi]
+            total = total + self.config.continuity * continuity_loss(
+                pred[:, 1:][..., fi], target, windows.valid[:, 1:])
+        return total
+
+    def residual_vector(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
+        """Unweighted residuals of all measured entries past each window's start (1-D)."""
+        pred = self.predict(nodes, windows, inputs)
+        y = gather(self.data.y, windows)
+        mask = gather(self.data.mask, windows) & windows.valid[..., None]
+        mask[:, 0] = False
+        r = residuals(pred[..., self.obs_idx], torch.where(mask, y, pred[..., self.obs_idx].detach()),
+                      self.config.loss, self.mean_o, self.scale_o)
+        return r[mask]
+
+
+def check_positive(data: Prepared, spec: ModelSpec, scales: Scales) -> None:
+    """``loss="log"`` needs positive measurements: name the first state/run that is not."""
+    oi = spec.obs_idx
+    x = data.y.double() * torch.as_tensor(scales.scale[oi]) + torch.as_tensor(scales.mean[oi])
+    bad = (x <= 0) & data.mask
+    if bool(bad.any()):
+        r, k, j = (int(v) for v in bad.nonzero()[0])
+        raise ConfigError(
+            f"fit: loss='log' needs positive measurements, but state {spec.observed[j]!r} of run "
+            f"{data.run_ids[r]!r} is {float(x[r, k, j]):.6g} at sample {k + 1}. Use loss='mse' or "
+            f"'relative', or shift the variable."
+        )
+
+

@@ -1,0 +1,137 @@
+"""The outcome of a fit, and Gauss-Newton standard errors of the physical parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sysid.training.config import FitConfig
+
+__all__ = ["FitResult", "gauss_newton_stderr", "STOP_REASONS"]
+
+STOP_REASONS = ("completed", "early_stopping", "target_reached", "max_time", "interrupted",
+                "diverged")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`sysid.fit` returns.
+
+    Attributes
+    ----------
+    model : sysid.models.Model
+        The trained copy (the best state seen; the model passed to ``fit`` is never changed).
+    history : pandas.DataFrame
+        One row per epoch: ``epoch``, ``stage``, ``horizon``, ``loss``, ``val_nrmse`` (NaN when not
+        validated that epoch), ``lr``, ``nfe`` (cumulative function evaluations), ``time_s``,
+        ``event`` (rollbacks and their reason).
+    parameters : pandas.DataFrame
+        One row per named physical parameter: ``name``, ``value``, ``lower``, ``upper``, ``units``,
+        ``vary``, ``stderr`` (Gauss-Newton, NaN for fixed or unidentifiable parameters).
+    solver_stats : dict
+        ``method``, ``substeps``, ``nfe``, ``rollbacks``, ``epochs_run``, ``time_s``,
+        ``warm_start`` (losses before/after, or why skipped), ``windows``.
+    config : FitConfig
+        The settings used.
+    stopped_reason : str
+        One of "completed", "early_stopping", "target_reached", "max_time", "interrupted",
+        "diverged".
+    message : str
+        Why it stopped, in words (a diverged fit names the failure and the hint).
+    best_epoch : int
+        Epoch (1-based) whose state the model holds; 0 means the state after the warm start.
+    latent_initial : pandas.DataFrame
+        Estimated latent (unmeasured) states at the first sample of each training run, in user
+        units (empty without latent states).
+    """
+
+    model: Any
+    history: pd.DataFrame
+    parameters: pd.DataFrame
+    solver_stats: dict[str, Any]
+    config: FitConfig
+    stopped_reason: str
+    message: str = ""
+    best_epoch: int = 0
+    latent_initial: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> str:
+        """A short text report: why it stopped, the final metrics and the parameter table."""
+        lines = [f"fit stopped: {self.stopped_reason}" + (f" ({self.message})" if self.message else "")]
+        if len(self.history):
+            last = self.history.iloc[-1]
+            lines.append(f"epochs: {int(last['epoch'])}, final loss {last['loss']:.4g}, "
+                         f"best epoch {self.best_epoch}")
+            val = self.history["val_nrmse"].dropna()
+            if len(val):
+                lines.append(f"best validation NRMSE: {val.min():.4g}")
+        lines.append(f"function evaluations: {self.solver_stats.get('nfe', 0)}")
+        if len(self.parameters):
+            lines.append(self.parameters.to_string(index=False))
+        return "\n".join(lines)
+
+
+def gauss_newton_stderr(residual_fn, raw: torch.Tensor, value_fn) -> tuple[np.ndarray, float, int]:
+    """Standard errors of physical parameters from the Gauss-Newton approximation.
+
+    ``Cov = s^2 (J^T J)^-1`` with ``J`` the Jacobian of the residual vector with respect to the
+    parameter values at the optimum and ``s^2 = SSR / (n - p)``. ``J`` comes from central finite
+    differences in the unconstrained ("raw") coordinates (float64), mapped to values by the
+    derivative of the bound transform.
+
+    Parameters
+    ----------
+    residual_fn : callable
+        ``residual_fn(raw) -> Tensor (n,)`` residuals for the raw parameter vector.
+    raw : Tensor (p,)
+        Raw parameters at the optimum (float64).
+    value_fn : callable
+        ``value_fn(raw) -> Tensor (p,)`` constrained values.
+
+    Returns
+    -------
+    stderr : ndarray (p,)
+        NaN where the parameter is not identifiable (singular ``J^T J``).
+    sigma2 : float
+        Residual variance estimate.
+    n : int
+        Number of residuals.
+    """
+    with torch.no_grad():
+        r0 = residual_fn(raw)
+        n, p = r0.numel(), raw.numel()
+        if n <= p or p == 0:
+            return np.full(p, np.nan), float("nan"), n
+        cols = []
+        dvals = []
+        for j in range(p):
+            h = 1e-6 * max(1.0, abs(float(raw[j])))
+            up, down = raw.clone(), raw.clone()
+            up[j] += h
+            down[j] -= h
+            cols.append(((residual_fn(up) - residual_fn(down)) / (2 * h)).double())
+            dvals.append(float((value_fn(up)[j] - value_fn(down)[j]) / (2 * h)))
+        J = torch.stack(cols, dim=1).numpy()
+        dv = np.asarray(dvals)
+        ssr = float((r0.double() ** 2).sum())
+        sigma2 = ssr / (n - p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Jv = J / dv[None, :]
+        JtJ = Jv.T @ Jv
+        if not np.all(np.isfinite(JtJ)):
+            return np.full(p, np.nan), sigma2, n
+        w, V = np.linalg.eigh(JtJ)
+        tol = max(w.max(), 0.0) * 1e-12
+        if w.min() <= tol:
+            stderr = np.full(p, np.nan)
+            good = np.abs(V[:, w <= tol]).max(axis=1) < 1e-6
+            inv = (V[:, w > tol] / w[w > tol]) @ V[:, w > tol].T
+            stderr[good] = np.sqrt(sigma2 * np.diag(inv)[good])
+            return stderr, sigma2, n
+        cov = sigma2 * (V / w) @ V.T
+        return np.sqrt(np.clip(np.diag(cov), 0.0, math.inf)), sigma2, n

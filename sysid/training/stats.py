@@ -1,0 +1,127 @@
+"""Validation metric and the parameter table with Gauss-Newton standard errors."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sysid.errors import SolverError
+from sysid.training.config import FitConfig
+from sysid.training.loss import ScaledRhs
+from sysid.training.problem import ModelSpec, Prepared, Scales, WindowProblem
+from sysid.training.result import gauss_newton_stderr
+from sysid.training.solvers import StepCounter
+from sysid.training.windows import gather, make_windows
+
+__all__ = ["validation_nrmse", "parameter_table", "physics_raw"]
+
+
+def physics_raw(model: Any) -> list[tuple[Any, torch.nn.Parameter]]:
+    """``(PhysicsField, raw tensor)`` of every physics term with free parameters."""
+    from sysid.models import PhysicsField
+
+    return [(m, m.raw) for m in model.modules() if isinstance(m, PhysicsField) and m.raw.numel()]
+
+
+def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitConfig,
+                     substeps: int, counter: StepCounter) -> float:
+    """Free-run NRMSE of held-out runs simulated from their first sample.
+
+    RMSE of each measured state over all measured samples of all runs divided by that state's
+    standard deviation in the held-out data, averaged over states. Latent states start from their
+    derivative estimate (second-order models) or their scaled zero. A failed simulation gives inf.
+    """
+    n = int(val.t.shape[1])
+    windows = make_windows(val.lengths, n, stride=n)
+    weights = torch.ones(len(spec.observed), dtype=val.t.dtype)
+    problem = WindowProblem(rhs, val, spec, cfg, weights, counter)
+    problem.substeps = substeps
+    with torch.no_grad():
+        try:
+            pred = problem.predict(val.z_guess, windows, problem.inputs_for(windows))
+        except SolverError:
+            return math.inf
+    y = gather(val.y, windows)
+    mask = gather(val.mask, windows) & windows.valid[..., None]
+    out = []
+    for j, i in enumerate(spec.obs_idx):
+        m = mask[..., j]
+        if int(m.sum()) < 2:
+            continue
+        obs = y[..., j][m].double()
+        err = pred[..., i][m].double() - obs
+        sd = float(obs.std(unbiased=False))
+        rmse = float(err.pow(2).mean().sqrt())
+        out.append(rmse / sd if sd > 0 else rmse)
+    return float(np.mean(out)) if out else math.nan
+
+
+def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
+                    nodes: torch.Tensor, cfg: FitConfig, horizon: int,
+                    substeps: int) -> pd.DataFrame:
+    """The model's parameter table plus Gauss-Newton standard errors of the free parameters.
+
+    Residuals: every measured sample past the start of non-overlapping windows of the final
+    horizon (so each observation counts once), scaled as in the loss; the standard errors are
+    conditional on the neural weights and the initial states, and assume equal noise variance of
+    the scaled residuals of all states.
+    """
+    table = work.parameter_table().copy()
+    table["stderr"] = np.nan
+    terms = physics_raw(work)
+    if table.empty or not terms:
+        return table
+    m64 = copy.deepcopy(work).double()
+    terms64 = physics_raw(m64)
+    rhs = ScaledRhs(m64.field, torch.as_tensor(scales.mean, dtype=torch.float64),
+                    torch.as_tensor(scales.scale, dtype=torch.float64))
+    data = dataclasses.replace(
+        train, t=train.t.double(), y=train.y.double(),
+        u=train.u.double() if train.u is not None else None, z_guess=train.z_guess.double(),
+        smooth=train.smooth.double(), deriv=train.deriv.double())
+    scfg = cfg if not cfg.adaptive else dataclasses.replace(
+        cfg, solver="rk4", adjoint=False, substeps=max(cfg.substeps, 4))
+    weights = torch.ones(len(spec.observed), dtype=torch.float64)
+    problem = WindowProblem(rhs, data, spec, scfg, weights, StepCounter())
+    problem.substeps = substeps if not cfg.adaptive else scfg.substeps
+    windows = make_windows(data.lengths, horizon, stride=max(horizon - 1, 1))
+    inputs = problem.inputs_for(windows)
+    z = nodes.detach().double()
+    sizes = [raw.numel() for _, raw in terms64]
+    start = torch.cat([raw.detach().clone() for _, raw in terms64])
+
+    def assign(vec: torch.Tensor) -> None:
+        k = 0
+        for (_, raw), s in zip(terms64, sizes):
+            raw.data.copy_(vec[k:k + s])
+            k += s
+
+    def residual_fn(vec: torch.Tensor) -> torch.Tensor:
+        assign(vec)
+        return problem.residual_vector(z, windows, inputs)
+
+    def value_fn(vec: torch.Tensor) -> torch.Tensor:
+        assign(vec)
+        vals = []
+        for term, _ in terms64:
+            pv = term.physical_parameters()
+            vals.extend(pv[name].reshape(()) for name in term.free_names)
+        return torch.stack(vals)
+
+    try:
+        stderr, _, _ = gauss_newton_stderr(residual_fn, start, value_fn)
+    except SolverError:
+        stderr = np.full(int(start.numel()), np.nan)
+    finally:
+        assign(start)
+    names = [name for term, _ in terms64 for name in term.free_names]
+    found = dict(zip(names, stderr))
+    table["stderr"] = [float(found.get(n, np.nan)) if bool(v) else np.nan
+                       for n, v in zip(table["name"], table["vary"])]
+    return table

@@ -1,0 +1,106 @@
+"""Multiple-shooting windows over all runs, as index tensors (no Python loop per window).
+
+A window of horizon ``H`` starts at sample ``i`` of run ``r`` and covers samples ``i .. i+H-1`` of
+that run (fewer near the run's end: the positions past the last sample are marked invalid and
+have a zero time step, so the state simply stays put there). Every window is integrated on its own
+time grid, so runs with different or irregular sample times batch together: the solver sees the
+state tensor ``(W, S)`` and the per-window time gaps ``(W, H-1)``.
+
+Initial states of the windows
+-----------------------------
+Each window needs the full state at its first sample. Measured states start from the measurement
+(or, with ``initial_states="free"``, from a free value per sample initialised at the smoothed
+data). **Unmeasured (latent) states start from a free value per window start** — a tensor
+``(runs, samples, latent)`` optimised jointly with the model; windows of every horizon that start
+at the same sample share it, and a continuity penalty ties it to the predictions of the windows
+that pass through that sample (multiple shooting). These "node" values are initialised from the
+derivative of a measured position (second-order models) or at the latent state's scaled zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["Windows", "make_windows", "gather"]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Index tensors of a set of windows.
+
+    Attributes
+    ----------
+    run : LongTensor (W,)
+        Run (row of the padded run tensors) of each window.
+    start : LongTensor (W,)
+        First sample of each window.
+    idx : LongTensor (W, H)
+        Sample index of each window position (clipped to the run's last sample).
+    valid : BoolTensor (W, H)
+        Whether the position lies inside the run.
+    """
+
+    run: torch.Tensor
+    start: torch.Tensor
+    idx: torch.Tensor
+    valid: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        """Number of windows."""
+        return int(self.run.shape[0])
+
+    @property
+    def horizon(self) -> int:
+        """Samples per window."""
+        return int(self.idx.shape[1])
+
+    def subset(self, which: torch.Tensor) -> Windows:
+        """The windows at positions ``which`` (a LongTensor)."""
+        return Windows(self.run[which], self.start[which], self.idx[which], self.valid[which])
+
+
+def make_windows(lengths: torch.Tensor, horizon: int, stride: int = 1) -> Windows:
+    """All windows of ``horizon`` samples starting every ``stride`` samples of every run.
+
+    Parameters
+    ----------
+    lengths : LongTensor (R,)
+        Samples per run.
+    horizon : int
+        Samples per window (>= 2).
+    stride : int
+        Samples between the starts of consecutive windows of a run.
+
+    Returns
+    -------
+    Windows
+        Windows starting at samples ``0, stride, 2*stride, ...`` up to the second-to-last sample
+        of each run (a window needs at least two samples).
+
+    Examples
+    --------
+    >>> w = make_windows(torch.tensor([4, 3]), horizon=3)
+    >>> w.start.tolist(), w.valid[-1].tolist()
+    ([0, 1, 2, 0, 1], [True, True, False])
+    """
+    runs, starts = [], []
+    for r, n in enumerate(lengths.tolist()):
+        s = torch.arange(0, max(int(n) - 1, 0), stride, dtype=torch.long)
+        runs.append(torch.full_like(s, r))
+        starts.append(s)
+    run = torch.cat(runs)
+    start = torch.cat(starts)
+    offsets = torch.arange(horizon, dtype=torch.long)
+    raw = start[:, None] + offsets[None, :]
+    last = (lengths[run] - 1)[:, None]
+    valid = raw <= last
+    idx = torch.minimum(raw, last)
+    return Windows(run, start, idx, valid)
+
+
+def gather(values: torch.Tensor, windows: Windows) -> torch.Tensor:
+    """Values of a padded run tensor ``(R, N, ...)`` at the window positions: ``(W, H, ...)``."""
+    return values[windows.run[:, None], windows.idx]
