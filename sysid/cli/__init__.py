@@ -72,10 +72,18 @@ def _showwarning(message, category, filename, lineno, file=None, line=None) -> N
 
 
 def _command_name(argv: Sequence[str]) -> str:
+    """``sysid datasets export`` from the arguments, for error messages."""
+    words = ["sysid"]
+    group: click.Command = cli
     for arg in argv:
-        if arg in cli.commands:  # type: ignore[attr-defined]
-            return f"sysid {arg}"
-    return "sysid"
+        if not isinstance(group, click.Group):
+            break
+        if arg in group.commands:
+            words.append(arg)
+            group = group.commands[arg]
+        elif not arg.startswith("-"):
+            break
+    return " ".join(words)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

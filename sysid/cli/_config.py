@@ -10,6 +10,10 @@ A config file holds every option of ``sysid fit`` in three tables::
     run = "run"                 # column with the run id (long format)
     sep = ","                   # delimiter; default: detected
     decimal = "."               # "," for decimal-comma files
+    encoding = "latin-1"        # default UTF-8
+    missing_values = ["-999"]   # extra cell texts meaning "not measured"
+    sort = false                # sort each run by time instead of refusing unsorted time
+    drop_duplicates = false     # drop repeated times (first kept) instead of refusing them
     holdout = 0.25              # fraction of runs, or a list of run ids
 
     [model]
@@ -36,7 +40,8 @@ from sysid.errors import ConfigError
 
 __all__ = ["CliFitOptions", "DATA_KEYS", "MODEL_KEYS", "read_config", "dumps_toml"]
 
-DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "holdout")
+DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "encoding",
+             "missing_values", "sort", "drop_duplicates", "holdout")
 MODEL_KEYS = ("kind", "free", "params", "width", "depth")
 SECTIONS = ("data", "model", "fit")
 
@@ -56,6 +61,10 @@ class CliFitOptions:
     run: str | None = None
     sep: str | None = None
     decimal: str = "."
+    encoding: str | None = None
+    missing_values: tuple[str, ...] = ()
+    sort: bool = False
+    drop_duplicates: bool = False
     holdout: float | tuple[str, ...] | None = None
     kind: str = "neural"
     free: tuple[str, ...] | None = None
@@ -79,6 +88,8 @@ class CliFitOptions:
         data: dict[str, Any] = {
             "path": self.path, "time": self.time, "states": list(self.states),
             "inputs": list(self.inputs), "run": self.run, "sep": self.sep, "decimal": self.decimal,
+            "encoding": self.encoding, "missing_values": list(self.missing_values),
+            "sort": self.sort, "drop_duplicates": self.drop_duplicates,
             "holdout": list(self.holdout) if isinstance(self.holdout, tuple) else self.holdout,
         }
         model: dict[str, Any] = {"kind": self.kind,
@@ -143,7 +154,7 @@ def read_config(path: Path) -> CliFitOptions:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}'; [{section}] accepts "
                                   f"{list(allowed)}.")
             where = f"{source}, [{section}]"
-            if key in ("states", "inputs", "free"):
+            if key in ("states", "inputs", "free", "missing_values"):
                 kwargs[key] = _names(value, key, where)
             elif key == "params":
                 kwargs[key] = parse_assignments(value, option=f"{where} params")
@@ -151,6 +162,10 @@ def read_config(path: Path) -> CliFitOptions:
                 kwargs[key] = parse_holdout(value, option=f"{where} holdout")
             elif key in ("width", "depth"):
                 kwargs[key] = _opt_int(value, key, where)
+            elif key in ("sort", "drop_duplicates"):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}.")
+                kwargs[key] = value
             else:
                 kwargs[key] = _opt_str(value, key, where)
     if "path" in kwargs and not Path(kwargs["path"]).is_absolute():

@@ -93,7 +93,8 @@ def _csv_columns(path: Path, sep: str | None) -> list[str]:
 def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
     """Load and validate the measurements a command works on.
 
-    ``source`` is a CSV file (``time`` and ``states`` needed), a netCDF (``.nc``) or zarr
+    ``source`` is a CSV file or a glob of CSV files, one per run (``time`` and ``states``
+    needed), a netCDF (``.nc``) or zarr
     (``.zarr``) file written by sysid, or ``dataset:NAME`` for a shipped dataset.
 
     Returns
@@ -109,7 +110,8 @@ def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
         ds = sysid.datasets.load(source[len(DATASET_PREFIX):])
         return _select(ds, opts, source)
     path = Path(source)
-    if not path.exists():
+    is_glob = any(c in source for c in "*?[")
+    if not path.exists() and not is_glob:
         raise DataError(f"{what} file '{path}' does not exist (for a shipped dataset write "
                         f"'dataset:NAME'; see 'sysid datasets list').")
     suffix = path.suffix.lower()
@@ -117,7 +119,7 @@ def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
         return _select(sysid.data.validate(sysid.data.load_netcdf(path)), opts, str(path))
     if suffix == ".zarr":
         return _select(sysid.data.validate(sysid.data.load_zarr(path)), opts, str(path))
-    if path.is_dir():
+    if path.is_dir() and not is_glob:
         raise DataError(f"{what} '{path}' is a directory; give a CSV, .nc or .zarr file.")
     if not opts.time or not opts.states:
         missing = " and ".join(f for f, v in (("--time", opts.time), ("--states", opts.states))
@@ -127,10 +129,12 @@ def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
                           f"(its columns are {cols}).")
     kwargs: dict[str, Any] = {"time": opts.time, "states": list(opts.states),
                               "inputs": list(opts.inputs), "trajectory": opts.run,
-                              "decimal": opts.decimal}
+                              "decimal": opts.decimal, "encoding": opts.encoding,
+                              "missing_values": list(opts.missing_values), "sort": opts.sort,
+                              "drop_duplicates": opts.drop_duplicates}
     if opts.sep is not None:
         kwargs["sep"] = opts.sep
-    ds = sysid.data.load_csv(path, **kwargs)
+    ds = sysid.data.load_csv(source if is_glob else path, **kwargs)
     return sysid.data.validate(ds)
 
 

@@ -73,13 +73,19 @@ def split_holdout(ds: Any, holdout: float | tuple[str, ...] | None) -> tuple[Any
 
 
 def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
-    """The untrained :class:`sysid.models.Model` that ``--model`` names, for this data."""
+    """The untrained :class:`sysid.models.Model` that ``--model`` names, for this data.
+
+    A catalogue system brings its own state names: the data's states must be among them (states
+    the data lacks are latent, estimated by the fit) and its inputs must be the system's inputs.
+    """
     import sysid.data
     import sysid.models
     import sysid.systems
 
     states = sysid.data.state_names(ds)
     inputs = sysid.data.input_names(ds)
+    units = {n: str(ds[n].attrs.get("units", "")) for n in (*states, *inputs)}
+    time_units = str(ds["time"].attrs.get("units", ""))
     neural_kw: dict[str, Any] = {}
     if opts.width is not None:
         neural_kw["width"] = opts.width
@@ -90,19 +96,33 @@ def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
         if opts.free is not None or opts.params:
             raise ConfigError("--free and --params set physical parameters; they need "
                               "--model physics:SYSTEM or hybrid:SYSTEM, not 'neural'.")
-        return sysid.models.neural(ds, seed=seed, **neural_kw)
+        return sysid.models.neural(states, inputs, seed=seed, state_units=[units[n] for n in states],
+                                   input_units=[units[n] for n in inputs], time_units=time_units,
+                                   **neural_kw)
     system = sysid.systems.get(spec.system)
+    foreign = [n for n in states if n not in system.states]
+    if foreign:
+        raise ConfigError(
+            f"--model {spec}: the data's states {foreign} are not states of '{system.name}', whose "
+            f"states are {list(system.states)}; rename the columns to the system's state names "
+            f"(see 'sysid systems show {system.name}').")
+    if list(inputs) != list(system.inputs):
+        raise ConfigError(f"--model {spec}: '{system.name}' takes inputs {list(system.inputs)} but "
+                          f"--inputs gives {list(inputs)}; they must match.")
     names = [p.name for p in system.parameters]
     for option, given in (("--free", opts.free or ()), ("--params", tuple(opts.params))):
         unknown = [n for n in given if n not in names]
         if unknown:
             raise ConfigError(f"{option}: {unknown} {'is' if len(unknown) == 1 else 'are'} not a "
                               f"parameter of '{system.name}'; its parameters are {names}.")
-    free = list(opts.free) if opts.free is not None else None
+    if spec.kind == "physics" and (opts.width is not None or opts.depth is not None):
+        raise ConfigError(f"--width/--depth size a neural network; --model {spec} has none "
+                          f"(use hybrid:{system.name} for physics plus a network).")
+    common: dict[str, Any] = {"free": list(opts.free) if opts.free is not None else None,
+                              "values": dict(opts.params) or None, "observed": list(states)}
     if spec.kind == "physics":
-        return sysid.models.physics(system, ds, free=free, values=opts.params or None)
-    return sysid.models.hybrid(system, ds, free=free, values=opts.params or None, seed=seed,
-                               **neural_kw)
+        return sysid.models.physics(system, **common)
+    return sysid.models.hybrid(system, seed=seed, **common, **neural_kw)
 
 
 def _resolve(config: Path | None, data: str | None, **flags: Any) -> CliFitOptions:
@@ -144,6 +164,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
               "in one long file).")
 @click.option("--sep", metavar="CHAR", help="Column delimiter (default: detected).")
 @click.option("--decimal", metavar="CHAR", help="Decimal mark, e.g. ',' for 1,5 (default '.').")
+@click.option("--encoding", metavar="NAME", help="Text encoding of the CSV (default UTF-8).")
+@click.option("--missing-values", metavar="TEXT,..", help="Extra cell texts meaning 'not "
+              "measured', e.g. -999 (empty, NA, NaN are always missing).")
+@click.option("--sort", is_flag=True, help="Sort each run by time instead of refusing "
+              "unsorted time.")
+@click.option("--drop-duplicates", is_flag=True, help="Drop rows repeating a time (first kept) "
+              "instead of refusing them.")
 @click.option("--model", "model", metavar="KIND", help="neural (default), physics:SYSTEM or "
               "hybrid:SYSTEM (see 'sysid systems list').")
 @click.option("--free", metavar="P,..", help="Physical parameters to fit (default: all).")
@@ -162,20 +189,23 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 @click.option("--force", is_flag=True, help="Replace --out if it exists (only once the new "
               "results are complete).")
 def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
-            run_col: str | None, sep: str | None, decimal: str | None, model: str | None,
+            run_col: str | None, sep: str | None, decimal: str | None, encoding: str | None,
+            missing_values: str | None, sort: bool, drop_duplicates: bool, model: str | None,
             free: str | None, params: str | None, width: int | None, depth: int | None,
             config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
             out: Path, force: bool) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
-    DATA is a CSV file (give --time and --states), a .nc/.zarr file written by sysid, or
-    dataset:NAME for a shipped dataset (see 'sysid datasets list').
+    DATA is a CSV file (give --time and --states), a quoted glob of CSV files with one run each
+    ('runs/*.csv'), a .nc/.zarr file written by sysid, or dataset:NAME for a shipped dataset (see 'sysid datasets list').
     """
     check_new_output(out, force=force)
     opts = _resolve(
         config, data, time=time_col, states=parse_names(states, option="--states") or None,
         inputs=parse_names(inputs, option="--inputs") if inputs is not None else None,
-        run=run_col, sep=sep, decimal=decimal, kind=model,
+        run=run_col, sep=sep, decimal=decimal, encoding=encoding,
+        missing_values=parse_names(missing_values, option="--missing-values") or None,
+        sort=sort or None, drop_duplicates=drop_duplicates or None, kind=model,
         free=parse_names(free, option="--free") if free is not None else None,
         params=parse_assignments(params, option="--params") if params is not None else None,
         holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,

@@ -1,0 +1,241 @@
+"""``sysid simulate``: run a fitted model forward from new initial states, with new inputs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sysid.cli._config import CliFitOptions
+from sysid.cli._pipeline import find_model_dir, read_data
+from sysid.cli._support import (
+    atomic_file,
+    check_new_output,
+    console,
+    existing_file,
+    parse_assignments,
+    parse_float,
+)
+from sysid.errors import ConfigError, DataError
+
+__all__ = ["simulate_cmd", "read_times", "time_grid", "fit_data_options"]
+
+_OUT_SUFFIXES = (".csv", ".nc")
+DEFAULT_POINTS = 201
+
+_EPILOG = """\b
+Examples:
+  # from a chosen initial state, 0 to 20 time units every 0.1
+  sysid simulate hl_fit --y0 hare=30,lynx=4 --t-end 20 --dt 0.1 --out sim.csv
+\b
+  # from the first sample of every run of a data file (its inputs drive the model)
+  sysid simulate rig_fit --initial-from rig_test.csv --out sim.nc
+\b
+  # a model with an input: new input signal in a CSV with the time column and one column per input
+  sysid simulate rig_fit --y0 x=0,v=0 --t-end 10 --inputs step.csv --out step_response.csv
+
+The output has the same layout as the measurements: a 'trajectory' column, the time column, one
+column per state and input (.csv), or the trajectory schema as netCDF (.nc).
+"""
+
+
+def fit_data_options(run_dir: Path) -> CliFitOptions:
+    """How the fit in ``run_dir`` read its data (from its config.toml), for reading similar files."""
+    cfg = run_dir / "config.toml"
+    if not cfg.is_file():
+        return CliFitOptions()
+    with open(cfg, "rb") as fh:
+        data = tomllib.load(fh).get("data", {})
+    keep = {k: v for k, v in data.items() if k in ("time", "run", "sep", "decimal", "encoding")}
+    return CliFitOptions(states=tuple(data.get("states", ())), inputs=tuple(data.get("inputs", ())),
+                         missing_values=tuple(data.get("missing_values", ())), **keep)
+
+
+def read_times(path: Path) -> Any:
+    """Output times from a file: one number per line, or a CSV whose time column is read.
+
+    Raises
+    ------
+    DataError
+        On a missing file, a cell that is not a number (named by row), fewer than 2 times, or
+        times that do not strictly increase.
+    """
+    import numpy as np
+
+    existing_file(path, what="--times file")
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    rows = [(i + 1, line.strip()) for i, line in enumerate(lines) if line.strip()]
+    if not rows:
+        raise DataError(f"--times file '{path}' is empty; write one time per line.")
+    header = rows[0][1]
+    column = 0
+    first_cells = [c.strip() for c in header.replace(";", ",").split(",")]
+    try:
+        float(first_cells[0])
+    except ValueError:
+        names = [c.split("[")[0].split("(")[0].strip().lower() for c in first_cells]
+        column = next((names.index(n) for n in ("time", "t") if n in names), 0)
+        rows = rows[1:]
+    times = []
+    for row, text in rows:
+        cells = [c.strip() for c in text.replace(";", ",").split(",")]
+        cell = cells[column] if column < len(cells) else ""
+        try:
+            times.append(float(cell))
+        except ValueError:
+            raise DataError(f"--times file '{path}': row {row} holds '{cell}', which is not a "
+                            f"number; write one time per line.") from None
+    t = np.asarray(times, dtype=float)
+    if t.size < 2:
+        raise DataError(f"--times file '{path}' holds {t.size} time; at least 2 are needed.")
+    if not np.all(np.isfinite(t)):
+        raise DataError(f"--times file '{path}': times must be finite numbers.")
+    d = np.diff(t)
+    if np.any(d <= 0):
+        i = int(np.argmax(d <= 0)) + 1
+        raise DataError(f"--times file '{path}': times must strictly increase; {t[i]:g} follows "
+                        f"{t[i - 1]:g} (time number {i + 1}).")
+    return t
+
+
+def time_grid(t0: float, t_end: float, dt: float | None) -> Any:
+    """Times from ``t0`` to ``t_end``: every ``dt`` (``t_end`` included when it falls on the grid),
+    or 201 evenly spaced points."""
+    import numpy as np
+
+    if not t_end > t0:
+        raise ConfigError(f"--t-end {t_end:g} must be later than the start time {t0:g}.")
+    if dt is None:
+        return np.linspace(t0, t_end, DEFAULT_POINTS)
+    if not dt > 0:
+        raise ConfigError(f"--dt must be positive, got {dt:g}.")
+    n = int(np.floor((t_end - t0) / dt * (1 + 1e-12))) + 1
+    if n < 2:
+        raise ConfigError(f"--dt {dt:g} is longer than the span {t0:g} to {t_end:g}; choose a "
+                          f"smaller --dt.")
+    if n > 10_000_000:
+        raise ConfigError(f"--dt {dt:g} over {t0:g} to {t_end:g} gives {n} times; choose a "
+                          f"larger --dt.")
+    return t0 + dt * np.arange(n)
+
+
+def _check_y0(y0: dict[str, float], states: tuple[str, ...]) -> None:
+    missing = [s for s in states if s not in y0]
+    extra = [s for s in y0 if s not in states]
+    if extra:
+        raise ConfigError(f"--y0: {extra} {'is' if len(extra) == 1 else 'are'} not a state of the "
+                          f"model; its states are {list(states)}.")
+    if missing:
+        raise ConfigError(f"--y0: no value for states {missing}; the model's states are "
+                          f"{list(states)}, e.g. --y0 " + ",".join(f"{s}=0" for s in states) + ".")
+
+
+def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
+    """An input signal from a CSV: a time column and one column per model input."""
+    import sysid.data
+
+    existing_file(path, what="--inputs file")
+    names = list(model.field.input_names)
+    read = CliFitOptions(time=opts.time or "time", states=tuple(names), run=None, sep=opts.sep,
+                         decimal=opts.decimal, encoding=opts.encoding)
+    ds = read_data(str(path), read, what="--inputs")
+    return sysid.data.as_inputs(ds) if hasattr(sysid.data, "as_inputs") else ds
+
+
+@click.command("simulate", epilog=_EPILOG)
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--y0", metavar="A=1,B=2", help="Initial state, one value per state.")
+@click.option("--initial-from", metavar="DATA", help="Start from the first sample of each run of "
+              "DATA (CSV read as in the fit, .nc, or dataset:NAME).")
+@click.option("--t-start", metavar="T0", help="Start time with --y0 (default 0).")
+@click.option("--t-end", metavar="T", help="End time (with --initial-from: default the data's "
+              "own sample times).")
+@click.option("--dt", metavar="DT", help="Output step (default: 201 evenly spaced times).")
+@click.option("--times", "times_file", type=click.Path(path_type=Path), help="File with the "
+              "output times, one per line (or a CSV with a time column).")
+@click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="CSV with the "
+              "input signal (time column and one column per model input).")
+@click.option("--method", default="dopri5", show_default=True, help="ODE solver (dopri5, rk4, ...).")
+@click.option("--rtol", default="1e-6", show_default=True, help="Relative tolerance.")
+@click.option("--atol", default="1e-8", show_default=True, help="Absolute tolerance.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output FILE.csv or "
+              "FILE.nc.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
+                 t_end: str | None, dt: str | None, times_file: Path | None,
+                 inputs_file: Path | None, method: str, rtol: str, atol: str, out: Path,
+                 force: bool) -> None:
+    """Simulate the model fitted in MODEL_DIR and write the trajectories to --out."""
+    import numpy as np
+
+    import sysid
+    import sysid.data
+
+    if out.suffix.lower() not in _OUT_SUFFIXES:
+        raise ConfigError(f"--out '{out}' must end in .csv or .nc; got "
+                          f"'{out.suffix or 'no suffix'}'.")
+    check_new_output(out, force=force)
+    if (y0 is None) == (initial_from is None):
+        raise ConfigError("give exactly one of --y0 A=1,B=2 (a chosen initial state) or "
+                          "--initial-from DATA (the first sample of each run of a data file).")
+    if dt is not None and times_file is not None:
+        raise ConfigError("give --dt or --times, not both.")
+    if times_file is None and t_end is None and initial_from is None:
+        raise ConfigError("--t-end is required with --y0 (or give --times FILE).")
+    if t_start is not None and initial_from is not None:
+        raise ConfigError("--t-start goes with --y0; with --initial-from each run starts at its "
+                          "first sample.")
+    solver = sysid.SolverConfig(method=method, rtol=parse_float(rtol, what="--rtol"),
+                                atol=parse_float(atol, what="--atol"))
+    run_dir, model_path = find_model_dir(model_dir)
+    model = sysid.load_model(model_path)
+    states = tuple(model.field.state_names)
+    opts = fit_data_options(run_dir)
+
+    times = None
+    if times_file is not None:
+        times = read_times(times_file)
+        if t_end is not None and times[-1] > parse_float(t_end, what="--t-end"):
+            raise ConfigError(f"--times file '{times_file}' goes to {times[-1]:g}, past --t-end "
+                              f"{t_end}; leave --t-end out or shorten the file.")
+    if y0 is not None:
+        initial: Any = parse_assignments(y0, option="--y0")
+        _check_y0(initial, states)
+        if times is None:
+            t0 = parse_float(t_start, what="--t-start") if t_start is not None else 0.0
+            times = time_grid(t0, parse_float(t_end, what="--t-end"),
+                              parse_float(dt, what="--dt") if dt is not None else None)
+    else:
+        observed = tuple(getattr(model, "observed", states))
+        read = CliFitOptions(**{**_as_kwargs(opts), "states": opts.states or observed,
+                                "inputs": opts.inputs or tuple(model.field.input_names)})
+        initial = read_data(initial_from, read, what="--initial-from")
+        if times is None and t_end is not None:
+            starts = [float(np.nanmin(initial["time"].sel(trajectory=r).values))
+                      for r in sysid.data.run_ids(initial)]
+            if len(set(starts)) > 1:
+                raise ConfigError(f"--t-end with --initial-from needs runs that start at the same "
+                                  f"time; these start at {sorted(set(starts))}. Give --times FILE.")
+            times = time_grid(starts[0], parse_float(t_end, what="--t-end"),
+                              parse_float(dt, what="--dt") if dt is not None else None)
+    inputs = _read_inputs(inputs_file, model, opts) if inputs_file is not None else None
+    if model.field.input_names and inputs is None and initial_from is None:
+        raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
+                          f"signal with --inputs FILE.csv (a time column and one column each).")
+    result = sysid.simulate(model, initial, times, inputs=inputs, solver=solver)
+    with atomic_file(out, force=force) as tmp:
+        if out.suffix.lower() == ".csv":
+            sysid.data.to_csv(result, tmp)
+        else:
+            sysid.data.save(result, tmp)
+    runs = sysid.data.run_ids(result)
+    console.info(f"wrote {len(runs)} simulated run{'s' if len(runs) != 1 else ''} of "
+                 f"{list(states)} to {out}")
+
+
+def _as_kwargs(opts: CliFitOptions) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
