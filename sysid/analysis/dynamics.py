@@ -1,0 +1,456 @@
+"""One NumPy view of every kind of dynamics the analysis works with, and a SciPy integrator for it.
+
+The analysis compares learned and reference dynamics in the same way whatever they are: a
+:class:`sysid.models.Model` (or a trained :class:`~sysid.training.FitResult`), a reference
+:class:`sysid.systems.System`, or a user's right-hand side ``f(t, y)`` as ``solve_ivp`` takes it.
+:func:`as_dynamics` wraps each of them into a :class:`Dynamics`: a batched NumPy function
+``f(t, X, U) -> dX/dt`` with ``X`` of shape ``(M, S)`` in user units, plus the state and input
+names and units. Everything else in :mod:`sysid.analysis` works on :class:`Dynamics` only.
+
+:func:`integrate` integrates one with :func:`scipy.integrate.solve_ivp`, with a finiteness check in
+the right-hand side (SciPy hangs on NaN) and a typed :class:`~sysid.errors.SolverError` on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import integrate as _spi
+from scipy import interpolate as _interp
+
+from sysid.errors import ConfigError, DataError, SolverError
+
+BatchFn = Callable[[float, np.ndarray, "np.ndarray | None"], np.ndarray]
+
+INTERPOLATIONS = ("zoh", "linear", "cubic")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dynamics:
+    """A right-hand side ``dX/dt = f(t, X, U)`` as batched NumPy, with names and units.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(t, X, U)`` with ``t`` of shape ``(M,)`` (each row's own time), ``X`` of shape
+        ``(M, S)``, ``U`` of shape ``(M, I)`` or None when there are no inputs; returns an array of
+        shape ``(M, S)``.
+    states, inputs : tuple of str
+        State and input names, in the order of the last axes of ``X`` and ``U``.
+    state_units, input_units : tuple of str
+        Units of each state and input ("" when unknown).
+    time_units : str
+        Units of time.
+    name : str
+        A short description used in tables and plot titles.
+    interpolation : {"zoh", "linear", "cubic"}
+        How measured inputs are interpolated when this dynamics is simulated on data (a Model's
+        own ``input_interpolation``; "linear" otherwise).
+    latent_initial : mapping
+        Initial values of states that data does not measure (a Model's ``latent_initial``).
+    """
+
+    fn: BatchFn
+    states: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
+    state_units: tuple[str, ...] = ()
+    input_units: tuple[str, ...] = ()
+    time_units: str = ""
+    name: str = "dynamics"
+    interpolation: str = "linear"
+    latent_initial: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.states:
+            raise ConfigError(f"Dynamics {self.name!r}: at least one state name is needed; got none.")
+        if len(set(self.states)) != len(self.states):
+            raise ConfigError(f"Dynamics {self.name!r}: state names must be unique; got {self.states}.")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(
+                f"Dynamics {self.name!r}: interpolation must be one of {list(INTERPOLATIONS)}; "
+                f"got {self.interpolation!r}."
+            )
+        if not self.state_units:
+            object.__setattr__(self, "state_units", ("",) * len(self.states))
+        if not self.input_units:
+            object.__setattr__(self, "input_units", ("",) * len(self.inputs))
+        if len(self.state_units) != len(self.states):
+            raise ConfigError(
+                f"Dynamics {self.name!r}: {len(self.state_units)} state units for "
+                f"{len(self.states)} states {self.states}."
+            )
+
+    @property
+    def n_states(self) -> int:
+        """Number of states ``S``."""
+        return len(self.states)
+
+    def __call__(self, t: float, x: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """Evaluate the field at one state ``(S,)`` or a batch ``(M, S)``; same shape back."""
+        x = np.asarray(x, dtype=float)
+        single = x.ndim == 1
+        xb = np.atleast_2d(x)
+        if xb.shape[-1] != self.n_states:
+            raise DataError(
+                f"{self.name}: states have {xb.shape[-1]} columns but the dynamics has "
+                f"{self.n_states} states {list(self.states)}."
+            )
+        ub = None
+        if self.inputs:
+            if u is None:
+                raise DataError(
+                    f"{self.name}: the dynamics has inputs {list(self.inputs)}; pass their values as u."
+                )
+            ub = np.broadcast_to(np.atleast_2d(np.asarray(u, dtype=float)), (xb.shape[0], len(self.inputs)))
+        tb = np.broadcast_to(np.asarray(t, dtype=float), (xb.shape[0],))
+        out = np.asarray(self.fn(tb, xb, ub), dtype=float).reshape(xb.shape)
+        return out[0] if single else out
+
+    def jacobian(
+        self, x: np.ndarray, *, t: float = 0.0, u: np.ndarray | None = None, rel_step: float = 1e-6
+    ) -> np.ndarray:
+        """Jacobian ``df/dx`` at one state by central differences (``S x S``).
+
+        The step for state ``i`` is ``rel_step * max(1, |x_i|)``; for smooth fields the error is of
+        order ``rel_step**2`` times the third derivative.
+        """
+        x = np.asarray(x, dtype=float).ravel()
+        n = x.size
+        h = rel_step * np.maximum(1.0, np.abs(x))
+        pts = np.empty((2 * n, n))
+        for i in range(n):
+            pts[2 * i] = x
+            pts[2 * i, i] += h[i]
+            pts[2 * i + 1] = x
+            pts[2 * i + 1, i] -= h[i]
+        f = self(t, pts, None if u is None else np.broadcast_to(np.asarray(u, float), (2 * n, len(self.inputs))))
+        jac = np.empty((n, n))
+        for i in range(n):
+            jac[:, i] = (f[2 * i] - f[2 * i + 1]) / (2 * h[i])
+        return jac
+
+
+def _from_system(system: Any, params: Mapping[str, float] | None) -> Dynamics:
+    from sysid.backend import NUMPY
+
+    p = dict(system.defaults())
+    unknown = sorted(set(params or {}) - set(p))
+    if unknown:
+        raise ConfigError(
+            f"params: {unknown} are not parameters of system {system.name!r}; it has {sorted(p)}."
+        )
+    p.update({k: float(v) for k, v in (params or {}).items()})
+    rhs = system.rhs
+    has_inputs = bool(system.inputs)
+
+    def fn(t: np.ndarray, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+        tt = float(t[0]) if np.ptp(t) == 0 else t
+        return np.broadcast_to(rhs(tt, x, u if has_inputs else None, p, NUMPY), x.shape)
+
+    return Dynamics(
+        fn=fn,
+        states=tuple(system.states),
+        inputs=tuple(system.inputs),
+        state_units=tuple(system.state_units),
+        input_units=tuple(system.input_units),
+        time_units=str(system.time_units),
+        name=f"{system.name} (reference)",
+    )
+
+
+def _from_field(vf: Any, name: str, interpolation: str = "linear",
+                latent_initial: Mapping[str, float] | None = None) -> Dynamics:
+    f = vf.numpy_function()
+    has_inputs = bool(vf.input_names)
+
+    def fn(t: np.ndarray, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+        tt = float(t[0]) if np.ptp(t) == 0 else t
+        return np.asarray(f(tt, x, u if has_inputs else None), dtype=float).reshape(x.shape)
+
+    return Dynamics(
+        fn=fn,
+        states=tuple(vf.state_names),
+        inputs=tuple(vf.input_names),
+        state_units=tuple(vf.state_units),
+        input_units=tuple(vf.input_units),
+        time_units=str(vf.time_units),
+        name=name,
+        interpolation=interpolation,
+        latent_initial=dict(latent_initial or {}),
+    )
+
+
+def _from_callable(
+    f: Callable[..., Any], states: Sequence[str] | None, units: Sequence[str] | None, vectorized: bool
+) -> Dynamics:
+    if states is None:
+        raise ConfigError(
+            "as_dynamics: a plain function f(t, y) needs states=[...] (the names of y's entries); "
+            "none were given."
+        )
+    states = tuple(str(s) for s in states)
+
+    def fn(t: np.ndarray, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+        if vectorized and np.ptp(t) == 0:
+            return np.asarray(f(float(t[0]), x.T), dtype=float).reshape(len(states), -1).T
+        return np.stack(
+            [np.asarray(f(float(ti), row), dtype=float).reshape(len(states)) for ti, row in zip(t, x)]
+        )
+
+    name = getattr(f, "__name__", "f")
+    return Dynamics(fn=fn, states=states, state_units=tuple(units or ()), name=str(name))
+
+
+def as_dynamics(
+    obj: Any,
+    *,
+    states: Sequence[str] | None = None,
+    units: Sequence[str] | None = None,
+    params: Mapping[str, float] | None = None,
+    vectorized: bool = False,
+) -> Dynamics:
+    """Wrap a model, a fit result, a reference system or a function as :class:`Dynamics`.
+
+    Parameters
+    ----------
+    obj : Dynamics, sysid.models.Model, sysid.models.VectorField, FitResult, sysid.systems.System
+        or callable
+        What to wrap. A callable is ``f(t, y)`` as :func:`scipy.integrate.solve_ivp` takes it (``y``
+        of shape ``(S,)``), or ``(S, M)`` columns when ``vectorized=True``.
+    states : sequence of str, optional
+        State names; required for a callable, ignored otherwise.
+    units : sequence of str, optional
+        State units for a callable.
+    params : mapping, optional
+        Parameter values overriding a system's defaults.
+    vectorized : bool
+        Whether a callable accepts ``y`` of shape ``(S, M)`` (as ``solve_ivp(vectorized=True)``).
+
+    Returns
+    -------
+    Dynamics
+    """
+    if isinstance(obj, Dynamics):
+        return obj
+    kind = type(obj).__module__
+    if kind.startswith("sysid.systems"):
+        return _from_system(obj, params)
+    if kind.startswith("sysid.training"):
+        return as_dynamics(obj.model)
+    if kind.startswith("sysid.models"):
+        from sysid.models import Model
+
+        if isinstance(obj, Model):
+            return _from_field(obj.field, name="learned model", interpolation=obj.input_interpolation,
+                               latent_initial=obj.latent_initial)
+        return _from_field(obj, name=type(obj).__name__)
+    if callable(obj):
+        return _from_callable(obj, states, units, vectorized)
+    raise ConfigError(
+        f"as_dynamics: expected a sysid Model, FitResult, System or a function f(t, y); "
+        f"got {type(obj).__name__}."
+    )
+
+
+# --------------------------------------------------------------------------------------------- #
+# inputs
+# --------------------------------------------------------------------------------------------- #
+def input_function(
+    times: np.ndarray, values: np.ndarray, *, kind: str = "linear", names: Sequence[str] = ()
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Interpolate sampled inputs: returns ``u(t)`` for scalar or array ``t`` -> ``(..., I)``.
+
+    ``kind`` is ``"zoh"`` (hold the last sample), ``"linear"`` or ``"cubic"`` (monotone PCHIP, as
+    :class:`sysid.models.InputInterpolator`).
+    Outside the samples the first/last value is held. Missing samples (NaN) of an input are skipped.
+    """
+    if kind not in INTERPOLATIONS:
+        raise ConfigError(f"interpolation must be one of {list(INTERPOLATIONS)}; got {kind!r}.")
+    times = np.asarray(times, float)
+    values = np.asarray(values, float).reshape(times.size, -1)
+    parts = []
+    for j in range(values.shape[1]):
+        ok = np.isfinite(times) & np.isfinite(values[:, j])
+        tj, vj = times[ok], values[ok, j]
+        label = names[j] if j < len(names) else f"input {j}"
+        if tj.size == 0:
+            raise DataError(f"input {label!r} has no finite samples; it cannot drive a simulation.")
+        if tj.size == 1:
+            parts.append(lambda t, v=vj[0]: np.full(np.shape(t), v))
+        elif kind == "zoh":
+            parts.append(_interp.interp1d(tj, vj, kind="previous", bounds_error=False, fill_value=(vj[0], vj[-1])))
+        elif kind == "linear" or tj.size < 3:
+            parts.append(lambda t, tj=tj, vj=vj: np.interp(t, tj, vj))
+        else:
+            spline = _interp.PchipInterpolator(tj, vj)
+            parts.append(lambda t, s=spline, lo=tj[0], hi=tj[-1]: s(np.clip(t, lo, hi)))
+
+    def u(t: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(p(t), float) for p in parts], axis=-1)
+
+    return u
+
+
+def run_inputs(
+    ds: xr.Dataset, run: str, names: Sequence[str], *, kind: str = "linear"
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The input function of one run of a schema dataset, or None when ``names`` is empty."""
+    if not names:
+        return None
+    from sysid.data import get_run
+
+    one = get_run(ds, run)
+    missing = [n for n in names if n not in one]
+    if missing:
+        raise DataError(f"run {run!r} has no input variables {missing}; the dynamics needs {list(names)}.")
+    vals = np.stack([one[n].values for n in names], axis=-1)
+    return input_function(one["time"].values, vals, kind=kind, names=names)
+
+
+# --------------------------------------------------------------------------------------------- #
+# integration
+# --------------------------------------------------------------------------------------------- #
+@dataclass(frozen=True, kw_only=True)
+class Integration:
+    """How the analysis integrates dynamics with :func:`scipy.integrate.solve_ivp`.
+
+    Parameters
+    ----------
+    method : str
+        A ``solve_ivp`` method: "RK45", "DOP853", "LSODA", "Radau", "BDF", "RK23".
+    rtol, atol : float
+        Tolerances (tight by default: the analysis wants the dynamics' error, not the solver's).
+    max_step : float
+        Largest step, in time units.
+    """
+
+    method: str = "RK45"
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    max_step: float = np.inf
+
+    def __post_init__(self) -> None:
+        methods = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
+        if self.method not in methods:
+            raise ConfigError(f"Integration.method must be one of {list(methods)}; got {self.method!r}.")
+        if not (self.rtol > 0 and self.atol > 0 and self.max_step > 0):
+            raise ConfigError(
+                f"Integration: rtol, atol and max_step must be > 0; got {self.rtol}, {self.atol}, "
+                f"{self.max_step}."
+            )
+
+
+class _NonFinite(Exception):
+    def __init__(self, t: float) -> None:
+        super().__init__(t)
+        self.t = t
+
+
+def integrate(
+    dyn: Dynamics,
+    y0: np.ndarray,
+    times: np.ndarray,
+    *,
+    u: Callable[[np.ndarray], np.ndarray] | None = None,
+    settings: Integration = Integration(),
+    events: Any = None,
+) -> Any:
+    """Integrate ``dyn`` from ``y0`` at ``times[0]`` and return SciPy's solution at ``times``.
+
+    Raises
+    ------
+    SolverError
+        When the right-hand side becomes non-finite or ``solve_ivp`` fails (with its message and
+        the time reached, and a hint).
+    """
+    times = np.asarray(times, float)
+    y0 = np.asarray(y0, float).ravel()
+    if not np.all(np.isfinite(y0)):
+        raise DataError(f"{dyn.name}: initial state {y0.tolist()} contains NaN or inf.")
+    if dyn.inputs and u is None:
+        raise DataError(f"{dyn.name}: the dynamics has inputs {list(dyn.inputs)}; no input values were given.")
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        ut = None if u is None else np.asarray(u(np.asarray(t)), float)[None, :]
+        d = dyn.fn(np.array([t], float), y[None, :], ut)[0]
+        if not np.all(np.isfinite(d)):
+            raise _NonFinite(t)
+        return d
+
+    try:
+        sol = _spi.solve_ivp(
+            rhs, (times[0], times[-1]), y0, method=settings.method, t_eval=times,
+            rtol=settings.rtol, atol=settings.atol, max_step=settings.max_step, events=events,
+        )
+    except _NonFinite as exc:
+        raise SolverError(
+            f"{dyn.name}: the right-hand side became NaN or infinite at t={exc.t:.6g} "
+            f"(the dynamics blew up). Try a shorter horizon or check the model.",
+            t_reached=float(exc.t),
+        ) from None
+    if sol.status < 0:
+        t_reached = float(sol.t[-1]) if sol.t.size else float(times[0])
+        raise SolverError(
+            f"{dyn.name}: integration failed at t={t_reached:.6g}: {sol.message} "
+            f"Try Integration(method='LSODA') or 'Radau' for stiff dynamics.",
+            t_reached=t_reached,
+        )
+    return sol
+
+
+def step_batch(
+    dyn: Dynamics,
+    x0: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    *,
+    u: Callable[[np.ndarray], np.ndarray] | None = None,
+    settings: Integration = Integration(),
+) -> np.ndarray:
+    """Advance many states at once, row ``m`` from ``t0[m]`` to ``t1[m]`` (one solve).
+
+    Each row runs in its own rescaled time ``s`` in ``[0, 1]`` with ``t = t0 + s (t1 - t0)``, so one
+    ``solve_ivp`` call integrates them all. ``u`` maps an array of times ``(M,)`` to ``(M, I)``.
+    """
+    x0 = np.asarray(x0, float)
+    m, n = x0.shape
+    t0 = np.asarray(t0, float)
+    dt = np.asarray(t1, float) - t0
+
+    def rhs(s: float, y: np.ndarray) -> np.ndarray:
+        tt = t0 + s * dt
+        ut = None if u is None else np.asarray(u(tt), float)
+        d = dyn.fn(tt, y.reshape(m, n), ut) * dt[:, None]
+        if not np.all(np.isfinite(d)):
+            raise _NonFinite(float(np.max(tt)))
+        return d.ravel()
+
+    try:
+        sol = _spi.solve_ivp(
+            rhs, (0.0, 1.0), x0.ravel(), method=settings.method, t_eval=[1.0],
+            rtol=settings.rtol, atol=settings.atol,
+        )
+    except _NonFinite as exc:
+        raise SolverError(
+            f"{dyn.name}: the right-hand side became NaN or infinite near t={exc.t:.6g} during "
+            f"k-step prediction.",
+            t_reached=exc.t,
+        ) from None
+    if sol.status < 0:
+        raise SolverError(f"{dyn.name}: k-step integration failed: {sol.message}", t_reached=None)
+    return sol.y[:, -1].reshape(m, n)
+
+
+__all__ = [
+    "Dynamics",
+    "Integration",
+    "as_dynamics",
+    "input_function",
+    "run_inputs",
+    "integrate",
+    "step_batch",
+]

@@ -1,0 +1,398 @@
+"""Fixed points, linearisation and stability of any dynamics, and matching to a reference.
+
+Fixed points are found with :func:`scipy.optimize.root` (Powell's hybrid method with a
+central-difference Jacobian) from many seeds drawn uniformly in a box, kept when the field's norm
+at the root is small and the root lies in the box, and deduplicated by distance in box-scaled units.
+Each gets the Jacobian's eigenvalues and a stability class:
+
+- 2-D systems: ``stable node``, ``unstable node``, ``stable focus``, ``unstable focus``, ``saddle``,
+  ``centre`` (purely imaginary pair) or ``non-hyperbolic`` (a zero eigenvalue);
+- other dimensions: ``stable``, ``unstable``, ``saddle``, ``centre`` or ``non-hyperbolic``, with an
+  ``oscillatory`` flag when some eigenvalues are complex.
+
+A real part counts as zero when ``|Re λ| <= tol * max(1, max|λ|)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import optimize
+
+from sysid.analysis.dynamics import Dynamics, as_dynamics
+from sysid.errors import ConfigError, DataError
+
+
+def classify(eigenvalues: Sequence[complex], *, tol: float = 1e-6) -> tuple[str, bool]:
+    """Stability class and oscillatory flag from Jacobian eigenvalues (see the module docstring).
+
+    Examples
+    --------
+    >>> classify([-1.0 + 2.0j, -1.0 - 2.0j])
+    ('stable focus', True)
+    >>> classify([1.0, -3.0])
+    ('saddle', False)
+    """
+    lam = np.asarray(eigenvalues, dtype=complex).ravel()
+    if lam.size == 0:
+        raise ConfigError("classify: no eigenvalues given.")
+    scale = max(1.0, float(np.max(np.abs(lam))))
+    re, im = lam.real, lam.imag
+    zero_re = np.abs(re) <= tol * scale
+    osc = bool(np.any(np.abs(im) > tol * scale))
+    pos, neg = bool(np.any(re[~zero_re] > 0)), bool(np.any(re[~zero_re] < 0))
+    if pos and neg:
+        return "saddle", osc
+    if np.any(zero_re):
+        if np.all(np.abs(im[zero_re]) > tol * scale) and not (pos or neg):
+            return "centre", osc
+        return "non-hyperbolic", osc
+    sign = "stable" if neg else "unstable"
+    if lam.size == 2:
+        return f"{sign} {'focus' if osc else 'node'}", osc
+    return sign, osc
+
+
+@dataclass(frozen=True, kw_only=True)
+class Linearisation:
+    """The linearisation ``d(δx)/dt = J δx`` of dynamics at one point.
+
+    Attributes
+    ----------
+    point : pandas.Series
+        The state at which the field was linearised (index: state names).
+    field : pandas.Series
+        The field's value there (zero at a fixed point).
+    jacobian : pandas.DataFrame
+        ``J[i, j] = ∂f_i/∂x_j`` (index and columns: state names).
+    eigenvalues : numpy.ndarray
+        Complex eigenvalues, sorted by decreasing real part.
+    eigenvectors : numpy.ndarray
+        Matching eigenvectors as columns.
+    stability : str
+        Class from :func:`classify`.
+    oscillatory : bool
+        Whether some eigenvalues have a non-zero imaginary part.
+    """
+
+    point: pd.Series
+    field: pd.Series
+    jacobian: pd.DataFrame
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    stability: str
+    oscillatory: bool
+
+
+def _const_input(dyn: Dynamics, u: Any) -> np.ndarray | None:
+    if not dyn.inputs:
+        if u is not None:
+            raise ConfigError(f"{dyn.name} has no inputs; u must be None, got {u!r}.")
+        return None
+    if u is None:
+        raise ConfigError(
+            f"{dyn.name} has inputs {list(dyn.inputs)}: fixed points need constant input values, "
+            f"e.g. u={{{dyn.inputs[0]!r}: 0.0}}."
+        )
+    if isinstance(u, Mapping):
+        missing = [n for n in dyn.inputs if n not in u]
+        if missing:
+            raise ConfigError(f"u has no values for inputs {missing}; the inputs are {list(dyn.inputs)}.")
+        return np.array([float(u[n]) for n in dyn.inputs])
+    arr = np.asarray(u, dtype=float).ravel()
+    if arr.size != len(dyn.inputs):
+        raise ConfigError(f"u has {arr.size} values for {len(dyn.inputs)} inputs {list(dyn.inputs)}.")
+    return arr
+
+
+def _point(dyn: Dynamics, point: Any) -> np.ndarray:
+    if isinstance(point, Mapping):
+        missing = [n for n in dyn.states if n not in point]
+        if missing:
+            raise DataError(f"point has no values for states {missing}; the states are {list(dyn.states)}.")
+        return np.array([float(point[n]) for n in dyn.states])
+    arr = np.asarray(point, dtype=float).ravel()
+    if arr.size != dyn.n_states:
+        raise DataError(f"point has {arr.size} values but {dyn.name} has {dyn.n_states} states {list(dyn.states)}.")
+    return arr
+
+
+def linearise(
+    model: Any,
+    point: Mapping[str, float] | Sequence[float],
+    *,
+    t: float = 0.0,
+    u: Mapping[str, float] | Sequence[float] | None = None,
+    tol: float = 1e-6,
+    states: Sequence[str] | None = None,
+    params: Mapping[str, float] | None = None,
+) -> Linearisation:
+    """Jacobian, eigenvalues and stability of ``model`` at ``point`` (any point, not only fixed ones).
+
+    Examples
+    --------
+    >>> lin = linearise(lambda t, y: [-y[0] + y[1], -2 * y[1]], [0.0, 0.0], states=["a", "b"])
+    >>> np.round(lin.eigenvalues.real, 6).tolist()
+    [-1.0, -2.0]
+    """
+    dyn = as_dynamics(model, states=states, params=params)
+    x = _point(dyn, point)
+    uc = _const_input(dyn, u)
+    jac = dyn.jacobian(x, t=t, u=uc)
+    lam, vec = np.linalg.eig(jac)
+    order = np.lexsort((-lam.imag, -lam.real))
+    lam, vec = lam[order], vec[:, order]
+    stability, osc = classify(lam, tol=tol)
+    names = list(dyn.states)
+    return Linearisation(
+        point=pd.Series(x, index=names, name="state"),
+        field=pd.Series(dyn(t, x, uc), index=names, name="dxdt"),
+        jacobian=pd.DataFrame(jac, index=names, columns=names),
+        eigenvalues=lam.astype(complex),
+        eigenvectors=vec,
+        stability=stability,
+        oscillatory=osc,
+    )
+
+
+def state_box(
+    names: Sequence[str],
+    *,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    data: xr.Dataset | None = None,
+    margin: float = 0.25,
+) -> np.ndarray:
+    """A search box ``(S, 2)``: from ``bounds`` per state, else the data's range widened by ``margin``."""
+    box = np.empty((len(names), 2))
+    for i, n in enumerate(names):
+        if bounds is not None and n in bounds:
+            lo, hi = (float(v) for v in bounds[n])
+        elif data is not None and n in data.data_vars:
+            v = data[n].values
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                raise DataError(f"state {n!r} has no finite values in the data to size the search box.")
+            lo, hi = float(v.min()), float(v.max())
+            w = (hi - lo) or max(1.0, abs(hi))
+            lo, hi = lo - margin * w, hi + margin * w
+        else:
+            raise ConfigError(
+                f"no range for state {n!r}: pass bounds={{{n!r}: (low, high)}} or data containing it."
+            )
+        if not hi > lo:
+            raise ConfigError(f"bounds for state {n!r} must have high > low; got ({lo}, {hi}).")
+        box[i] = lo, hi
+    return box
+
+
+def find_fixed_points(
+    model: Any,
+    *,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    data: xr.Dataset | None = None,
+    margin: float = 0.25,
+    n_seeds: int = 64,
+    seed: int = 0,
+    t: float = 0.0,
+    u: Mapping[str, float] | Sequence[float] | None = None,
+    residual_tol: float = 1e-8,
+    dedup: float = 1e-4,
+    tol: float = 1e-6,
+    states: Sequence[str] | None = None,
+    params: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Fixed points of ``model`` in a box, with eigenvalues and stability.
+
+    Parameters
+    ----------
+    model : Model, FitResult, System, Dynamics or callable
+        The dynamics (see :func:`sysid.analysis.as_dynamics`).
+    bounds : mapping state -> (low, high), optional
+        The search box; states not given take the data's range widened by ``margin`` each side.
+    data : xarray.Dataset, optional
+        Trajectories whose range sizes the box.
+    n_seeds : int
+        Starting points drawn uniformly in the box (seeded by ``seed``).
+    t, u : optional
+        Time and constant input values at which the field is evaluated.
+    residual_tol : float
+        A root is kept when ``‖f(x*)‖ <= residual_tol * max(1, median ‖f‖ over the seeds)``.
+    dedup : float
+        Roots closer than this, in units of the box width per state, are the same fixed point.
+    tol : float
+        Zero tolerance of eigenvalue real parts (see :func:`classify`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per fixed point: one column per state, ``residual`` (‖f‖ there), ``stability``,
+        ``oscillatory``, ``max_real`` (largest eigenvalue real part) and ``eigenvalues`` (a complex
+        array per row); ordered by the state coordinates. Empty (same columns) when none is found.
+    """
+    dyn = as_dynamics(model, states=states, params=params)
+    if n_seeds < 1:
+        raise ConfigError(f"n_seeds must be >= 1; got {n_seeds}.")
+    box = state_box(dyn.states, bounds=bounds, data=data, margin=margin)
+    uc = _const_input(dyn, u)
+    width = box[:, 1] - box[:, 0]
+    rng = np.random.default_rng(seed)
+    seeds = box[:, 0] + rng.random((n_seeds, dyn.n_states)) * width
+    f_scale = max(1.0, float(np.median(np.linalg.norm(dyn(t, seeds, uc), axis=1))))
+    roots: list[np.ndarray] = []
+    for x0 in seeds:
+        try:
+            sol = optimize.root(
+                lambda x: dyn(t, x, uc), x0, jac=lambda x: dyn.jacobian(x, t=t, u=uc), method="hybr"
+            )
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            continue
+        x = sol.x
+        if not np.all(np.isfinite(x)):
+            continue
+        res = float(np.linalg.norm(dyn(t, x, uc)))
+        if res > residual_tol * f_scale:
+            continue
+        if np.any(x < box[:, 0] - 1e-9 * width) or np.any(x > box[:, 1] + 1e-9 * width):
+            continue
+        if any(np.max(np.abs(x - r) / width) < dedup for r in roots):
+            continue
+        roots.append(x)
+    rows = []
+    for x in sorted(roots, key=lambda r: tuple(r)):
+        lin = linearise(dyn, x, t=t, u=uc, tol=tol)
+        rows.append(
+            {
+                **{n: float(v) for n, v in zip(dyn.states, x)},
+                "residual": float(np.linalg.norm(lin.field.values)),
+                "stability": lin.stability,
+                "oscillatory": lin.oscillatory,
+                "max_real": float(lin.eigenvalues.real.max()),
+                "eigenvalues": lin.eigenvalues,
+            }
+        )
+    cols = [*dyn.states, "residual", "stability", "oscillatory", "max_real", "eigenvalues"]
+    out = pd.DataFrame(rows, columns=cols)
+    out.index.name = "fixed_point"
+    out.attrs = {"states": list(dyn.states), "box": box.tolist(), "name": dyn.name}
+    return out
+
+
+def _eig_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |λ_a - λ_b| after pairing eigenvalues by minimum total distance."""
+    a, b = np.asarray(a, complex), np.asarray(b, complex)
+    cost = np.abs(a[:, None] - b[None, :])
+    ia, ib = optimize.linear_sum_assignment(cost)
+    return float(cost[ia, ib].max())
+
+
+def match_fixed_points(
+    learned: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    scale: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Pair learned and reference fixed points (Hungarian matching on scaled distance).
+
+    Parameters
+    ----------
+    learned, reference : pandas.DataFrame
+        Outputs of :func:`find_fixed_points` over the same states.
+    scale : mapping state -> float, optional
+        Units in which distances are measured (default: the reference box width per state, else 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per reference fixed point and per unmatched learned one: ``<state>_reference``,
+        ``<state>_learned``, ``distance`` (scaled Euclidean), ``eigenvalue_error`` (largest
+        difference of paired eigenvalues), ``stability_reference``, ``stability_learned``,
+        ``same_stability``, and ``status`` in {"matched", "missing in learned", "extra in learned"}.
+    """
+    names = list(reference.attrs.get("states") or [c for c in reference.columns if c not in _NON_STATE])
+    missing = [n for n in names if n not in learned.columns]
+    if missing:
+        raise DataError(f"match_fixed_points: learned fixed points have no columns {missing}.")
+    if scale is None:
+        box = np.asarray(reference.attrs.get("box", [[0.0, 1.0]] * len(names)), float)
+        sc = box[:, 1] - box[:, 0]
+    else:
+        sc = np.array([float(scale.get(n, 1.0)) for n in names])
+    xl = learned[names].to_numpy(float).reshape(-1, len(names))
+    xr_ = reference[names].to_numpy(float).reshape(-1, len(names))
+    rows = []
+    pairs: list[tuple[int, int]] = []
+    if len(xl) and len(xr_):
+        cost = np.linalg.norm((xr_[:, None, :] - xl[None, :, :]) / sc, axis=-1)
+        pairs = list(zip(*optimize.linear_sum_assignment(cost)))
+    matched_r = {i for i, _ in pairs}
+    matched_l = {j for _, j in pairs}
+    for i, j in pairs:
+        rr, ll = reference.iloc[i], learned.iloc[j]
+        rows.append(
+            {
+                **{f"{n}_reference": rr[n] for n in names},
+                **{f"{n}_learned": ll[n] for n in names},
+                "distance": float(np.linalg.norm((xr_[i] - xl[j]) / sc)),
+                "eigenvalue_error": _eig_error(ll["eigenvalues"], rr["eigenvalues"]),
+                "stability_reference": rr["stability"],
+                "stability_learned": ll["stability"],
+                "same_stability": rr["stability"] == ll["stability"],
+                "status": "matched",
+            }
+        )
+    for i in sorted(set(range(len(xr_))) - matched_r):
+        rr = reference.iloc[i]
+        rows.append({**{f"{n}_reference": rr[n] for n in names}, "stability_reference": rr["stability"],
+                     "status": "missing in learned"})
+    for j in sorted(set(range(len(xl))) - matched_l):
+        ll = learned.iloc[j]
+        rows.append({**{f"{n}_learned": ll[n] for n in names}, "stability_learned": ll["stability"],
+                     "status": "extra in learned"})
+    cols = [*(f"{n}_reference" for n in names), *(f"{n}_learned" for n in names), "distance",
+            "eigenvalue_error", "stability_reference", "stability_learned", "same_stability", "status"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+_NON_STATE = {"residual", "stability", "oscillatory", "max_real", "eigenvalues"}
+
+
+def compare_fixed_points(
+    learned: Any,
+    reference: Any,
+    *,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    data: xr.Dataset | None = None,
+    margin: float = 0.25,
+    n_seeds: int = 64,
+    seed: int = 0,
+    t: float = 0.0,
+    u: Mapping[str, float] | Sequence[float] | None = None,
+    params: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Find the fixed points of both in the same box and match them (:func:`match_fixed_points`).
+
+    ``params`` overrides the reference system's parameter values; the other options are those of
+    :func:`find_fixed_points`.
+    """
+    ref = as_dynamics(reference, params=params)
+    box = state_box(ref.states, bounds=bounds, data=data, margin=margin)
+    bnds = {n: (lo, hi) for n, (lo, hi) in zip(ref.states, box)}
+    fr = find_fixed_points(ref, bounds=bnds, n_seeds=n_seeds, seed=seed, t=t, u=u)
+    fl = find_fixed_points(learned, bounds=bnds, n_seeds=n_seeds, seed=seed, t=t, u=u, states=ref.states)
+    return match_fixed_points(fl, fr)
+
+
+__all__ = [
+    "Linearisation",
+    "classify",
+    "linearise",
+    "state_box",
+    "find_fixed_points",
+    "match_fixed_points",
+    "compare_fixed_points",
+]

@@ -1,0 +1,216 @@
+"""Free-run simulation and k-step-ahead prediction of any dynamics on a dataset's sample times.
+
+- Free run: each run starts from its first sample (or given initial states) and is integrated over
+  the whole run with the run's measured inputs; nothing measured is used after the start.
+- k-step-ahead: from every sample ``i`` whose states are all measured, integrate ``k`` sample
+  intervals and compare the result with sample ``i + k``. The first ``k`` samples of each run have
+  no k-step prediction (NaN). ``k = 1`` scores one-step prediction, large ``k`` tends to free run.
+
+Both return a trajectory dataset (the sysid schema) on the data's sample times, so
+:func:`sysid.analysis.trajectory_metrics` scores them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from sysid.analysis.dynamics import Dynamics, Integration, as_dynamics, integrate, run_inputs, step_batch
+from sysid.errors import ConfigError, DataError
+
+Initial = Mapping[str, "float | Sequence[float]"]
+
+
+def _initial_states(dyn: Dynamics, data: xr.Dataset, runs: list[str], initial: Initial | None) -> np.ndarray:
+    """Initial states (R, S): the first sample of each run, overridden by ``initial``."""
+    from sysid.data import get_run
+
+    initial = dict(initial or {})
+    unknown = sorted(set(initial) - set(dyn.states))
+    if unknown:
+        raise DataError(f"initial: {unknown} are not states of {dyn.name}; its states are {list(dyn.states)}.")
+    y0 = np.full((len(runs), dyn.n_states), np.nan)
+    for i, run in enumerate(runs):
+        one = get_run(data, run)
+        for j, name in enumerate(dyn.states):
+            if name in initial:
+                v = np.atleast_1d(np.asarray(initial[name], dtype=float))
+                if v.size not in (1, len(runs)):
+                    raise DataError(
+                        f"initial[{name!r}] has {v.size} values; give one, or one per run ({len(runs)})."
+                    )
+                y0[i, j] = v[0] if v.size == 1 else v[i]
+            elif name in one.data_vars and one.sizes["time"] > 0:
+                y0[i, j] = float(one[name].values[0])
+            elif name in dyn.latent_initial:
+                y0[i, j] = float(dyn.latent_initial[name])
+        bad = [dyn.states[j] for j in range(dyn.n_states) if not np.isfinite(y0[i, j])]
+        if bad:
+            raise DataError(
+                f"run {run!r}: no initial value for states {bad} (not measured at the first sample, "
+                f"t={float(one['time'].values[0]):g}); pass initial={{{bad[0]!r}: value}}."
+            )
+    return y0
+
+
+def _to_dataset(
+    dyn: Dynamics,
+    data: xr.Dataset,
+    runs: list[str],
+    times: list[np.ndarray],
+    states: list[np.ndarray],
+    attrs: Mapping[str, Any],
+) -> xr.Dataset:
+    """Predictions as a schema dataset, with units/long names from the data (or the dynamics)."""
+    from sysid.data import from_arrays, get_run
+
+    values: dict[str, list[np.ndarray]] = {n: [s[:, j] for s in states] for j, n in enumerate(dyn.states)}
+    for name in dyn.inputs:
+        values[name] = [get_run(data, r)[name].values for r in runs]
+    units = {n: str(data[n].attrs.get("units", u)) if n in data else u for n, u in zip(dyn.states, dyn.state_units)}
+    units.update({n: str(data[n].attrs.get("units", "")) for n in dyn.inputs})
+    long_names = {n: str(data[n].attrs.get("long_name", n)) for n in (*dyn.states, *dyn.inputs) if n in data}
+    units["time"] = str(data["time"].attrs.get("units", dyn.time_units))
+    return from_arrays(
+        times, values, states=list(dyn.states), inputs=list(dyn.inputs), runs=runs,
+        units=units, long_names=long_names, attrs=dict(attrs),
+    )
+
+
+def predict(
+    model: Any,
+    data: xr.Dataset,
+    *,
+    k: int | None = None,
+    initial: Initial | None = None,
+    runs: Sequence[str] | None = None,
+    interpolation: str | None = None,
+    settings: Integration = Integration(),
+    states: Sequence[str] | None = None,
+    params: Mapping[str, float] | None = None,
+) -> xr.Dataset:
+    """Simulate ``model`` on the data's sample times: free run (``k=None``) or k-step-ahead.
+
+    Parameters
+    ----------
+    model : Model, FitResult, System, Dynamics or callable ``f(t, y)``
+        The dynamics (see :func:`sysid.analysis.as_dynamics`).
+    data : xarray.Dataset
+        Measured trajectories (sysid schema); its inputs drive the simulation.
+    k : int, optional
+        Steps ahead; None for free-run simulation.
+    initial : mapping, optional
+        Initial values for states (a number for all runs or one per run); needed for states
+        the data does not measure at a run's first sample. Free run only.
+    runs : sequence of str, optional
+        Runs to predict; default all.
+    interpolation : {"zoh", "linear", "cubic"}, optional
+        How the measured inputs are interpolated between samples; default the model's own
+        (``Model.input_interpolation``), "linear" for other dynamics.
+    settings : Integration
+        SciPy solver settings.
+    states, params : optional
+        Forwarded to :func:`as_dynamics` (state names of a plain callable; system parameters).
+
+    Returns
+    -------
+    xarray.Dataset
+        The prediction in the trajectory schema, same runs and times as ``data``.
+    """
+    from sysid.data import get_run, run_ids
+
+    dyn = as_dynamics(model, states=states, params=params)
+    interpolation = interpolation or dyn.interpolation
+    all_runs = run_ids(data)
+    runs = list(all_runs if runs is None else runs)
+    bad = [r for r in runs if r not in all_runs]
+    if bad:
+        raise DataError(f"predict: runs {bad} are not in the data; runs are {all_runs}.")
+    missing_inputs = [n for n in dyn.inputs if n not in data.data_vars]
+    if missing_inputs:
+        raise DataError(
+            f"predict: {dyn.name} needs inputs {list(dyn.inputs)} but the data has no {missing_inputs}."
+        )
+    times = [get_run(data, r)["time"].values for r in runs]
+    if k is None:
+        y0 = _initial_states(dyn, data, runs, initial)
+        out = []
+        for i, r in enumerate(runs):
+            u = run_inputs(data, r, dyn.inputs, kind=interpolation)
+            sol = integrate(dyn, y0[i], times[i], u=u, settings=settings)
+            out.append(sol.y.T)
+        return _to_dataset(dyn, data, runs, times, out, {"prediction": "free run"})
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"predict: k must be a positive integer (steps ahead) or None; got {k!r}.")
+    if initial:
+        raise ConfigError("predict: initial= applies to free run only; k-step starts from measured samples.")
+    return _k_step(dyn, data, runs, times, int(k), interpolation, settings)
+
+
+def _k_step(
+    dyn: Dynamics,
+    data: xr.Dataset,
+    runs: list[str],
+    times: list[np.ndarray],
+    k: int,
+    interpolation: str,
+    settings: Integration,
+) -> xr.Dataset:
+    from sysid.data import get_run
+
+    latent = [n for n in dyn.states if n not in data.data_vars]
+    if latent:
+        raise DataError(
+            f"predict: k-step prediction needs every state measured; the data has no {latent}. "
+            f"Use free run (k=None) with initial= for unmeasured states."
+        )
+    rows_run, rows_start, x0 = [], [], []
+    meas = []
+    for i, r in enumerate(runs):
+        one = get_run(data, r)
+        y = np.stack([one[n].values for n in dyn.states], -1)
+        meas.append(y)
+        for s in range(len(times[i]) - k):
+            if np.all(np.isfinite(y[s])):
+                rows_run.append(i)
+                rows_start.append(s)
+                x0.append(y[s])
+    preds = [np.full((len(t), dyn.n_states), np.nan) for t in times]
+    if rows_run:
+        rr = np.asarray(rows_run)
+        ss = np.asarray(rows_start)
+        x = np.asarray(x0, dtype=float)
+        ufns = [run_inputs(data, r, dyn.inputs, kind=interpolation) for r in runs]
+        u = _batch_inputs(ufns, rr) if dyn.inputs else None
+        for j in range(k):
+            t0 = np.array([times[a][b + j] for a, b in zip(rr, ss)])
+            t1 = np.array([times[a][b + j + 1] for a, b in zip(rr, ss)])
+            x = step_batch(dyn, x, t0, t1, u=u, settings=settings)
+        for (a, b), xi in zip(zip(rr, ss), x):
+            preds[a][b + k] = xi
+    return _to_dataset(dyn, data, runs, times, preds, {"prediction": f"{k}-step ahead"})
+
+
+def _batch_inputs(
+    ufns: list[Callable[[np.ndarray], np.ndarray] | None], rows_run: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """One input function for a batch of rows from several runs: row m uses its run's inputs."""
+    groups = [(i, np.flatnonzero(rows_run == i)) for i in range(len(ufns))]
+    groups = [(i, g) for i, g in groups if g.size]
+
+    def u(tt: np.ndarray) -> np.ndarray:
+        out = None
+        for i, g in groups:
+            vals = ufns[i](tt[g])
+            if out is None:
+                out = np.empty((tt.size, vals.shape[-1]))
+            out[g] = vals
+        return out
+
+    return u
+
+
+__all__ = ["predict"]
