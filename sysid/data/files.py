@@ -127,11 +127,17 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) ->
     out = _normalise(ds)
     tmp = _temp_beside(path)
     try:
-        if suffix in _NETCDF:
-            out.to_netcdf(tmp, engine="netcdf4")
-            _fsync(tmp)
-        else:
-            out.to_zarr(tmp, mode="w-", consolidated=False)
+        try:
+            if suffix in _NETCDF:
+                out.to_netcdf(tmp, engine="netcdf4")
+                _fsync(tmp)
+            else:
+                out.to_zarr(tmp, mode="w-", consolidated=False)
+        except (TypeError, ValueError) as exc:
+            kind = "netCDF" if suffix in _NETCDF else "zarr"
+            raise DataError(f"save: {path}: the dataset cannot be written as {kind} "
+                            f"({type(exc).__name__}: {exc}). Attributes must be strings, numbers or "
+                            "lists of them.") from None
         _replace(tmp, path)
     finally:
         if tmp.is_dir():

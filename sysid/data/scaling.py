@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from sysid.data.schema import TIME, input_names, state_names
-from sysid.data.validate import DataWarning
+from sysid.data.validate import DataWarning, fmt
 from sysid.errors import ConfigError
 
 
@@ -105,8 +105,8 @@ class Scaling:
             return self.mean, self.scale
         import torch
 
-        return (torch.as_tensor(self.mean, dtype=x.dtype, device=x.device),
-                torch.as_tensor(self.scale, dtype=x.dtype, device=x.device))
+        return (torch.tensor(self.mean.tolist(), dtype=x.dtype, device=x.device),
+                torch.tensor(self.scale.tolist(), dtype=x.dtype, device=x.device))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (lists of floats); :meth:`from_dict` reads it back exactly."""
@@ -149,7 +149,7 @@ def compute_scaling(ds: xr.Dataset) -> Scaling:
         mean[i] = v.mean()
         sd = v.std()
         if v.size < 2 or not sd > 0:
-            warnings.warn(f"compute_scaling: {n!r} is constant ({v[0]!r}); its scale is set to 1.",
+            warnings.warn(f"compute_scaling: {n!r} is constant ({fmt(v[0])}); its scale is set to 1.",
                           DataWarning, stacklevel=2)
         else:
             scale[i] = sd
