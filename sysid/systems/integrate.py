@@ -171,7 +171,7 @@ def solve_one(
         raise SolverError(
             f"{where}: the right-hand side returned non-finite values {exc.dy.tolist()} at "
             f"t={exc.t:.6g} of {span} (state {states}); the solution blew up or left the "
-            f"domain of the equations. Check the parameters and y0, shorten t, or try method={alt}.",
+            f"domain of the equations. Try method={alt}, or check the parameters and y0.",
             t_reached=reached[0],
         ) from None
     if sol.status != 0 or sol.y.shape[1] != len(t):
