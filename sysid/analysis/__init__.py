@@ -7,7 +7,7 @@ Results are xarray Datasets and pandas DataFrames; :func:`markdown_table` render
 
 from __future__ import annotations
 
-from sysid.analysis.compare import Comparison, compare, valid_prediction_time
+from sysid.analysis.comparison import Comparison, compare, valid_prediction_time
 from sysid.analysis.cycles import LimitCycle, compare_limit_cycles, find_limit_cycle, oscillation_from_samples
 from sysid.analysis.dynamics import Dynamics, Integration, as_dynamics, input_function, integrate
 from sysid.analysis.fields import (
@@ -27,7 +27,9 @@ from sysid.analysis.fixed_points import (
     match_fixed_points,
 )
 from sysid.analysis.metrics import fit_percent, metrics_table, nrmse, r2, rmse, trajectory_metrics
+from sysid.analysis.parameters import parameter_table
 from sysid.analysis.prediction import predict
+from sysid.analysis.residuals import residual_autocorrelation, whiteness_table
 from sysid.analysis.tables import jsonable, markdown_table
 
 __all__ = [
@@ -62,6 +64,9 @@ __all__ = [
     "trajectory_metrics",
     "metrics_table",
     "predict",
+    "parameter_table",
+    "residual_autocorrelation",
+    "whiteness_table",
     "markdown_table",
     "jsonable",
 ]

@@ -38,7 +38,7 @@ def markdown_table(df: pd.DataFrame, *, floatfmt: str = ".4g", index: bool = Tru
     --------
     >>> import pandas as pd
     >>> print(markdown_table(pd.DataFrame({"a": [1.23456, 2.0]}, index=["x", "y"])))
-    |   | a |
+    |  | a |
     |---|--:|
     | x | 1.235 |
     | y | 2 |

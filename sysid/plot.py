@@ -1,0 +1,374 @@
+"""Figures for judging learned dynamics (matplotlib; nothing here changes any data).
+
+Every function returns a :class:`matplotlib.figure.Figure` (or draws into given Axes and returns
+them), built without pyplot's global state, so it renders headless and in notebooks alike. Axis
+labels read ``long_name`` and ``units`` from the datasets' attrs: ``"prey [thousands]"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from sysid.errors import ConfigError, DataError
+
+STABILITY_STYLE = {
+    # marker, filled
+    "stable node": ("o", True),
+    "stable focus": ("o", True),
+    "stable": ("o", True),
+    "unstable node": ("o", False),
+    "unstable focus": ("o", False),
+    "unstable": ("o", False),
+    "saddle": ("X", True),
+    "centre": ("D", False),
+    "non-hyperbolic": ("s", False),
+}
+HELD_OUT_COLOUR = "#fff4e0"
+
+
+def label(attrs: Mapping[str, Any], name: str) -> str:
+    """``"long_name [units]"`` from attrs (just the name when units are empty).
+
+    Examples
+    --------
+    >>> label({"long_name": "prey", "units": "thousands"}, "prey")
+    'prey [thousands]'
+    >>> label({}, "x")
+    'x'
+    """
+    long_name = str(attrs.get("long_name") or name)
+    units = str(attrs.get("units") or "")
+    return f"{long_name} [{units}]" if units else long_name
+
+
+def _var_label(ds: xr.Dataset, name: str) -> str:
+    return label(ds[name].attrs if name in ds.variables else {}, name)
+
+
+def _time_label(ds: xr.Dataset) -> str:
+    return label(ds["time"].attrs, "time")
+
+
+def trajectories(
+    data: xr.Dataset,
+    predicted: xr.Dataset | None = None,
+    *,
+    runs: Sequence[str] | None = None,
+    variables: Sequence[str] | None = None,
+    held_out: Sequence[str] = (),
+    max_runs: int = 8,
+    model_label: str = "model",
+) -> Figure:
+    """Measured samples (markers) and model trajectories (lines): one row per run, one column per
+    variable. Held-out runs are titled "(held-out)" and shaded.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from sysid.data import get_run, run_ids, state_names
+
+    all_runs = run_ids(data)
+    runs = list(runs) if runs is not None else all_runs[:max_runs]
+    bad = [r for r in runs if r not in all_runs]
+    if bad:
+        raise DataError(f"trajectories: runs {bad} are not in the data; runs are {all_runs}.")
+    names = list(variables) if variables is not None else state_names(data)
+    missing = [n for n in names if n not in data.data_vars]
+    if missing:
+        raise DataError(f"trajectories: variables {missing} are not in the data ({list(data.data_vars)}).")
+    fig = Figure(figsize=(3.6 * len(names), 2.4 * len(runs)), layout="constrained")
+    axs = fig.subplots(len(runs), len(names), squeeze=False, sharex="row")
+    pred_runs = set(run_ids(predicted)) if predicted is not None else set()
+    for i, r in enumerate(runs):
+        d = get_run(data, r)
+        p = get_run(predicted, r) if r in pred_runs else None
+        for j, n in enumerate(names):
+            ax = axs[i, j]
+            ax.plot(d["time"].values, d[n].values, "o", ms=3, color="0.35", label="data")
+            if p is not None and n in p:
+                ax.plot(p["time"].values, p[n].values, "-", lw=1.5, color="C0", label=model_label)
+            ax.set_ylabel(_var_label(data, n))
+            ax.set_xlabel(_time_label(data))
+            title = str(r) + (" (held-out)" if r in held_out else "")
+            ax.set_title(title, fontsize=9)
+            if r in held_out:
+                ax.set_facecolor(HELD_OUT_COLOUR)
+    axs[0, 0].legend(fontsize=8)
+    return fig
+
+
+def _plane(
+    dyn_ref: Any,
+    data: xr.Dataset | None,
+    axes: tuple[str, str] | None,
+    bounds: Mapping[str, tuple[float, float]] | None,
+    n: int,
+    fixed: Mapping[str, float] | None,
+) -> tuple[tuple[str, str], np.ndarray, np.ndarray, np.ndarray]:
+    from sysid.analysis.fixed_points import state_box
+
+    names = dyn_ref.states
+    if len(names) < 2:
+        raise ConfigError("phase_portrait: a phase plane needs two states; the system has one.")
+    pair = tuple(axes) if axes is not None else (names[0], names[1])
+    if len(pair) != 2 or any(a not in names for a in pair) or pair[0] == pair[1]:
+        raise ConfigError(f"phase_portrait: axes must be two different states of {list(names)}; got {list(pair)}.")
+    box = state_box(list(pair), bounds=bounds, data=data)
+    gx, gy = np.linspace(*box[0], n), np.linspace(*box[1], n)
+    X, Y = np.meshgrid(gx, gy)
+    base = np.zeros(len(names))
+    for k, s in enumerate(names):
+        if fixed is not None and s in fixed:
+            base[k] = float(fixed[s])
+        elif data is not None and s in data:
+            base[k] = float(np.nanmean(data[s].values))
+    pts = np.tile(base, (X.size, 1))
+    pts[:, names.index(pair[0])] = X.ravel()
+    pts[:, names.index(pair[1])] = Y.ravel()
+    return pair, gx, gy, pts
+
+
+def phase_portrait(
+    learned: Any,
+    reference: Any = None,
+    *,
+    data: xr.Dataset | None = None,
+    axes: tuple[str, str] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    n: int = 30,
+    fixed: Mapping[str, float] | None = None,
+    fixed_points: bool = True,
+    t: float = 0.0,
+    u: Mapping[str, float] | Sequence[float] | None = None,
+    params: Mapping[str, float] | None = None,
+) -> Figure:
+    """Stream lines of the learned field, and of the reference beside it, with the data on top.
+
+    Parameters
+    ----------
+    learned : Model, FitResult, System, Dynamics or callable
+        The learned dynamics (a callable takes the reference's state names).
+    reference : optional
+        The reference dynamics (a second panel).
+    data : xarray.Dataset, optional
+        Trajectories drawn over the stream lines (and the plot range, widened by 25 %).
+    axes : (str, str), optional
+        The two states of the plane (others at ``fixed`` or their data mean).
+    bounds : mapping, optional
+        Plot range per state.
+    fixed_points : bool
+        Mark each field's fixed points with their stability (two-state systems).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One Axes per field; titles "learned" and "reference".
+    """
+    from sysid.analysis.dynamics import as_dynamics
+    from sysid.analysis.fixed_points import _const_input, find_fixed_points
+
+    ref = as_dynamics(reference, params=params) if reference is not None else None
+    lrn = as_dynamics(learned, states=ref.states if ref is not None else None)
+    pair, gx, gy, pts = _plane(ref or lrn, data, axes, bounds, n, fixed)
+    fields = [("learned", lrn)] + ([("reference", ref)] if ref is not None else [])
+    fig = Figure(figsize=(4.6 * len(fields), 4.2), layout="constrained")
+    axs = fig.subplots(1, len(fields), squeeze=False, sharex=True, sharey=True)[0]
+    i, j = lrn.states.index(pair[0]), lrn.states.index(pair[1])
+    for ax, (title, dyn) in zip(axs, fields):
+        uc = _const_input(dyn, u)
+        f = dyn(t, pts, uc)
+        U = f[:, i].reshape(gy.size, gx.size)
+        V = f[:, j].reshape(gy.size, gx.size)
+        speed = np.hypot(U, V)
+        ax.streamplot(gx, gy, U, V, color=speed, cmap="Blues", density=1.1, linewidth=0.8, arrowsize=0.8)
+        if data is not None:
+            from sysid.data import get_run, run_ids
+
+            for k, r in enumerate(run_ids(data)):
+                one = get_run(data, r)
+                if pair[0] in one and pair[1] in one:
+                    ax.plot(one[pair[0]].values, one[pair[1]].values, ".", ms=2.5, color="C1",
+                            label="data" if k == 0 else None)
+        if fixed_points and dyn.n_states == 2:
+            bnd = {pair[0]: (gx[0], gx[-1]), pair[1]: (gy[0], gy[-1])}
+            fp = find_fixed_points(dyn, bounds=bnd, n_seeds=32, t=t, u=uc)
+            if len(fp):
+                draw_fixed_points(fp, ax=ax, axes=pair)
+        ax.set_xlim(gx[0], gx[-1])
+        ax.set_ylim(gy[0], gy[-1])
+        ax.set_title(title)
+        ax.set_xlabel(_state_label(data, dyn, pair[0]))
+        ax.set_ylabel(_state_label(data, dyn, pair[1]))
+    if data is not None:
+        axs[0].legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def _state_label(data: xr.Dataset | None, dyn: Any, name: str) -> str:
+    if data is not None and name in data:
+        return _var_label(data, name)
+    return label({"units": dyn.state_units[dyn.states.index(name)]}, name)
+
+
+def draw_fixed_points(table: pd.DataFrame, *, ax: Axes | None = None, axes: tuple[str, str] | None = None) -> Axes:
+    """Mark fixed points (from :func:`sysid.analysis.find_fixed_points`) by stability class.
+
+    Stable: filled circle; unstable: open circle; saddle: cross; centre: open diamond;
+    non-hyperbolic: open square. One legend entry per class present.
+    """
+    names = list(table.attrs.get("states") or [c for c in table.columns[:2]])
+    pair = tuple(axes) if axes is not None else (names[0], names[1])
+    missing = [a for a in pair if a not in table.columns]
+    if missing:
+        raise DataError(f"draw_fixed_points: the table has no columns {missing}.")
+    if ax is None:
+        ax = Figure(figsize=(4.4, 4.0), layout="constrained").subplots()
+        ax.set_xlabel(pair[0])
+        ax.set_ylabel(pair[1])
+    for cls, group in table.groupby("stability", sort=True):
+        marker, filled = STABILITY_STYLE.get(str(cls), ("*", True))
+        ax.plot(group[pair[0]], group[pair[1]], linestyle="none", marker=marker, ms=9,
+                markeredgecolor="k", markerfacecolor="k" if filled else "white", label=str(cls), zorder=5)
+    return ax
+
+
+def field_error_map(comparison: Any, *, ax: Axes | None = None, data: xr.Dataset | None = None) -> Axes:
+    """Heat map of the normalised field error (from :func:`sysid.analysis.field_error`), the
+    support boundary as a dashed contour and, optionally, the data.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    grid = comparison.grid
+    err = grid["normalised_error"]
+    ydim, xdim = err.dims
+    if ax is None:
+        ax = Figure(figsize=(5.2, 4.2), layout="constrained").subplots()
+    x, y = grid[xdim].values, grid[ydim].values
+    mesh = ax.pcolormesh(x, y, err.values, shading="auto", cmap="magma_r")
+    ax.figure.colorbar(mesh, ax=ax, label=label(err.attrs, "normalised error"))
+    ax.contour(x, y, grid["inside"].values.astype(float), levels=[0.5], colors="C0", linestyles="--")
+    if data is not None:
+        ax.plot(data[xdim].values.ravel(), data[ydim].values.ravel(), ".", ms=2, color="C0", label="data")
+        ax.legend(fontsize=8, loc="upper right")
+    ax.set_xlabel(label(grid[xdim].attrs, xdim))
+    ax.set_ylabel(label(grid[ydim].attrs, ydim))
+    s = comparison.summary
+    ax.set_title(f"field error: {s['inside_support']:.3g} on the data, {s['outside_support']:.3g} off it",
+                 fontsize=9)
+    return ax
+
+
+def training_curves(
+    history: pd.DataFrame, *, ax: Axes | None = None, columns: Sequence[str] | None = None, logy: bool = True
+) -> Axes:
+    """Loss curves from a fit's history: x is the ``epoch`` column (or the index).
+
+    By default every numeric column whose name contains "loss" is drawn.
+    """
+    if not isinstance(history, pd.DataFrame) or history.empty:
+        raise DataError("training_curves: history must be a non-empty pandas DataFrame (FitResult.history).")
+    cols = list(columns) if columns is not None else [
+        c for c in history.columns if "loss" in str(c).lower() and pd.api.types.is_numeric_dtype(history[c])
+    ]
+    missing = [c for c in cols if c not in history.columns]
+    if missing or not cols:
+        raise DataError(
+            f"training_curves: columns {missing or 'with loss in the name'} not in the history; "
+            f"it has {list(history.columns)}. Pass columns=[...]."
+        )
+    x = history["epoch"].to_numpy() if "epoch" in history.columns else history.index.to_numpy()
+    if ax is None:
+        ax = Figure(figsize=(5.2, 3.4), layout="constrained").subplots()
+    for c in cols:
+        ax.plot(x, history[c].to_numpy(dtype=float), label=str(c))
+    vals = history[cols].to_numpy(dtype=float)
+    if logy and np.all(vals[np.isfinite(vals)] > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def residual_autocorrelation(acf: xr.Dataset, *, run: str = "all") -> Figure:
+    """Residual autocorrelation per variable (stems) with the 99 % band shaded and the 95 % band
+    dashed, as MATLAB's ``resid``. ``acf`` is from :func:`sysid.analysis.residual_autocorrelation`.
+    """
+    runs = [str(r) for r in acf["run"].values]
+    if run not in runs:
+        raise DataError(f"residual_autocorrelation: no run {run!r}; runs are {runs}.")
+    sel = acf.sel(run=run)
+    names = [str(v) for v in acf["variable"].values]
+    fig = Figure(figsize=(3.8 * len(names), 3.0), layout="constrained")
+    axs = fig.subplots(1, len(names), squeeze=False)[0]
+    lags = acf["lag"].values
+    for ax, n in zip(axs, names):
+        r = sel["autocorrelation"].sel(variable=n).values
+        b99, b95 = float(sel["bound_99"]), float(sel["bound_95"])
+        ax.fill_between([lags[0], lags[-1]], -b99, b99, color="C0", alpha=0.15, label="99 % band")
+        ax.hlines([-b95, b95], lags[0], lags[-1], colors="C0", linestyles="--", lw=0.8, label="95 % band")
+        ax.vlines(lags, 0, r, colors="k", lw=1.2)
+        ax.plot(lags, r, "o", ms=3, color="k", label="autocorrelation")
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_xlabel(label(acf["lag"].attrs, "lag"))
+        ax.set_ylabel(f"autocorrelation of {n} residual")
+        ax.set_title(f"{n} ({run})", fontsize=9)
+    axs[0].legend(fontsize=7)
+    return fig
+
+
+def parameter_recovery(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
+    """Bars of the % error of each recovered parameter with 95 % error bars (1.96 stderr).
+
+    Without reference values the bars are the values themselves with their 95 % error bars.
+    ``table`` is from :func:`sysid.analysis.parameter_table`.
+    """
+    need = {"value", "reference", "stderr"}
+    if not need <= set(table.columns):
+        raise DataError(f"parameter_recovery: the table needs columns {sorted(need)}; it has {list(table.columns)}.")
+    if ax is None:
+        ax = Figure(figsize=(1.0 + 0.8 * len(table), 3.4), layout="constrained").subplots()
+    names = [str(i) for i in table.index]
+    x = np.arange(len(names))
+    se = table["stderr"].to_numpy(dtype=float)
+    if table["reference"].notna().all():
+        ref = np.abs(table["reference"].to_numpy(dtype=float))
+        y = 100.0 * (table["value"].to_numpy(dtype=float) - table["reference"].to_numpy(dtype=float)) / ref
+        yerr = 100.0 * 1.959963984540054 * se / ref
+        ax.set_ylabel("error vs reference [%]")
+        ax.axhline(0.0, color="k", lw=0.8)
+    else:
+        y = table["value"].to_numpy(dtype=float)
+        yerr = 1.959963984540054 * se
+        ax.set_ylabel("value")
+    ax.bar(x, y, color="C0", alpha=0.8)
+    ok = np.isfinite(yerr)
+    if ok.any():
+        ax.errorbar(x[ok], y[ok], yerr=yerr[ok], fmt="none", ecolor="k", capsize=4, label="95 % interval")
+        ax.legend(fontsize=8)
+    units = table["units"] if "units" in table.columns else pd.Series("", index=table.index)
+    ax.set_xticks(x, [f"{n} [{u}]" if u else n for n, u in zip(names, units.astype(str))], rotation=30, ha="right")
+    ax.set_xlabel("parameter")
+    return ax
+
+
+__all__ = [
+    "label",
+    "trajectories",
+    "phase_portrait",
+    "draw_fixed_points",
+    "field_error_map",
+    "training_curves",
+    "residual_autocorrelation",
+    "parameter_recovery",
+]
