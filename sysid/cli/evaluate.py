@@ -1,3 +1,231 @@
-"""Metrics and reports of a fit run directory (shared by ``fit``, ``compare`` and ``report``)."""
+"""Metrics of a fit run directory, ``sysid compare`` and ``sysid report``.
+
+A run directory written by ``sysid fit`` holds everything needed to judge and report the fit
+again without the original files: ``model/``, ``data.nc`` (the data as read), ``history.csv``,
+``parameters.csv``, ``metrics.json``, ``config.toml`` and ``manifest.json``.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sysid.cli._pipeline import find_model_dir, read_data, write_json
+from sysid.cli._support import atomic_dir, check_new_output, console, parse_assignments, parse_float
+from sysid.errors import ConfigError, DataError, SolverError
+
+__all__ = ["fit_metrics", "load_run", "write_report", "compare_cmd", "report_cmd"]
+
+DATA_COPY = "data.nc"
+
+
+def fit_metrics(model: Any, ds: Any, *, held_out: list[str]) -> dict[str, Any]:
+    """Free-run metrics of ``model`` on every run of ``ds`` (training and held-out marked).
+
+    Each run is simulated from its first sample with its own inputs; a simulation that fails is
+    reported in the result (``"error"``) instead of aborting, so the fit's outputs are kept.
+    """
+    import sysid
+    import sysid.analysis
+
+    try:
+        predicted = sysid.simulate(model, ds)
+    except SolverError as exc:
+        warnings.warn(f"the fitted model could not be simulated over the data: {exc}",
+                      stacklevel=2)
+        return {"trajectory": [], "error": str(exc)}
+    metrics = sysid.analysis.trajectory_metrics(ds, predicted, held_out=held_out)
+    table = sysid.analysis.metrics_table(metrics).reset_index()
+    return {"trajectory": sysid.analysis.jsonable(table), "normalise": metrics.attrs["normalise"]}
+
+
+def load_run(run_dir: Path) -> dict[str, Any]:
+    """The pieces of a fit run directory: model, data, history, parameters, metrics, manifest."""
+    import pandas as pd
+
+    import sysid
+    import sysid.data
+
+    run_dir, model_path = find_model_dir(run_dir)
+    out: dict[str, Any] = {"dir": run_dir, "model": sysid.load_model(model_path)}
+    data = run_dir / DATA_COPY
+    out["data"] = sysid.data.load_netcdf(data) if data.is_file() else None
+    for name, reader in (("history", pd.read_csv), ("parameters", pd.read_csv)):
+        f = run_dir / f"{name}.csv"
+        out[name] = reader(f) if f.is_file() else None
+    for name in ("metrics", "manifest"):
+        f = run_dir / f"{name}.json"
+        out[name] = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    return out
+
+
+def write_report(run_dir: Path) -> list[Path]:
+    """(Re)write ``report.html``, ``report.md`` and ``figures/`` of a fit run directory.
+
+    Returns the files written.
+    """
+    import sysid.reporting
+
+    run = load_run(run_dir)
+    held_out = run["manifest"].get("data", {}).get("held_out", [])
+    return sysid.reporting.report(
+        run["model"], run["data"], out=run["dir"], history=run["history"],
+        parameters=run["parameters"], metrics=run["metrics"], held_out=held_out,
+        title=f"sysid fit: {run['manifest'].get('data', {}).get('source', run['dir'].name)}",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# sysid compare
+
+_COMPARE_EPILOG = """\b
+Examples:
+  # the fitted Lotka-Volterra-like model against the textbook system, on the fit's own data
+  sysid compare hl_fit --reference lotka_volterra --params alpha=0.55,beta=0.028 --out hl_cmp
+\b
+  # on other runs (their first samples and inputs drive both systems)
+  sysid compare rig_fit --reference mass_spring_damper --data rig_test.csv --out rig_cmp
+
+Writes DIR/metrics.json (trajectory metrics, valid prediction time, vector-field error, fixed
+points), DIR/comparison.md, DIR/predicted.nc and DIR/reference.nc.
+"""
+
+
+@click.command("compare", epilog=_COMPARE_EPILOG)
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("--reference", required=True, metavar="SYSTEM", help="Reference system from "
+              "'sysid systems list'.")
+@click.option("--params", metavar="k=v,..", help="Parameter values of the reference (default: "
+              "the catalogue's).")
+@click.option("--data", "data_source", metavar="DATA", help="Runs to compare on (CSV read as in "
+              "the fit, .nc, or dataset:NAME); default the fit's data.")
+@click.option("--threshold", default="0.4", show_default=True, help="Normalised error that ends "
+              "the valid prediction time.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source: str | None,
+                threshold: str, out: Path, force: bool) -> None:
+    """Compare the model fitted in MODEL_DIR with a reference ODE integrated by SciPy."""
+    import sysid.analysis
+    import sysid.data
+    import sysid.systems
+    from sysid.cli.simulate_cmd import fit_data_options
+
+    check_new_output(out, force=force)
+    system = sysid.systems.get(reference)
+    values = parse_assignments(params, option="--params")
+    names = [p.name for p in system.parameters]
+    unknown = [n for n in values if n not in names]
+    if unknown:
+        raise ConfigError(f"--params: {unknown} {'is' if len(unknown) == 1 else 'are'} not a "
+                          f"parameter of '{system.name}'; its parameters are {names}.")
+    thr = parse_float(threshold, what="--threshold")
+    if not thr > 0:
+        raise ConfigError(f"--threshold must be positive, got {threshold}.")
+    run = load_run(model_dir)
+    model = run["model"]
+    missing = [s for s in model.field.state_names if s not in system.states]
+    if missing:
+        raise ConfigError(f"--reference {system.name}: the model's states {missing} are not "
+                          f"states of '{system.name}' ({list(system.states)}); compare with a "
+                          f"system over the same states.")
+    training = run["data"]
+    held_out = run["manifest"].get("data", {}).get("held_out", [])
+    if data_source is not None:
+        opts = fit_data_options(run["dir"])
+        data = read_data(data_source, opts, what="--data")
+    elif training is not None:
+        data = training
+    else:
+        raise DataError(f"MODEL_DIR '{model_dir}' has no copy of its data ({DATA_COPY}); give the "
+                        f"runs to compare on with --data.")
+    train_only = training
+    if training is not None and held_out:
+        train_only = sysid.data.select_runs(
+            training, [r for r in sysid.data.run_ids(training) if r not in held_out])
+    comparison = sysid.analysis.compare(
+        model, system, data=data, params=values or None, threshold=thr,
+        training_data=train_only,
+        held_out=[r for r in held_out if r in sysid.data.run_ids(data)])
+    result: dict[str, Any] = {"reference": system.name, "params": {**system.defaults(), **values},
+                              "trajectories": comparison.to_dict()}
+    markdown = [f"# {model_dir} compared with {system.name} ({system.title})", "",
+                comparison.to_markdown()]
+    support = train_only if train_only is not None else data
+    # the vector fields and their fixed points are compared with the inputs held at zero
+    u = {n: 0.0 for n in system.inputs} or None
+    if u:
+        markdown += ["", f"Vector fields and fixed points below are at zero input ({', '.join(u)} = 0)."]
+    if len(model.field.state_names) >= 2:
+        fields = sysid.analysis.field_error(model, system, support, params=values or None, u=u)
+        result["vector_field"] = fields.to_dict()
+        markdown += ["", "### Vector-field error", "",
+                     sysid.analysis.markdown_table(fields.summary.to_frame("value"))]
+    fixed = sysid.analysis.compare_fixed_points(model, system, data=support,
+                                                params=values or None, u=u)
+    result["fixed_points"] = sysid.analysis.jsonable(fixed)
+    markdown += ["", "### Fixed points", "", sysid.analysis.markdown_table(fixed, index=False)
+                 if len(fixed) else "none found in the data's range"]
+    with atomic_dir(out, force=force) as tmp:
+        write_json(tmp / "metrics.json", result)
+        (tmp / "comparison.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
+        sysid.data.save(comparison.predicted, tmp / "predicted.nc")
+        sysid.data.save(comparison.reference, tmp / "reference.nc")
+    console.info(f"wrote {out}/ (metrics.json, comparison.md, predicted.nc, reference.nc)")
+    console.result(comparison.to_markdown())
+
+
+# ----------------------------------------------------------------------------------------------
+# sysid report
+
+_REPORT_EPILOG = """\b
+Example:
+  sysid fit data.csv --time t --states x,v --out fit1
+  sysid report fit1          # rewrites fit1/report.html, fit1/report.md and fit1/figures/
+"""
+
+
+@click.command("report", epilog=_REPORT_EPILOG)
+@click.argument("model_dir", type=click.Path(path_type=Path))
+def report_cmd(model_dir: Path) -> None:
+    """Regenerate the report of the fit in MODEL_DIR (HTML, Markdown and figures).
+
+    The new report is built aside and each file replaced atomically, so an interrupted run
+    leaves the previous report intact.
+    """
+    run_dir, _ = find_model_dir(model_dir)
+    with atomic_dir(run_dir.parent / f".{run_dir.name}.report", force=True) as tmp:
+        _copy_run(run_dir, tmp)
+        written = write_report(tmp)
+        for f in written:
+            rel = Path(f).relative_to(tmp)
+            dest = run_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+            os.close(fd)
+            os.replace(f, name)
+            os.replace(name, dest)
+    import shutil
+
+    shutil.rmtree(run_dir.parent / f".{run_dir.name}.report", ignore_errors=True)
+    console.info(f"wrote {run_dir / 'report.html'} and {run_dir / 'report.md'}")
+
+
+def _copy_run(src: Path, dst: Path) -> None:
+    """Link (or copy) the inputs of a report into a scratch directory."""
+    import shutil
+
+    for item in src.iterdir():
+        if item.name in ("report.html", "report.md", "figures"):
+            continue
+        target = dst / item.name
+        if item.is_dir():
+            shutil.copytree(item, target)
+        else:
+            shutil.copy2(item, target)

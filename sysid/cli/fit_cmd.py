@@ -255,20 +255,27 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
                        opts: CliFitOptions, elapsed: float) -> None:
     """Model, metrics, history, resolved config and manifest into the (temporary) run directory."""
     import sysid
+    import sysid.analysis
     import sysid.data
     from sysid.cli.evaluate import fit_metrics
 
+    from sysid.cli.evaluate import DATA_COPY
+
     sysid.save_model(result.model, tmp / "model")
+    sysid.data.save(ds, tmp / DATA_COPY)
     held_out = sysid.data.run_ids(test) if test is not None else []
     result.history.to_csv(tmp / "history.csv", index=False)
-    if result.parameters is not None and len(result.parameters):
-        result.parameters.to_csv(tmp / "parameters.csv")
+    if len(result.parameters):
+        result.parameters.to_csv(tmp / "parameters.csv", index=False)
     metrics = fit_metrics(result.model, ds, held_out=held_out)
-    metrics["training"] = {"stopped_reason": result.stopped_reason,
-                           "epochs": int(len(result.history))}
+    metrics["parameters"] = sysid.analysis.jsonable(result.parameters)
+    metrics["training"] = {"stopped_reason": result.stopped_reason, "message": result.message,
+                           "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch,
+                           "final_loss": float(result.history["loss"].iloc[-1])
+                           if len(result.history) else None}
     write_json(tmp / "metrics.json", metrics)
     resolved = opts.to_toml_dict()
-    resolved["fit"] = result.config.to_dict() if hasattr(result.config, "to_dict") else resolved["fit"]
+    resolved["fit"] = {k: v for k, v in result.config.to_dict().items() if k != "progress"}
     resolved["data"]["path"] = str(Path(opts.path).resolve()) if not opts.path.startswith(
         "dataset:") else opts.path
     (tmp / "config.toml").write_text(
@@ -296,10 +303,20 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
 def _summarise(out: Path, result: Any) -> None:
     import json
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    lines = [f"wrote {out}/ (model, report.html, metrics.json, figures/)"]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+    def num(x: Any, fmt: str) -> str:
+        return "nan" if x is None else format(x, fmt)
+
+    lines = [f"training {result.stopped_reason}"
+             f"{': ' + result.message if result.message else ''} (best epoch {result.best_epoch})",
+             f"wrote {out}/ (model, report.html, metrics.json, figures/)"]
     for row in metrics.get("trajectory", []):
         if str(row.get("run", "")).startswith("all"):
-            lines.append(f"  {row['run']:<13} {row['variable']:<12} fit {row['fit_percent']:.1f} %"
-                         f"  RMSE {row['rmse']:.4g}")
+            lines.append(f"  {row['run']:<13} {row['variable']:<12} fit "
+                         f"{num(row['fit_percent'], '.1f')} %  RMSE {num(row['rmse'], '.4g')}")
+    for row in metrics.get("parameters", []):
+        if row.get("vary"):
+            lines.append(f"  {row['name']} = {num(row['value'], '.6g')} "
+                         f"± {num(row.get('stderr'), '.2g')} {row.get('units', '')}".rstrip())
     console.info("\n".join(lines))

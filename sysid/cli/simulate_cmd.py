@@ -133,15 +133,24 @@ def _check_y0(y0: dict[str, float], states: tuple[str, ...]) -> None:
 
 
 def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
-    """An input signal from a CSV: a time column and one column per model input."""
+    """An input signal from a CSV with a time column and one column per model input.
+
+    Returns a pandas DataFrame with a ``time`` column, as :func:`sysid.simulate` takes it.
+    """
+    import pandas as pd
+
     import sysid.data
 
     existing_file(path, what="--inputs file")
-    names = list(model.field.input_names)
-    read = CliFitOptions(time=opts.time or "time", states=tuple(names), run=None, sep=opts.sep,
-                         decimal=opts.decimal, encoding=opts.encoding)
+    names = tuple(model.field.input_names)
+    if not names:
+        raise ConfigError(f"--inputs '{path}': the model has no inputs; leave --inputs out.")
+    time_col = opts.time or "time"
+    read = CliFitOptions(time=time_col, states=names, sep=opts.sep, decimal=opts.decimal,
+                         encoding=opts.encoding, missing_values=opts.missing_values)
     ds = read_data(str(path), read, what="--inputs")
-    return sysid.data.as_inputs(ds) if hasattr(sysid.data, "as_inputs") else ds
+    one = sysid.data.get_run(ds, sysid.data.run_ids(ds)[0])
+    return pd.DataFrame({"time": one["time"].values, **{n: one[n].values for n in names}})
 
 
 @click.command("simulate", epilog=_EPILOG)
@@ -195,6 +204,8 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
     opts = fit_data_options(run_dir)
 
     times = None
+    data_inputs: Any = None
+    run_names: list[str] | None = None
     if times_file is not None:
         times = read_times(times_file)
         if t_end is not None and times[-1] > parse_float(t_end, what="--t-end"):
@@ -211,20 +222,36 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
         observed = tuple(getattr(model, "observed", states))
         read = CliFitOptions(**{**_as_kwargs(opts), "states": opts.states or observed,
                                 "inputs": opts.inputs or tuple(model.field.input_names)})
-        initial = read_data(initial_from, read, what="--initial-from")
+        data = read_data(initial_from, read, what="--initial-from")
+        initial = data
         if times is None and t_end is not None:
-            starts = [float(np.nanmin(initial["time"].sel(trajectory=r).values))
-                      for r in sysid.data.run_ids(initial)]
-            if len(set(starts)) > 1:
+            runs = sysid.data.run_ids(data)
+            firsts = [sysid.data.get_run(data, r) for r in runs]
+            starts = sorted({float(f["time"].values[0]) for f in firsts})
+            if len(starts) > 1:
                 raise ConfigError(f"--t-end with --initial-from needs runs that start at the same "
-                                  f"time; these start at {sorted(set(starts))}. Give --times FILE.")
+                                  f"time; these start at {starts}. Give --times FILE.")
             times = time_grid(starts[0], parse_float(t_end, what="--t-end"),
                               parse_float(dt, what="--dt") if dt is not None else None)
-    inputs = _read_inputs(inputs_file, model, opts) if inputs_file is not None else None
+        if times is not None:
+            # each run starts from its first sample, on the requested grid, driven by its inputs
+            initial = {n: [float(sysid.data.get_run(data, r)[n].values[0]) for r in
+                           sysid.data.run_ids(data)] for n in sysid.data.state_names(data)}
+            run_names = sysid.data.run_ids(data)
+            if sysid.data.input_names(data) and inputs_file is None:
+                data_inputs = data
+    if inputs_file is not None:
+        inputs = _read_inputs(inputs_file, model, opts)
+    else:
+        inputs = data_inputs
     if model.field.input_names and inputs is None and initial_from is None:
         raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
                           f"signal with --inputs FILE.csv (a time column and one column each).")
-    result = sysid.simulate(model, initial, times, inputs=inputs, solver=solver)
+    if isinstance(initial, dict):
+        result = sysid.simulate(model, initial, times, inputs=inputs, solver=solver,
+                                runs=run_names)
+    else:
+        result = sysid.simulate(model, initial, inputs=inputs, solver=solver)
     with atomic_file(out, force=force) as tmp:
         if out.suffix.lower() == ".csv":
             sysid.data.to_csv(result, tmp)
