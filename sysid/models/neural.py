@@ -129,7 +129,7 @@ class NeuralField(VectorField):
         gen = torch.Generator().manual_seed(seed)
         layers = []
         for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layer = nn.Linear(fan_in, fan_out)
+            layer = nn.utils.skip_init(nn.Linear, fan_in, fan_out)  # no draws from the global RNG
             bound = math.sqrt(6.0 / (fan_in + fan_out))
             if k == len(sizes) - 2:
                 bound *= _LAST_LAYER_GAIN
