@@ -12,7 +12,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, final
 
 import numpy as np
@@ -155,7 +155,7 @@ class System:
     inputs: tuple[str, ...] = ()
     input_units: tuple[str, ...] = ()
     order: int = 1
-    input_scale: tuple[float, ...] = field(default=())
+    input_scale: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         where = f"System {self.name!r}"

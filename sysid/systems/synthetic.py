@@ -38,6 +38,10 @@ N_SINES = 3
 CYCLES = (1.0, 6.0)
 
 
+def _rows(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in a)
+
+
 @final
 @dataclass(frozen=True, kw_only=True)
 class SumOfSines:
@@ -90,9 +94,8 @@ class SumOfSines:
         w = rng.uniform(0.5, 1.0, size=(n_in, n_sines))
         w = w / w.sum(axis=1, keepdims=True)
         ph = rng.uniform(0.0, 2.0 * math.pi, size=(n_in, n_sines))
-        as_tuples = lambda a: tuple(tuple(float(v) for v in row) for row in a)  # noqa: E731
         return cls(t0=float(t0), duration=float(duration), scale=tuple(float(s) for s in scale),
-                   cycles=as_tuples(f), weights=as_tuples(w), phases=as_tuples(ph))
+                   cycles=_rows(f), weights=_rows(w), phases=_rows(ph))
 
     def __call__(self, t: float) -> np.ndarray:
         """Input values at time ``t``, shape ``(I,)``."""
