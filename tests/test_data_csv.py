@@ -318,3 +318,13 @@ def test_from_dataframe_errors_name_index_labels():
         from_dataframe(df2, time="t", states=["x"])
     with pytest.raises(ConfigError, match=r"expected a pandas DataFrame; got dict"):
         from_dataframe({"t": [0]}, time="t", states=["x"])
+
+
+def test_zone_aware_datetimes_and_zone_label_in_header(tmp_path):
+    text = "when [UTC],x\n2020-01-01T01:00:00+01:00,1\n2020-01-01T00:00:10Z,2\n"
+    ds = load_csv(write(tmp_path, "tz.csv", text), time="when", states=["x"])
+    assert ds["time"].attrs["origin"] == "2020-01-01T00:00:00+00:00"
+    assert ds["time"].attrs["units"] == "seconds"
+    np.testing.assert_array_equal(ds["time"].values, [[0.0, 10.0]])
+    minutes = load_csv(tmp_path / "tz.csv", time="when", states=["x"], units={"when": "min"})
+    np.testing.assert_allclose(minutes["time"].values, [[0.0, 10 / 60]], rtol=1e-15)

@@ -192,31 +192,37 @@ def is_datetime_like(cells: pd.Series, missing: Sequence[str]) -> bool:
     text = text[~text.isin(list(missing))]
     if text.empty or not text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
         return False
-    return bool(_parse_dates(text).notna().all())
+    return bool(_parse_dates(text)[0].notna().all())
 
 
-def _parse_dates(text: pd.Series) -> pd.Series:
+def _parse_dates(text: pd.Series) -> tuple[pd.Series, bool]:
+    """ISO 8601 text to naive timestamps (UTC when zone-aware); also whether a zone was given."""
     try:
         out = pd.to_datetime(text, format="ISO8601", errors="coerce")
     except (ValueError, TypeError):
         out = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    if getattr(out.dt, "tz", None) is not None:
+    aware = getattr(out.dt, "tz", None) is not None
+    if aware:
         out = out.dt.tz_convert("UTC").dt.tz_localize(None)
-    return out
+    return out, aware
 
 
 def dates_to_ns(
     cells: pd.Series, *, column: str, context: str, label: Callable[[np.ndarray], list[str]],
     missing: Sequence[str],
-) -> np.ndarray:
-    """Dates/datetimes to int64 nanoseconds since the epoch (UTC for zone-aware input)."""
+) -> tuple[np.ndarray, bool]:
+    """Dates/datetimes to int64 nanoseconds since the epoch, and whether the input had a time zone.
+
+    Zone-aware input is converted to UTC; naive input is taken as given.
+    """
     if pd.api.types.is_datetime64_any_dtype(cells.dtype):
         ts = pd.Series(cells)
-        if getattr(ts.dt, "tz", None) is not None:
+        aware = getattr(ts.dt, "tz", None) is not None
+        if aware:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     else:
         text = cells.astype(object).map(lambda c: "" if c is None else str(c).strip())
-        ts = _parse_dates(text.where(~text.isin(list(missing)), None))
+        ts, aware = _parse_dates(text.where(~text.isin(list(missing)), None))
     bad = ts.isna().to_numpy()
     if bad.any():
         idx = np.flatnonzero(bad)
@@ -224,7 +230,7 @@ def dates_to_ns(
             f"{context}: time must be a finite number; column {column!r} has no time at "
             f"{label(idx)[0]}. Fill in the time or remove the row."
         )
-    return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64), aware
 
 
 def time_unit_seconds(units: str, *, context: str) -> float:

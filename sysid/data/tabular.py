@@ -30,6 +30,7 @@ import xarray as xr
 
 from sysid.data.columns import (
     DEFAULT_MISSING,
+    TIME_UNITS,
     canonical_time_unit,
     dates_to_ns,
     find_column,
@@ -224,14 +225,21 @@ def _extract(part: _Part, opts: _Options) -> None:
         values[name] = to_float(part.frame.iloc[:, c.position], column=c.header, context=ctx,
                                 label=part.labels, decimal=opts.decimal, missing=opts.missing)
     tcells = part.frame.iloc[:, tcol.position]
-    t_units = _unit_for(opts, (opts.time, tcol.name, tcol.header, TIME), tcol.units, ctx=ctx,
-                        header=tcol.header)
+    keys = (opts.time, tcol.name, tcol.header, TIME)
+    aware = False
     if is_datetime_like(tcells, opts.missing):
+        # units of a date column are the duration to express time in; a header label that is not a
+        # duration (a zone such as "date [UTC]") describes the timestamps and is not used
         kind = "datetime"
-        t = dates_to_ns(tcells, column=tcol.header, context=ctx, label=part.labels, missing=opts.missing)
+        t, aware = dates_to_ns(tcells, column=tcol.header, context=ctx, label=part.labels,
+                               missing=opts.missing)
+        given = next((opts.units[k] for k in keys if k in opts.units), None)
+        head = tcol.units if tcol.units.strip().lower() in TIME_UNITS else ""
+        t_units = str(given) if given is not None else head
         if t_units:
             time_unit_seconds(t_units, context=ctx)
     else:
+        t_units = _unit_for(opts, keys, tcol.units, ctx=ctx, header=tcol.header)
         kind = "numeric"
         t = to_float(tcells, column=tcol.header, context=ctx, label=part.labels, decimal=opts.decimal,
                      missing=opts.missing)
@@ -246,7 +254,7 @@ def _extract(part: _Part, opts: _Options) -> None:
                             f"{part.labels(np.flatnonzero(empty))[0]}; every row needs a run id.")
         ids = ids.to_numpy(dtype=object)
         runs = ids if runs is None else runs + "/" + ids
-    part.extracted = {"time": t, "kind": kind, "time_units": t_units, "time_name": tcol.name,
+    part.extracted = {"time": t, "kind": kind, "time_units": t_units, "time_name": tcol.name, "aware": aware,
                       "values": values, "units": units, "runs": runs,
                       "roles": {n: r for n, (_w, _c, r) in chosen.items()}}
 
@@ -294,7 +302,10 @@ def _assemble(parts: list[_Part], opts: _Options, *, source: str) -> xr.Dataset:
         units[TIME] = canonical_time_unit(t_units)
         for p in parts:
             p.extracted["time"] = (p.extracted["time"] - t0).astype(np.float64) / (sec * 1e9)
-        time_attrs["origin"] = pd.Timestamp(t0, unit="ns").isoformat()
+        origin = pd.Timestamp(t0, unit="ns")
+        if any(p.extracted["aware"] for p in parts):
+            origin = origin.tz_localize("UTC")
+        time_attrs["origin"] = origin.isoformat()
     runs: list[tuple[str, _Part, np.ndarray]] = []
     seen: dict[str, str] = {}
     for part in parts:
