@@ -134,9 +134,9 @@ LOGISTIC = register(System(
     states=("N",),
     state_units=("million",),
     parameters=(
-        ParameterSpec(name="r", default=0.03, units="1/year", bounds=(0.0, INF),
+        ParameterSpec(name="r", default=0.0313395, units="1/year", bounds=(0.0, INF),
                       description="intrinsic growth rate"),
-        ParameterSpec(name="K", default=200.0, units="million", bounds=(0.0, INF),
+        ParameterSpec(name="K", default=197.27, units="million", bounds=(0.0, INF),
                       description="carrying capacity"),
     ),
     rhs=_logistic_rhs,
@@ -146,6 +146,7 @@ LOGISTIC = register(System(
     reference="Verhulst, P.-F. (1838). Notice sur la loi que la population suit dans son "
               "accroissement. Correspondance mathematique et physique 10, 113-121; Pearl, R. & "
               "Reed, L. J. (1920). On the rate of growth of the population of the United States "
-              "since 1790. PNAS 6(6), 275-288 (defaults near their fit; y0 = 1790 census).",
+              "since 1790. PNAS 6(6), 275-288 (defaults: their fit to the US census, K = 197.27 "
+              "million; y0 = the 1790 census).",
     description="N' = r N (1 - N/K); N(t) = K / (1 + (K/N0 - 1) exp(-r t)).",
 ))

@@ -22,9 +22,9 @@ FIRST_ORDER_KINETICS = register(System(
     states=("y",),
     state_units=("mg/L",),
     parameters=(
-        ParameterSpec(name="A", default=19.14, units="mg/L", bounds=(0.0, INF),
+        ParameterSpec(name="A", default=19.143, units="mg/L", bounds=(0.0, INF),
                       description="asymptotic (ultimate) oxygen demand"),
-        ParameterSpec(name="k", default=0.53, units="1/day", bounds=(0.0, INF),
+        ParameterSpec(name="k", default=0.5311, units="1/day", bounds=(0.0, INF),
                       description="first-order rate constant"),
     ),
     rhs=_first_order_rhs,
@@ -85,21 +85,22 @@ PK_ONE_COMPARTMENT = register(System(
     states=("gut", "C"),
     state_units=("mg/kg", "mg/L"),
     parameters=(
-        ParameterSpec(name="ka", default=1.5, units="1/h", bounds=(0.0, INF),
+        ParameterSpec(name="ka", default=1.57, units="1/h", bounds=(0.0, INF),
                       description="first-order absorption rate constant"),
-        ParameterSpec(name="ke", default=0.08, units="1/h", bounds=(0.0, INF),
+        ParameterSpec(name="ke", default=0.0878, units="1/h", bounds=(0.0, INF),
                       description="first-order elimination rate constant"),
-        ParameterSpec(name="V", default=0.5, units="L/kg", bounds=(0.0, INF),
+        ParameterSpec(name="V", default=0.457, units="L/kg", bounds=(0.0, INF),
                       description="apparent volume of distribution (V/F for oral doses)"),
     ),
     rhs=_pk_rhs,
-    y0=(4.0, 0.0),
+    y0=(4.5, 0.0),
     t_span=(0.0, 25.0),
     time_units="h",
     reference="Pinheiro, J. C. & Bates, D. M. (2000). Mixed-Effects Models in S and S-PLUS, "
               "Springer (theophylline, first-order open one-compartment model); data from "
               "Boeckmann, A. J., Sheiner, L. B. & Beal, S. L. (1994). NONMEM Users Guide Part V. "
-              "Defaults near the population estimates for oral theophylline.",
+              "Defaults: nlme's fixed effects for Theoph (lKe = -2.4327, lKa = 0.4514, "
+              "lCl = -3.2145; V = Cl/ke), with a typical oral dose of 4.5 mg/kg.",
     description="gut' = -ka gut, C' = ka gut / V - ke C (oral dose into the gut at t = 0); "
                 "C(t) = D ka / (V (ka - ke)) (exp(-ke t) - exp(-ka t)).",
 ))

@@ -24,9 +24,9 @@ SIR = register(System(
     states=("S", "I", "R"),
     state_units=("persons", "persons", "persons"),
     parameters=(
-        ParameterSpec(name="beta", default=1.7, units="1/day", bounds=(0.0, INF),
+        ParameterSpec(name="beta", default=1.66, units="1/day", bounds=(0.0, INF),
                       description="transmission rate"),
-        ParameterSpec(name="gamma", default=0.5, units="1/day", bounds=(0.0, INF),
+        ParameterSpec(name="gamma", default=0.4545, units="1/day", bounds=(0.0, INF),
                       description="recovery rate (1 / infectious period)"),
         ParameterSpec(name="N", default=763.0, units="persons", bounds=(0.0, INF),
                       description="population size"),
@@ -36,10 +36,12 @@ SIR = register(System(
     t_span=(0.0, 14.0),
     time_units="day",
     reference="Kermack, W. O. & McKendrick, A. G. (1927). A contribution to the mathematical theory "
-              "of epidemics. Proc. R. Soc. A 115, 700-721; defaults near the fit to the 1978 "
-              "boarding-school influenza outbreak (N = 763) in Grinsztajn, L., Semenova, E., "
-              "Margossian, C. C. & Riou, J. (2021). Bayesian workflow for disease transmission "
-              "modeling in Stan. Statistics in Medicine 40(27), 6209-6234.",
+              "of epidemics. Proc. R. Soc. A 115, 700-721. Defaults: the fit to the 1978 English "
+              "boarding-school influenza outbreak (N = 763; BMJ 1978;1:587) in Keeling, M. J. & "
+              "Rohani, P. (2008). Modeling Infectious Diseases in Humans and Animals, Chapter 2. "
+              "Princeton University Press (beta = 1.66/day, 1/gamma = 2.2 days); see also "
+              "Grinsztajn, L. et al. (2021). Bayesian workflow for disease transmission modeling "
+              "in Stan. Statistics in Medicine 40(27), 6209-6234.",
     description="S' = -beta S I / N, I' = beta S I / N - gamma I, R' = gamma I; S + I + R is "
                 "conserved.",
 ))

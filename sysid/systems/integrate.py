@@ -273,7 +273,8 @@ def integrate(
     Examples
     --------
     >>> import numpy as np
-    >>> ds = integrate("logistic", [10.0], np.linspace(0, 100, 5), params={"r": 0.05})
+    >>> ds = integrate("logistic", [10.0], np.linspace(0, 100, 5),
+    ...                params={"r": 0.05, "K": 200.0})
     >>> round(float(ds["N"][0, -1]), 3)
     177.302
     """
