@@ -20,6 +20,7 @@ from sysid.errors import ConfigError, DataError
 # column named "f(x)" keeps its name.
 _BRACKET = re.compile(r"^(?P<name>.*?)\s*\[(?P<units>[^\[\]]*)\]$")
 _PAREN = re.compile(r"^(?P<name>.*?\S)\s+\((?P<units>[^()]*)\)$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _DECIMAL_COMMA = re.compile(r"^[+-]?(\d+,\d*|\d*,\d+)([eE][+-]?\d+)?$")
 
 #: Cells read as missing (NaN) unless the user declares more with ``missing_values``.
@@ -118,8 +119,22 @@ def _show(labels: Sequence[str], cells: Sequence[str], limit: int = 3) -> str:
     return ", ".join(parts) + more
 
 
+def as_text(cells: pd.Series | np.ndarray) -> np.ndarray:
+    """Cells as a NumPy unicode array with surrounding whitespace removed (None/NaN -> "").
+
+    A unicode array is taken as already stripped (the CSV reader strips every cell once).
+    """
+    if isinstance(cells, np.ndarray) and cells.dtype.kind == "U":
+        return cells
+    obj = pd.Series(cells).astype(object)
+    absent = obj.isna().to_numpy()
+    if absent.any():
+        obj = obj.where(~absent, "")
+    return np.char.strip(obj.to_numpy().astype(str))
+
+
 def to_float(
-    cells: pd.Series,
+    cells: pd.Series | np.ndarray,
     *,
     column: str,
     context: str,
@@ -131,7 +146,7 @@ def to_float(
 
     Parameters
     ----------
-    cells : pandas.Series
+    cells : pandas.Series or numpy.ndarray
         One column's cells.
     column : str
         The column's header, for messages.
@@ -147,28 +162,28 @@ def to_float(
     if pd.api.types.is_bool_dtype(cells.dtype):
         raise DataError(f"{context}: column {column!r} holds booleans; expected numbers.")
     if pd.api.types.is_numeric_dtype(cells.dtype):
+        if isinstance(cells, pd.Series):
+            return cells.to_numpy(dtype=np.float64, na_value=np.nan)
         return np.asarray(cells, dtype=np.float64)
     if pd.api.types.is_datetime64_any_dtype(cells.dtype):
         raise DataError(f"{context}: column {column!r} holds dates; only the time column may.")
-    text = cells.astype(object).map(lambda c: "" if c is None or (isinstance(c, float) and np.isnan(c))
-                                    else str(c).strip())
-    is_missing = text.isin(list(missing)).to_numpy()
-    norm = text.where(~is_missing, "nan")
+    text = as_text(cells)
+    is_missing = np.isin(text, list(missing))
+    norm = np.where(is_missing, "nan", text)
     if decimal != ".":
-        norm = norm.str.replace(decimal, ".", regex=False)
-    arr = norm.to_numpy(dtype=str)
+        norm = np.char.replace(norm, decimal, ".")
     try:
-        return arr.astype(np.float64)
+        return norm.astype(np.float64)
     except ValueError:
         pass
     bad = []
-    for i, cell in enumerate(arr):
+    for i, cell in enumerate(norm.tolist()):
         try:
             float(cell)
         except ValueError:
             bad.append(i)
     bad_idx = np.asarray(bad, dtype=int)
-    raw = [str(text.iloc[i]) for i in bad_idx]
+    raw = [str(text[i]) for i in bad_idx]
     labels = label(bad_idx)
     if decimal == "." and _DECIMAL_COMMA.match(raw[0]):
         raise DataError(
@@ -182,17 +197,17 @@ def to_float(
     )
 
 
-def is_datetime_like(cells: pd.Series, missing: Sequence[str]) -> bool:
+def is_datetime_like(cells: pd.Series | np.ndarray, missing: Sequence[str]) -> bool:
     """True when every non-missing cell is a date or date-time (ISO 8601) or the dtype is datetime."""
     if pd.api.types.is_datetime64_any_dtype(cells.dtype):
         return True
-    if pd.api.types.is_numeric_dtype(cells.dtype):
+    if pd.api.types.is_numeric_dtype(cells.dtype) or pd.api.types.is_bool_dtype(cells.dtype):
         return False
-    text = cells.astype(object).map(lambda c: "" if c is None else str(c).strip())
-    text = text[~text.isin(list(missing))]
-    if text.empty or not text.str.match(r"^\d{4}-\d{2}-\d{2}").all():
+    text = as_text(cells)
+    text = text[~np.isin(text, list(missing))]
+    if text.size == 0 or not _ISO_DATE.match(str(text[0])):
         return False
-    return bool(_parse_dates(text)[0].notna().all())
+    return bool(_parse_dates(pd.Series(text, dtype=object))[0].notna().all())
 
 
 def _parse_dates(text: pd.Series) -> tuple[pd.Series, bool]:
@@ -208,7 +223,7 @@ def _parse_dates(text: pd.Series) -> tuple[pd.Series, bool]:
 
 
 def dates_to_ns(
-    cells: pd.Series, *, column: str, context: str, label: Callable[[np.ndarray], list[str]],
+    cells: pd.Series | np.ndarray, *, column: str, context: str, label: Callable[[np.ndarray], list[str]],
     missing: Sequence[str],
 ) -> tuple[np.ndarray, bool]:
     """Dates/datetimes to int64 nanoseconds since the epoch, and whether the input had a time zone.
@@ -221,8 +236,9 @@ def dates_to_ns(
         if aware:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     else:
-        text = cells.astype(object).map(lambda c: "" if c is None else str(c).strip())
-        ts, aware = _parse_dates(text.where(~text.isin(list(missing)), None))
+        text = as_text(cells).astype(object)
+        text[np.isin(text.astype(str), list(missing))] = None
+        ts, aware = _parse_dates(pd.Series(text, dtype=object))
     bad = ts.isna().to_numpy()
     if bad.any():
         idx = np.flatnonzero(bad)
@@ -260,6 +276,7 @@ __all__ = [
     "parse_header",
     "parse_headers",
     "find_column",
+    "as_text",
     "to_float",
     "is_datetime_like",
     "dates_to_ns",

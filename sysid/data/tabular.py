@@ -31,6 +31,7 @@ import xarray as xr
 from sysid.data.columns import (
     DEFAULT_MISSING,
     TIME_UNITS,
+    as_text,
     canonical_time_unit,
     dates_to_ns,
     find_column,
@@ -75,7 +76,7 @@ class _Part:
 
     label: str
     headers: list[str]
-    frame: pd.DataFrame  # columns by position
+    columns: list[pd.Series | np.ndarray]  # cells by column position
     rows: np.ndarray  # user-facing row labels, one per data row
     row_word: str = "row"
     run_id: str = "run0"
@@ -151,15 +152,15 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
         raise DataError(f"{ctx}: rows do not all have the header's number of fields: {what}.{hint}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{ctx}: the file is empty; expected a header row and data rows.") from None
-    raw = raw.fillna("")
-    lines = np.arange(1, len(raw) + 1)
-    headers = [str(h) for h in raw.iloc[0]]
-    if not any(h.strip() for h in headers):
+    cells = np.char.strip(raw.fillna("").to_numpy(dtype=object).astype(str))
+    lines = np.arange(1, len(cells) + 1)
+    headers = [str(h) for h in cells[0]]
+    if not any(headers):
         raise DataError(f"{ctx}: the first line is empty; the file must start with a header row.")
-    body = raw.iloc[1:]
-    filled = (body.apply(lambda col: col.str.strip()) != "").any(axis=1).to_numpy()
-    body, rows = body.loc[filled], lines[1:][filled]
-    if body.empty:
+    body = cells[1:]
+    filled = (body != "").any(axis=1)
+    body, rows = body[filled], lines[1:][filled]
+    if body.shape[0] == 0:
         raise DataError(f"{ctx}: the file has a header row ({headers}) but no data rows.")
     numeric = 0
     for h in headers:
@@ -171,7 +172,7 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
     if numeric == len(headers):
         raise DataError(f"{ctx}: the first row {headers} looks like data; the file needs a header row "
                         "naming the columns.")
-    return _Part(label=shown, headers=headers, frame=body.reset_index(drop=True), rows=rows,
+    return _Part(label=shown, headers=headers, columns=[body[:, j] for j in range(body.shape[1])], rows=rows,
                  run_id=path.stem, sha256=hashlib.sha256(data).hexdigest())
 
 
@@ -222,9 +223,9 @@ def _extract(part: _Part, opts: _Options) -> None:
     values = {}
     for name, (wanted, c, _role) in chosen.items():
         units[name] = _unit_for(opts, (wanted, c.name, c.header), c.units, ctx=ctx, header=c.header)
-        values[name] = to_float(part.frame.iloc[:, c.position], column=c.header, context=ctx,
+        values[name] = to_float(part.columns[c.position], column=c.header, context=ctx,
                                 label=part.labels, decimal=opts.decimal, missing=opts.missing)
-    tcells = part.frame.iloc[:, tcol.position]
+    tcells = part.columns[tcol.position]
     keys = (opts.time, tcol.name, tcol.header, TIME)
     aware = False
     if is_datetime_like(tcells, opts.missing):
@@ -246,13 +247,12 @@ def _extract(part: _Part, opts: _Options) -> None:
     runs = None
     for wanted in opts.trajectory:
         rcol = find_column(cols, wanted, role="trajectory", context=ctx)
-        ids = part.frame.iloc[:, rcol.position].astype(object).map(
-            lambda c: "" if c is None or (isinstance(c, float) and np.isnan(c)) else str(c).strip())
-        empty = (ids == "").to_numpy()
+        text = as_text(part.columns[rcol.position])
+        empty = text == ""
         if empty.any():
             raise DataError(f"{ctx}: the run column {rcol.header!r} is empty at "
                             f"{part.labels(np.flatnonzero(empty))[0]}; every row needs a run id.")
-        ids = ids.to_numpy(dtype=object)
+        ids = text.astype(object)
         runs = ids if runs is None else runs + "/" + ids
     part.extracted = {"time": t, "kind": kind, "time_units": t_units, "time_name": tcol.name, "aware": aware,
                       "values": values, "units": units, "runs": runs,
@@ -537,7 +537,7 @@ def from_dataframe(
     if df.empty:
         raise DataError("from_dataframe: the DataFrame has no rows.")
     part = _Part(label="DataFrame", headers=[str(c) for c in df.columns],
-                 frame=df.reset_index(drop=True), rows=labels, row_word="index")
+                 columns=[df.iloc[:, j] for j in range(df.shape[1])], rows=labels, row_word="index")
     return _assemble([part], opts, source="DataFrame")
 
 
