@@ -44,7 +44,6 @@ from sysid.data.schema import OBS, TIME, TRAJ, from_arrays
 from sysid.data.validate import (
     check_run_length,
     check_run_time,
-    fmt,
     sampling_attrs,
     validate,
     warn_constant,
