@@ -316,10 +316,11 @@ class FitConfig:
         """The curriculum as ``[(horizon, epochs), ...]``."""
         if self.stage_epochs is not None:
             return list(zip(self.horizons, self.stage_epochs))
-        n = len(self.horizons)
-        base = max(self.epochs // n, 1)
-        counts = [base] * (n - 1) + [max(self.epochs - base * (n - 1), 1)]
-        return list(zip(self.horizons, counts))
+        horizons = self.horizons[-self.epochs:]  # fewer epochs than stages: keep the longest
+        n = len(horizons)
+        base = self.epochs // n
+        counts = [base] * (n - 1) + [self.epochs - base * (n - 1)]
+        return list(zip(horizons, counts))
 
 
 def _is_int(value: Any) -> bool:
