@@ -328,3 +328,23 @@ def test_zone_aware_datetimes_and_zone_label_in_header(tmp_path):
     np.testing.assert_array_equal(ds["time"].values, [[0.0, 10.0]])
     minutes = load_csv(tmp_path / "tz.csv", time="when", states=["x"], units={"when": "min"})
     np.testing.assert_allclose(minutes["time"].values, [[0.0, 10 / 60]], rtol=1e-15)
+
+
+def test_dates_and_numbers_mixed_across_files(tmp_path):
+    a = write(tmp_path, "a.csv", "t,x\n2020-01-01,1\n2020-01-02,2\n")
+    b = write(tmp_path, "b.csv", "t,x\n0,1\n1,2\n")
+    with pytest.raises(DataError, match=r"time is given as dates in \['.*a\.csv'\] but as numbers in \['.*b\.csv'\]"):
+        load_csv([a, b], time="t", states=["x"])
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(DataError, match=r"load_csv: .* is a folder; pass a file, a list of files or a glob"):
+        load_csv(tmp_path, time="t", states=["x"])
+    with pytest.raises(DataError, match=r"load_csv: the list of files is empty"):
+        load_csv([], time="t", states=["x"])
+
+
+def test_blank_lines_keep_spreadsheet_row_numbers(tmp_path):
+    f = write(tmp_path, "blank.csv", "t,x\n0,1\n\n1,oops\n")
+    with pytest.raises(DataError, match=r"column 'x' must hold numbers; it has row 4 'oops'"):
+        load_csv(f, time="t", states=["x"])

@@ -291,7 +291,10 @@ def _assemble(parts: list[_Part], opts: _Options, *, source: str) -> xr.Dataset:
     units = _merge_units(parts, names)
     kinds = {p.extracted["kind"] for p in parts}
     if len(kinds) > 1:
-        raise DataError(f"{opts.func}: some files give time as dates and others as numbers; use one form.")
+        dates = [p.label for p in parts if p.extracted["kind"] == "datetime"]
+        numbers = [p.label for p in parts if p.extracted["kind"] == "numeric"]
+        raise DataError(f"{opts.func}: time is given as dates in {dates} but as numbers in {numbers}; "
+                        "use one form in every file.")
     time_attrs: dict[str, str] = {}
     if kinds == {"datetime"}:
         t0 = min(int(p.extracted["time"].min()) for p in parts)
