@@ -101,8 +101,9 @@ _CATALOGUE: tuple[DatasetInfo, ...] = (
         file="biology/hudson_bay_hare_lynx_1900_1920.csv",
         description="Annual numbers of snowshoe hare and Canada lynx pelts traded (thousands), 21 years.",
         source=f"{_HBC}, as tabulated by Howard (2009) and used in the Stan Lotka-Volterra case study.",
-        citation=("Howard, P. (2009), Hudson's Bay Company hare and lynx data; Carpenter, B. (2018), "
-                  "Predator-Prey Population Dynamics: the Lotka-Volterra model in Stan, Stan case studies."),
+        citation=("Howard, P. (2009), lecture notes, Texas A&M University (the table as cited by Carpenter "
+                  "2018); Carpenter, B. (2018), Predator-Prey Population Dynamics: the Lotka-Volterra model "
+                  "in Stan, Stan case studies."),
         reference_fit=_LV_FIT, time=_YEAR,
         states=(_var("hare_kpelts", "hare", "thousand pelts", "snowshoe hare pelts"),
                 _var("lynx_kpelts", "lynx", "thousand pelts", "Canada lynx pelts")),
@@ -134,7 +135,7 @@ _CATALOGUE: tuple[DatasetInfo, ...] = (
         description=("Boys confined to bed and convalescent each day of a 14-day influenza outbreak among "
                      "763 boys; day 1 is 1978-01-22, so time 0 is 1978-01-21."),
         source="British Medical Journal (1978), news item 'Influenza in a boarding school'.",
-        citation=("Anonymous (1978). Influenza in a boarding school. British Medical Journal 1(6112), 587; "
+        citation=("Anonymous (1978). Influenza in a boarding school. British Medical Journal 1978;1:587; "
                   "Keeling, M. J. & Rohani, P. (2008). Modeling Infectious Diseases in Humans and Animals. "
                   "Princeton University Press."),
         reference_fit=("SIR with I ~ in_bed, N = 763, S0 = 762, I0 = 1 at day 0: least squares beta = 1.669 "

@@ -100,3 +100,13 @@ def test_unknown_name_suggests():
         sd.load("hare_lnyx")
     with pytest.raises(KeyError):
         sd.info("nothing")
+
+
+def test_per_run_coordinates_survive_the_tensor_round_trip():
+    import torch
+
+    from sysid.data import from_tensors, to_tensors
+
+    theo = sd.load("theophylline")
+    back = from_tensors(to_tensors(theo, dtype=torch.float64), like=theo)
+    xr.testing.assert_identical(back, theo)
