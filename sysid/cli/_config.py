@@ -14,6 +14,7 @@ A config file holds every option of ``sysid fit`` in three tables::
     missing_values = ["-999"]   # extra cell texts meaning "not measured"
     sort = false                # sort each run by time instead of refusing unsorted time
     drop_duplicates = false     # drop repeated times (first kept) instead of refusing them
+    rename = { theta_deg = "theta" }  # file name = model name (e.g. a reference system's states)
     holdout = 0.25              # fraction of runs, or a list of run ids
 
     [model]
@@ -41,9 +42,10 @@ from sysid.errors import ConfigError
 __all__ = ["CliFitOptions", "DATA_KEYS", "MODEL_KEYS", "read_config", "dumps_toml"]
 
 DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "encoding",
-             "missing_values", "sort", "drop_duplicates", "holdout")
+             "missing_values", "sort", "drop_duplicates", "rename", "holdout")
 MODEL_KEYS = ("kind", "free", "params", "width", "depth")
 SECTIONS = ("data", "model", "fit")
+INLINE_TABLES = ("params", "rename", "weights")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,7 @@ class CliFitOptions:
     missing_values: tuple[str, ...] = ()
     sort: bool = False
     drop_duplicates: bool = False
+    rename: dict[str, str] = field(default_factory=dict)
     holdout: float | tuple[str, ...] | None = None
     kind: str = "neural"
     free: tuple[str, ...] | None = None
@@ -90,6 +93,7 @@ class CliFitOptions:
             "inputs": list(self.inputs), "run": self.run, "sep": self.sep, "decimal": self.decimal,
             "encoding": self.encoding, "missing_values": list(self.missing_values),
             "sort": self.sort, "drop_duplicates": self.drop_duplicates,
+            "rename": dict(self.rename),
             "holdout": list(self.holdout) if isinstance(self.holdout, tuple) else self.holdout,
         }
         model: dict[str, Any] = {"kind": self.kind,
@@ -130,7 +134,7 @@ def read_config(path: Path) -> CliFitOptions:
         e.g. ``data.tme``), or a value of the wrong type.
     """
     # Local import: the CLI's helpers live in _support; the parsing rules are shared with flags.
-    from sysid.cli._support import existing_file, parse_assignments, parse_holdout
+    from sysid.cli._support import existing_file, parse_assignments, parse_holdout, parse_renames
 
     existing_file(path, what="config file")
     source = f"config file '{path}'"
@@ -158,6 +162,8 @@ def read_config(path: Path) -> CliFitOptions:
                 kwargs[key] = _names(value, key, where)
             elif key == "params":
                 kwargs[key] = parse_assignments(value, option=f"{where} params")
+            elif key == "rename":
+                kwargs[key] = parse_renames(value, option=f"{where} rename")
             elif key == "holdout":
                 kwargs[key] = parse_holdout(value, option=f"{where} holdout")
             elif key in ("width", "depth"):
@@ -237,8 +243,8 @@ def dumps_toml(tables: dict[str, dict[str, Any]], *, header: str = "") -> str:
 
     def emit(name: str, table: dict[str, Any]) -> None:
         scalars = {k: v for k, v in table.items() if v is not None and not
-                   (isinstance(v, dict) and k != "params")}
-        subs = {k: v for k, v in table.items() if isinstance(v, dict) and k != "params"}
+                   (isinstance(v, dict) and k not in INLINE_TABLES)}
+        subs = {k: v for k, v in table.items() if isinstance(v, dict) and k not in INLINE_TABLES}
         if lines:
             lines.append("")
         lines.append(f"[{name}]")

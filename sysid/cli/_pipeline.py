@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,9 @@ def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
                         f"'dataset:NAME'; see 'sysid datasets list').")
     suffix = path.suffix.lower()
     if suffix == ".nc":
-        return _select(sysid.data.validate(sysid.data.load_netcdf(path)), opts, str(path))
+        return _select(sysid.data.load_netcdf(path), opts, str(path))
     if suffix == ".zarr":
-        return _select(sysid.data.validate(sysid.data.load_zarr(path)), opts, str(path))
+        return _select(sysid.data.load_zarr(path), opts, str(path))
     if path.is_dir() and not is_glob:
         raise DataError(f"{what} '{path}' is a directory; give a CSV, .nc or .zarr file.")
     if not opts.time or not opts.states:
@@ -134,20 +135,64 @@ def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
                               "drop_duplicates": opts.drop_duplicates}
     if opts.sep is not None:
         kwargs["sep"] = opts.sep
-    ds = sysid.data.load_csv(source if is_glob else path, **kwargs)
-    return sysid.data.validate(ds)
+    try:
+        ds = sysid.data.load_csv(source if is_glob else path, **kwargs)
+    except DataError as exc:
+        raise DataError(cli_hints(str(exc))) from None
+    return _rename(sysid.data.validate(ds), opts, source)
+
+
+_HINTS = (
+    (re.compile(r"\(in trajectory=\)"), "(in --run)"),
+    (re.compile(r"\(in (time|states|inputs)=\)"), r"(in --\1)"),
+    (re.compile(r"\bdrop_duplicates=True"), "--drop-duplicates"),
+    (re.compile(r"\bsort=True"), "--sort"),
+    (re.compile(r"\bdecimal='([^']*)'"), r"--decimal '\1'"),
+    (re.compile(r"\(or sep=None to detect it\)"), "(or leave --sep out to detect it)"),
+    (re.compile(r"\bsep='([^']*)'"), r"--sep '\1'"),
+    (re.compile(r"\bmissing_values=\[([^\]]*)\]"),
+     lambda m: "--missing-values " + ",".join(x.strip().strip("'\"") for x in m.group(1).split(","))),
+    (re.compile(r"\bencoding='([^']*)'"), r"--encoding \1"),
+    (re.compile(r"\bencoding="), "--encoding "),
+)
+
+
+def cli_hints(message: str) -> str:
+    """Rewrite the Python option names in a loader's hint as the command line's flags."""
+    for pattern, repl in _HINTS:
+        message = pattern.sub(repl, message)
+    return message
 
 
 def _select(ds: Any, opts: CliFitOptions, source: str) -> Any:
-    """Check ``--states``/``--inputs`` against a self-describing file (netCDF, zarr, dataset)."""
+    """Keep the ``--states``/``--inputs`` of a self-describing file (netCDF, zarr, dataset)."""
     import sysid.data
 
     have_s, have_i = sysid.data.state_names(ds), sysid.data.input_names(ds)
     for option, given, have in (("--states", opts.states, have_s), ("--inputs", opts.inputs, have_i)):
-        if given and list(given) != list(have):
-            raise ConfigError(f"{option} {','.join(given)} does not match '{source}', whose "
-                              f"{option[2:]} are {have}; leave {option} out for this file.")
-    return ds
+        unknown = [n for n in given if n not in have]
+        if unknown:
+            raise ConfigError(f"{option}: {unknown} not found in '{source}', whose "
+                              f"{option[2:]} are {have}; leave {option} out to use them all.")
+    keep_s = list(opts.states) or have_s
+    keep_i = list(opts.inputs) if opts.inputs else have_i
+    if keep_s != have_s or keep_i != have_i:
+        ds = ds[[*keep_s, *keep_i]]
+    return _rename(sysid.data.validate(ds), opts, source)
+
+
+def _rename(ds: Any, opts: CliFitOptions, source: str) -> Any:
+    """Apply ``--rename old=new`` (file names to model names) to a loaded dataset."""
+    if not opts.rename:
+        return ds
+    names = [str(n) for n in ds.data_vars]
+    unknown = [n for n in opts.rename if n not in names]
+    if unknown:
+        raise ConfigError(f"--rename: {unknown} not found in '{source}'; its variables are {names}.")
+    clash = [new for old, new in opts.rename.items() if new in names and new not in opts.rename]
+    if clash:
+        raise ConfigError(f"--rename: '{source}' already has variables {clash}; rename those too.")
+    return ds.rename(opts.rename)
 
 
 def data_source_file(source: str) -> Path | None:

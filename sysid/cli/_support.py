@@ -31,6 +31,7 @@ __all__ = [
     "parse_assignments",
     "parse_float",
     "parse_holdout",
+    "parse_renames",
     "one_line",
     "existing_file",
     "fail_internal",
@@ -169,6 +170,9 @@ def atomic_dir(target: Path, *, force: bool) -> Iterator[Path]:
     check_new_output(target, force=force)
     created = _make_parents(target.parent.resolve())
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
         _fsync_tree(tmp)
@@ -324,6 +328,43 @@ def parse_assignments(text: str | dict | None, *, option: str) -> dict[str, floa
         if name in out:
             raise ConfigError(f"{option}: '{name}' is given twice; give each name once.")
         out[name] = parse_float(value, what=f"{option} '{name}'")
+    return out
+
+
+def parse_renames(text: str | dict | None, *, option: str = "--rename") -> dict[str, str]:
+    """Parse ``"population=N,year=t"`` (old name = new name) into a dict.
+
+    Raises
+    ------
+    ConfigError
+        On an item without ``=``, an empty name, or an old or new name given twice.
+    """
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        items = [(str(k), v) for k, v in text.items()]
+        for k, v in items:
+            if not isinstance(v, str):
+                raise ConfigError(f"{option}: the new name of '{k}' must be a string, got {v!r}.")
+    else:
+        items = []
+        for item in str(text).split(","):
+            if not item.strip():
+                continue
+            if "=" not in item:
+                raise ConfigError(f"{option}: expected old=new pairs such as 'population=N'; the "
+                                  f"item '{item.strip()}' has no '='.")
+            old, _, new = item.partition("=")
+            items.append((old.strip(), new.strip()))
+    out: dict[str, str] = {}
+    for old, new in items:
+        if not old or not new:
+            raise ConfigError(f"{option}: '{old}={new}' needs a name on both sides of '='.")
+        if old in out:
+            raise ConfigError(f"{option}: '{old}' is renamed twice.")
+        if new in out.values():
+            raise ConfigError(f"{option}: two variables would be called '{new}'.")
+        out[old] = new
     return out
 
 

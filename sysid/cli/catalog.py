@@ -112,7 +112,8 @@ def datasets_show(name: str) -> None:
     states = ",".join(sysid.data.state_names(ds))
     inputs = ",".join(sysid.data.input_names(ds))
     out.append("")
-    out.append(f"Fit it:  sysid datasets export {name} {name}.csv && sysid fit {name}.csv "
+    out.append(f"Fit it:  sysid fit dataset:{name} --out {name}_fit")
+    out.append(f"or from the CSV:  sysid datasets export {name} {name}.csv && sysid fit {name}.csv "
                f"--time time --states {states}{' --inputs ' + inputs if inputs else ''}"
                f"{' --run trajectory' if len(runs) > 1 else ''} --out {name}_fit")
     console.result("\n".join(out))
@@ -128,7 +129,8 @@ def _info_items(info: object) -> list[tuple[str, str]]:
         items = info.items()
     else:
         return [("description", str(info))]
-    skip = {"name", "title", "states", "inputs", "units", "file", "path", "columns"}
+    skip = {"name", "title", "states", "inputs", "units", "file", "path", "columns", "time",
+            "trajectory"}
     return [(k, " ".join(str(v).split())) for k, v in items if v not in (None, "", (), []) and
             k not in skip]
 

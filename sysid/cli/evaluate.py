@@ -65,19 +65,47 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def write_report(run_dir: Path) -> list[Path]:
-    """(Re)write ``report.html``, ``report.md`` and ``figures/`` of a fit run directory.
+def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str | None = None,
+                 params: dict[str, float] | None = None) -> list[Path]:
+    """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/`` of a fit run into ``out``.
 
-    Returns the files written.
+    Parameters
+    ----------
+    run_dir : Path
+        The fit run directory (model, data copy, history, parameters, metrics, manifest).
+    out : Path
+        Where the report files go (``run_dir`` itself, or a scratch directory).
+    result : FitResult, optional
+        The fit just run (``sysid fit``); its stop reason and solver statistics enter the report.
+    reference, params : optional
+        A reference system (and its parameter values) to compare with; by default the system of a
+        ``physics:SYSTEM`` or ``hybrid:SYSTEM`` fit, at its catalogue values.
+
+    Returns
+    -------
+    list of Path
+        The files written.
     """
     import sysid.reporting
+    import sysid.systems
 
     run = load_run(run_dir)
-    held_out = run["manifest"].get("data", {}).get("held_out", [])
+    manifest = run["manifest"]
+    held_out = manifest.get("data", {}).get("held_out", [])
+    if reference is None:
+        kind, _, system = str(manifest.get("model", "neural")).partition(":")
+        reference = system or None
+    if run["data"] is None:
+        raise DataError(f"'{run['dir']}' has no copy of its data ({DATA_COPY}); the report needs it.")
     return sysid.reporting.report(
-        run["model"], run["data"], out=run["dir"], history=run["history"],
-        parameters=run["parameters"], metrics=run["metrics"], held_out=held_out,
-        title=f"sysid fit: {run['manifest'].get('data', {}).get('source', run['dir'].name)}",
+        result if result is not None else run["model"], run["data"], out=out,
+        reference=sysid.systems.get(reference) if reference else None, params=params or None,
+        held_out=held_out,
+        history=run["history"] if result is None else None,
+        parameters=run["parameters"] if result is None else None,
+        metrics=run["metrics"], overwrite=True,
+        title=f"sysid fit of {manifest.get('data', {}).get('source', run['dir'].name)} "
+              f"({manifest.get('model', 'neural')} model)",
     )
 
 
@@ -193,39 +221,37 @@ Example:
 
 @click.command("report", epilog=_REPORT_EPILOG)
 @click.argument("model_dir", type=click.Path(path_type=Path))
-def report_cmd(model_dir: Path) -> None:
-    """Regenerate the report of the fit in MODEL_DIR (HTML, Markdown and figures).
+@click.option("--reference", metavar="SYSTEM", help="Also compare with this reference system "
+              "(default: the system of a physics/hybrid fit).")
+@click.option("--params", metavar="k=v,..", help="Parameter values of the reference.")
+def report_cmd(model_dir: Path, reference: str | None, params: str | None) -> None:
+    """Regenerate the report of the fit in MODEL_DIR (report.html, report.md, report.json, figures/).
 
-    The new report is built aside and each file replaced atomically, so an interrupted run
-    leaves the previous report intact.
+    The new report is built aside and moved into place at the end, so an interrupted run leaves
+    the previous report intact.
     """
+    import shutil
+
+    import sysid.systems
+
+    values = parse_assignments(params, option="--params")
+    if reference is not None:
+        sysid.systems.get(reference)
+    elif values:
+        raise ConfigError("--params sets the reference's parameters; give --reference SYSTEM too.")
     run_dir, _ = find_model_dir(model_dir)
-    with atomic_dir(run_dir.parent / f".{run_dir.name}.report", force=True) as tmp:
-        _copy_run(run_dir, tmp)
-        written = write_report(tmp)
+    scratch = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        written = write_report(run_dir, scratch, reference=reference, params=values)
+        new_figures = scratch / "figures"
+        if new_figures.is_dir():
+            old = run_dir / "figures"
+            if old.exists():
+                os.replace(old, scratch / "old-figures")
+            os.replace(new_figures, old)
         for f in written:
-            rel = Path(f).relative_to(tmp)
-            dest = run_dir / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-            os.close(fd)
-            os.replace(f, name)
-            os.replace(name, dest)
-    import shutil
-
-    shutil.rmtree(run_dir.parent / f".{run_dir.name}.report", ignore_errors=True)
-    console.info(f"wrote {run_dir / 'report.html'} and {run_dir / 'report.md'}")
-
-
-def _copy_run(src: Path, dst: Path) -> None:
-    """Link (or copy) the inputs of a report into a scratch directory."""
-    import shutil
-
-    for item in src.iterdir():
-        if item.name in ("report.html", "report.md", "figures"):
-            continue
-        target = dst / item.name
-        if item.is_dir():
-            shutil.copytree(item, target)
-        else:
-            shutil.copy2(item, target)
+            if Path(f).parent == scratch:
+                os.replace(f, run_dir / Path(f).name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    console.info(f"wrote {run_dir / 'report.html'}, report.md, report.json and figures/")

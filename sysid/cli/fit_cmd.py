@@ -27,6 +27,7 @@ from sysid.cli._support import (
     parse_assignments,
     parse_holdout,
     parse_names,
+    parse_renames,
 )
 from sysid.errors import ConfigError
 
@@ -104,8 +105,8 @@ def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
     if foreign:
         raise ConfigError(
             f"--model {spec}: the data's states {foreign} are not states of '{system.name}', whose "
-            f"states are {list(system.states)}; rename the columns to the system's state names "
-            f"(see 'sysid systems show {system.name}').")
+            f"states are {list(system.states)}; map them with --rename, e.g. --rename "
+            f"{foreign[0]}={system.states[0]} (see 'sysid systems show {system.name}').")
     if list(inputs) != list(system.inputs):
         raise ConfigError(f"--model {spec}: '{system.name}' takes inputs {list(system.inputs)} but "
                           f"--inputs gives {list(inputs)}; they must match.")
@@ -136,15 +137,16 @@ def _resolve(config: Path | None, data: str | None, **flags: Any) -> CliFitOptio
     return opts
 
 
-def _fit_config(opts: CliFitOptions) -> Any:
+def _fit_config(opts: CliFitOptions, config: Path | None) -> Any:
     import sysid.training
 
     fit = dict(opts.fit)
-    fit.setdefault("progress", not console.quiet)
+    fit["progress"] = not console.quiet
     try:
         return sysid.training.FitConfig.from_dict(fit)
     except ConfigError as exc:
-        raise ConfigError(f"[fit] options: {exc}") from None
+        where = f"config file '{config}', [fit]" if config is not None else "fit options"
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 class _Sigterm(KeyboardInterrupt):
@@ -169,6 +171,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
               "measured', e.g. -999 (empty, NA, NaN are always missing).")
 @click.option("--sort", is_flag=True, help="Sort each run by time instead of refusing "
               "unsorted time.")
+@click.option("--rename", metavar="OLD=NEW,..", help="Rename variables after reading, e.g. "
+              "population=N to match a reference system's state names.")
 @click.option("--drop-duplicates", is_flag=True, help="Drop rows repeating a time (first kept) "
               "instead of refusing them.")
 @click.option("--model", "model", metavar="KIND", help="neural (default), physics:SYSTEM or "
@@ -190,7 +194,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
               "results are complete).")
 def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
             run_col: str | None, sep: str | None, decimal: str | None, encoding: str | None,
-            missing_values: str | None, sort: bool, drop_duplicates: bool, model: str | None,
+            missing_values: str | None, sort: bool, rename: str | None, drop_duplicates: bool,
+            model: str | None,
             free: str | None, params: str | None, width: int | None, depth: int | None,
             config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
             out: Path, force: bool) -> int:
@@ -205,14 +210,15 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
         inputs=parse_names(inputs, option="--inputs") if inputs is not None else None,
         run=run_col, sep=sep, decimal=decimal, encoding=encoding,
         missing_values=parse_names(missing_values, option="--missing-values") or None,
-        sort=sort or None, drop_duplicates=drop_duplicates or None, kind=model,
+        sort=sort or None, drop_duplicates=drop_duplicates or None,
+        rename=parse_renames(rename) if rename is not None else None, kind=model,
         free=parse_names(free, option="--free") if free is not None else None,
         params=parse_assignments(params, option="--params") if params is not None else None,
         holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,
     )
     opts = opts.merged(seed=int(opts.fit.get("seed", 0)))  # record the seed actually used
     spec = parse_model_spec(opts.kind)
-    fit_config = _fit_config(opts)
+    fit_config = _fit_config(opts, config)
     started = _time.time()
     ds = read_data(opts.path, opts)
     train, test = split_holdout(ds, opts.holdout)
@@ -231,7 +237,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
                            elapsed=_time.time() - started)
         from sysid.cli.evaluate import write_report
 
-        write_report(tmp)
+        write_report(tmp, tmp, result=result)
     _summarise(out, result)
     if interrupted:
         console.info(f"interrupted: training stopped early; the best model so far was saved to "

@@ -50,7 +50,8 @@ def fit_data_options(run_dir: Path) -> CliFitOptions:
         data = tomllib.load(fh).get("data", {})
     keep = {k: v for k, v in data.items() if k in ("time", "run", "sep", "decimal", "encoding")}
     return CliFitOptions(states=tuple(data.get("states", ())), inputs=tuple(data.get("inputs", ())),
-                         missing_values=tuple(data.get("missing_values", ())), **keep)
+                         missing_values=tuple(data.get("missing_values", ())),
+                         rename=dict(data.get("rename", {})), **keep)
 
 
 def read_times(path: Path) -> Any:
