@@ -79,11 +79,17 @@ class _CallableInputs:
             out = np.stack([self._value(float(tr))[r] for r, tr in enumerate(ts)])
         if not np.all(np.isfinite(out)):
             raise DataError(f"simulate: the inputs function returned NaN or inf near t={float(ts[0])}.")
-        return torch.as_tensor(np.ascontiguousarray(out), dtype=self.dtype)
+        return torch.tensor(out, dtype=self.dtype)
 
 
 def _interp_from_dataset(ds: xr.Dataset, names: tuple[str, ...], ids: list[str], kind: str,
-                         dtype: torch.dtype, spans: list[tuple[float, float]]) -> InputInterpolator:
+                         dtype: torch.dtype, spans: list[tuple[float, float]],
+                         offsets: np.ndarray) -> tuple[InputInterpolator, np.ndarray]:
+    """Interpolator over each run's inputs in *relative* time (t - offset), and the sample times.
+
+    Relative time keeps torchdiffeq's one-ulp left/right evaluations at input jumps intact (adding
+    an offset afterwards would round them away).
+    """
     where = "simulate (inputs)"
     src_ids, src_times, keep = _run_arrays(ds, where)
     missing = [n for n in names if n not in ds.data_vars]
@@ -106,7 +112,7 @@ def _interp_from_dataset(ds: xr.Dataset, names: tuple[str, ...], ids: list[str],
     lengths = []
     for i, r in enumerate(rows):
         k = keep[r]
-        t_arr[i, : len(k)] = src_times[r]
+        t_arr[i, : len(k)] = src_times[r] - offsets[i]
         for j, name in enumerate(names):
             vals = np.asarray(ds[name].values[r], dtype=float)[k]
             bad = np.nonzero(~np.isfinite(vals))[0]
@@ -126,8 +132,10 @@ def _interp_from_dataset(ds: xr.Dataset, names: tuple[str, ...], ids: list[str],
                 f"{where}: inputs of run {src_ids[r]!r} cover [{t0:g}, {t1:g}] but run {ids[i]!r} is "
                 f"simulated over [{lo:g}, {hi:g}]; provide inputs over the whole span."
             )
-    return InputInterpolator(torch.as_tensor(t_arr, dtype=dtype), torch.as_tensor(u_arr, dtype=dtype),
-                             torch.as_tensor(lengths), kind)
+    jumps = np.unique(np.concatenate([t_arr[i, : lengths[i]] for i in range(len(ids))]))
+    interp = InputInterpolator(torch.as_tensor(t_arr, dtype=dtype), torch.as_tensor(u_arr, dtype=dtype),
+                               torch.as_tensor(lengths), kind)
+    return interp, jumps
 
 
 def _dataframe_inputs(df: pd.DataFrame, names: tuple[str, ...]) -> xr.Dataset:
@@ -226,7 +234,9 @@ def simulate(
     All runs are integrated in one batched solve in *relative* time ``tau = t - t0_run`` on the
     union of the runs' relative output grids (so runs with different grids and start times share
     one solve); the field sees each run's absolute time. A fixed-step method with ``step=None``
-    steps on that union grid.
+    steps on that union grid. Measured inputs jump (zero-order hold) or kink (linear) at their
+    sample times; adaptive methods step exactly onto those times (torchdiffeq ``jump_t``) rather
+    than crossing them.
 
     Raises
     ------
@@ -289,6 +299,15 @@ def simulate(
         tgrid = np.asarray(times, dtype=float)
         if tgrid.ndim != 1 or len(tgrid) == 0:
             raise ConfigError(f"{where}: times must be a non-empty 1-D array; got shape {tgrid.shape}.")
+        if not np.all(np.isfinite(tgrid)):
+            raise ConfigError(f"{where}: times must be finite; got {tgrid[~np.isfinite(tgrid)][:3].tolist()}.")
+        back = np.nonzero(np.diff(tgrid) <= 0)[0]
+        if len(back):
+            k = int(back[0])
+            raise ConfigError(
+                f"{where}: times must be strictly increasing; time {tgrid[k + 1]:g} follows {tgrid[k]:g} "
+                f"(positions {k + 1} and {k + 2})."
+            )
         if isinstance(initial, Mapping):
             y0 = _initial_from_mapping(model, initial, where)
         else:
@@ -319,7 +338,9 @@ def simulate(
     grid = np.unique(np.concatenate(rel))
     spans = [(float(t[0]), float(t[-1])) for t in t_runs]
 
-    u_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+    u_fn: Callable[[torch.Tensor], torch.Tensor] | None = None  # called with absolute times
+    u_rel: InputInterpolator | None = None  # called with relative times
+    jumps: np.ndarray | None = None
     if in_names:
         if source_inputs is None:
             raise DataError(
@@ -329,7 +350,8 @@ def simulate(
         if isinstance(source_inputs, pd.DataFrame):
             source_inputs = _dataframe_inputs(source_inputs, in_names)
         if isinstance(source_inputs, xr.Dataset):
-            u_fn = _interp_from_dataset(source_inputs, in_names, ids, model.input_interpolation, dtype, spans)
+            u_rel, jumps = _interp_from_dataset(source_inputs, in_names, ids, model.input_interpolation,
+                                                dtype, spans, offsets)
             for n in in_names:
                 if n in source_inputs.data_vars:
                     units[n] = str(source_inputs[n].attrs.get("units", "")) or units[n]
@@ -344,16 +366,20 @@ def simulate(
 
     off_t = torch.as_tensor(offsets, dtype=dtype)
 
+    def inputs_at(tau: torch.Tensor, t_abs: torch.Tensor) -> torch.Tensor | None:
+        if u_rel is not None:
+            return u_rel(tau)
+        return u_fn(t_abs) if u_fn is not None else None
+
     def rhs(tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t_abs = tau + off_t
-        u = u_fn(t_abs) if u_fn is not None else None
-        return run_model(t_abs, y, u)
+        return run_model(t_abs, y, inputs_at(tau, t_abs))
 
     single_start = bool(np.all(offsets == offsets[0]))
     with torch.no_grad():
         try:
             sol = solve(rhs, torch.as_tensor(y0, dtype=dtype), torch.as_tensor(grid, dtype=dtype), solver,
-                        context=where)
+                        context=where, jump_times=None if jumps is None else torch.as_tensor(jumps, dtype=dtype))
         except SolverError as exc:
             tr = exc.t_reached
             if tr is not None and single_start:
@@ -368,8 +394,11 @@ def simulate(
             idx = np.searchsorted(grid, rel[r])
             for j, n in enumerate(states):
                 values[n].append(out[idx, r, j])
-        if u_fn is not None:
-            u_rows = np.stack([u_fn(torch.as_tensor(g + offsets, dtype=dtype)).double().numpy() for g in grid])
+        if in_names:
+            u_rows = np.stack([
+                inputs_at(torch.as_tensor(g, dtype=dtype), torch.as_tensor(g + offsets, dtype=dtype)).double().numpy()
+                for g in grid
+            ])
             for r in range(len(ids)):
                 idx = np.searchsorted(grid, rel[r])
                 for j, n in enumerate(in_names):

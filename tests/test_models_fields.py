@@ -258,7 +258,7 @@ def test_from_system_free_values_and_errors():
 def test_set_values_keeps_bounds():
     f = PhysicsField.from_system("lotka_volterra", free=["a", "b"], dtype=torch.float64)
     f.set_values({"a": 0.9})
-    assert float(f.physical_parameters()["a"]) == pytest.approx(0.9, rel=1e-12)
+    assert float(f.physical_parameters()["a"].detach()) == pytest.approx(0.9, rel=1e-12)
     with pytest.raises(ParameterError, match=r"Parameter 'a': value -0.5 outside bounds \[0.0, inf\]"):
         f.set_values({"a": -0.5})
     with pytest.raises(ParameterError, match=r"\['c'\] are not free parameters"):

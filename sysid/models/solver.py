@@ -144,6 +144,7 @@ def solve(
     adjoint_params: Sequence[torch.Tensor] | None = None,
     counter: SolveCounter | None = None,
     context: str = "",
+    jump_times: torch.Tensor | Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Integrate ``dy/dt = func(t, y)`` from ``y0`` and return ``y`` at the times ``t``.
 
@@ -163,6 +164,11 @@ def solve(
         Filled with the number of evaluations and the furthest time reached.
     context : str
         Prefix of error messages (e.g. "simulate").
+    jump_times : 1-D tensor or sequence, optional
+        Times where ``func`` jumps or kinks (input samples under zero-order hold / linear
+        interpolation). Adaptive methods step exactly onto them and evaluate the left and right
+        limits (torchdiffeq's ``jump_t``), instead of shrinking the step to cross them. Ignored by
+        fixed-step methods.
 
     Returns
     -------
@@ -201,6 +207,11 @@ def solve(
     options: dict[str, Any] = {}
     if solver.adaptive:
         options["max_num_steps"] = solver.max_steps
+        if jump_times is not None:
+            jt = torch.as_tensor(jump_times, dtype=y0.dtype).flatten()
+            jt = torch.unique(jt[(jt > tt[0]) & (jt <= tt[-1])])  # the end too: never step past it
+            if jt.numel():
+                options["jump_t"] = jt
     else:
         n_steps = math.ceil(span / solver.step) if solver.step else tt.numel() - 1
         if n_steps > solver.max_steps:

@@ -1,0 +1,299 @@
+"""simulate(): against SciPy references and closed forms; batching; inputs; errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+from scipy.interpolate import PchipInterpolator
+
+import sysid
+import sysid.models as sm
+import sysid.systems as catalogue
+from sysid.data import from_arrays
+from sysid.errors import ConfigError, DataError, SolverError
+from sysid.models import Parameter, SolverConfig
+from sysid.simulation import simulate
+
+# sysid's solver tolerances in these comparisons; the SciPy references run at 1e-12
+RTOL, ATOL = 1e-8, 1e-8
+TIGHT = SolverConfig(rtol=RTOL, atol=ATOL)
+
+
+def _tol_units(sim, ref, names):
+    """Largest error in units of sysid's requested tolerance, as SciPy's own tests measure it."""
+    return max(float((abs(sim[n] - ref[n]) / (ATOL + RTOL * abs(ref[n]))).max()) for n in names)
+
+
+@pytest.mark.parametrize("name", ["lotka_volterra", "damped_oscillator", "reaction_chain",
+                                  "pk_one_compartment", "seir", "competitive_lotka_volterra"])
+def test_catalogue_system_matches_scipy(name):
+    system = catalogue.get(name)
+    t = np.linspace(*system.t_span, 60)
+    ref = catalogue.integrate(system, [system.y0], t, rtol=1e-12, atol=1e-12)
+    sim = simulate(sysid.models.physics(system, dtype=torch.float64), ref, solver=TIGHT)
+    # dopri5's *global* error over the catalogue horizon stays within ~6 local-tolerance units on
+    # these non-stiff, non-chaotic systems (measured 0.5-5.8); 10 leaves margin without hiding
+    # a wrong parameter (a 1e-6 relative change in one parameter already costs > 10 units)
+    assert _tol_units(sim, ref, system.states) < 10
+    for n, un in zip(system.states, system.state_units):
+        assert sim[n].attrs["units"] == un
+
+
+def test_several_runs_in_one_batched_solve():
+    system = catalogue.get("lotka_volterra")
+    t = np.linspace(0, 20, 41)
+    y0 = [[30.0, 4.0], [10.0, 10.0], [50.0, 2.0]]
+    ref = catalogue.integrate(system, y0, t, rtol=1e-12, atol=1e-12, run_id=["a", "b", "c"])
+    sim = simulate(sysid.models.physics(system, dtype=torch.float64), ref, solver=TIGHT)
+    assert list(sim["trajectory"].values) == ["a", "b", "c"]
+    # global error over a 20-day horizon on these wider orbits: measured 12-16 tolerance units for
+    # lone solves and 5-18 in the batch (one error norm for all runs); 25 is the ceiling we accept
+    assert _tol_units(sim, ref, system.states) < 25
+    for i in range(3):
+        lone = simulate(sysid.models.physics(system, dtype=torch.float64), ref.isel(trajectory=[i]), solver=TIGHT)
+        assert _tol_units(lone, ref.isel(trajectory=[i]), system.states) < 25
+
+
+def _measured_force(n: int = 201):
+    t = np.linspace(0.0, 20.0, n)
+    return t, 0.8 * np.sin(1.3 * t) + 0.5 * np.sign(np.sin(0.4 * t)) + 0.2 * np.cos(3.1 * t)
+
+
+def _piecewise_reference(system, y0, t_in, u_fn):
+    """SciPy solution restarted at every input sample, so jumps/kinks never sit inside a step."""
+    ys = [np.asarray(y0, dtype=float)]
+    for k in range(len(t_in) - 1):
+        f = system.numpy_rhs(inputs=lambda s, k=k: u_fn(s, k))
+        sol = solve_ivp(f, (t_in[k], t_in[k + 1]), ys[-1], method="DOP853", rtol=1e-12, atol=1e-12)
+        assert sol.status == 0
+        ys.append(sol.y[:, -1])
+    return np.array(ys)
+
+
+@pytest.mark.parametrize("kind", ["zoh", "linear", "cubic"])
+def test_forced_oscillator_with_measured_input_matches_scipy(kind):
+    system = catalogue.get("mass_spring_damper")
+    t_in, force = _measured_force()
+    pchip = PchipInterpolator(t_in, force)
+
+    def u_fn(s, k):  # the input on interval k, as each interpolation defines it
+        if kind == "zoh":
+            return np.array([force[k]])
+        if kind == "linear":
+            return np.array([np.interp(s, t_in, force)])
+        return np.array([pchip(s)])
+
+    ref = _piecewise_reference(system, [0.2, 0.0], t_in, u_fn)
+    data = from_arrays([t_in], {"x": [ref[:, 0]], "v": [ref[:, 1]], "F": [force]},
+                       states=["x", "v"], inputs=["F"], units={"x": "m", "v": "m/s", "F": "N", "time": "s"})
+    model = sm.Model(sysid.models.physics(system, dtype=torch.float64).field, input_interpolation=kind)
+    sim = simulate(model, data, solver=TIGHT)
+    # sysid steps onto every input sample (jump_t), so the error is ordinary dopri5 global error
+    # plus one local error per forced step at the 200 samples: measured 3 (zoh), 6 (linear) and
+    # 16 (cubic) tolerance units; crossing the jumps instead costs ~2600 units
+    assert _tol_units(sim, data, ["x", "v"]) < 25
+    np.testing.assert_allclose(sim["F"].values[0], force, rtol=0, atol=1e-12)  # inputs echoed at samples
+    assert sim["F"].attrs["role"] == "input" and sim["F"].attrs["units"] == "N"
+    assert sim["time"].attrs["units"] == "s"
+
+
+def test_zoh_inputs_with_shifted_start_time():
+    # the same forced run starting at t = 100: relative-time interpolation keeps the left/right
+    # limits at each jump, so the answer is the unshifted one
+    system = catalogue.get("mass_spring_damper")
+    t_in, force = _measured_force(81)
+    model = sm.Model(sysid.models.physics(system, dtype=torch.float64).field, input_interpolation="zoh")
+    runs = []
+    for shift in (0.0, 100.0):
+        data = from_arrays([t_in + shift], {"x": [np.full(81, 0.2)], "v": [np.zeros(81)], "F": [force]},
+                           states=["x", "v"], inputs=["F"])
+        runs.append(simulate(model, data, solver=TIGHT)["x"].values[0])
+    np.testing.assert_allclose(runs[1], runs[0], rtol=0, atol=1e-9)
+
+
+def test_inputs_as_dataframe_equal_a_one_run_dataset():
+    system = catalogue.get("mass_spring_damper")
+    t_in, force = _measured_force(41)
+    model = sysid.models.physics(system, dtype=torch.float64)
+    df = pd.DataFrame({"time": t_in, "F": force})
+    one_run = from_arrays([t_in], {"F": [force]}, states=[], inputs=["F"])
+    a = simulate(model, {"x": [0.1, 0.3], "v": 0.0}, t_in, inputs=df, solver=TIGHT)
+    b = simulate(model, {"x": [0.1, 0.3], "v": 0.0}, t_in, inputs=one_run, solver=TIGHT)
+    # the same code path after conversion: bit-identical
+    np.testing.assert_array_equal(a["x"].values, b["x"].values)
+    np.testing.assert_array_equal(a["F"].values[1], force)
+
+
+def test_inputs_as_function_match_scipy():
+    system = catalogue.get("mass_spring_damper")
+    t = np.linspace(0.0, 10.0, 51)
+
+    def u(s):
+        return np.array([0.8 * np.sin(1.3 * s) + 0.3])
+
+    ref = catalogue.integrate(system, [[0.2, 0.0]], t, inputs=u, rtol=1e-12, atol=1e-12)
+    sim = simulate(sysid.models.physics(system, dtype=torch.float64), {"x": 0.2, "v": 0.0}, t, inputs=u,
+                   solver=TIGHT)
+    # a smooth forcing: plain dopri5 global error (measured ~3 units)
+    assert _tol_units(sim, ref, ["x", "v"]) < 10
+    np.testing.assert_allclose(sim["F"].values[0], u(t)[0], rtol=1e-14)
+
+
+def _time_forced(t, x, u, p, xp):
+    """dx/dt = a cos(t): x(t) = x(t0) + a (sin t - sin t0), a closed form in absolute time."""
+    return xp.stack([p["a"] * xp.cos(t) + 0.0 * x[..., 0]])
+
+
+def test_runs_with_different_grids_and_start_times_use_absolute_time():
+    t_a = np.linspace(0.0, 4.0, 9)
+    t_b = np.array([5.0, 5.3, 6.1, 7.7, 9.0, 10.2])
+    data = from_arrays([t_a, t_b], {"x": [np.full(9, np.nan), np.full(6, np.nan)]}, states=["x"],
+                       runs=["early", "late"])
+    data["x"].values[0, 0] = 1.0
+    data["x"].values[1, 0] = -2.0
+    model = sm.physics(_time_forced, {"a": 0.7}, ["x"], dtype=torch.float64)
+    sim = simulate(model, data, solver=SolverConfig(rtol=1e-10, atol=1e-12))
+    exact_a = 1.0 + 0.7 * (np.sin(t_a) - np.sin(0.0))
+    exact_b = -2.0 + 0.7 * (np.sin(t_b) - np.sin(5.0))
+    # dopri5 at rtol 1e-10 on a smooth quadrature: global error well under 1e-8
+    np.testing.assert_allclose(sim["x"].values[0, :9], exact_a, atol=1e-8)
+    np.testing.assert_allclose(sim["x"].values[1, :6], exact_b, atol=1e-8)
+    np.testing.assert_array_equal(sim["time"].values[1, :6], t_b)
+    assert np.isnan(sim["time"].values[1, 6:]).all()
+
+
+def test_mapping_and_array_initial_states_and_latent():
+    model = sm.second_order(["q"], ["w"], acceleration=lambda t, x, u, p, xp: xp.stack([-p["k"] * x[..., 0]]),
+                            parameters={"k": Parameter(4.0, bounds=(0, 10))}, observed=["q"],
+                            dtype=torch.float64)
+    t = np.linspace(0, 3, 31)
+    sim = simulate(model, {"q": [1.0, 0.5]}, t, latent={"w": [0.0, 1.0]},
+                   solver=SolverConfig(rtol=1e-10, atol=1e-12), runs=["r1", "r2"])
+    # q'' = -4 q: q = q0 cos 2t + (w0/2) sin 2t
+    np.testing.assert_allclose(sim["q"].values[0], np.cos(2 * t), atol=1e-8)
+    np.testing.assert_allclose(sim["q"].values[1], 0.5 * np.cos(2 * t) + 0.5 * np.sin(2 * t), atol=1e-8)
+    arr = simulate(model, np.array([[1.0, 0.0]]), t, solver=SolverConfig(rtol=1e-10, atol=1e-12))
+    np.testing.assert_allclose(arr["q"].values[0], sim["q"].values[0], atol=1e-12)
+    # latent default from the model
+    default = simulate(model, {"q": 1.0}, t, solver=SolverConfig(rtol=1e-10, atol=1e-12))
+    np.testing.assert_allclose(default["w"].values[0], -2 * np.sin(2 * t), atol=1e-8)
+
+
+def test_fixed_step_rk4_on_union_grid():
+    model = sm.physics(lambda t, x, u, p, xp: xp.stack([-p["k"] * x[..., 0]]), {"k": 0.5}, ["c"],
+                       dtype=torch.float64)
+    t = np.linspace(0, 4, 401)
+    sim = simulate(model, {"c": 2.0}, t, solver=SolverConfig(method="rk4"))
+    # RK4 with h = 0.01: global error ~ h^4 * 0.5^5 / 120 * T, far under 1e-9
+    np.testing.assert_allclose(sim["c"].values[0], 2.0 * np.exp(-0.5 * t), atol=1e-9)
+
+
+def test_blow_up_raises_solver_error_with_time_reached():
+    model = sm.physics(lambda t, x, u, p, xp: xp.stack([p["a"] * x[..., 0] ** 2]), {"a": 1.0}, ["x"],
+                       dtype=torch.float64)
+    with pytest.raises(SolverError, match=r"simulate: Integration failed at t=(0\.9|1\.0)") as info:
+        simulate(model, {"x": 1.0}, np.linspace(0, 2, 11))  # x = 1 / (1 - t) blows up at t = 1
+    # the furthest time the field was evaluated: a trial stage may sit just past the singularity
+    assert 0.9 < info.value.t_reached < 1.01
+    with pytest.raises(SolverError, match="Integration failed at t="):
+        simulate(model, {"x": 1.0}, np.linspace(0, 2, 11), solver=SolverConfig(method="rk4", step=0.05))
+
+
+def test_nan_field_and_work_budget():
+    model = sm.physics(lambda t, x, u, p, xp: xp.stack([xp.sqrt(x[..., 0] - p["a"] * t)]), {"a": 1.0},
+                       ["x"], dtype=torch.float64)
+    # z = x - t obeys z' = sqrt(z) - 1 < 0 from z = 0.5: it reaches 0 at t ~ 0.5, then sqrt(< 0) = NaN
+    with pytest.raises(SolverError, match="returned NaN or inf") as info:
+        simulate(model, {"x": 0.5}, np.linspace(0, 5, 6), solver=SolverConfig(method="rk4", step=0.01))
+    assert info.value.t_reached is not None and 0.0 < info.value.t_reached < 5.0
+    osc = sm.physics(lambda t, x, u, p, xp: xp.stack([x[..., 1], -p["w"] * x[..., 0]]), {"w": 1e4},
+                     ["x", "v"], dtype=torch.float64)
+    with pytest.raises(SolverError, match="more steps than max_steps|right-hand-side evaluations"):
+        simulate(osc, {"x": 1.0, "v": 0.0}, [0.0, 100.0], solver=SolverConfig(max_steps=50))
+    with pytest.raises(SolverError, match="needs 1000 steps, more than max_steps=10"):
+        simulate(osc, {"x": 1.0, "v": 0.0}, [0.0, 10.0], solver=SolverConfig(method="rk4", step=0.01, max_steps=10))
+
+
+def test_time_shift_offsets_in_error_message():
+    model = sm.physics(lambda t, x, u, p, xp: xp.stack([p["a"] * x[..., 0] ** 2]), {"a": 1.0}, ["x"],
+                       dtype=torch.float64)
+    with pytest.raises(SolverError, match=r"failed at t=1[01][.:]") as info:
+        simulate(model, {"x": 1.0}, np.linspace(10, 12, 11))
+    # reported in absolute time: the blow-up is 1 time unit after the start at 10
+    assert 10.9 < info.value.t_reached < 11.01
+
+
+def test_input_errors():
+    model = sm.neural(["x", "v"], ["F"], width=4, depth=1)
+    t = np.linspace(0, 1, 5)
+    with pytest.raises(DataError, match=r"y0 has 3 states but the model has 2 \(\['x', 'v'\]\)"):
+        simulate(model, np.zeros((1, 3)), t, inputs=lambda s: [0.0])
+    with pytest.raises(DataError, match=r"no initial value for the observed states \['v'\]"):
+        simulate(model, {"x": 1.0}, t, inputs=lambda s: [0.0])
+    with pytest.raises(DataError, match=r"unknown states \['z'\]"):
+        simulate(model, {"x": 1.0, "v": 0.0, "z": 1.0}, t, inputs=lambda s: [0.0])
+    with pytest.raises(DataError, match=r"the model has inputs \['F'\]; give inputs="):
+        simulate(model, {"x": 1.0, "v": 0.0}, t)
+    with pytest.raises(DataError, match=r"returned shape \(2,\) at t=0.0; expected \(1,\)"):
+        simulate(model, {"x": 1.0, "v": 0.0}, t, inputs=lambda s: [0.0, 1.0])
+    with pytest.raises(ConfigError, match="times is required"):
+        simulate(model, {"x": 1.0, "v": 0.0})
+    with pytest.raises(ConfigError, match="strictly increasing; time 0.5 follows 1 "):
+        simulate(model, {"x": 1.0, "v": 0.0}, [0.0, 1.0, 0.5], inputs=lambda s: [0.0])
+    with pytest.raises(DataError, match=r"initial value of state 'v' in run 'run0' is not finite"):
+        simulate(model, {"x": 1.0, "v": np.nan}, t, inputs=lambda s: [0.0])
+    short = pd.DataFrame({"time": [0.0, 0.5], "F": [1.0, 2.0]})
+    with pytest.raises(DataError, match=r"cover \[0, 0.5\] but run 'run0' is simulated over \[0, 1\]"):
+        simulate(model, {"x": 1.0, "v": 0.0}, t, inputs=short)
+    with pytest.raises(DataError, match=r"needs a 'time' column"):
+        simulate(model, {"x": 1.0, "v": 0.0}, t, inputs=pd.DataFrame({"F": [1.0]}))
+
+
+def test_dataset_errors():
+    model = sm.neural(["x", "v"], ["F"], width=4, depth=1)
+    data = from_arrays([np.array([0.0, 1.0])], {"x": [np.array([np.nan, 1.0])], "v": [np.zeros(2)],
+                                                "F": [np.array([0.0, np.nan])]},
+                       states=["x", "v"], inputs=["F"], runs=["B"])
+    with pytest.raises(DataError, match=r"state 'x' is missing \(NaN\) at the first sample of run 'B' \(time 0\)"):
+        simulate(model, data)
+    data["x"].values[0, 0] = 0.5
+    with pytest.raises(DataError, match=r"input 'F' of run 'B' is missing \(NaN\) at time 1"):
+        simulate(model, data)
+    with pytest.raises(ConfigError, match="times comes from the dataset"):
+        simulate(model, data, [0.0, 1.0])
+    only_x = from_arrays([np.array([0.0, 1.0])], {"x": [np.zeros(2)]}, states=["x"])
+    with pytest.raises(DataError, match=r"no variables for the observed states \['v'\]"):
+        simulate(model, only_x)
+    with pytest.raises(SolverError, match="initial state is not finite"):
+        sm.solve(lambda t, y: -y, torch.tensor([float("nan")]), torch.tensor([0.0, 1.0]))
+
+
+def test_model_not_mutated_and_float32_model_runs_in_float64():
+    model = sm.neural(["x"], width=4, depth=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sim = simulate(model, {"x": 1.0}, np.linspace(0, 1, 5))
+    assert sim["x"].dtype == np.float64
+    assert model.dtype == torch.float32
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_solver_config_validation():
+    with pytest.raises(ConfigError, match=r"unknown method 'rk45'; adaptive methods are \['dopri5'"):
+        SolverConfig(method="rk45")
+    with pytest.raises(ConfigError, match="rtol must be a positive number; got 0"):
+        SolverConfig(rtol=0)
+    with pytest.raises(ConfigError, match="step must be a positive number or None; got -0.1"):
+        SolverConfig(method="rk4", step=-0.1)
+    with pytest.raises(ConfigError, match="max_steps must be an integer >= 1"):
+        SolverConfig(max_steps=0)
+    with pytest.raises(ConfigError, match=r"unknown keys \['tol'\]"):
+        SolverConfig.from_dict({"tol": 1e-3})
+    with pytest.raises(TypeError):
+        SolverConfig("rk4")  # keyword-only
+    cfg = SolverConfig(method="rk4", step=0.1)
+    assert SolverConfig.from_dict(cfg.to_dict()) == cfg
+    assert not cfg.adaptive and SolverConfig().adaptive
