@@ -188,7 +188,7 @@ def phase_portrait(
         U = f[:, i].reshape(gy.size, gx.size)
         V = f[:, j].reshape(gy.size, gx.size)
         speed = np.hypot(U, V)
-        ax.streamplot(gx, gy, U, V, color=speed, cmap="Blues", density=1.1, linewidth=0.8, arrowsize=0.8)
+        ax.streamplot(gx, gy, U, V, color=speed, cmap="Blues", density=0.9, linewidth=0.8, arrowsize=0.8)
         if data is not None:
             from sysid.data import get_run, run_ids
 

@@ -97,7 +97,8 @@ def parameter_table(
     out["value"] = est["value"].astype(float)
     out["reference"] = [ref.get(n, np.nan) for n in out.index]
     units = est["units"] if "units" in est.columns else pd.Series("", index=est.index)
-    out["units"] = [str(units[n]) if str(units[n]) else ref_units.get(n, "") for n in out.index]
+    out["units"] = [str(units[n]) if pd.notna(units[n]) and str(units[n]) else ref_units.get(n, "")
+                    for n in out.index]
     out["error"] = out["value"] - out["reference"]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["percent_error"] = 100.0 * out["error"] / out["reference"].abs()

@@ -1,0 +1,480 @@
+"""``sysid.report``: one fit judged every way sysid knows, written as HTML, Markdown and JSON.
+
+The report holds a data summary, the model, the training history, trajectory metrics (free run and
+k-step-ahead, training and held-out runs apart), residual whiteness and, with a reference ODE, the
+comparison of trajectories, vector fields, fixed points, limit cycles and parameters. Files:
+
+- ``report.html``: self-contained (figures embedded as base64 PNG, no external resources);
+- ``report.md``: the same tables in Markdown, figures linked from ``figures/``;
+- ``report.json``: every number of the report (NaN/inf as null);
+- ``figures/*.png``.
+
+Each file is written to a temporary file in the same folder, flushed to disk and moved into place
+(``os.replace``), so a crash never leaves a half-written report. Existing report files are only
+replaced with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sysid.errors import ConfigError, DataError, SysidError
+
+REPORT_FILES = ("report.html", "report.md", "report.json")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Write bytes to ``path`` via a temporary file in the same folder, fsync and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class _Doc:
+    """The report being assembled: Markdown and HTML side by side, figures, JSON payload."""
+
+    title: str
+    md: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    figures: dict[str, bytes] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md += ["#" * level + " " + text, ""]
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str) -> None:
+        self.md += [text, ""]
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def table(self, df: pd.DataFrame, *, index: bool = True) -> None:
+        from sysid.analysis.tables import format_value, markdown_table
+
+        self.md += [markdown_table(df, index=index), ""]
+        shown = df.copy()
+        for c in shown.columns:
+            shown[c] = [format_value(v) for v in shown[c].tolist()]
+        self.html.append(shown.to_html(index=index, escape=True, border=0, classes="tbl"))
+
+    def figure(self, name: str, fig: Any, caption: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        png = buf.getvalue()
+        self.figures[name] = png
+        self.md += [f"![{caption}](figures/{name}.png)", ""]
+        b64 = base64.b64encode(png).decode("ascii")
+        self.html.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def section(self, name: str, build: Callable[[], None]) -> None:
+        """Run one optional section; a sysid error skips it with the reason written down."""
+        try:
+            build()
+        except SysidError as exc:
+            msg = f"{name}: skipped ({type(exc).__name__}: {exc})"
+            self.notes.append(msg)
+            self.text(msg)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table.tbl{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
+table.tbl td,table.tbl th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}
+figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:0.9em}"""
+
+
+def _data_summary(ds: xr.Dataset, held_out: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sysid.data import get_run, run_ids
+
+    runs = []
+    names = [str(n) for n in ds.data_vars]
+    for r in run_ids(ds):
+        one = get_run(ds, r)
+        t = one["time"].values
+        cells = np.stack([one[n].values for n in names], -1) if names else np.zeros((t.size, 0))
+        runs.append({"run": r, "set": "held-out" if r in held_out else "train", "samples": int(t.size),
+                     "t_start": float(t[0]), "t_end": float(t[-1]),
+                     "missing_percent": float(100 * np.mean(~np.isfinite(cells))) if cells.size else 0.0})
+    variables = pd.DataFrame(
+        [{"variable": n, "role": ds[n].attrs.get("role", ""), "units": ds[n].attrs.get("units", ""),
+          "long_name": ds[n].attrs.get("long_name", n),
+          "min": float(np.nanmin(ds[n].values)), "max": float(np.nanmax(ds[n].values))} for n in names]
+    ).set_index("variable")
+    return pd.DataFrame(runs).set_index("run"), variables
+
+
+def _merge(train: xr.Dataset, validation: xr.Dataset | None) -> tuple[xr.Dataset, list[str]]:
+    """Training and validation runs in one dataset; returns it and the validation run ids."""
+    from sysid.data import from_arrays, get_run, input_names, run_ids, state_names
+
+    if validation is None:
+        return train, []
+    a, b = run_ids(train), run_ids(validation)
+    clash = sorted(set(a) & set(b))
+    if clash:
+        raise DataError(f"report: validation runs {clash} have the same ids as training runs; rename them.")
+    states, inputs = state_names(train), input_names(train)
+    missing = [n for n in states + inputs if n not in validation.data_vars]
+    if missing:
+        raise DataError(f"report: the validation data has no variables {missing}.")
+    runs = [(train, r) for r in a] + [(validation, r) for r in b]
+    ones = [get_run(ds, r) for ds, r in runs]
+    merged = from_arrays(
+        [o["time"].values for o in ones],
+        {n: [o[n].values for o in ones] for n in states + inputs},
+        states=states, inputs=inputs, runs=a + b,
+        units={**{n: train[n].attrs.get("units", "") for n in states + inputs},
+               "time": train["time"].attrs.get("units", "")},
+        long_names={n: train[n].attrs.get("long_name", n) for n in states + inputs},
+        attrs={k: v for k, v in train.attrs.items() if k not in ("featureType", "Conventions")},
+    )
+    return merged, b
+
+
+def _model_parts(model: Any) -> tuple[Any, pd.DataFrame | None, pd.DataFrame | None, dict[str, Any]]:
+    """(model, history, parameters, fit info) from a FitResult or a Model."""
+    if type(model).__module__.startswith("sysid.training"):
+        info = {"stopped_reason": model.stopped_reason, "message": model.message,
+                "best_epoch": model.best_epoch, "solver_stats": model.solver_stats}
+        return model.model, model.history, model.parameters, info
+    return model, None, None, {}
+
+
+def report(
+    model: Any,
+    data: xr.Dataset,
+    *,
+    out: str | os.PathLike[str],
+    reference: Any = None,
+    params: Mapping[str, float] | None = None,
+    validation: xr.Dataset | None = None,
+    held_out: Sequence[str] = (),
+    history: pd.DataFrame | None = None,
+    parameters: pd.DataFrame | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    k: int = 1,
+    threshold: float = 0.4,
+    settings: Any = None,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Write the report of one fit (HTML, Markdown, JSON and figures) into the folder ``out``.
+
+    Parameters
+    ----------
+    model : FitResult or Model
+        The fit (its history and parameter table are used) or a trained model.
+    data : xarray.Dataset
+        The data it was trained on (all runs; ``held_out`` marks those not trained on).
+    out : path
+        Output folder (created if missing).
+    reference : System or callable, optional
+        A reference ODE: adds the comparison of trajectories, vector fields, fixed points, limit
+        cycles and parameters.
+    params : mapping, optional
+        Reference parameter values overriding the system's defaults.
+    validation : xarray.Dataset, optional
+        Held-out runs in a separate dataset (their ids must differ from the training runs').
+    held_out : sequence of str
+        Runs of ``data`` not used for training.
+    history, parameters : pandas.DataFrame, optional
+        Training history and parameter table when ``model`` is not a FitResult.
+    metrics : mapping, optional
+        Extra JSON-able numbers to carry into ``report.json`` (under ``"extra"``).
+    title : str, optional
+        Page title.
+    k : int
+        Horizon of the k-step-ahead metrics and of the residual analysis (1 = one-step, as
+        MATLAB's ``resid``).
+    threshold : float
+        Normalised-error threshold of the valid prediction time.
+    settings : sysid.analysis.Integration, optional
+        SciPy solver settings for every simulation of the report (default RK45 with rtol 1e-6,
+        atol 1e-9: far below the model errors a report is about, and fast).
+    overwrite : bool
+        Replace existing report files in ``out``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+    """
+    import sysid.analysis as an
+    from sysid import plot
+    from sysid.data import run_ids, select_runs, state_names
+
+    out = Path(out)
+    existing = [out / f for f in REPORT_FILES if (out / f).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"report: {[str(p) for p in existing]} already exist; pass overwrite=True to replace them "
+            f"or choose another folder."
+        )
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"report: k must be a positive integer; got {k!r}.")
+    mdl, hist, pars, fit_info = _model_parts(model)
+    if not type(mdl).__module__.startswith("sysid.models"):
+        raise ConfigError(f"report: model must be a sysid FitResult or Model; got {type(model).__name__}.")
+    hist = history if history is not None else hist
+    pars = parameters if parameters is not None else pars
+    unknown = [r for r in held_out if r not in run_ids(data)]
+    if unknown:
+        raise DataError(f"report: held_out runs {unknown} are not in the data; runs are {run_ids(data)}.")
+    full, val_ids = _merge(data, validation)
+    held = list(held_out) + val_ids
+    train = select_runs(full, [r for r in run_ids(full) if r not in held]) if held else full
+    settings = settings if settings is not None else an.Integration(rtol=1e-6, atol=1e-9)
+    doc = _Doc(title=title or "sysid fit report")
+    doc.data["title"] = doc.title
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", an.ExtrapolationWarning)
+        _data_section(doc, full, held)
+        _model_section(doc, mdl, pars, fit_info, hist)
+        _metrics_sections(doc, an, plot, mdl, full, train, held, k, threshold, settings)
+        if reference is not None:
+            _reference_sections(doc, an, plot, mdl, reference, params, full, train, held, pars, threshold,
+                                settings)
+        elif len(state_names(full)) >= 2:
+            doc.section("phase portrait", lambda: doc.figure(
+                "phase_portrait", plot.phase_portrait(mdl, data=train), "Phase portrait of the learned field"))
+    for w in caught:
+        doc.notes.append(f"{w.category.__name__}: {w.message}")
+    if doc.notes:
+        doc.heading("Warnings and skipped sections")
+        for n in doc.notes:
+            doc.text(n)
+    if metrics:
+        doc.data["extra"] = an.jsonable(dict(metrics))
+    doc.data["notes"] = list(doc.notes)
+    written = _write(doc, out)
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    return written
+
+
+def _data_section(doc: _Doc, full: xr.Dataset, held: list[str]) -> None:
+    from sysid.analysis import jsonable
+
+    runs, variables = _data_summary(full, held)
+    doc.heading("Data")
+    doc.text(f"Source: {full.attrs.get('source', 'arrays')}; {len(runs)} runs "
+             f"({len(held)} held out); time in {full['time'].attrs.get('units', '') or 'unspecified units'}.")
+    doc.table(runs)
+    doc.table(variables)
+    doc.data["data"] = {"runs": jsonable(runs), "variables": jsonable(variables),
+                        "source": str(full.attrs.get("source", "arrays"))}
+
+
+def _model_section(doc: _Doc, mdl: Any, pars: pd.DataFrame | None, fit_info: dict[str, Any],
+                   hist: pd.DataFrame | None) -> None:
+    from sysid import plot
+    from sysid.analysis import jsonable
+
+    doc.heading("Model")
+    field_name = type(mdl.field).__name__
+    n_weights = int(sum(p.numel() for p in mdl.parameters()))
+    doc.text(f"{field_name} over states {list(mdl.state_names)}"
+             + (f" with inputs {list(mdl.input_names)}" if mdl.input_names else "")
+             + f"; {n_weights} trainable numbers; observed states {list(mdl.observed)}.")
+    info = {"field": field_name, "states": list(mdl.state_names), "inputs": list(mdl.input_names),
+            "observed": list(mdl.observed), "n_weights": n_weights}
+    if pars is not None and len(pars):
+        doc.table(pars, index=False)
+        info["parameters"] = jsonable(pars)
+    doc.data["model"] = info
+    if hist is not None and len(hist):
+        doc.heading("Training")
+        if fit_info:
+            doc.text(f"Stopped: {fit_info['stopped_reason']}"
+                     + (f" ({fit_info['message']})" if fit_info.get("message") else "")
+                     + f"; best epoch {fit_info['best_epoch']}.")
+        last = hist.iloc[-1]
+        doc.text(f"{len(hist)} epochs; final loss {float(last.get('loss', np.nan)):.4g}.")
+        cols = [c for c in hist.columns if c in ("loss", "val_nrmse") or "loss" in str(c)]
+        doc.section("training curves", lambda: doc.figure(
+            "training", plot.training_curves(hist, columns=cols).figure, "Training history"))
+        doc.data["training"] = {**jsonable(fit_info), "history": jsonable(hist)}
+
+
+def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset, train: xr.Dataset,
+                      held: list[str], k: int, threshold: float, settings: Any) -> None:
+    def free_run() -> None:
+        cmp = an.compare(mdl, full, held_out=held, threshold=threshold,
+                         training_data=train if held else None, settings=settings)
+        doc.heading("Fit to the data (free run from each run's first sample)")
+        doc.text("fit_percent as MATLAB compare: 100 (1 - |y - ŷ| / |y - mean y|); "
+                 f"NRMSE = RMSE / {cmp.metrics.attrs['normalise']} of the data.")
+        doc.table(cmp.table())
+        doc.heading(f"Valid prediction time (normalised error < {threshold:g})", 3)
+        doc.table(cmp.valid_time)
+        doc.figure("trajectories", plot.trajectories(full, cmp.predicted, held_out=held),
+                   "Data (dots) and free-run model (lines); held-out runs shaded")
+        doc.data["free_run"] = cmp.to_dict()
+
+    def k_step() -> None:
+        pred = an.predict(mdl, full, k=k, settings=settings)
+        m = an.trajectory_metrics(full, pred, held_out=held)
+        tab = an.metrics_table(m)
+        pooled = tab[tab.index.get_level_values("run").str.startswith("all")]
+        doc.heading(f"{k}-step-ahead prediction")
+        doc.table(pooled)
+        doc.data["k_step"] = {"k": k, "metrics": an.jsonable(tab)}
+        acf = an.residual_autocorrelation(full, pred, max_lag=min(25, _min_len(full) // 3 or 1))
+        white = an.whiteness_table(acf)
+        doc.heading(f"Residual whiteness ({k}-step residuals, as MATLAB resid)")
+        doc.table(white)
+        doc.figure("residuals", plot.residual_autocorrelation(acf),
+                   "Residual autocorrelation with 99 % (shaded) and 95 % (dashed) bands")
+        doc.data["residuals"] = an.jsonable(white)
+
+    doc.section("free-run metrics", free_run)
+    doc.section("k-step metrics", k_step)
+
+
+def _min_len(ds: xr.Dataset) -> int:
+    from sysid.data import run_ids, run_length
+
+    return min(run_length(ds, r) for r in run_ids(ds))
+
+
+def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
+                        params: Mapping[str, float] | None, full: xr.Dataset, train: xr.Dataset,
+                        held: list[str], pars: pd.DataFrame | None, threshold: float,
+                        settings: Any) -> None:
+    ref = an.as_dynamics(reference, params=params)
+    doc.heading(f"Comparison with {ref.name}")
+    if tuple(ref.states) != tuple(mdl.state_names):
+        doc.section("reference", lambda: _raise(DataError(
+            f"the reference's states {list(ref.states)} differ from the model's {list(mdl.state_names)}; "
+            f"compare with a system over the same states (in the same order).")))
+        return
+    doc.data["reference"] = {"name": ref.name, "params": an.jsonable(dict(params or {}))}
+    u = {n: 0.0 for n in ref.inputs} or None
+    if u:
+        doc.text(f"Vector fields, fixed points and cycles are evaluated at zero input ({', '.join(u)} = 0).")
+
+    def trajectories() -> None:
+        cmp = an.compare(mdl, reference, data=full, held_out=held, threshold=threshold, params=params,
+                         settings=settings)
+        doc.heading("Trajectories from the same initial states", 3)
+        doc.table(cmp.table())
+        doc.table(cmp.valid_time)
+        doc.data["reference"]["trajectories"] = cmp.to_dict()
+
+    def fields() -> None:
+        if ref.n_states < 2:
+            return
+        fe = an.field_error(mdl, reference, train, params=params, u=u)
+        doc.heading("Vector field", 3)
+        doc.text("RMS of |f_learned - f_reference| (each state in units of its data std) divided by the "
+                 "RMS of the reference field on the data; support = within "
+                 f"{fe.grid.attrs['threshold']:g} std units of a training sample.")
+        doc.table(fe.summary.to_frame("value"))
+        doc.figure("phase_portrait", plot.phase_portrait(mdl, reference, data=train, params=params, u=u),
+                   "Learned (left) and reference (right) fields with the training data")
+        doc.figure("field_error", plot.field_error_map(fe, data=train).figure,
+                   "Normalised field error; dashed: edge of the data's support")
+        doc.data["reference"]["vector_field"] = fe.to_dict()
+
+    def fixed() -> None:
+        table = an.compare_fixed_points(mdl, reference, data=train, params=params, u=u)
+        doc.heading("Fixed points", 3)
+        if len(table):
+            doc.table(table, index=False)
+        else:
+            doc.text("No fixed point in the data's range (widened by 25 %) for either field.")
+        doc.data["reference"]["fixed_points"] = an.jsonable(table)
+
+    def cycles() -> None:
+        from sysid.data import get_run, run_ids
+
+        one = get_run(train, run_ids(train)[0])
+        y0 = [float(one[s].values[0]) for s in ref.states]
+        duration = float(one["time"].values[-1] - one["time"].values[0])
+        table = an.compare_limit_cycles(mdl, reference, y0, t_end=6 * duration, u=u, params=params,
+                                        settings=settings)
+        doc.heading("Periodic orbit from the first run's initial state", 3)
+        doc.table(table)
+        doc.data["reference"]["limit_cycle"] = {"table": an.jsonable(table), **table.attrs}
+
+    def parameters() -> None:
+        if pars is None or not len(pars):
+            return
+        refvals = {**reference.defaults(), **dict(params or {})} if type(reference).__module__.startswith(
+            "sysid.systems") else dict(params or {})
+        units = {p.name: p.units for p in getattr(reference, "parameters", ())}
+        names = set(map(str, pars["name"] if "name" in pars.columns else pars.index))
+        common = {n: v for n, v in refvals.items() if n in names}
+        if not common:
+            return
+        table = an.parameter_table(pars, common)
+        table["units"] = [u_ or units.get(n, "") for n, u_ in zip(table.index, table["units"])]
+        doc.heading("Recovered parameters", 3)
+        doc.table(table)
+        doc.figure("parameters", plot.parameter_recovery(table).figure,
+                   "Error of each recovered parameter with its 95 % interval")
+        doc.data["reference"]["parameters"] = an.jsonable(table)
+
+    for name, build in (("reference trajectories", trajectories), ("vector field", fields),
+                        ("fixed points", fixed), ("limit cycle", cycles), ("parameters", parameters)):
+        doc.section(name, build)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _write(doc: _Doc, out: Path) -> list[Path]:
+    from sysid.analysis import jsonable
+
+    out.mkdir(parents=True, exist_ok=True)
+    figdir = out / "figures"
+    written: list[Path] = []
+    if doc.figures:
+        figdir.mkdir(exist_ok=True)
+        for name, png in doc.figures.items():
+            p = figdir / f"{name}.png"
+            _write_atomic(p, png)
+            written.append(p)
+    title = html.escape(doc.title)
+    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{title}</h1>\n" + "\n".join(doc.html) + "\n</body></html>\n")
+    md = "\n".join([f"# {doc.title}", "", *doc.md])
+    payload = json.dumps(jsonable(doc.data), indent=1, allow_nan=False)
+    for name, text in (("report.html", page), ("report.md", md), ("report.json", payload)):
+        p = out / name
+        _write_atomic(p, text.encode("utf-8"))
+        written.append(p)
+    return written
+
+
+__all__ = ["report", "REPORT_FILES"]
