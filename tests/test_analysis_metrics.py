@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from sysid.analysis import (
     Dynamics,
@@ -198,3 +199,28 @@ def test_predict_errors():
     # an unmeasured state given explicitly works
     out = predict(lambda t, y: [y[1], -y[0]], data, states=["x", "v"], initial={"v": 0.0})
     np.testing.assert_allclose(out["x"].values[0], np.cos(data["time"].values[0]), rtol=1e-6, atol=1e-8)
+
+
+def test_latent_states_start_from_the_fit_estimate_then_the_model_default():
+    import pandas as pd
+
+    import sysid
+    import sysid.systems as systems
+
+    osc = systems.get("harmonic_oscillator")
+    model = sysid.models.physics(osc, observed=["x"], dtype=torch.float64)
+    t = np.linspace(0.0, 6.0, 61)
+    data = from_arrays([t, t], {"x": [np.cos(t), np.cos(t)]}, states=["x"], runs=["a", "b"])
+    # the model's default latent start v(0) = 0 gives x = cos t in both runs
+    free = predict(model, data)
+    np.testing.assert_allclose(free["x"].values, np.cos([t, t]), atol=1e-6)
+    # a fit's per-run estimate v0 = 1 for run b: x = cos t + sin t there (omega = 1)
+    result = sysid.FitResult(model=model, history=pd.DataFrame(), parameters=pd.DataFrame(),
+                             solver_stats={}, config=sysid.FitConfig(), stopped_reason="completed",
+                             latent_initial=pd.DataFrame({"v": [1.0]}, index=pd.Index(["b"], name="trajectory")))
+    out = predict(result, data)
+    np.testing.assert_allclose(out["x"].sel(trajectory="b").values, np.cos(t) + np.sin(t), atol=1e-6)
+    np.testing.assert_allclose(out["x"].sel(trajectory="a").values, np.cos(t), atol=1e-6)
+    # initial= overrides both
+    out = predict(result, data, initial={"v": [2.0, 2.0]})
+    np.testing.assert_allclose(out["v"].values[:, 0], [2.0, 2.0])

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from sysid.analysis.dynamics import Dynamics, Integration, as_dynamics, integrate, run_inputs, step_batch
@@ -24,8 +25,15 @@ from sysid.errors import ConfigError, DataError
 Initial = Mapping[str, "float | Sequence[float]"]
 
 
-def _initial_states(dyn: Dynamics, data: xr.Dataset, runs: list[str], initial: Initial | None) -> np.ndarray:
-    """Initial states (R, S): the first sample of each run, overridden by ``initial``."""
+def _initial_states(
+    dyn: Dynamics,
+    data: xr.Dataset,
+    runs: list[str],
+    initial: Initial | None,
+    estimated: pd.DataFrame | None = None,
+) -> np.ndarray:
+    """Initial states (R, S): ``initial`` if given, else the run's first sample, else the fit's
+    estimate for that run (``estimated``: runs x latent states), else the model's default."""
     from sysid.data import get_run
 
     initial = dict(initial or {})
@@ -45,6 +53,8 @@ def _initial_states(dyn: Dynamics, data: xr.Dataset, runs: list[str], initial: I
                 y0[i, j] = v[0] if v.size == 1 else v[i]
             elif name in one.data_vars and one.sizes["time"] > 0:
                 y0[i, j] = float(one[name].values[0])
+            elif estimated is not None and name in estimated.columns and run in estimated.index:
+                y0[i, j] = float(estimated.loc[run, name])
             elif name in dyn.latent_initial:
                 y0[i, j] = float(dyn.latent_initial[name])
         bad = [dyn.states[j] for j in range(dyn.n_states) if not np.isfinite(y0[i, j])]
@@ -103,8 +113,10 @@ def predict(
     k : int, optional
         Steps ahead; None for free-run simulation.
     initial : mapping, optional
-        Initial values for states (a number for all runs or one per run); needed for states
-        the data does not measure at a run's first sample. Free run only.
+        Initial values for states (a number for all runs or one per run). Free run only. States
+        the data does not measure at a run's first sample start from, in this order: ``initial``,
+        a FitResult's estimate for that run (``latent_initial``), the model's
+        ``latent_initial``.
     runs : sequence of str, optional
         Runs to predict; default all.
     interpolation : {"zoh", "linear", "cubic"}, optional
@@ -136,7 +148,8 @@ def predict(
         )
     times = [get_run(data, r)["time"].values for r in runs]
     if k is None:
-        y0 = _initial_states(dyn, data, runs, initial)
+        estimated = model.latent_initial if type(model).__module__.startswith("sysid.training") else None
+        y0 = _initial_states(dyn, data, runs, initial, estimated)
         out = []
         for i, r in enumerate(runs):
             u = run_inputs(data, r, dyn.inputs, kind=interpolation)
