@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from sysid.analysis.tables import jsonable, markdown_table
 from sysid.errors import ConfigError, DataError
 
 
+@final
 @dataclass(frozen=True, kw_only=True)
 class Comparison:
     """The result of :func:`compare`.

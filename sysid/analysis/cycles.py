@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from sysid.analysis.fixed_points import _const_input, _point
 from sysid.errors import ConfigError, DataError, SolverError
 
 
+@final
 @dataclass(frozen=True, kw_only=True)
 class LimitCycle:
     """A periodic orbit found by :func:`find_limit_cycle` (or why none was).

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import xarray as xr
@@ -24,11 +24,12 @@ from scipy import interpolate as _interp
 
 from sysid.errors import ConfigError, DataError, SolverError
 
-BatchFn = Callable[[float, np.ndarray, "np.ndarray | None"], np.ndarray]
+BatchFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 INTERPOLATIONS = ("zoh", "linear", "cubic")
 
 
+@final
 @dataclass(frozen=True, kw_only=True)
 class Dynamics:
     """A right-hand side ``dX/dt = f(t, X, U)`` as batched NumPy, with names and units.
@@ -314,6 +315,7 @@ def run_inputs(
 # --------------------------------------------------------------------------------------------- #
 # integration
 # --------------------------------------------------------------------------------------------- #
+@final
 @dataclass(frozen=True, kw_only=True)
 class Integration:
     """How the analysis integrates dynamics with :func:`scipy.integrate.solve_ivp`.
@@ -367,8 +369,13 @@ def integrate(
         When the right-hand side becomes non-finite or ``solve_ivp`` fails (with its message and
         the time reached, and a hint).
     """
-    times = np.asarray(times, float)
+    times = np.asarray(times, float).ravel()
     y0 = np.asarray(y0, float).ravel()
+    if times.size < 2 or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+        raise DataError(
+            f"{dyn.name}: output times must be at least 2 finite, strictly increasing values; got "
+            f"{times.size} from {times[:1].tolist()} to {times[-1:].tolist()}."
+        )
     if not np.all(np.isfinite(y0)):
         raise DataError(f"{dyn.name}: initial state {y0.tolist()} contains NaN or inf.")
     if dyn.inputs and u is None:

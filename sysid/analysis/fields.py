@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,7 @@ def _samples(data: xr.Dataset, names: Sequence[str]) -> np.ndarray:
     return x[np.all(np.isfinite(x), axis=1)]
 
 
+@final
 @dataclass(frozen=True, kw_only=True)
 class DataSupport:
     """Where the training data lies in state space (see the module docstring).
@@ -177,6 +178,7 @@ def check_support(
     return df
 
 
+@final
 @dataclass(frozen=True, kw_only=True)
 class FieldComparison:
     """A learned field compared with a reference field.

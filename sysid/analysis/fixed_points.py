@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,7 @@ def classify(eigenvalues: Sequence[complex], *, tol: float = 1e-6) -> tuple[str,
     return sign, osc
 
 
+@final
 @dataclass(frozen=True, kw_only=True)
 class Linearisation:
     """The linearisation ``d(δx)/dt = J δx`` of dynamics at one point.

@@ -152,6 +152,9 @@ def predict(
         y0 = _initial_states(dyn, data, runs, initial, estimated)
         out = []
         for i, r in enumerate(runs):
+            if len(times[i]) == 1:  # a single sample: the prediction is the initial state
+                out.append(y0[i][None, :])
+                continue
             u = run_inputs(data, r, dyn.inputs, kind=interpolation)
             sol = integrate(dyn, y0[i], times[i], u=u, settings=settings)
             out.append(sol.y.T)
