@@ -273,7 +273,8 @@ def training_curves(
 ) -> Axes:
     """Loss curves from a fit's history: x is the ``epoch`` column (or the index).
 
-    By default every numeric column whose name contains "loss" is drawn.
+    By default every numeric column whose name contains "loss" is drawn; NaN entries (epochs a
+    column was not computed, e.g. ``val_nrmse``) are skipped and sparse columns get markers.
     """
     if not isinstance(history, pd.DataFrame) or history.empty:
         raise DataError("training_curves: history must be a non-empty pandas DataFrame (FitResult.history).")
@@ -290,7 +291,9 @@ def training_curves(
     if ax is None:
         ax = Figure(figsize=(5.2, 3.4), layout="constrained").subplots()
     for c in cols:
-        ax.plot(x, history[c].to_numpy(dtype=float), label=str(c))
+        y = history[c].to_numpy(dtype=float)
+        ok = np.isfinite(y)  # columns scored every few epochs (val_nrmse) are NaN in between
+        ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 0.5 * len(y) else None, ms=3, label=str(c))
     vals = history[cols].to_numpy(dtype=float)
     if logy and np.all(vals[np.isfinite(vals)] > 0):
         ax.set_yscale("log")

@@ -224,3 +224,20 @@ def test_latent_states_start_from_the_fit_estimate_then_the_model_default():
     # initial= overrides both
     out = predict(result, data, initial={"v": [2.0, 2.0]})
     np.testing.assert_allclose(out["v"].values[:, 0], [2.0, 2.0])
+
+
+def test_compare_two_dynamics_and_argument_errors():
+    data = _decay_data()
+    c = compare(lambda t, y: -1.1 * y, lambda t, y: -y, data=data)
+    t = data["time"].values[0]
+    # learned exp(-1.1 t) vs reference exp(-t), both from the data's first sample (1.0)
+    np.testing.assert_allclose(c.predicted["x"].values[0], np.exp(-1.1 * t), rtol=1e-6)
+    np.testing.assert_allclose(c.reference["x"].values[0], np.exp(-t), rtol=1e-6)
+    expected = rmse(np.exp(-t), np.exp(-1.1 * t))
+    assert float(c.metrics["rmse"].sel(run="r0", variable="x")) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match="comparing two dynamics needs data="):
+        compare(lambda t, y: -y, lambda t, y: -y)
+    with pytest.raises(ConfigError, match="k-step prediction is scored against measured trajectories"):
+        compare(lambda t, y: -y, lambda t, y: -y, data=data, k=2)
+    with pytest.raises(ConfigError, match="k-step needs dynamics to simulate"):
+        compare(data, data, k=2)

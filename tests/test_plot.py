@@ -98,6 +98,11 @@ def test_training_curves():
     assert [ln.get_label() for ln in ax.get_lines()] == ["train_loss", "val_loss"]
     assert ax.get_yscale() == "log" and ax.get_xlabel() == "epoch"
     np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), np.arange(1, 21))
+    sparse = h.assign(val_nrmse=np.where(np.arange(20) % 5 == 4, 0.1, np.nan))
+    ax = plot.training_curves(sparse, columns=["train_loss", "val_nrmse"])
+    val = ax.get_lines()[1]
+    np.testing.assert_array_equal(val.get_xdata(), [5, 10, 15, 20])  # NaN epochs skipped
+    assert val.get_marker() == "o"
     with pytest.raises(DataError, match="columns .* not in the history"):
         plot.training_curves(h, columns=["nope"])
 

@@ -163,7 +163,8 @@ def compare(
     Parameters
     ----------
     model : Model, FitResult, System, Dynamics, callable, or xarray.Dataset
-        The learned dynamics, or trajectories already simulated.
+        The learned dynamics, or trajectories already simulated. A plain callable ``f(t, y)``
+        takes the data's states in the data's order.
     reference : xarray.Dataset, System, Model, Dynamics or callable
         Measured/reference trajectories, or reference dynamics (a :mod:`sysid.systems` system is
         integrated with :func:`scipy.integrate.solve_ivp`).
@@ -208,7 +209,7 @@ def compare(
                 raise ConfigError("compare: k-step needs dynamics to simulate; model is a dataset.")
         else:
             pred = predict(model, ref_ds, k=k, initial=initial, interpolation=interpolation,
-                           settings=settings, params=params)
+                           settings=settings, params=params, states=_state_names(ref_ds))
     else:
         if k is not None:
             raise ConfigError(
@@ -223,7 +224,7 @@ def compare(
                 "states, sample times and inputs for both)."
             )
         ref_ds = predict(reference, data, initial=initial, interpolation=interpolation,
-                         settings=settings, params=params)
+                         settings=settings, params=params, states=_state_names(data))
         pred = model if _is_dataset(model) else predict(
             model, data, initial=initial, interpolation=interpolation, settings=settings,
             states=_state_names(ref_ds))
