@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 
 import torch
 
@@ -37,7 +37,7 @@ from sysid.errors import ParameterError
 __all__ = ["Parameter", "as_parameter", "check_names", "raw_from_value", "value_from_raw"]
 
 
-@dataclass(frozen=True, kw_only=False)
+@dataclass(frozen=True)
 class Parameter:
     """A named model constant: value, bounds, fixed/free, units.
 
@@ -71,6 +71,7 @@ class Parameter:
     """
 
     value: float
+    _: KW_ONLY
     bounds: tuple[float, float] = (-math.inf, math.inf)
     vary: bool = True
     units: str = ""

@@ -230,7 +230,7 @@ def solve(
 
     def rhs(tk: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cnt.nfe += 1
-        tf = float(tk)
+        tf = float(tk.detach())
         if tf > cnt.t_reached:
             cnt.t_reached = tf
         if cnt.nfe > budget:
