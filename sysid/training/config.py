@@ -81,6 +81,10 @@ class FitConfig:
         from a local polynomial smoother), or as free parameters estimated with the model
         (initialised at the smoothed data). Unmeasured (latent) states always start from a free
         value per window start, see :mod:`sysid.training.windows`.
+    neural_penalty : float
+        Hybrid models: weight of the mean squared neural correction (relative to the spread of the
+        measured derivatives) at the smoothed data. It pulls the correction towards zero, so the
+        physical parameters explain what they can and keep their meaning.
     continuity : float
         Weight of the multiple-shooting continuity penalty that ties the free initial state of each
         window to the prediction of the windows that run through its start.
@@ -149,6 +153,7 @@ class FitConfig:
     loss: str = "mse"
     weights: Mapping[str, float] | None = None
     initial_states: str = "measured"
+    neural_penalty: float = 1.0
     continuity: float = 1.0
     warm_start: bool = True
     warm_start_epochs: int = 300
@@ -231,6 +236,7 @@ class FitConfig:
             object.__setattr__(self, "weights", clean)
         _check_choice(self, "initial_states", INITIAL_STATES)
         _check_nonneg(self, "continuity")
+        _check_nonneg(self, "neural_penalty")
         _check_int(self, "warm_start_epochs", 0)
         _check_pos(self, "warm_start_lr")
         _check_int(self, "smoothing_points", 3)

@@ -46,7 +46,7 @@ from sysid.training.windows import make_windows
 __all__ = ["fit", "FitWarning"]
 
 # a loss this many times above the best of the current stage counts as a blow-up
-_BLOWUP = 1e4
+_BLOWUP = 100.0
 # keys that may differ between a checkpointed run and its resumption
 _RESUME_FREE = ("progress", "checkpoint", "checkpoint_every", "max_time")
 
@@ -56,7 +56,16 @@ class FitWarning(UserWarning):
 
 
 class _StepFailure(Exception):
-    """A training step whose loss or gradient was not usable."""
+    """A training step whose loss, gradient or solve was not usable.
+
+    ``first`` is True when it failed on the first batch of an epoch, before any step: then the
+    state saved at the end of the previous epoch is itself bad and the one before is restored.
+    """
+
+    def __init__(self, message: str, *, first: bool, solver: bool = False) -> None:
+        super().__init__(message)
+        self.first = first
+        self.solver = solver
 
 
 def _model_spec(model: Any) -> ModelSpec:
@@ -134,6 +143,7 @@ class _Loop:
         self.stage_best = math.inf
         self.patience_wait = 0
         self.val_best = math.inf
+        self.initial_metric = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items()}
@@ -215,11 +225,12 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
                     torch.as_tensor(scales.scale, dtype=dtype))
     counter = StepCounter()
     problem = WindowProblem(rhs, train, spec, cfg, weights, counter)
+    problem.setup_penalty(work.field, scales)
     nodes = torch.nn.Parameter(train.z_guess.clone())
     gen = torch.Generator().manual_seed(cfg.seed)
     loop = _Loop(cfg)
     warm_info: dict[str, Any] = {"skipped": "resumed"} if resume_from else _warm_start(
-        work, rhs, train, spec, cfg)
+        work, rhs, train, spec, cfg, problem)
     opt = _optimizer(_param_groups(work, nodes, cfg), cfg)
     if resume_from is not None:
         state = load_checkpoint(resume_from)
@@ -245,14 +256,15 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         _polish(work, problem, nodes, train, horizon, cfg)
     params = parameter_table(work, spec, scales, train, nodes, cfg, horizon, loop.substeps) \
         if cfg.stderr else work.parameter_table().assign(stderr=np.nan)
-    history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "val_nrmse",
-                                                  "lr", "nfe", "time_s", "event"])
+    history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "full_loss",
+                                                  "val_nrmse", "lr", "nfe", "time_s", "event"])
     latent = _latent_table(spec, scales, train, nodes)
     stats = {
         "method": cfg.solver, "substeps": loop.substeps, "nfe": counter.nfe,
         "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,
         "time_s": time.perf_counter() - started, "warm_start": warm_info,
         "windows": int(make_windows(train.lengths, horizon, cfg.stride).count),
+        "initial_metric": loop.initial_metric,
     }
     if stopped == "diverged":
         warnings.warn(f"fit stopped early: {message} The best model so far is returned.",
@@ -275,7 +287,7 @@ def _check_resume(state: dict[str, Any], cfg: FitConfig, path: str) -> None:
 
 
 def _warm_start(work: Any, rhs: ScaledRhs, train: Prepared, spec: ModelSpec,
-                cfg: FitConfig) -> dict[str, Any]:
+                cfg: FitConfig, problem: WindowProblem) -> dict[str, Any]:
     if not cfg.warm_start or cfg.warm_start_epochs == 0:
         return {"skipped": "disabled"}
     missing = [n for i, n in enumerate(spec.states)
@@ -297,7 +309,8 @@ def _warm_start(work: Any, rhs: ScaledRhs, train: Prepared, spec: ModelSpec,
     try:
         info = regress_derivatives(rhs, t, z, u, dz, epochs=cfg.warm_start_epochs,
                                    lr=cfg.warm_start_lr, parameters=params,
-                                   use_lbfgs=n_par <= 64)
+                                   use_lbfgs=n_par <= 64,
+                                   penalty=problem.penalty if problem.hybrids else None)
     except SolverError as exc:  # a field that fails on the data is left as it was
         return {"skipped": f"field evaluation failed: {exc}"}
     return info
@@ -322,10 +335,36 @@ def _train(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter,
     stage_of = [i for i, (_, n) in enumerate(stages) for _ in range(n)]
     total = len(stage_of)
     cache: dict[int, tuple] = {}
-    good = (_clone_state(work), nodes.detach().clone(), copy.deepcopy(opt.state_dict()))
+
+    def windows_for(h: int) -> tuple:
+        if h not in cache:
+            ws = make_windows(problem.data.lengths, h, cfg.stride)
+            cache[h] = (ws, problem.inputs_for(ws))
+        return cache[h]
+
+    def select() -> tuple[float, float]:
+        """(validation NRMSE, loss on the longest horizon): the first when there is validation
+        data, else the second picks the best model (comparable across curriculum stages)."""
+        if val is not None:
+            return validation_nrmse(rhs, val, spec, cfg, loop.substeps, counter), math.nan
+        ws, inp = windows_for(stages[-1][0])
+        problem.substeps = loop.substeps
+        with torch.no_grad():
+            try:
+                value = float(problem.loss(nodes, ws, inp))
+            except SolverError:
+                value = math.inf
+        return math.nan, value if math.isfinite(value) else math.inf
+
+    if loop.epoch == 0 and loop.best_key[0] == math.inf:  # the start (after the warm start)
+        v0, f0 = select()
+        _track_best(loop, work, nodes, v0 if val is not None else f0)
+        loop.initial_metric = v0 if val is not None else f0
+    good = _snapshot(work, nodes, opt, gen, loop)
+    previous = good
     bar = tqdm(total=total, initial=loop.epoch, disable=None if cfg.progress else True,
                desc="fit", unit="epoch", leave=False)
-    previous = _install_sigterm()
+    old_handler = _install_sigterm()
     stopped, message = "completed", ""
     try:
         while loop.epoch < total:
@@ -338,48 +377,45 @@ def _train(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter,
                 loop.plateau_best, loop.plateau_wait = math.inf, 0
                 loop.patience_wait = 0
             horizon = stages[stage][0]
-            if horizon not in cache:
-                ws = make_windows(problem.data.lengths, horizon, cfg.stride)
-                cache[horizon] = (ws, problem.inputs_for(ws))
-            windows, inputs = cache[horizon]
+            windows, inputs = windows_for(horizon)
             lr = _lr(cfg, loop, total)
             for g in opt.param_groups:
                 g["lr"] = lr
             problem.substeps = loop.substeps
             try:
                 epoch_loss = _epoch(problem, nodes, opt, windows, inputs, gen, cfg, loop)
-            except (SolverError, _StepFailure) as exc:
+            except _StepFailure as exc:
                 loop.rollbacks += 1
-                work.load_state_dict(good[0])
-                with torch.no_grad():
-                    nodes.copy_(good[1])
-                opt.load_state_dict(copy.deepcopy(good[2]))
+                if exc.first:  # the last saved state is the bad one: go one further back
+                    good = previous
+                _restore(good, work, nodes, opt)
                 loop.lr_factor *= 0.5
-                if isinstance(exc, SolverError) and not cfg.adaptive:
+                if exc.solver and not cfg.adaptive:
                     loop.substeps = min(loop.substeps * 2, cfg.substeps * 8)
                 event = f"rollback {loop.rollbacks}: {exc}"
-                loop.history.append(_row(loop, stage, horizon, math.nan, math.nan, lr, counter,
-                                         started, event))
+                loop.history.append(_row(loop, stage, horizon, math.nan, math.nan, math.nan, lr,
+                                         counter, started, event))
                 if loop.rollbacks > cfg.max_rollbacks:
                     stopped = "diverged"
                     message = (f"{loop.rollbacks} failed steps (last at epoch {loop.epoch + 1}: "
-                               f"{exc}); lower lr (now {cfg.lr}) or use more substeps.")
+                               f"{exc}); lower lr (it was {cfg.lr}) or use more substeps.")
                     break
                 continue
             loop.epoch += 1
             loop.stage_best = min(loop.stage_best, epoch_loss)
-            good = (_clone_state(work), nodes.detach().clone(), copy.deepcopy(opt.state_dict()))
-            val_metric = math.nan
-            if val is not None and (loop.epoch % cfg.validate_every == 0 or loop.epoch == total):
-                val_metric = validation_nrmse(rhs, val, spec, cfg, loop.substeps, counter)
+            val_metric = full_loss = math.nan
+            checked = loop.epoch % cfg.validate_every == 0 or loop.epoch == total
+            if checked:
+                val_metric, full_loss = select()
+                _track_best(loop, work, nodes, val_metric if val is not None else full_loss)
             _plateau(cfg, loop, epoch_loss if val is None or math.isnan(val_metric) else val_metric,
                      val is None or not math.isnan(val_metric))
-            _track_best(loop, work, nodes, stage, epoch_loss, val_metric, val is not None)
-            loop.history.append(_row(loop, stage, horizon, epoch_loss, val_metric, lr, counter,
-                                     started, ""))
+            loop.history.append(_row(loop, stage, horizon, epoch_loss, full_loss, val_metric, lr,
+                                     counter, started, ""))
             bar.update(1)
             bar.set_postfix(loss=f"{epoch_loss:.3g}", val=f"{val_metric:.3g}", nfe=counter.nfe,
                             refresh=False)
+            previous, good = good, _snapshot(work, nodes, opt, gen, loop)
             if cfg.checkpoint and (loop.epoch % cfg.checkpoint_every == 0 or loop.epoch == total):
                 _write(cfg, work, nodes, opt, gen, loop, counter, warm_info)
             if cfg.target is not None and not math.isnan(val_metric) and val_metric <= cfg.target:
@@ -392,12 +428,37 @@ def _train(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter,
                 break
     except KeyboardInterrupt:
         stopped, message = "interrupted", f"interrupted after {loop.epoch} epochs"
+        # back to the end of the last complete epoch, so a resume repeats the partial one
+        _restore(good, work, nodes, opt, gen, loop)
         if cfg.checkpoint:
             _write(cfg, work, nodes, opt, gen, loop, counter, warm_info)
     finally:
         bar.close()
-        _restore_sigterm(previous)
+        _restore_sigterm(old_handler)
     return stopped, message
+
+
+def _snapshot(work: Any, nodes: torch.Tensor, opt: torch.optim.Optimizer,
+              gen: torch.Generator, loop: _Loop) -> tuple:
+    """The state at the end of a complete epoch (loop scalars shallow: tensors are replaced,
+    never changed in place; the history by its length)."""
+    scalars = {k: v for k, v in vars(loop).items() if k != "history"}
+    return (_clone_state(work), nodes.detach().clone(), copy.deepcopy(opt.state_dict()),
+            gen.get_state(), scalars, len(loop.history))
+
+
+def _restore(good: tuple, work: Any, nodes: torch.Tensor, opt: torch.optim.Optimizer,
+             gen: torch.Generator | None = None, loop: _Loop | None = None) -> None:
+    """Roll back the model and optimiser (and, for an interruption, the RNG and loop state)."""
+    work.load_state_dict(good[0])
+    with torch.no_grad():
+        nodes.copy_(good[1])
+    opt.load_state_dict(copy.deepcopy(good[2]))
+    if gen is not None:
+        gen.set_state(good[3])
+    if loop is not None:
+        loop.load(dict(good[4]))
+        del loop.history[good[5]:]
 
 
 def _epoch(problem: WindowProblem, nodes: torch.nn.Parameter, opt: torch.optim.Optimizer,
@@ -413,19 +474,22 @@ def _epoch(problem: WindowProblem, nodes: torch.nn.Parameter, opt: torch.optim.O
             batches.append((sub, sub, problem.inputs_for(sub)))
     total = 0.0
     params = [p for g in opt.param_groups for p in g["params"]]
-    for _, ws, inp in batches:
+    for k, (_, ws, inp) in enumerate(batches):
         opt.zero_grad(set_to_none=True)
-        loss = problem.loss(nodes, ws, inp)
+        try:
+            loss = problem.loss(nodes, ws, inp)
+        except SolverError as exc:
+            raise _StepFailure(str(exc), first=k == 0, solver=True) from None
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise _StepFailure(f"the loss became {value}")
+            raise _StepFailure(f"the loss became {value}", first=k == 0)
         if loop.stage_best < math.inf and value > _BLOWUP * max(loop.stage_best, 1e-12):
             raise _StepFailure(f"the loss jumped to {value:.3g} (best of this stage "
-                               f"{loop.stage_best:.3g})")
+                               f"{loop.stage_best:.3g})", first=k == 0)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip else math.inf)
         if not bool(torch.isfinite(norm)):
-            raise _StepFailure("the gradient became non-finite")
+            raise _StepFailure("the gradient became non-finite", first=False)
         opt.step()
         total += value * ws.count / W
     return total
@@ -450,25 +514,19 @@ def _plateau(cfg: FitConfig, loop: _Loop, metric: float, measured: bool) -> None
             loop.plateau_wait = 0
 
 
-def _track_best(loop: _Loop, work: Any, nodes: torch.Tensor, stage: int, loss: float,
-                val_metric: float, has_val: bool) -> None:
-    if has_val:
-        if math.isnan(val_metric):
-            return
-        key = [val_metric, 0.0]
-    else:
-        key = [-float(stage), loss]
-    if key < loop.best_key:
-        loop.best_key = key
-        loop.best_epoch = loop.epoch
-        loop.best_model = _clone_state(work)
-        loop.best_nodes = nodes.detach().clone()
+def _track_best(loop: _Loop, work: Any, nodes: torch.Tensor, metric: float) -> None:
+    if math.isnan(metric) or not metric < loop.best_key[0]:
+        return
+    loop.best_key = [metric, 0.0]
+    loop.best_epoch = loop.epoch
+    loop.best_model = _clone_state(work)
+    loop.best_nodes = nodes.detach().clone()
 
 
-def _row(loop: _Loop, stage: int, horizon: int, loss: float, val: float, lr: float,
+def _row(loop: _Loop, stage: int, horizon: int, loss: float, full: float, val: float, lr: float,
          counter: StepCounter, started: float, event: str) -> dict[str, Any]:
     return {"epoch": loop.epoch, "stage": stage, "horizon": horizon, "loss": loss,
-            "val_nrmse": val, "lr": lr, "nfe": counter.nfe,
+            "full_loss": full, "val_nrmse": val, "lr": lr, "nfe": counter.nfe,
             "time_s": time.perf_counter() - started, "event": event}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -267,6 +268,42 @@ class WindowProblem:
             free[:] = True
         self.free = free
         self.substeps = config.substeps
+        self.hybrids: list = []
+
+    def setup_penalty(self, field: Any, scales: Scales) -> None:
+        """Collect the neural corrections of hybrid terms and the samples to penalise them at."""
+        from sysid.models import HybridField
+
+        self.hybrids = []
+        for module in field.modules():
+            if isinstance(module, HybridField):
+                out = [self.spec.states.index(n) for n in module.neural_states]
+                cols = [self.spec.inputs.index(n) for n in module.neural.input_names]
+                self.hybrids.append((module.neural, out, cols))
+        if not self.hybrids or self.config.neural_penalty == 0:
+            self.hybrids = []
+            return
+        d = self.data
+        ok = torch.isfinite(d.smooth[..., self.obs_idx]).all(-1)
+        ok &= torch.arange(d.t.shape[1])[None, :] < d.lengths[:, None]
+        z = torch.where(torch.isfinite(d.smooth), d.smooth, torch.zeros_like(d.smooth))[ok]
+        self.pen_t = d.t[ok]
+        self.pen_x = self.rhs.mean + self.rhs.scale * z
+        self.pen_u = d.u[ok] if d.u is not None else None
+        deriv = d.deriv[ok]
+        rms = torch.sqrt(torch.nanmean(deriv * deriv, dim=0))
+        fallback = torch.full_like(rms, 1.0 / scales.time_scale)
+        rms = torch.where(torch.isfinite(rms) & (rms > 0), rms, fallback)
+        self.pen_norm = self.rhs.scale * rms  # derivative spread in user units per time
+
+    def penalty(self) -> torch.Tensor:
+        """Mean squared neural correction of the hybrid terms, relative to the derivative spread."""
+        total = torch.zeros((), dtype=self.data.t.dtype)
+        for net, out, cols in self.hybrids:
+            u = self.pen_u[:, cols] if (self.pen_u is not None and cols) else None
+            corr = net(self.pen_t, self.pen_x, u) / self.pen_norm[out]
+            total = total + corr.pow(2).mean()
+        return self.config.neural_penalty * total
 
     def inputs_for(self, windows: Windows):
         """``u_at(t (W,))`` over the full runs of the windows (the model's interpolation)."""
@@ -307,6 +344,8 @@ class WindowProblem:
             target = nodes[windows.run[:, None], later][..., fi]
             total = total + self.config.continuity * continuity_loss(
                 pred[:, 1:][..., fi], target, windows.valid[:, 1:])
+        if self.hybrids:
+            total = total + self.penalty()
         return total
 
     def residual_vector(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:

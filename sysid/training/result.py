@@ -27,15 +27,18 @@ class FitResult:
     model : sysid.models.Model
         The trained copy (the best state seen; the model passed to ``fit`` is never changed).
     history : pandas.DataFrame
-        One row per epoch: ``epoch``, ``stage``, ``horizon``, ``loss``, ``val_nrmse`` (NaN when not
-        validated that epoch), ``lr``, ``nfe`` (cumulative function evaluations), ``time_s``,
+        One row per epoch: ``epoch``, ``stage``, ``horizon``, ``loss`` (mean training loss of the
+        epoch), ``full_loss`` (without validation data: the loss on windows of the longest
+        horizon, which picks the best model), ``val_nrmse`` (with validation data), both NaN on
+        epochs without a check, ``lr``, ``nfe`` (cumulative function evaluations), ``time_s``,
         ``event`` (rollbacks and their reason).
     parameters : pandas.DataFrame
         One row per named physical parameter: ``name``, ``value``, ``lower``, ``upper``, ``units``,
         ``vary``, ``stderr`` (Gauss-Newton, NaN for fixed or unidentifiable parameters).
     solver_stats : dict
         ``method``, ``substeps``, ``nfe``, ``rollbacks``, ``epochs_run``, ``time_s``,
-        ``warm_start`` (losses before/after, or why skipped), ``windows``.
+        ``warm_start`` (losses before/after, or why skipped), ``windows``, ``initial_metric``
+        (the best-model metric of the starting state).
     config : FitConfig
         The settings used.
     stopped_reason : str
@@ -122,16 +125,21 @@ def gauss_newton_stderr(residual_fn, raw: torch.Tensor, value_fn) -> tuple[np.nd
         sigma2 = ssr / (n - p)
         with np.errstate(divide="ignore", invalid="ignore"):
             Jv = J / dv[None, :]
-        JtJ = Jv.T @ Jv
-        if not np.all(np.isfinite(JtJ)):
+        norms = np.sqrt((Jv**2).sum(axis=0))
+        if not np.all(np.isfinite(norms)):
             return np.full(p, np.nan), sigma2, n
-        w, V = np.linalg.eigh(JtJ)
-        tol = max(w.max(), 0.0) * 1e-12
-        if w.min() <= tol:
-            stderr = np.full(p, np.nan)
-            good = np.abs(V[:, w <= tol]).max(axis=1) < 1e-6
-            inv = (V[:, w > tol] / w[w > tol]) @ V[:, w > tol].T
-            stderr[good] = np.sqrt(sigma2 * np.diag(inv)[good])
-            return stderr, sigma2, n
-        cov = sigma2 * (V / w) @ V.T
-        return np.sqrt(np.clip(np.diag(cov), 0.0, math.inf)), sigma2, n
+        # equilibrate the columns: parameters of very different magnitude (a rate of 1e-5 next to
+        # an amplitude of 20) must not look singular
+        safe = np.where(norms > 0, norms, 1.0)
+        Jn = Jv / safe[None, :]
+        w, V = np.linalg.eigh(Jn.T @ Jn)
+        tol = max(w.max(), 0.0) * 1e-10
+        keep = w > tol
+        inv = (V[:, keep] / w[keep]) @ V[:, keep].T
+        cov = sigma2 * inv / np.outer(safe, safe)
+        stderr = np.sqrt(np.clip(np.diag(cov), 0.0, math.inf))
+        if not keep.all():  # parameters in the null space are not identifiable
+            bad = np.abs(V[:, ~keep]).max(axis=1) > 1e-6
+            stderr[bad] = np.nan
+        stderr[norms == 0] = np.nan
+        return stderr, sigma2, n

@@ -109,7 +109,7 @@ class _ClockField(nn.Module):
         self.calls += 1
         self.counter.add(1)
         H = self.t.shape[1]
-        sv = float(s)
+        sv = float(s.detach())
         k = min(max(int(sv), 0), H - 2)
         frac = min(max(sv - k, 0.0), 1.0)
         dtk = self.dt[:, k]

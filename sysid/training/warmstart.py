@@ -12,6 +12,7 @@ parameters that lands the trajectory fit close to its optimum.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -107,7 +108,8 @@ def smooth_runs(t: np.ndarray, y: np.ndarray, mask: np.ndarray, lengths: np.ndar
 
 def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: torch.Tensor | None,
                         dz: torch.Tensor, *, epochs: int, lr: float,
-                        parameters: list[nn.Parameter], use_lbfgs: bool) -> dict[str, float]:
+                        parameters: list[nn.Parameter], use_lbfgs: bool,
+                        penalty: Callable[[], torch.Tensor] | None = None) -> dict[str, float]:
     """Fit the scaled field ``rhs(t, z, u)`` to scaled derivatives ``dz`` by least squares.
 
     Parameters
@@ -124,6 +126,8 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
         What to fit (the field's trainable tensors).
     use_lbfgs : bool
         Finish with L-BFGS (few parameters: physics and small hybrid models).
+    penalty : callable, optional
+        An extra term added to the objective (the hybrid models' neural penalty).
 
     Returns
     -------
@@ -135,7 +139,8 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
 
     def objective() -> torch.Tensor:
         err = rhs(t, z, u) - dz
-        return (err.pow(2) * weight).mean()
+        value = (err.pow(2) * weight).mean()
+        return value + penalty() if penalty is not None else value
 
     def snapshot() -> list[torch.Tensor]:
         return [p.detach().clone() for p in parameters]
