@@ -259,6 +259,7 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "full_loss",
                                                   "val_nrmse", "lr", "nfe", "time_s", "event"])
     latent = _latent_table(spec, scales, train, nodes)
+    initial = _initial_table(spec, scales, train, nodes, problem.free)
     stats = {
         "method": cfg.solver, "substeps": loop.substeps, "nfe": counter.nfe,
         "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,
@@ -271,7 +272,8 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
                       FitWarning, stacklevel=2)
     return FitResult(model=work, history=history, parameters=params, solver_stats=stats,
                      config=cfg, stopped_reason=stopped, message=message,
-                     best_epoch=loop.best_epoch, latent_initial=latent)
+                     best_epoch=loop.best_epoch, latent_initial=latent,
+                     initial_states=initial)
 
 
 def _check_resume(state: dict[str, Any], cfg: FitConfig, path: str) -> None:
@@ -584,6 +586,16 @@ def _latent_table(spec: ModelSpec, scales: Any, train: Prepared,
     x0 = scales.mean[latent] + scales.scale[latent] * z0
     return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
                         columns=[spec.states[i] for i in latent])
+
+
+def _initial_table(spec: ModelSpec, scales: Any, train: Prepared, nodes: torch.Tensor,
+                   free: torch.Tensor) -> pd.DataFrame:
+    """All states at each run's first sample (user units): the estimate where the initial state
+    was free (latent states, or every state with ``initial_states="free"``), else the data."""
+    z0 = torch.where(free, nodes.detach()[:, 0], train.z_guess[:, 0]).double().numpy()
+    x0 = scales.mean + scales.scale * z0
+    return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
+                        columns=list(spec.states))
 
 
 def _install_sigterm() -> Any:

@@ -51,6 +51,11 @@ class FitResult:
     latent_initial : pandas.DataFrame
         Estimated latent (unmeasured) states at the first sample of each training run, in user
         units (empty without latent states).
+    initial_states : pandas.DataFrame
+        Every state at the first sample of each training run (runs x states, user units): the
+        estimate where the fit treated the initial state as free (latent states, and all states
+        with ``FitConfig(initial_states="free")``), else the (smoothed) measurement. Pass a row as
+        ``initial=`` to :func:`sysid.analysis.predict` to simulate the fitted trajectory.
     """
 
     model: Any
@@ -62,6 +67,7 @@ class FitResult:
     message: str = ""
     best_epoch: int = 0
     latent_initial: pd.DataFrame = field(default_factory=pd.DataFrame)
+    initial_states: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def summary(self) -> str:
         """A short text report: why it stopped, the final metrics and the parameter table."""
