@@ -1,12 +1,31 @@
-"""``sysid datasets`` and ``sysid systems`` through the real command line (subprocess)."""
+"""``sysid datasets`` and ``sysid systems``.
+
+Most tests call the entry point ``sysid.cli.main`` in process (a subprocess costs a torch import
+each time); one runs the real command in a subprocess.
+"""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import sysid.systems
+from sysid.cli import main
 from tests.test_cli_framework import run_cli
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """``cli_run(*args)`` -> (returncode, stdout, stderr) of ``sysid.cli.main`` in this process."""
+
+    def call(*args: str) -> SimpleNamespace:
+        code = main(list(args))
+        cap = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=cap.out, stderr=cap.err)
+
+    return call
 
 
 def parse_table(text: str, first: str) -> list[dict[str, str]]:
@@ -27,7 +46,7 @@ def parse_table(text: str, first: str) -> list[dict[str, str]]:
 
 
 def test_systems_list_names_every_catalogue_system():
-    proc = run_cli("systems", "list")
+    proc = run_cli("systems", "list")  # the real command, in a subprocess
     assert proc.returncode == 0, proc.stderr
     rows = parse_table(proc.stdout, "name")
     assert [r["name"] for r in rows] == sysid.systems.list()
@@ -35,14 +54,14 @@ def test_systems_list_names_every_catalogue_system():
     assert (row["field"], row["states"], row["inputs"]) == ("physics", "x,v", "F")
 
 
-def test_systems_without_subcommand_lists():
-    proc = run_cli("systems")
+def test_systems_without_subcommand_lists(cli_run):
+    proc = cli_run("systems")
     assert proc.returncode == 0 and "lotka_volterra" in proc.stdout
 
 
-def test_systems_show_prints_parameters_with_defaults_and_units():
+def test_systems_show_prints_parameters_with_defaults_and_units(cli_run):
     system = sysid.systems.get("lotka_volterra")
-    proc = run_cli("systems", "show", "lotka_volterra")
+    proc = cli_run("systems", "show", "lotka_volterra")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith(f"lotka_volterra: {system.title} ({system.field})")
@@ -54,15 +73,15 @@ def test_systems_show_prints_parameters_with_defaults_and_units():
     assert "--model physics:lotka_volterra" in out
 
 
-def test_systems_show_unknown_name_exits_2_with_suggestion():
-    proc = run_cli("systems", "show", "lotka_voltera")
+def test_systems_show_unknown_name_exits_2_with_suggestion(cli_run):
+    proc = cli_run("systems", "show", "lotka_voltera")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "lotka_voltera" in proc.stderr and "did you mean 'lotka_volterra'" in proc.stderr
 
 
-def test_systems_show_quiet_still_prints_result():
-    proc = run_cli("--quiet", "systems", "show", "sir")
+def test_systems_show_quiet_still_prints_result(cli_run):
+    proc = cli_run("--quiet", "systems", "show", "sir")
     assert proc.returncode == 0 and proc.stdout.startswith("sir: ") and proc.stderr == ""
 
 
@@ -72,23 +91,24 @@ def test_systems_show_quiet_still_prints_result():
 
 @pytest.fixture(scope="module")
 def catalogue():
-    datasets = pytest.importorskip("sysid.datasets")
-    return datasets
+    import sysid.datasets
+
+    return sysid.datasets
 
 
-def test_datasets_list(catalogue):
-    proc = run_cli("datasets")
+def test_datasets_list(catalogue, cli_run):
+    proc = cli_run("datasets")
     assert proc.returncode == 0, proc.stderr
     listed = [r["name"] for r in parse_table(proc.stdout, "name")]
     assert listed == list(catalogue.list()) and len(listed) >= 5
 
 
-def test_datasets_show(catalogue):
+def test_datasets_show(catalogue, cli_run):
     import sysid.data
 
     name = catalogue.list()[0]
     ds = catalogue.load(name)
-    proc = run_cli("datasets", "show", name)
+    proc = cli_run("datasets", "show", name)
     assert proc.returncode == 0, proc.stderr
     rows = {r["variable"]: r for r in parse_table(proc.stdout, "variable")}
     for var in sysid.data.state_names(ds):
@@ -97,20 +117,20 @@ def test_datasets_show(catalogue):
         assert float(rows[var]["min"]) == pytest.approx(float(np.nanmin(ds[var].values)), rel=1e-5)
 
 
-def test_datasets_show_unknown_exits_2(catalogue):
-    proc = run_cli("datasets", "show", "no_such_dataset")
+def test_datasets_show_unknown_exits_2(catalogue, cli_run):
+    proc = cli_run("datasets", "show", "no_such_dataset")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "no_such_dataset" in proc.stderr and proc.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".nc"])
-def test_datasets_export_round_trips(catalogue, tmp_path, suffix):
+def test_datasets_export_round_trips(catalogue, tmp_path, suffix, cli_run):
     import sysid.data
 
     name = catalogue.list()[0]
     ds = catalogue.load(name)
     out = tmp_path / f"export{suffix}"
-    proc = run_cli("datasets", "export", name, str(out))
+    proc = cli_run("datasets", "export", name, str(out))
     assert proc.returncode == 0, proc.stderr
     states, inputs = sysid.data.state_names(ds), sysid.data.input_names(ds)
     if suffix == ".csv":
@@ -124,16 +144,16 @@ def test_datasets_export_round_trips(catalogue, tmp_path, suffix):
         np.testing.assert_array_equal(back[var].values, ds[var].values)
         assert back[var].attrs["units"] == ds[var].attrs["units"]
 
-    again = run_cli("datasets", "export", name, str(out))
+    again = cli_run("datasets", "export", name, str(out))
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
-    forced = run_cli("datasets", "export", name, str(out), "--force")
+    forced = cli_run("datasets", "export", name, str(out), "--force")
     assert forced.returncode == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary files left
 
 
-def test_datasets_export_bad_suffix_writes_nothing(catalogue, tmp_path):
+def test_datasets_export_bad_suffix_writes_nothing(catalogue, tmp_path, cli_run):
     name = catalogue.list()[0]
-    proc = run_cli("datasets", "export", name, str(tmp_path / "out.xlsx"))
+    proc = cli_run("datasets", "export", name, str(tmp_path / "out.xlsx"))
     assert proc.returncode == 2
     assert "must end in one of ['.csv', '.nc', '.zarr']; got '.xlsx'" in proc.stderr
     assert list(tmp_path.iterdir()) == []

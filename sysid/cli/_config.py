@@ -174,7 +174,8 @@ def read_config(path: Path) -> CliFitOptions:
                 kwargs[key] = value
             else:
                 kwargs[key] = _opt_str(value, key, where)
-    if "path" in kwargs and not Path(kwargs["path"]).is_absolute():
+    if ("path" in kwargs and not kwargs["path"].startswith("dataset:")
+            and not Path(kwargs["path"]).is_absolute()):
         # relative to the config file, so a config copied with its data still works
         kwargs["path"] = str((path.parent / kwargs["path"]))
     return CliFitOptions(fit=dict(raw.get("fit", {})), **kwargs)

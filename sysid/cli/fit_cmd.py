@@ -216,11 +216,11 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
         params=parse_assignments(params, option="--params") if params is not None else None,
         holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,
     )
-    opts = opts.merged(seed=int(opts.fit.get("seed", 0)))  # record the seed actually used
+    started = _time.time()
+    ds = read_data(opts.path, opts)  # data first: its errors need no torch import
     spec = parse_model_spec(opts.kind)
     fit_config = _fit_config(opts, config)
-    started = _time.time()
-    ds = read_data(opts.path, opts)
+    opts = opts.merged(seed=fit_config.seed)  # record the seed actually used
     train, test = split_holdout(ds, opts.holdout)
     untrained = build_model(spec, opts, train)
     console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
