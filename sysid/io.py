@@ -144,8 +144,6 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj
     raise ModelFileError(f"save_model: cannot write {type(obj).__name__} {obj!r} to model.json.")
 
 

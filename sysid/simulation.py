@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from sysid.data.schema import OBS, TIME, TRAJ, from_arrays, input_names, run_ids
+from sysid.data.schema import OBS, TIME, TRAJ, from_arrays, run_ids
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.models.interpolation import InputInterpolator, numpy_interpolant
 from sysid.models.model import Model

@@ -204,3 +204,10 @@ def test_garbage_tensor_file_with_matching_hash(tmp_path):
     _rewrite_manifest(path, lambda m: m["tensors"].update(sha256=hashlib.sha256(blob).hexdigest()))
     with pytest.raises(ModelFileError, match="not a valid safetensors file"):
         load_model(path)
+
+
+def test_top_level_exports():
+    from sysid.simulation import simulate
+
+    assert sysid.save_model is save_model and sysid.load_model is load_model
+    assert sysid.simulate is simulate and sysid.SolverConfig is sm.SolverConfig

@@ -15,7 +15,6 @@ from sysid.models.base import NumpyField, VectorField
 from sysid.models.parameters import (
     Parameter,
     as_parameter,
-    check_names,
     raw_from_value,
     value_from_raw,
 )
