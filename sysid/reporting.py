@@ -245,6 +245,8 @@ def report(
         raise ConfigError(f"report: model must be a sysid FitResult or Model; got {type(model).__name__}.")
     hist = history if history is not None else hist
     pars = parameters if parameters is not None else pars
+    if pars is None and len(mdl.parameter_table()):
+        pars = mdl.parameter_table()
     unknown = [r for r in held_out if r not in run_ids(data)]
     if unknown:
         raise DataError(f"report: held_out runs {unknown} are not in the data; runs are {run_ids(data)}.")
@@ -408,6 +410,10 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
     def fixed() -> None:
         table = an.compare_fixed_points(mdl, reference, data=train, params=params, u=u)
         doc.heading("Fixed points", 3)
+        n_ref, n_lrn = table.attrs.get("non_isolated_reference", 0), table.attrs.get("non_isolated_learned", 0)
+        if n_ref or n_lrn:
+            doc.text(f"Continua of equilibria (not isolated points; omitted from the table): "
+                     f"{n_ref} roots of the reference and {n_lrn} of the learned field lie on one.")
         if len(table):
             doc.table(table, index=False)
         else:

@@ -172,3 +172,17 @@ def test_oscillation_from_samples():
     assert out["n_cycles"] == 9
     with pytest.raises(DataError, match="need at least 4 finite samples"):
         oscillation_from_samples([0, 1, np.nan], [1, 2, 3])
+
+
+def test_continuum_of_equilibria_is_not_listed_as_points():
+    # x' = x y, y' = -y: every (x, 0) is an equilibrium (eigenvalues 0 and -1) -- a line, not points
+    fp = find_fixed_points(lambda t, v: [v[0] * v[1], -v[1]], bounds={"x": (-2, 2), "y": (-1, 1)},
+                           states=["x", "y"], n_seeds=12)
+    assert len(fp) == 0
+    assert len(fp.attrs["non_isolated"]) >= 1
+    assert all(abs(p[1]) < 1e-9 for p in fp.attrs["non_isolated"])
+    # an isolated degenerate point (x' = x², y' = -y: saddle-node at 0) is kept
+    sn = find_fixed_points(lambda t, v: [v[0] ** 2, -v[1]], bounds={"x": (-2, 2), "y": (-1, 1)},
+                           states=["x", "y"], n_seeds=12, residual_tol=1e-6, dedup=1e-2)
+    assert len(sn) == 1 and sn["stability"].iloc[0] == "non-hyperbolic"
+    assert sn.attrs["non_isolated"] == []

@@ -231,9 +231,11 @@ def find_fixed_points(
     Returns
     -------
     pandas.DataFrame
-        One row per fixed point: one column per state, ``residual`` (‖f‖ there), ``stability``,
-        ``oscillatory``, ``max_real`` (largest eigenvalue real part) and ``eigenvalues`` (a complex
-        array per row); ordered by the state coordinates. Empty (same columns) when none is found.
+        One row per isolated fixed point: one column per state, ``residual`` (‖f‖ there),
+        ``stability``, ``oscillatory``, ``max_real`` (largest eigenvalue real part) and
+        ``eigenvalues`` (a complex array per row); ordered by the state coordinates. Empty (same
+        columns) when none is found. Roots on a continuum of equilibria (e.g. the ``I = 0`` plane
+        of an SIR model) are not rows: ``attrs["non_isolated"]`` lists those found.
     """
     dyn = as_dynamics(model, states=states, params=params)
     if n_seeds < 1:
@@ -264,8 +266,12 @@ def find_fixed_points(
             continue
         roots.append(x)
     rows = []
+    continuum: list[list[float]] = []
     for x in sorted(roots, key=lambda r: tuple(r)):
         lin = linearise(dyn, x, t=t, u=uc, tol=tol)
+        if not _isolated(dyn, x, lin, width, t, uc, residual_tol * f_scale, tol):
+            continuum.append([float(v) for v in x])
+            continue
         rows.append(
             {
                 **{n: float(v) for n, v in zip(dyn.states, x)},
@@ -279,8 +285,30 @@ def find_fixed_points(
     cols = [*dyn.states, "residual", "stability", "oscillatory", "max_real", "eigenvalues"]
     out = pd.DataFrame(rows, columns=cols)
     out.index.name = "fixed_point"
-    out.attrs = {"states": list(dyn.states), "box": box.tolist(), "name": dyn.name}
+    out.attrs = {"states": list(dyn.states), "box": box.tolist(), "name": dyn.name,
+                 "non_isolated": continuum}
     return out
+
+
+def _isolated(dyn: Dynamics, x: np.ndarray, lin: Linearisation, width: np.ndarray, t: float,
+              uc: np.ndarray | None, f_tol: float, tol: float) -> bool:
+    """False when ``x`` lies on a continuum of equilibria (a line or plane of fixed points).
+
+    Only roots with a (near-)zero eigenvalue can; step 0.1 % of the box along each such
+    eigenvector: on a continuum the field stays zero there, at an isolated degenerate point it
+    grows (at least quadratically, far above ``f_tol``).
+    """
+    lam = lin.eigenvalues
+    scale = max(1.0, float(np.max(np.abs(lam))))
+    for k in np.flatnonzero(np.abs(lam) <= tol * scale):
+        v = np.real(lin.eigenvectors[:, k])
+        size = np.linalg.norm(v / width)
+        if size == 0:
+            continue
+        step = 1e-3 * v / size
+        if all(np.linalg.norm(dyn(t, x + sgn * step, uc)) <= f_tol for sgn in (1.0, -1.0)):
+            return False
+    return True
 
 
 def _eig_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -356,7 +384,10 @@ def match_fixed_points(
                      "status": "extra in learned"})
     cols = [*(f"{n}_reference" for n in names), *(f"{n}_learned" for n in names), "distance",
             "eigenvalue_error", "stability_reference", "stability_learned", "same_stability", "status"]
-    return pd.DataFrame(rows, columns=cols)
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs = {"non_isolated_reference": len(reference.attrs.get("non_isolated", [])),
+                 "non_isolated_learned": len(learned.attrs.get("non_isolated", []))}
+    return out
 
 
 _NON_STATE = {"residual", "stability", "oscillatory", "max_real", "eigenvalues"}

@@ -26,7 +26,7 @@ def format_value(value: Any, floatfmt: str = ".4g") -> str:
         return "nan" if math.isnan(value) else f"{float(value):{floatfmt}}"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return ""
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -87,6 +87,8 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value.tolist()]
     if isinstance(value, (complex, np.complexfloating)):
         return {"real": jsonable(float(np.real(value))), "imag": jsonable(float(np.imag(value)))}
+    if value is pd.NA or value is pd.NaT:
+        return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
