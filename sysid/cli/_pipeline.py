@@ -56,8 +56,6 @@ def parse_model_spec(text: str) -> ModelSpec:
     KeyError (a SysidError)
         From :func:`sysid.systems.get` on an unknown system, with a "did you mean".
     """
-    import sysid.systems
-
     s = str(text).strip()
     kind, sep, system = s.partition(":")
     kind, system = kind.strip().lower(), system.strip()
@@ -72,6 +70,8 @@ def parse_model_spec(text: str) -> ModelSpec:
     if not system:
         raise ConfigError(f"--model: '{kind}' needs a reference system, as in "
                           f"'{kind}:lotka_volterra'; see 'sysid systems list'.")
+    import sysid.systems  # imported only now: it loads torch
+
     sysid.systems.get(system)  # raises with the list of known systems
     return ModelSpec(kind=kind, system=system)
 
