@@ -169,7 +169,7 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes]:
         )
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{where}: {MANIFEST} is not valid JSON ({exc}); not a sysid model.") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
@@ -233,10 +233,24 @@ def _resolve_function(ref: Mapping[str, Any], allow_import: bool,
     return obj, None
 
 
+def _neural_numel(spec: Mapping[str, Any]) -> int:
+    """Weights a NeuralField spec asks for, computed before anything is allocated."""
+    n_in = len(spec["states"]) + len(spec["inputs"]) + int(bool(spec["time_dependent"]))
+    sizes = [n_in] + [int(spec["width"])] * int(spec["depth"]) + [len(spec["outputs"])]
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
 def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
-           functions: Mapping[str, Callable[..., Any]]) -> VectorField:
+           functions: Mapping[str, Callable[..., Any]], available: int) -> VectorField:
     kind = spec.get("type")
     if kind == "NeuralField":
+        # a manifest edited to ask for a huge network must not allocate it before the shape check
+        if _neural_numel(spec) > available:
+            raise ModelFileError(
+                f"load_model: the manifest's NeuralField (width {spec['width']}, depth {spec['depth']}) "
+                f"needs more weights than the tensor file holds ({available}); tensor shapes do not "
+                "match the structure in model.json."
+            )
         return NeuralField(
             spec["states"], spec["inputs"], outputs=spec["outputs"], width=int(spec["width"]),
             depth=int(spec["depth"]), activation=str(spec["activation"]),
@@ -251,11 +265,11 @@ def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
                             state_units=spec["state_units"], input_units=spec["input_units"],
                             time_units=str(spec["time_units"]), dtype=dtype, system=system)
     if kind == "HybridField":
-        return HybridField(_build(spec["physics"], dtype, allow_import, functions),
-                           _build(spec["neural"], dtype, allow_import, functions),
+        return HybridField(_build(spec["physics"], dtype, allow_import, functions, available),
+                           _build(spec["neural"], dtype, allow_import, functions, available),
                            spec["neural_states"])
     if kind == "SecondOrderField":
-        return SecondOrderField(_build(spec["acceleration"], dtype, allow_import, functions),
+        return SecondOrderField(_build(spec["acceleration"], dtype, allow_import, functions, available),
                                 spec["positions"], spec["velocities"])
     raise ModelFileError(
         f"load_model: unknown field type {kind!r}; known types are NeuralField, PhysicsField, HybridField, "
@@ -308,13 +322,14 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         dtype_name = str(m.get("dtype", "float32"))
         if dtype_name not in _DTYPES:
             raise ModelFileError(f"{where}: unsupported dtype {dtype_name!r} in {MANIFEST}.")
-        field = _build(m["field"], _DTYPES[dtype_name], allow_import, dict(functions or {}))
+        available = sum(int(v.numel()) for v in tensors.values())
+        field = _build(m["field"], _DTYPES[dtype_name], allow_import, dict(functions or {}), available)
         scaling = None if m.get("scaling") is None else _scaling_object(m["scaling"])
         model = Model(field, observed=m["observed"], input_interpolation=m["input_interpolation"],
                       scaling=scaling, latent_initial=m.get("latent_initial"), metadata=m.get("metadata"))
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise ModelFileError(f"{where}: {MANIFEST} does not describe a valid model ({type(exc).__name__}: {exc}).") from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))

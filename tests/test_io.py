@@ -145,12 +145,24 @@ def test_manifest_structure_must_match_tensors(tmp_path):
     _rewrite_manifest(path, lambda m: m["model"]["field"]["neural"].update(width=9))
     with pytest.raises(ModelFileError, match="tensor shapes do not match the structure"):
         load_model(path)
+    _rewrite_manifest(path, lambda m: m["model"]["field"]["neural"].update(width=10**9))
+    with pytest.raises(ModelFileError, match=r"width 1000000000.*needs more weights than the tensor file holds"):
+        load_model(path)  # refused before allocating a 10^18-weight network
     path2 = save_model(CASES["neural"](torch.float32), tmp_path / "n")
     _rewrite_manifest(path2, lambda m: m["model"]["field"].update(type="os.system"))
     with pytest.raises(ModelFileError, match="unknown field type 'os.system'"):
         load_model(path2)
     _rewrite_manifest(path2, lambda m: m["model"].pop("field"))
     with pytest.raises(ModelFileError, match="does not describe a valid model"):
+        load_model(path2)
+
+    # a manifest nested deeper than Python's recursion limit (hand-written: json.dumps cannot)
+    text = (path2 / "model.json").read_text()
+    level = '{"type": "SecondOrderField", "positions": ["q"], "velocities": ["v"], "acceleration": '
+    deep = level * 5000 + "null" + "}" * 5000
+    assert '"field"' not in text  # removed above; put the deep one in its place
+    (path2 / "model.json").write_text(text.replace('"model": {', '"model": {"field": ' + deep + ", ", 1))
+    with pytest.raises(ModelFileError, match="model.json is not valid JSON .*recursion"):
         load_model(path2)
 
 
