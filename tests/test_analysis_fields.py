@@ -58,6 +58,8 @@ def test_check_support_warns_with_distance_and_time():
     with pytest.warns(ExtrapolationWarning, match=r"run 'far' reaches 3 std units .* first at t=1"):
         table = check_support(sup, far)
     assert table.loc["far", "max_distance"] == pytest.approx(3.0)
+    with pytest.raises(DataError, match=r"the trajectories have no states \['y'\]"):
+        check_support(sup, far.drop_vars("y"))
     assert table.loc["far", "fraction_outside"] == pytest.approx(1 / 3)
 
 

@@ -241,3 +241,12 @@ def test_compare_two_dynamics_and_argument_errors():
         compare(lambda t, y: -y, lambda t, y: -y, data=data, k=2)
     with pytest.raises(ConfigError, match="k-step needs dynamics to simulate"):
         compare(data, data, k=2)
+
+
+def test_top_level_verbs():
+    import sysid
+    import sysid.analysis
+    import sysid.reporting
+
+    assert sysid.compare is sysid.analysis.compare
+    assert sysid.report is sysid.reporting.report

@@ -144,6 +144,12 @@ def check_support(
     """
     from sysid.data import get_run, run_ids
 
+    missing = [n for n in support.states if n not in trajectories.data_vars]
+    if missing:
+        raise DataError(
+            f"check_support: the trajectories have no states {missing}; the support is over "
+            f"{list(support.states)}."
+        )
     rows = []
     for r in run_ids(trajectories):
         one = get_run(trajectories, r)
