@@ -14,6 +14,9 @@ from torch.nn import functional as F
 
 __all__ = ["ScaledRhs", "data_loss", "continuity_loss", "residuals"]
 
+# below this, log(softplus(z)) equals z to float64 precision (softplus(z) = exp(z) (1 + O(exp(z))))
+_LOG_SOFTPLUS_CUT = -30.0
+
 
 class ScaledRhs(nn.Module):
     """``dz/dt`` of the scaled state ``z = (x - mean) / scale`` for a field in user units.
@@ -57,10 +60,14 @@ def residuals(pred_z: torch.Tensor, y_z: torch.Tensor, kind: str, mean: torch.Te
     x_obs = mean + scale * y_z
     floor = 1e-3 * scale
     if kind == "log":
-        # a smooth positive floor keeps a gradient when a prediction dips below zero
-        pos = F.softplus(x_pred / floor) * floor
+        # a smooth positive floor keeps a gradient when a prediction dips below zero:
+        # log(floor * softplus(z)) with z = x / floor. softplus underflows to 0 (log -> -inf) for
+        # z below about -100 in float32, so far below the floor use its asymptote log softplus(z) ~ z
+        # (the clamp keeps the unused branch's gradient finite).
+        z = x_pred / floor
+        log_sp = torch.where(z > _LOG_SOFTPLUS_CUT, torch.log(F.softplus(z.clamp(min=_LOG_SOFTPLUS_CUT))), z)
         obs = torch.clamp(x_obs, min=1e-30)
-        return torch.log(pos) - torch.log(obs)
+        return torch.log(floor) + log_sp - torch.log(obs)
     return (x_pred - x_obs) / (x_obs.abs() + floor)
 
 
