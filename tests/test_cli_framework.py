@@ -22,6 +22,8 @@ from sysid.cli._support import (
     parse_float,
     parse_holdout,
     parse_names,
+    parse_renames,
+    parse_settings,
 )
 from sysid.errors import ConfigError, DataError
 
@@ -79,6 +81,33 @@ def test_parse_assignments_rejects(text, match):
 def test_parse_assignments_rejects_bool_in_config():
     with pytest.raises(ConfigError, match=r"value of 'k' must be a number, got True"):
         parse_assignments({"k": True}, option="[model] params")
+
+
+def test_parse_settings_reads_toml_values_or_bare_strings():
+    assert parse_settings(["lr=0.005", "solver=dopri5", "horizons=[4, 8]", "warm_start=false",
+                           "loss = log"]) == {"lr": 0.005, "solver": "dopri5", "horizons": [4, 8],
+                                               "warm_start": False, "loss": "log"}
+
+
+@pytest.mark.parametrize("items, match", [
+    (["lr"], r"--set: expected KEY=VALUE such as 'lr=0.005', got 'lr'"),
+    (["=3"], r"--set: expected KEY=VALUE"),
+    (["lr=1", "lr=2"], r"--set: 'lr' is given twice"),
+])
+def test_parse_settings_rejects(items, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_settings(items)
+
+
+def test_parse_renames():
+    assert parse_renames("population=N, year = t") == {"population": "N", "year": "t"}
+    assert parse_renames({"a": "b"}) == {"a": "b"}
+    with pytest.raises(ConfigError, match=r"--rename: expected old=new pairs .* 'population' has no '='"):
+        parse_renames("population")
+    with pytest.raises(ConfigError, match=r"--rename: two variables would be called 'N'"):
+        parse_renames("a=N,b=N")
+    with pytest.raises(ConfigError, match=r"--rename: 'a=' needs a name on both sides"):
+        parse_renames("a=")
 
 
 def test_parse_float():

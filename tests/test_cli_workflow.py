@@ -264,7 +264,8 @@ def test_report_regenerates_with_reference(population):
 
 def test_resolved_config_reproduces_the_fit(population):
     root, _ = population
-    ok(run_cli("fit", "--config", "pop/config.toml", "--out", "pop_again", cwd=root))
+    proc = ok(run_cli("--quiet", "fit", "--config", "pop/config.toml", "--out", "pop_again", cwd=root))
+    assert proc.stdout == "" and proc.stderr == ""  # --quiet: nothing but errors
     assert (root / "pop_again" / "metrics.json").read_bytes() == \
         (root / "pop" / "metrics.json").read_bytes()
 
@@ -298,3 +299,20 @@ def test_ctrl_c_keeps_the_best_model(tmp_path):
     assert metrics["training"]["stopped_reason"] == "interrupted"
     model = sysid.load_model(tmp_path / "fit" / "model")
     assert tuple(model.field.state_names) == ("x", "v")
+
+
+def test_root_help_worked_example_runs(tmp_path, monkeypatch, capsys):
+    """Every command of ``sysid --help``'s worked example, as printed (fit shortened to 15 epochs)."""
+    from sysid.cli import main
+
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    block = text.split("Worked example", 1)[1].split("\n\n", 1)[0]
+    commands = [line.split()[1:] for line in block.splitlines() if line.strip().startswith("sysid ")]
+    assert [c[0] for c in commands] == ["datasets", "fit", "simulate", "compare", "report"]
+    monkeypatch.chdir(tmp_path)
+    for args in commands:
+        if args[0] == "fit":
+            args = [*args, "--epochs", "15"]
+        assert main(args) == 0, (args, capsys.readouterr().err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pop_cmp", "pop_fit", "pop_sim.csv"]

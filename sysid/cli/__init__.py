@@ -26,12 +26,16 @@ EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 
 _EPILOG = """\b
-Worked example (a shipped dataset, a neural ODE, then a simulation):
-  sysid datasets export hare_lynx hare_lynx.csv
-  sysid fit hare_lynx.csv --time year --states hare,lynx --epochs 200 --out hl_fit
-  sysid simulate hl_fit --y0 hare=30,lynx=4 --t-end 20 --dt 0.5 --out hl_sim.csv
-  sysid compare hl_fit --reference lotka_volterra --data hare_lynx.csv --out hl_cmp
-  sysid report hl_fit
+Worked example (census data shipped with sysid; the commands run as written):
+  sysid datasets show us_population
+  sysid fit dataset:us_population --rename population=N --model physics:logistic --out pop_fit
+  sysid simulate pop_fit --y0 N=3.929 --t-start 1790 --t-end 2020 --dt 10 --out pop_sim.csv
+  sysid compare pop_fit --reference logistic --params r=0.0313395,K=197.27 --out pop_cmp
+  sysid report pop_fit
+
+\b
+Your own CSV (time column t, measured x and v, input u, one row per sample, a run column):
+  sysid fit lab.csv --time t --states x,v --inputs u --run run --holdout 0.25 --out lab_fit
 
 \b
 Exit status: 0 success; 2 a mistake in the input (the message names the file, column, row or

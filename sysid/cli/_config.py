@@ -79,6 +79,7 @@ class CliFitOptions:
     def merged(self, **overrides: Any) -> CliFitOptions:
         """A copy with the given values replaced; ``None`` means "not given on the command line"."""
         fit = dict(self.fit)
+        fit.update(overrides.pop("settings", None) or {})
         for key in ("epochs", "seed"):
             value = overrides.pop(key, None)
             if value is not None:

@@ -31,6 +31,7 @@ __all__ = [
     "parse_assignments",
     "parse_float",
     "parse_holdout",
+    "parse_settings",
     "parse_renames",
     "one_line",
     "existing_file",
@@ -365,6 +366,32 @@ def parse_renames(text: str | dict | None, *, option: str = "--rename") -> dict[
         if new in out.values():
             raise ConfigError(f"{option}: two variables would be called '{new}'.")
         out[old] = new
+    return out
+
+
+def parse_settings(items: tuple[str, ...] | list[str], *, option: str = "--set") -> dict[str, object]:
+    """Parse repeated ``--set key=value``; values in TOML syntax (``0.01``, ``true``, ``[4, 8]``),
+    anything else is taken as a string (``dopri5``). Never evaluated as code.
+
+    Raises
+    ------
+    ConfigError
+        On an item without ``=``, an empty key, or a key given twice.
+    """
+    import tomllib
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key, text = key.strip(), text.strip()
+        if not sep or not key:
+            raise ConfigError(f"{option}: expected KEY=VALUE such as 'lr=0.005', got '{item}'.")
+        if key in out:
+            raise ConfigError(f"{option}: '{key}' is given twice.")
+        try:
+            out[key] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text
     return out
 
 

@@ -24,12 +24,15 @@ from sysid.cli._support import (
     atomic_dir,
     check_new_output,
     console,
+    one_line,
     parse_assignments,
     parse_holdout,
     parse_names,
     parse_renames,
+    parse_settings,
+    print_error,
 )
-from sysid.errors import ConfigError
+from sysid.errors import ConfigError, SysidError
 
 __all__ = ["fit_cmd", "build_model", "split_holdout"]
 
@@ -137,15 +140,27 @@ def _resolve(config: Path | None, data: str | None, **flags: Any) -> CliFitOptio
     return opts
 
 
-def _fit_config(opts: CliFitOptions, config: Path | None) -> Any:
+def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, Any]) -> Any:
+    import dataclasses
+    import difflib
+
     import sysid.training
 
+    known = [f.name for f in dataclasses.fields(sysid.training.FitConfig)]
+    for key in settings:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"--set: unknown option '{key}'.{hint} The options are those of "
+                              f"[fit] (see sysid.training.FitConfig): {', '.join(known)}.")
     fit = dict(opts.fit)
     fit["progress"] = not console.quiet
     try:
         return sysid.training.FitConfig.from_dict(fit)
     except ConfigError as exc:
-        where = f"config file '{config}', [fit]" if config is not None else "fit options"
+        where = (f"config file '{config}', [fit]" if config is not None and not settings
+                 else f"fit options (config file '{config}' and --set)" if config is not None
+                 else "fit options")
         raise ConfigError(f"{where}: {exc}") from None
 
 
@@ -188,6 +203,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
               "'B,C' or a fraction of runs like 0.25.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.")
 @click.option("--seed", type=int, help="Random seed (same seed, same model).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any [fit] option "
+              "(repeatable), e.g. --set lr=0.005 --set solver=dopri5 --set horizons=[4,8].")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory "
               "(must not exist unless --force).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists (only once the new "
@@ -198,13 +215,14 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
             model: str | None,
             free: str | None, params: str | None, width: int | None, depth: int | None,
             config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
-            out: Path, force: bool) -> int:
+            settings: tuple[str, ...], out: Path, force: bool) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
     DATA is a CSV file (give --time and --states), a quoted glob of CSV files with one run each
     ('runs/*.csv'), a .nc/.zarr file written by sysid, or dataset:NAME for a shipped dataset (see 'sysid datasets list').
     """
     check_new_output(out, force=force)
+    settings_d = parse_settings(settings)
     opts = _resolve(
         config, data, time=time_col, states=parse_names(states, option="--states") or None,
         inputs=parse_names(inputs, option="--inputs") if inputs is not None else None,
@@ -215,11 +233,12 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
         free=parse_names(free, option="--free") if free is not None else None,
         params=parse_assignments(params, option="--params") if params is not None else None,
         holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,
+        settings=settings_d,
     )
     started = _time.time()
     ds = read_data(opts.path, opts)  # data first: its errors need no torch import
     spec = parse_model_spec(opts.kind)
-    fit_config = _fit_config(opts, config)
+    fit_config = _fit_config(opts, config, settings_d)
     opts = opts.merged(seed=fit_config.seed)  # record the seed actually used
     train, test = split_holdout(ds, opts.holdout)
     untrained = build_model(spec, opts, train)
@@ -232,13 +251,31 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     finally:
         signal.signal(signal.SIGTERM, previous)
     interrupted = result.stopped_reason == "interrupted"
+    report_error: Exception | None = None
     with atomic_dir(out, force=force) as tmp:
         _write_fit_outputs(tmp, result=result, ds=ds, test=test, opts=opts,
                            elapsed=_time.time() - started)
         from sysid.cli.evaluate import write_report
 
-        write_report(tmp, tmp, result=result)
+        try:
+            write_report(tmp, tmp, result=result)
+        except Exception as exc:  # noqa: BLE001 - a failed report must not throw the model away
+            report_error = exc
+            for name in ("report.html", "report.md", "report.json"):
+                (tmp / name).unlink(missing_ok=True)
     _summarise(out, result)
+    if result.stopped_reason == "diverged":
+        console.info(f"sysid fit: warning: training diverged ({result.message}); the best model "
+                     f"before the failure was saved.")
+    if report_error is not None:
+        if console.verbose:
+            import traceback
+
+            traceback.print_exception(report_error)
+        print_error(f"sysid fit: error: the report could not be written "
+                     f"({type(report_error).__name__}: {one_line(report_error)}); the model and "
+                     f"metrics were saved. Run 'sysid report {out}' once the cause is fixed.")
+        return 2 if isinstance(report_error, SysidError) else 1
     if interrupted:
         console.info(f"interrupted: training stopped early; the best model so far was saved to "
                      f"{out / 'model'}.")
