@@ -19,7 +19,7 @@ from sysid.training.config import FitConfig
 from sysid.training.loss import ScaledRhs, continuity_loss, data_loss, residuals
 from sysid.training.solvers import StepCounter, solve_windows
 from sysid.training.warmstart import smooth_runs
-from sysid.training.windows import Windows, gather
+from sysid.training.windows import WindowInputs, Windows, gather
 
 __all__ = ["ModelSpec", "Scales", "Prepared", "prepare", "compute_scales", "WindowProblem"]
 
@@ -305,16 +305,12 @@ class WindowProblem:
             total = total + corr.pow(2).mean()
         return self.config.neural_penalty * total
 
-    def inputs_for(self, windows: Windows):
-        """``u_at(t (W,))`` over the full runs of the windows (the model's interpolation)."""
+    def inputs_for(self, windows: Windows) -> WindowInputs | None:
+        """The inputs of the windows, interpolated as the model says (None without inputs)."""
         if self.data.u is None:
             return None
-        from sysid.models.interpolation import InputInterpolator
-
-        run = windows.run
-        interp = InputInterpolator(self.data.t[run], self.data.u[run], self.data.lengths[run],
-                                   self.spec.interpolation)
-        return interp
+        return WindowInputs(self.data.t, self.data.u, self.data.lengths, windows,
+                            self.spec.interpolation)
 
     def initial_states(self, nodes: torch.Tensor, windows: Windows) -> torch.Tensor:
         """``(W, S)`` states at the window starts: free nodes where free, else the guesses."""

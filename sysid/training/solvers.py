@@ -26,8 +26,8 @@ from sysid.errors import SolverError
 __all__ = ["solve_windows", "StepCounter"]
 
 Rhs = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
-# inputs of every window at per-window times: u_at(t (W,)) -> (W, I)
-Inputs = Callable[[torch.Tensor], torch.Tensor]
+# inputs of every window at per-window times inside sample gap k: u_at(t (W,), k) -> (W, I)
+Inputs = Callable[[torch.Tensor, int], torch.Tensor]
 
 _HINT = ("the learned system became stiff or blew up; the fit rolls back and lowers the learning "
          "rate. If it keeps failing try a smaller lr, more substeps or a fixed-step solver.")
@@ -65,7 +65,7 @@ def _fixed(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, inputs: Inputs | None,
         h = (dt[:, k] / m)[:, None]
         for j in range(m):
             tk = t[:, k] + dt[:, k] * (j / m)
-            u0 = inputs(tk) if inputs is not None else None
+            u0 = inputs(tk, k) if inputs is not None else None
             k1 = rhs(tk, z, u0)
             if method == "euler":
                 z = z + h * k1
@@ -73,8 +73,8 @@ def _fixed(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, inputs: Inputs | None,
                 continue
             th = tk + 0.5 * h[:, 0]
             t1 = tk + h[:, 0]
-            uh = inputs(th) if inputs is not None else None
-            u1 = inputs(t1) if inputs is not None else None
+            uh = inputs(th, k) if inputs is not None else None
+            u1 = inputs(t1, k) if inputs is not None else None
             k2 = rhs(th, z + 0.5 * h * k1, uh)
             k3 = rhs(th, z + 0.5 * h * k2, uh)
             k4 = rhs(t1, z + h * k3, u1)
@@ -95,7 +95,7 @@ class _ClockField(nn.Module):
     """``dz/ds`` on the shared sample clock (a module so ``odeint_adjoint`` finds the weights)."""
 
     def __init__(self, rhs: nn.Module, t: torch.Tensor, inputs: Inputs | None,
-                 counter: StepCounter, budget: int) -> None:
+                 counter: StepCounter, budget: int, method: str) -> None:
         super().__init__()
         self.rhs = rhs
         self.t = t
@@ -103,6 +103,7 @@ class _ClockField(nn.Module):
         self.inputs = inputs
         self.counter = counter
         self.budget = budget
+        self.method = method
         self.calls = 0
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -118,9 +119,10 @@ class _ClockField(nn.Module):
             t_reached = float(tk.min())
             why = ("the step budget (max_steps) was exhausted" if self.calls > self.budget
                    else "the state became non-finite")
-            raise SolverError(f"Integration failed near t={t_reached:.6g}: {why}; {_HINT}",
+            raise SolverError(f"Integration with {self.method} failed near t={t_reached:.6g}: "
+                              f"{why}; {_HINT}",
                               t_reached=t_reached)
-        u = self.inputs(tk) if self.inputs is not None else None
+        u = self.inputs(tk, k) if self.inputs is not None else None
         return dtk[:, None] * self.rhs(tk, z, u)
 
 
@@ -139,7 +141,8 @@ def solve_windows(rhs: nn.Module, z0: torch.Tensor, t: torch.Tensor, *,
     t : Tensor (W, H)
         Sample times of each window (non-decreasing; zero gaps keep the state).
     inputs : callable, optional
-        ``u_at(t (W,)) -> (W, I)``: the inputs of every window at per-window times.
+        ``u_at(t (W,), k) -> (W, I)``: the inputs of every window at per-window times inside
+        sample gap ``k`` (see :class:`~sysid.training.windows.WindowInputs`).
     method : str
         "rk4", "euler" or a torchdiffeq adaptive method.
     substeps : int
@@ -177,7 +180,7 @@ def solve_windows(rhs: nn.Module, z0: torch.Tensor, t: torch.Tensor, *,
         return _fixed(rhs, z0, t, inputs, method, substeps, counter)
     import torchdiffeq
 
-    func = _ClockField(rhs, t, inputs, counter, budget=6 * max_steps + 8)
+    func = _ClockField(rhs, t, inputs, counter, budget=6 * max_steps + 8, method=method)
     grid = torch.arange(t.shape[1], dtype=z0.dtype)
     options = {"max_num_steps": max_steps}
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Windows", "make_windows", "gather"]
+__all__ = ["Windows", "make_windows", "gather", "WindowInputs"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,36 @@ def make_windows(lengths: torch.Tensor, horizon: int, stride: int = 1) -> Window
 def gather(values: torch.Tensor, windows: Windows) -> torch.Tensor:
     """Values of a padded run tensor ``(R, N, ...)`` at the window positions: ``(W, H, ...)``."""
     return values[windows.run[:, None], windows.idx]
+
+
+class WindowInputs:
+    """Inputs of a batch of windows, interpolated as the model's :class:`InputInterpolator`.
+
+    Zero-order hold is exact per sample gap: every stage inside gap ``k`` sees sample ``k`` (a
+    time-based lookup would see sample ``k+1`` at the gap's right end). Linear and cubic
+    interpolation are continuous, so they are evaluated at the stage times over the window's
+    whole run (the same curve :func:`sysid.simulate` uses).
+
+    Parameters
+    ----------
+    t, u : Tensor (R, N), (R, N, I)
+        Padded run times and inputs.
+    lengths : LongTensor (R,)
+    windows : Windows
+    kind : {"zoh", "linear", "cubic"}
+    """
+
+    def __init__(self, t: torch.Tensor, u: torch.Tensor, lengths: torch.Tensor, windows: Windows,
+                 kind: str) -> None:
+        from sysid.models.interpolation import InputInterpolator
+
+        self.kind = kind
+        self.samples = gather(u, windows)  # (W, H, I)
+        run = windows.run
+        self.interp = None if kind == "zoh" else InputInterpolator(t[run], u[run], lengths[run], kind)
+
+    def __call__(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        """Inputs ``(W, I)`` at times ``t (W,)`` inside sample gap ``k`` of every window."""
+        if self.interp is None:
+            return self.samples[:, k]
+        return self.interp(t)
