@@ -188,12 +188,32 @@ def _physics_field(system_or_fn: Any, parameters: Mapping[str, Parameter | float
                 "Parameter(value, vary=...) in parameters."
             )
         return PhysicsField(system_or_fn, parameters, states, inputs, outputs=outputs, dtype=dtype, **units)
-    if parameters is not None or states is not None or tuple(inputs):
+    if parameters is not None:
         raise ConfigError(
-            "sysid.models: a catalogue system brings its own parameters, states and inputs; choose "
-            "which parameters are free with free=[...] and their starting values with values={...}."
+            "sysid.models: a catalogue system brings its own parameters; choose which are free "
+            "with free=[...] and their starting values with values={...}."
         )
-    return PhysicsField.from_system(system_or_fn, free=free, values=values, dtype=dtype)
+    system = system_or_fn
+    if isinstance(system, str):
+        from sysid import systems as catalogue
+
+        system = catalogue.get(system)
+    names = {"state_units": tuple(states) if states is not None else system.states,
+             "input_units": tuple(inputs) or system.inputs}
+    new_units: dict[str, str] = {}
+    for key, given in units.items():
+        if key == "time_units":
+            if given:
+                new_units["time"] = str(given)
+        elif isinstance(given, Mapping):
+            new_units.update({str(k): str(v) for k, v in given.items()})
+        elif given is not None:
+            given = [str(v) for v in given]
+            if len(given) != len(names[key]):
+                raise ConfigError(f"sysid.models: {key} has {len(given)} entries for {list(names[key])}.")
+            new_units.update(zip(names[key], given))
+    return PhysicsField.from_system(system, free=free, values=values, states=states,
+                                    inputs=tuple(inputs) or None, units=new_units or None, dtype=dtype)
 
 
 def neural(
@@ -250,6 +270,8 @@ def physics(
     system_or_fn : sysid.systems.System, str or callable
         A catalogue system (all parameters free unless ``free`` lists some; ``values`` replaces
         defaults), or ``fn(t, x, u, p, xp)`` with ``parameters`` and ``states`` (and ``inputs``).
+        With a catalogue system, ``states``/``inputs`` rename its states and inputs to the names
+        in your data, in the system's order (``physics("lotka_volterra", states=["hare", "lynx"])``).
 
     Examples
     --------

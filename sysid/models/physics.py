@@ -56,6 +56,21 @@ def _fn_name(fn: Callable[..., Any]) -> str:
 
 
 @final
+def _renamed(system: str, kind: str, names: tuple[str, ...], new: Sequence[str] | None) -> tuple[str, ...]:
+    """The system's state or input names, or the user's names for them (same count, same order)."""
+    if new is None:
+        return tuple(names)
+    if isinstance(new, str):
+        raise ConfigError(f"PhysicsField.from_system: {kind} must be a list of names, not {new!r}.")
+    new = tuple(str(n) for n in new)
+    if len(new) != len(names):
+        raise ConfigError(
+            f"PhysicsField.from_system: system {system!r} has {len(names)} {kind} {list(names)}; "
+            f"{len(new)} names were given ({list(new)}). Give one name per {kind[:-1]}, in this order."
+        )
+    return new
+
+
 class PhysicsField(VectorField):
     """A known right-hand side ``fn(t, x, u, p, xp)`` with named :class:`Parameter` values.
 
@@ -150,6 +165,9 @@ class PhysicsField(VectorField):
         free: Iterable[str] | None = None,
         values: Mapping[str, float] | None = None,
         *,
+        states: Sequence[str] | None = None,
+        inputs: Sequence[str] | None = None,
+        units: Mapping[str, str] | None = None,
         dtype: torch.dtype | None = None,
     ) -> PhysicsField:
         """The right-hand side of a catalogue :class:`sysid.systems.System` as a physics term.
@@ -162,6 +180,11 @@ class PhysicsField(VectorField):
             Parameters a fit estimates; default all. The others are fixed.
         values : mapping, optional
             Starting values replacing the catalogue defaults.
+        states, inputs : sequence of str, optional
+            The names your data uses for the system's states and inputs, in the system's order
+            (e.g. ``states=["hare", "lynx"]`` for Lotka-Volterra's ``("prey", "predator")``).
+        units : mapping, optional
+            Units replacing the system's, by (new) state or input name, and ``"time"``.
         dtype : torch.dtype, optional
             Dtype of the stored parameters.
         """
@@ -194,14 +217,23 @@ class PhysicsField(VectorField):
                                             units=ps.units, description=ps.description)
             except ParameterError as exc:
                 raise ParameterError(f"Parameter {ps.name!r} of system {system.name!r}: {exc}") from exc
+        state_names = _renamed(system.name, "states", system.states, states)
+        input_names = _renamed(system.name, "inputs", system.inputs, inputs)
+        units = dict(units or {})
+        unknown = [n for n in units if n not in (*state_names, *input_names, "time")]
+        if unknown:
+            raise ConfigError(
+                f"PhysicsField.from_system: units given for {unknown}, which are not states or inputs "
+                f"{[*state_names, *input_names]} (or 'time')."
+            )
         return cls(
             system.rhs,
             params,
-            system.states,
-            system.inputs,
-            state_units=system.state_units,
-            input_units=system.input_units,
-            time_units=system.time_units,
+            state_names,
+            input_names,
+            state_units=[units.get(n, u) for n, u in zip(state_names, system.state_units)],
+            input_units=[units.get(n, u) for n, u in zip(input_names, system.input_units)],
+            time_units=units.get("time", system.time_units),
             dtype=dtype,
             system=system.name,
         )
