@@ -334,7 +334,7 @@ def test_model_observed_latent_and_errors():
     with pytest.raises(ConfigError, match="a physics function needs parameters"):
         sm.physics(forced_spring)
     with pytest.raises(ConfigError, match="a catalogue system brings its own parameters"):
-        sm.physics("lotka_volterra", states=["a", "b"])
+        sm.physics("lotka_volterra", parameters={"a": 1.0})
 
 
 def test_parameter_table_units_and_values():
