@@ -332,7 +332,7 @@ def test_usage_errors_exit_2(capsys):
 def test_help_and_version_exit_0(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "Worked example" in out and "sysid fit hare_lynx.csv" in out
+    assert "Worked example" in out and "sysid fit dataset:us_population" in out
     assert main(["--version"]) == 0
     assert "sysid, version" in capsys.readouterr().out
 

@@ -167,6 +167,10 @@ def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
               "output times, one per line (or a CSV with a time column).")
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="CSV with the "
               "input signal (time column and one column per model input).")
+@click.option("--time", "time_col", metavar="COL", help="Time column of CSV files given to "
+              "--initial-from/--inputs (default: as in the fit).")
+@click.option("--run", "run_col", metavar="COL", help="Run-id column of the --initial-from CSV "
+              "(default: as in the fit).")
 @click.option("--method", default="dopri5", show_default=True, help="ODE solver (dopri5, rk4, ...).")
 @click.option("--rtol", default="1e-6", show_default=True, help="Relative tolerance.")
 @click.option("--atol", default="1e-8", show_default=True, help="Absolute tolerance.")
@@ -175,8 +179,8 @@ def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
                  t_end: str | None, dt: str | None, times_file: Path | None,
-                 inputs_file: Path | None, method: str, rtol: str, atol: str, out: Path,
-                 force: bool) -> None:
+                 inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
+                 rtol: str, atol: str, out: Path, force: bool) -> None:
     """Simulate the model fitted in MODEL_DIR and write the trajectories to --out."""
     import numpy as np
 
@@ -194,6 +198,9 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
         raise ConfigError("give --dt or --times, not both.")
     if times_file is None and t_end is None and initial_from is None:
         raise ConfigError("--t-end is required with --y0 (or give --times FILE).")
+    if t_start is not None and times_file is not None:
+        raise ConfigError("--t-start and --times both set the start; the first time in the "
+                          "--times file is the start.")
     if t_start is not None and initial_from is not None:
         raise ConfigError("--t-start goes with --y0; with --initial-from each run starts at its "
                           "first sample.")
@@ -202,7 +209,7 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
     run_dir, model_path = find_model_dir(model_dir)
     model = sysid.load_model(model_path)
     states = tuple(model.field.state_names)
-    opts = fit_data_options(run_dir)
+    opts = fit_data_options(run_dir).merged(time=time_col, run=run_col)
 
     times = None
     data_inputs: Any = None
