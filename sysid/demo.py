@@ -27,10 +27,11 @@ def run(out: Path, *, epochs: int = 600, seed: int = 0, quiet: bool = False) -> 
     """Fit the demo model, write its files into ``out`` and return the relative parameter errors."""
     import sysid
 
-    data = sysid.datasets.load("hare_lynx").rename(hare="prey", lynx="predator")
+    data = sysid.datasets.load("hare_lynx")
     system = sysid.systems.get("lotka_volterra")
     start = {"a": 1.0, "b": 0.05, "c": 0.5, "d": 0.05}
-    model = sysid.models.physics(system, values=start)
+    # the catalogue's states (prey, predator) take the data's names
+    model = sysid.models.physics(system, values=start, states=["hare", "lynx"])
     config = sysid.FitConfig(loss="log", epochs=epochs, initial_states="free", seed=seed,
                              progress=not quiet)
     t0 = time.perf_counter()

@@ -261,7 +261,9 @@ def report(
         warnings.simplefilter("always", an.ExtrapolationWarning)
         _data_section(doc, full, held)
         _model_section(doc, mdl, pars, fit_info, hist)
-        _metrics_sections(doc, an, plot, mdl, full, train, held, k, threshold, settings)
+        # a FitResult carries the fitted initial states: free runs of training runs start there
+        fitted = model if fit_info else mdl
+        _metrics_sections(doc, an, plot, fitted, full, train, held, k, threshold, settings)
         if reference is not None:
             _reference_sections(doc, an, plot, mdl, reference, params, full, train, held, pars, threshold,
                                 settings)
@@ -332,7 +334,7 @@ def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset,
     def free_run() -> None:
         cmp = an.compare(mdl, full, held_out=held, threshold=threshold,
                          training_data=train if held else None, settings=settings)
-        doc.heading("Fit to the data (free run from each run's first sample)")
+        doc.heading("Fit to the data (free run from each run's initial state: fitted where the fit estimated it, else the first sample)")
         doc.text("fit_percent as MATLAB compare: 100 (1 - |y - ŷ| / |y - mean y|); "
                  f"NRMSE = RMSE / {cmp.metrics.attrs['normalise']} of the data.")
         doc.table(cmp.table())

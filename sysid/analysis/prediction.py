@@ -25,6 +25,16 @@ from sysid.errors import ConfigError, DataError
 Initial = Mapping[str, "float | Sequence[float]"]
 
 
+def _fitted_initial_states(model: object) -> pd.DataFrame | None:
+    """The initial states a fit estimated, per training run: all states when the fit treated them
+    as free (``FitConfig(initial_states="free")``), else only the unmeasured (latent) ones."""
+    if not type(model).__module__.startswith("sysid.training"):
+        return None
+    if getattr(model.config, "initial_states", "measured") == "free" and not model.initial_states.empty:
+        return model.initial_states
+    return model.latent_initial
+
+
 def _initial_states(
     dyn: Dynamics,
     data: xr.Dataset,
@@ -32,8 +42,8 @@ def _initial_states(
     initial: Initial | None,
     estimated: pd.DataFrame | None = None,
 ) -> np.ndarray:
-    """Initial states (R, S): ``initial`` if given, else the run's first sample, else the fit's
-    estimate for that run (``estimated``: runs x latent states), else the model's default."""
+    """Initial states (R, S): ``initial`` if given, else the fit's estimate for that run
+    (``estimated``: runs x states), else the run's first sample, else the model's default."""
     from sysid.data import get_run
 
     initial = dict(initial or {})
@@ -51,10 +61,10 @@ def _initial_states(
                         f"initial[{name!r}] has {v.size} values; give one, or one per run ({len(runs)})."
                     )
                 y0[i, j] = v[0] if v.size == 1 else v[i]
-            elif name in one.data_vars and one.sizes["time"] > 0:
-                y0[i, j] = float(one[name].values[0])
             elif estimated is not None and name in estimated.columns and run in estimated.index:
                 y0[i, j] = float(estimated.loc[run, name])
+            elif name in one.data_vars and one.sizes["time"] > 0:
+                y0[i, j] = float(one[name].values[0])
             elif name in dyn.latent_initial:
                 y0[i, j] = float(dyn.latent_initial[name])
         bad = [dyn.states[j] for j in range(dyn.n_states) if not np.isfinite(y0[i, j])]
@@ -148,7 +158,7 @@ def predict(
         )
     times = [get_run(data, r)["time"].values for r in runs]
     if k is None:
-        estimated = model.latent_initial if type(model).__module__.startswith("sysid.training") else None
+        estimated = _fitted_initial_states(model)
         y0 = _initial_states(dyn, data, runs, initial, estimated)
         out = []
         for i, r in enumerate(runs):
