@@ -32,8 +32,9 @@ Evaluation
     same for the reference parameters.
 
 Result (full mode, measured; see case_studies/README.md)
-    M within ~1 %, offset within ~1 %, Fv and Fc within ~8 % of the reference; 1-s-ahead
-    position errors on held-out data of the same size as the reference model's.
+    M within 1 %, offset within 5 %, Fv and Fc within 8 % of the reference; the median
+    1-s-ahead position error on held-out seconds is a little below the reference model's (both
+    ~1.5 mm on a 246 mm stroke).
 
 Run ``python case_studies/emps.py [--fast] [--out DIR] [--data PATH]``.
 """
@@ -41,10 +42,10 @@ Run ``python case_studies/emps.py [--fast] [--out DIR] [--data PATH]``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,18 +54,17 @@ import pandas as pd
 import torch
 import xarray as xr
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Study, setup  # noqa: E402
 
 import sysid  # noqa: E402
-from sysid.analysis.tables import markdown_table  # noqa: E402
 from sysid.data import from_arrays, get_run, run_ids  # noqa: E402
 from sysid.models import Parameter, second_order  # noqa: E402
 from sysid.simulation import SolverConfig  # noqa: E402
 from sysid.training import FitConfig  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "physics" / "emps_estimation_raw.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "physics" / "emps_estimation_raw.csv"
 REFERENCE = {"M": 95.1089, "Fv": 203.5034, "Fc": 20.3935, "offset": -3.1648}
 GAIN = 35.1507  # N/V, motor constant x amplifier gain x transmission ratio (benchmark value)
 EPS = 0.005  # m/s, width of tanh(v / eps) standing in for sign(v)
@@ -162,10 +162,8 @@ def prediction_errors(model: sysid.models.Model, seg: xr.Dataset, v0: np.ndarray
     return np.asarray(err)
 
 
-def run(settings: Settings, data_path: Path, out: Path) -> dict:
-    """Fit, predict held-out seconds, tabulate and plot; returns the summary."""
-    torch.set_num_threads(1)
-    out.mkdir(parents=True, exist_ok=True)
+def run(settings: Settings, data_path: Path, study: Study) -> dict:
+    """Fit, predict held-out seconds, tabulate and plot into ``study``; returns the summary."""
     ds = load(data_path)
     t = ds["time"].values[0]
     train = ds.isel(obs=np.nonzero(t <= settings.train_until)[0][:: settings.every])
@@ -180,42 +178,26 @@ def run(settings: Settings, data_path: Path, out: Path) -> dict:
     params = pd.DataFrame({"reference": REFERENCE, "fitted": fitted,
                            "stderr": {k: float(stderr[k]) for k in REFERENCE}})
     params["rel_err"] = (params["fitted"] - params["reference"]) / params["reference"].abs()
-    params.to_csv(out / "emps_parameters.csv")
+    study.table("parameters", params)
 
     seg, v0 = segments(ds, SPLIT, 1.0)
     reference = build(REFERENCE, vary=False)
     err_fit = prediction_errors(res.model, seg, v0)
     err_ref = prediction_errors(reference, seg, v0)
-    pred = pd.DataFrame({"segment": run_ids(seg), "rmse_fitted_mm": 1e3 * err_fit,
-                         "rmse_reference_mm": 1e3 * err_ref})
-    pred.to_csv(out / "emps_prediction.csv", index=False)
-    _figure(res.model, reference, seg, v0, out)
-    summary = {
-        "fitted": fitted, "reference": REFERENCE,
-        "rel_err": {k: float(params.loc[k, "rel_err"]) for k in REFERENCE},
-        "heldout_1s_rmse_mm": {"fitted_median": float(np.median(err_fit) * 1e3),
-                               "reference_median": float(np.median(err_ref) * 1e3),
-                               "fitted_max": float(err_fit.max() * 1e3),
-                               "reference_max": float(err_ref.max() * 1e3)},
-        "position_range_mm": float(1e3 * (np.nanmax(ds["q"].values) - np.nanmin(ds["q"].values))),
-        "fit_seconds": seconds, "eps": EPS, "every": settings.every, "train_until": settings.train_until,
-    }
-    (out / "emps_metrics.json").write_text(json.dumps(summary, indent=2))
-    md = ["## EMPS: parameters", markdown_table(params), "",
-          "## EMPS: position RMSE (mm) 1 s ahead on held-out seconds (t > 16.5 s)",
-          markdown_table(pred.set_index("segment"))]
-    (out / "emps_metrics.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
-    print(f"\nfit time {seconds:.1f} s; median 1-s-ahead RMSE: fitted "
-          f"{summary['heldout_1s_rmse_mm']['fitted_median']:.3f} mm, reference "
-          f"{summary['heldout_1s_rmse_mm']['reference_median']:.3f} mm")
-    return summary
+    pred = pd.DataFrame({"rmse_fitted_mm": 1e3 * err_fit, "rmse_reference_mm": 1e3 * err_ref},
+                        index=pd.Index(run_ids(seg), name="segment"))
+    study.table("heldout_1s_ahead_position_rmse_mm", pred)
+    study.figure(_figure(res.model, reference, seg, v0), "heldout")
+    study.notes.append(f"fit time {seconds:.1f} s (one thread); trained on t <= {settings.train_until} s, "
+                       f"every {settings.every} samples; sign(v) replaced by tanh(v / {EPS} m/s)")
+    study.notes.append(f"median 1-s-ahead position RMSE on held-out seconds: fitted "
+                       f"{np.median(err_fit) * 1e3:.3f} mm, reference {np.median(err_ref) * 1e3:.3f} mm "
+                       f"(stroke {1e3 * (np.nanmax(ds['q'].values) - np.nanmin(ds['q'].values)):.0f} mm)")
+    return {"fitted": fitted, "median_fit_mm": float(np.median(err_fit) * 1e3),
+            "median_ref_mm": float(np.median(err_ref) * 1e3)}
 
 
-def _figure(model, reference, seg: xr.Dataset, v0: np.ndarray, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _figure(model, reference, seg: xr.Dataset, v0: np.ndarray):
     import matplotlib.pyplot as plt
 
     solver = SolverConfig(method="rk4", step=5e-4)
@@ -236,30 +218,40 @@ def _figure(model, reference, seg: xr.Dataset, v0: np.ndarray, out: Path) -> Non
     ax2.set_ylabel("prediction error [mm]")
     ax2.set_xlabel("time [s]")
     fig.tight_layout()
-    fig.savefig(out / "emps_heldout.png", dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--fast", action="store_true", help="small, quick version (used by the tests)")
-    parser.add_argument("--out", type=Path, default=Path("results/case_studies/emps"))
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    args = parser.parse_args(argv)
-    s = run(FAST if args.fast else FULL, args.data, args.out)
-    if args.fast:
-        # fast mode sees 8 s at 250 Hz (measured: every parameter within ~5 %); the full fit is
-        # closer for M. Tolerances: M within 10 % (the 250 Hz sampling blurs the short
-        # accelerations that determine the mass), offset within 20 % (it is small: 3 N against
-        # forces of ~40 N), friction terms within 25 % (they trade off against each other with
-        # less data); held-out 1-s predictions no worse than twice the reference model's
-        err = s["rel_err"]
-        assert abs(err["M"]) < 0.10 and abs(err["offset"]) < 0.2, err
-        assert abs(err["Fv"]) < 0.25 and abs(err["Fc"]) < 0.25, err
-        h = s["heldout_1s_rmse_mm"]
-        assert h["fitted_median"] < 2.0 * h["reference_median"], h
-    return 0
+def main(argv: Sequence[str] | None = None) -> Study:
+    """Run the study; return the measured checks and tables."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--fast", action="store_true",
+                        help="short fits for the test suite (looser tolerances, stated in the script)")
+    parser.add_argument("--out", default="results/case_studies", help="folder for figures and tables")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="emps_estimation_raw.csv (default: the shared datasets folder)")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    setup()
+    study = Study(name="emps", out=Path(args.out), fast=args.fast)
+    s = run(FAST if args.fast else FULL, args.data, study)
+    source = "EMPS benchmark reference (Janot, Gautier & Brunot 2019, inverse-dynamics least squares)"
+    # Tolerances (relative). Full mode: M 3 % (measured 0.6 %), offset 10 % (it is 3 N against
+    # forces of ~40 N; measured 5 %), Fv and Fc 15 % (viscous and Coulomb friction trade off
+    # against each other, and tanh(v/eps) is not sign(v); measured 7-8 %). Fast mode sees 8 s at
+    # 250 Hz (the sampling blurs the short accelerations that fix the mass): M 10 %, offset 20 %,
+    # friction 25 % (measured: M +5.4 %, the others within 3 %).
+    tol = ({"M": 0.10, "Fv": 0.25, "Fc": 0.25, "offset": 0.2} if args.fast else
+           {"M": 0.03, "Fv": 0.15, "Fc": 0.15, "offset": 0.10})
+    units = {"M": "kg", "Fv": "N s/m", "Fc": "N", "offset": "N"}
+    for name, ref in REFERENCE.items():
+        study.check(f"{name} [{units[name]}]", s["fitted"][name], ref, tol[name], source=source)
+    # held-out prediction: the fitted model's median 1-s-ahead error may exceed the reference
+    # model's by at most 50 % (measured: it is lower in both modes)
+    study.check("median held-out 1-s-ahead RMSE, fitted / reference", s["median_fit_mm"] / s["median_ref_mm"],
+                1.0, 0.5, absolute=True, source="the reference parameters on the same segments")
+    study.save()
+    print(study.report())
+    return study
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(0 if main().passed else 1)
