@@ -19,7 +19,7 @@ deviation, averaged over the two states), checked on the noise-free held-out run
 
 Both run in one process, one torch thread, interleaved per seed; medians over seeds.
 
-Run: ``python benchmarks/bench_fit_speed.py [--seeds 3] [--cap 150]``. The last line is
+Run: ``python benchmarks/bench_fit_speed.py [--seeds 3] [--cap 60]``. The last line is
 ``speedup vs tutorial loop: N.Nx`` (median baseline time / median sysid time; when the baseline
 never reaches the target within the cap the cap is used, so the speedup is a lower bound and the
 line before says so).
@@ -145,7 +145,7 @@ def run_baseline(train, test, seed: int, cap: float) -> tuple[float, float, bool
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="number of data/model seeds")
-    parser.add_argument("--cap", type=float, default=150.0, help="baseline training cap (s)")
+    parser.add_argument("--cap", type=float, default=60.0, help="baseline training cap (s)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ours, base, equal = [], [], []

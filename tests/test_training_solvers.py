@@ -191,3 +191,26 @@ def test_derivative_regression_recovers_a_linear_field():
                                parameters=[f.k], use_lbfgs=True)
     assert float(f.k.detach()) == pytest.approx(0.7, rel=1e-6)  # exact data: least squares is exact
     assert info["loss_after"] < 1e-10 < info["loss_before"]
+
+
+def test_loss_kinds_and_weights_against_hand_computation():
+    from sysid.training.loss import data_loss
+
+    pred = torch.tensor([[[1.0, 2.0], [3.0, 5.0]]], dtype=D)  # (W=1, H=2, S=2), scaled units
+    obs = torch.tensor([[[1.5, 2.0], [2.0, 4.0]]], dtype=D)
+    mask = torch.tensor([[[True, True], [True, False]]])
+    w = torch.tensor([1.0, 3.0], dtype=D)
+    mean = torch.tensor([10.0, 20.0], dtype=D)
+    scale = torch.tensor([2.0, 4.0], dtype=D)
+    # mse: weighted squared errors over the 3 measured entries (the masked 5 vs 4 is ignored)
+    expected = (1 * 0.5**2 + 3 * 0.0**2 + 1 * 1.0**2) / 3
+    assert float(data_loss(pred, obs, mask, w, "mse", mean, scale)) == pytest.approx(expected)
+    # log: differences of log user values, x = mean + scale * z
+    xp, xo = mean + scale * pred, mean + scale * obs
+    lg = (torch.log(xp) - torch.log(xo))[mask]
+    expected = float((torch.tensor([1.0, 3.0, 1.0], dtype=D) * lg**2).sum() / 3)
+    assert float(data_loss(pred, obs, mask, w, "log", mean, scale)) == pytest.approx(expected,
+                                                                                      rel=1e-6)
+    rel = ((xp - xo) / (xo.abs() + 1e-3 * scale))[mask]
+    expected = float((torch.tensor([1.0, 3.0, 1.0], dtype=D) * rel**2).sum() / 3)
+    assert float(data_loss(pred, obs, mask, w, "relative", mean, scale)) == pytest.approx(expected)

@@ -270,6 +270,10 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     if stopped == "diverged":
         warnings.warn(f"fit stopped early: {message} The best model so far is returned.",
                       FitWarning, stacklevel=2)
+    # provenance travels with the model into model files (JSON only)
+    work.metadata = {**work.metadata, "fit": {
+        "config": cfg.to_dict(), "stopped_reason": stopped, "best_epoch": loop.best_epoch,
+        "epochs_run": loop.epoch, "runs": list(train.run_ids)}}
     return FitResult(model=work, history=history, parameters=params, solver_stats=stats,
                      config=cfg, stopped_reason=stopped, message=message,
                      best_epoch=loop.best_epoch, latent_initial=latent,
