@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sysid.cli._pipeline import find_model_dir, read_data, write_json
 from sysid.cli._support import atomic_dir, check_new_output, console, parse_assignments, parse_float
 from sysid.errors import ConfigError, DataError, SolverError
 
-__all__ = ["fit_metrics", "load_run", "write_report", "compare_cmd", "report_cmd"]
+__all__ = ["FitRun", "fit_metrics", "load_run", "write_report", "compare_cmd", "report_cmd"]
 
 DATA_COPY = "data.nc"
 
@@ -45,24 +46,60 @@ def fit_metrics(model: Any, ds: Any, *, held_out: list[str]) -> dict[str, Any]:
     return {"trajectory": sysid.analysis.jsonable(table), "normalise": metrics.attrs["normalise"]}
 
 
-def load_run(run_dir: Path) -> dict[str, Any]:
-    """The pieces of a fit run directory: model, data, history, parameters, metrics, manifest."""
+@dataclass(frozen=True, kw_only=True)
+class FitRun:
+    """What a ``sysid fit`` output directory holds, loaded.
+
+    Attributes
+    ----------
+    dir : Path
+        The directory.
+    model : sysid.models.Model
+        The trained model.
+    data : xarray.Dataset or None
+        The data as the fit read it (``data.nc``; None for a bare model folder).
+    history, parameters : pandas.DataFrame or None
+        Training history and parameter table.
+    metrics, manifest : dict
+        ``metrics.json`` and ``manifest.json`` (empty when absent).
+    """
+
+    dir: Path
+    model: Any
+    data: Any
+    history: Any
+    parameters: Any
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def held_out(self) -> list[str]:
+        """Runs of ``data`` the fit did not train on."""
+        return list(self.manifest.get("data", {}).get("held_out", []))
+
+
+def load_run(run_dir: Path) -> FitRun:
+    """Load a fit output directory (or a bare model folder written by ``sysid.save_model``)."""
     import pandas as pd
 
     import sysid
     import sysid.data
 
     run_dir, model_path = find_model_dir(run_dir)
-    out: dict[str, Any] = {"dir": run_dir, "model": sysid.load_model(model_path)}
-    data = run_dir / DATA_COPY
-    out["data"] = sysid.data.load_netcdf(data) if data.is_file() else None
-    for name, reader in (("history", pd.read_csv), ("parameters", pd.read_csv)):
+
+    def table(name: str) -> Any:
         f = run_dir / f"{name}.csv"
-        out[name] = reader(f) if f.is_file() else None
-    for name in ("metrics", "manifest"):
+        return pd.read_csv(f) if f.is_file() else None
+
+    def document(name: str) -> dict[str, Any]:
         f = run_dir / f"{name}.json"
-        out[name] = json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
-    return out
+        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+
+    data = run_dir / DATA_COPY
+    return FitRun(dir=run_dir, model=sysid.load_model(model_path),
+                  data=sysid.data.load_netcdf(data) if data.is_file() else None,
+                  history=table("history"), parameters=table("parameters"),
+                  metrics=document("metrics"), manifest=document("manifest"))
 
 
 def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str | None = None,
@@ -90,21 +127,20 @@ def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str
     import sysid.systems
 
     run = load_run(run_dir)
-    manifest = run["manifest"]
-    held_out = manifest.get("data", {}).get("held_out", [])
+    manifest = run.manifest
     if reference is None:
-        kind, _, system = str(manifest.get("model", "neural")).partition(":")
+        _kind, _, system = str(manifest.get("model", "neural")).partition(":")
         reference = system or None
-    if run["data"] is None:
-        raise DataError(f"'{run['dir']}' has no copy of its data ({DATA_COPY}); the report needs it.")
+    if run.data is None:
+        raise DataError(f"'{run.dir}' has no copy of its data ({DATA_COPY}); the report needs it.")
     return sysid.reporting.report(
-        result if result is not None else run["model"], run["data"], out=out,
+        result if result is not None else run.model, run.data, out=out,
         reference=sysid.systems.get(reference) if reference else None, params=params or None,
-        held_out=held_out,
-        history=run["history"] if result is None else None,
-        parameters=run["parameters"] if result is None else None,
-        metrics=run["metrics"], overwrite=True,
-        title=f"sysid fit of {manifest.get('data', {}).get('source', run['dir'].name)} "
+        held_out=run.held_out,
+        history=run.history if result is None else None,
+        parameters=run.parameters if result is None else None,
+        metrics=run.metrics, overwrite=True,
+        title=f"sysid fit of {manifest.get('data', {}).get('source', run.dir.name)} "
               f"({manifest.get('model', 'neural')} model)",
     )
 
@@ -157,16 +193,16 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     if not thr > 0:
         raise ConfigError(f"--threshold must be positive, got {threshold}.")
     run = load_run(model_dir)
-    model = run["model"]
+    model = run.model
     missing = [s for s in model.field.state_names if s not in system.states]
     if missing:
         raise ConfigError(f"--reference {system.name}: the model's states {missing} are not "
                           f"states of '{system.name}' ({list(system.states)}); compare with a "
                           f"system over the same states.")
-    training = run["data"]
-    held_out = run["manifest"].get("data", {}).get("held_out", [])
+    training = run.data
+    held_out = run.held_out
     if data_source is not None:
-        opts = fit_data_options(run["dir"])
+        opts = fit_data_options(run.dir)
         data = read_data(data_source, opts, what="--data")
     elif training is not None:
         data = training

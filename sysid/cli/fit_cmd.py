@@ -43,7 +43,7 @@ Examples:
 \b
   # known physics with two unknown parameters (the rest fixed at the given values)
   sysid fit pend.csv --time t --states theta,omega --model physics:pendulum \\
-        --free g_over_l,damping --params g_over_l=50 --out pend_fit
+        --free w2,c --params w2=50 --out pend_fit
 \b
   # every option in a file; flags override it; the resolved file is written to DIR/config.toml
   sysid fit --config rig_fit/config.toml --seed 1 --out rig_fit_seed1
@@ -200,7 +200,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 @click.option("--config", type=click.Path(path_type=Path), help="TOML file with every option "
               "(tables [data], [model], [fit]); flags override it.")
 @click.option("--holdout", metavar="RUNS|FRACTION", help="Runs held out for validation: ids "
-              "'B,C' or a fraction of runs like 0.25.")
+              "'B,C' or a fraction of runs like 0.25 (the last runs in file order).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.")
 @click.option("--seed", type=int, help="Random seed (same seed, same model).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any [fit] option "
@@ -219,7 +219,8 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
     DATA is a CSV file (give --time and --states), a quoted glob of CSV files with one run each
-    ('runs/*.csv'), a .nc/.zarr file written by sysid, or dataset:NAME for a shipped dataset (see 'sysid datasets list').
+    ('runs/*.csv'), a .nc/.zarr file written by sysid, or dataset:NAME for a shipped dataset
+    (see 'sysid datasets list').
     """
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)

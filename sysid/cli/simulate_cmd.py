@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -227,9 +228,8 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
             times = time_grid(t0, parse_float(t_end, what="--t-end"),
                               parse_float(dt, what="--dt") if dt is not None else None)
     else:
-        observed = tuple(getattr(model, "observed", states))
-        read = CliFitOptions(**{**_as_kwargs(opts), "states": opts.states or observed,
-                                "inputs": opts.inputs or tuple(model.field.input_names)})
+        read = dataclasses.replace(opts, states=opts.states or tuple(model.observed),
+                                   inputs=opts.inputs or tuple(model.field.input_names))
         data = read_data(initial_from, read, what="--initial-from")
         initial = data
         if times is None and t_end is not None:
@@ -269,8 +269,3 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
     console.info(f"wrote {len(runs)} simulated run{'s' if len(runs) != 1 else ''} of "
                  f"{list(states)} to {out}")
 
-
-def _as_kwargs(opts: CliFitOptions) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
