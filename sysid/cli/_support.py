@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 
+DIRECTORY_STORES = (".zarr",)  # outputs that are directories on disk
+
+
 class UserError(SysidError, ValueError):
     """A mistake on the command line that is not about data, parameters or configuration.
 
@@ -208,7 +211,7 @@ def atomic_file(target: Path, *, force: bool, option: str = "--out") -> Iterator
         The temporary path to write to.
     """
     target = Path(target)
-    if target.is_dir():
+    if target.is_dir() and target.suffix.lower() not in DIRECTORY_STORES:
         raise UserError(f"output '{target}' ({option}) is a directory; give a file name such as "
                         f"'{target / 'out.csv'}'.")
     check_new_output(target, force=force, option=option)
@@ -226,9 +229,13 @@ def atomic_file(target: Path, *, force: bool, option: str = "--out") -> Iterator
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         check_new_output(target, force=force, option=option)
-        if tmp.is_dir() and target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
+        if target.is_dir():  # a directory store (zarr) being replaced: move the old one aside first
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "previous")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
