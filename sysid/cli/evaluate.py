@@ -197,8 +197,9 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     missing = [s for s in model.field.state_names if s not in system.states]
     if missing:
         raise ConfigError(f"--reference {system.name}: the model's states {missing} are not "
-                          f"states of '{system.name}' ({list(system.states)}); compare with a "
-                          f"system over the same states.")
+                          f"states of '{system.name}' ({list(system.states)}); fit with "
+                          f"--rename {missing[0]}={system.states[0]},... so that the names match, "
+                          f"or compare with a system over the same states.")
     training = run.data
     held_out = run.held_out
     if data_source is not None:
