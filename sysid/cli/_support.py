@@ -79,11 +79,6 @@ class Console:
         """Print a result to stdout (a listing, a table); shown even with ``--quiet``."""
         click.echo(message)
 
-    @property
-    def progress(self) -> bool | None:
-        """``disable`` value for tqdm: off when quiet, else None (tqdm: on only on a terminal)."""
-        return True if self.quiet else None
-
 
 console = Console()
 

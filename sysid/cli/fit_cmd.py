@@ -244,6 +244,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     train, test = split_holdout(ds, opts.holdout)
     untrained = build_model(spec, opts, train)
     console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
+    console.detail(f"fit options: {fit_config}")
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         import sysid
@@ -251,6 +252,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
         result = sysid.fit(untrained, train, fit_config, validation=test)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    console.detail(f"solver statistics: {result.solver_stats}")
     interrupted = result.stopped_reason == "interrupted"
     report_error: Exception | None = None
     with atomic_dir(out, force=force) as tmp:
