@@ -173,6 +173,10 @@ def test_pendulum_with_only_the_angle_measured():
     # the latent velocity is estimated from the smoothed angle, so the warm start ran
     assert "loss_after" in result.solver_stats["warm_start"]
     assert list(result.latent_initial.columns) == ["omega"]
+    assert list(result.initial_states.columns) == ["theta", "omega"]
+    assert np.allclose(result.initial_states["omega"], result.latent_initial["omega"])
+    # the measured angle starts from the data (noise 2 % of ~1 rad)
+    assert np.allclose(result.initial_states["theta"], data["theta"].values[:, 0], atol=1e-6)
     learned = result.model.field.numpy_function()
     reference = get("pendulum").numpy_rhs()
     y0 = np.array([1.0, 0.0])

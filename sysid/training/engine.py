@@ -39,7 +39,14 @@ from sysid.training.problem import (
 )
 from sysid.training.result import FitResult
 from sysid.training.solvers import StepCounter
-from sysid.training.stats import parameter_table, physics_raw, validation_nrmse
+from sysid.training.stats import (
+    initial_table,
+    latent_table,
+    parameter_table,
+    physics_raw,
+    polish,
+    validation_nrmse,
+)
 from sysid.training.warmstart import regress_derivatives
 from sysid.training.windows import make_windows
 
@@ -253,13 +260,13 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     problem.substeps = loop.substeps
     horizon = cfg.horizons[-1]
     if cfg.polish and stopped != "interrupted":
-        _polish(work, problem, nodes, train, horizon, cfg)
+        polish(work, problem, nodes, train, horizon, cfg)
     params = parameter_table(work, spec, scales, train, nodes, cfg, horizon, loop.substeps) \
         if cfg.stderr else work.parameter_table().assign(stderr=np.nan)
     history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "full_loss",
                                                   "val_nrmse", "lr", "nfe", "time_s", "event"])
-    latent = _latent_table(spec, scales, train, nodes)
-    initial = _initial_table(spec, scales, train, nodes, problem.free)
+    latent = latent_table(spec, scales, train, nodes)
+    initial = initial_table(spec, scales, train, nodes, problem.free)
     stats = {
         "method": cfg.solver, "substeps": loop.substeps, "nfe": counter.nfe,
         "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,
@@ -545,61 +552,6 @@ def _write(cfg: FitConfig, work: Any, nodes: torch.Tensor, opt: torch.optim.Opti
         "nfe": counter.nfe, "warm_start": {k: (v if isinstance(v, (str, int, float)) else str(v))
                                            for k, v in warm_info.items()},
     })
-
-
-def _polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: Prepared,
-            horizon: int, cfg: FitConfig) -> None:
-    params = _physics_raw(work)
-    if not params:
-        return
-    windows = make_windows(train.lengths, horizon, cfg.stride)
-    inputs = problem.inputs_for(windows)
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        try:
-            before = float(problem.loss(nodes, windows, inputs))
-        except SolverError:
-            return
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.polish_iterations,
-                            line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = problem.loss(nodes.detach(), windows, inputs)
-        loss.backward()
-        return loss
-
-    try:
-        opt.step(closure)
-        with torch.no_grad():
-            after = float(problem.loss(nodes, windows, inputs))
-    except (SolverError, RuntimeError):
-        after = math.inf
-    if not (math.isfinite(after) and after <= before):
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-
-
-def _latent_table(spec: ModelSpec, scales: Any, train: Prepared,
-                  nodes: torch.Tensor) -> pd.DataFrame:
-    latent = spec.latent_idx
-    if not latent:
-        return pd.DataFrame()
-    z0 = nodes.detach()[:, 0, latent].double().numpy()
-    x0 = scales.mean[latent] + scales.scale[latent] * z0
-    return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
-                        columns=[spec.states[i] for i in latent])
-
-
-def _initial_table(spec: ModelSpec, scales: Any, train: Prepared, nodes: torch.Tensor,
-                   free: torch.Tensor) -> pd.DataFrame:
-    """All states at each run's first sample (user units): the estimate where the initial state
-    was free (latent states, or every state with ``initial_states="free"``), else the data."""
-    z0 = torch.where(free, nodes.detach()[:, 0], train.z_guess[:, 0]).double().numpy()
-    x0 = scales.mean + scales.scale * z0
-    return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
-                        columns=list(spec.states))
 
 
 def _install_sigterm() -> Any:

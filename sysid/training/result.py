@@ -18,7 +18,7 @@ STOP_REASONS = ("completed", "early_stopping", "target_reached", "max_time", "in
                 "diverged")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FitResult:
     """What :func:`sysid.fit` returns.
 

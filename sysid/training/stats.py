@@ -19,7 +19,8 @@ from sysid.training.result import gauss_newton_stderr
 from sysid.training.solvers import StepCounter
 from sysid.training.windows import gather, make_windows
 
-__all__ = ["validation_nrmse", "parameter_table", "physics_raw"]
+__all__ = ["validation_nrmse", "parameter_table", "physics_raw", "polish", "latent_table",
+           "initial_table"]
 
 
 def physics_raw(model: Any) -> list[tuple[Any, torch.nn.Parameter]]:
@@ -125,3 +126,63 @@ def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
     table["stderr"] = [float(found.get(n, np.nan)) if bool(v) else np.nan
                        for n, v in zip(table["name"], table["vary"])]
     return table
+
+
+def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: Prepared,
+            horizon: int, cfg: FitConfig) -> None:
+    """Refine the physical parameters with L-BFGS on all windows of the final horizon.
+
+    The result is kept only when the loss went down (a failed or worse polish is undone).
+    """
+    params = [raw for _, raw in physics_raw(work)]
+    if not params:
+        return
+    windows = make_windows(train.lengths, horizon, cfg.stride)
+    inputs = problem.inputs_for(windows)
+    saved = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        try:
+            before = float(problem.loss(nodes, windows, inputs))
+        except SolverError:
+            return
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.polish_iterations,
+                            line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = problem.loss(nodes.detach(), windows, inputs)
+        loss.backward()
+        return loss
+
+    try:
+        opt.step(closure)
+        with torch.no_grad():
+            after = float(problem.loss(nodes, windows, inputs))
+    except (SolverError, RuntimeError):
+        after = math.inf
+    if not (math.isfinite(after) and after <= before):
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+
+
+def latent_table(spec: ModelSpec, scales: Any, train: Prepared,
+                 nodes: torch.Tensor) -> pd.DataFrame:
+    """Estimated latent states at the first sample of each training run, in user units."""
+    latent = spec.latent_idx
+    if not latent:
+        return pd.DataFrame()
+    z0 = nodes.detach()[:, 0, latent].double().numpy()
+    x0 = scales.mean[latent] + scales.scale[latent] * z0
+    return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
+                        columns=[spec.states[i] for i in latent])
+
+
+def initial_table(spec: ModelSpec, scales: Any, train: Prepared, nodes: torch.Tensor,
+                   free: torch.Tensor) -> pd.DataFrame:
+    """All states at each run's first sample (user units): the estimate where the initial state
+    was free (latent states, or every state with ``initial_states="free"``), else the data."""
+    z0 = torch.where(free, nodes.detach()[:, 0], train.z_guess[:, 0]).double().numpy()
+    x0 = scales.mean + scales.scale * z0
+    return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
+                        columns=list(spec.states))
