@@ -367,3 +367,19 @@ def test_progress_bar_shows_loss_validation_and_nfe_and_can_be_turned_off(lv_dat
     assert on.kwargs["total"] == 2
     assert {"loss", "val", "nfe"} <= set(on.postfix[-1]) and on.postfix[-1]["nfe"] > 0
     assert on.postfix[-1]["val"] != "nan"  # validated every epoch here
+
+
+def test_plateau_schedule_halves_the_rate_and_float64_runs(lv_data):
+    start = {"a": 0.55, "b": 0.028, "c": 0.8, "d": 0.024}  # at the truth: the loss plateaus at once
+    cfg = dict(epochs=8, lr=1e-2, horizons=(10,), warm_start=False, stderr=False, progress=False,
+               dtype="float64")
+    result = fit(physics("lotka_volterra", values=start), lv_data,
+                 FitConfig(**cfg, schedule="plateau", plateau_patience=1))
+    lrs = result.history["lr"].to_numpy()
+    assert np.all(np.diff(lrs) <= 0) and lrs[-1] < lrs[0]
+    # every reduction is a factor of 2 (ratios are powers of one half)
+    ratios = np.log2(lrs[0] / lrs)
+    assert np.allclose(ratios, np.round(ratios))
+    assert result.model.dtype == torch.float64
+    flat = fit(physics("lotka_volterra", values=start), lv_data, FitConfig(**cfg, schedule="none"))
+    assert np.all(flat.history["lr"].to_numpy() == 1e-2)
