@@ -315,3 +315,28 @@ def test_root_help_worked_example_runs(tmp_path, monkeypatch, capsys):
             args = [*args, "--epochs", "15"]
         assert main(args) == 0, (args, capsys.readouterr().err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pop_cmp", "pop_fit", "pop_sim.csv"]
+
+
+@pytest.mark.parametrize("failure, code, message", [
+    (KeyboardInterrupt(), 130, r"interrupted after training; the model was saved to .* without a report"),
+    (RuntimeError("plot backend broke"), 1,
+     r"the report could not be written \(RuntimeError: plot backend broke\); the model and metrics "
+     r"were saved\. Run 'sysid report .*' once the cause is fixed"),
+])
+def test_report_failure_keeps_the_trained_model(tmp_path, monkeypatch, capsys, failure, code, message):
+    """Ctrl-C or a bug while writing the report must not throw away a finished fit."""
+    import sysid.cli.evaluate
+    from sysid.cli import main
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(sysid.cli.evaluate, "write_report", broken)
+    out = tmp_path / "fit"
+    assert main(["fit", "dataset:us_population", "--rename", "population=N", "--model",
+                 "physics:logistic", "--epochs", "3", "--out", str(out)]) == code
+    assert re.search(message, capsys.readouterr().err)
+    assert sysid.load_model(out / "model").observed == ("N",)
+    assert json.loads((out / "metrics.json").read_text())["trajectory"]
+    assert not (out / "report.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]

@@ -23,7 +23,7 @@ __all__ = [
     "ModelSpec",
     "parse_model_spec",
     "read_data",
-    "data_source_file",
+    "data_source_files",
     "sha256_file",
     "versions",
     "write_json",
@@ -195,14 +195,18 @@ def _rename(ds: Any, opts: CliFitOptions, source: str) -> Any:
     return ds.rename(opts.rename)
 
 
-def data_source_file(source: str) -> Path | None:
-    """The file a DATA argument reads (for its sha256 in the manifest)."""
+def data_source_files(source: str) -> list[Path]:
+    """The files a DATA argument reads (for their sha256 in the manifest)."""
+    import glob
+
     if source.startswith(DATASET_PREFIX):
         import sysid.datasets
 
-        return Path(sysid.datasets.path(source[len(DATASET_PREFIX):]))
+        return [Path(sysid.datasets.path(source[len(DATASET_PREFIX):]))]
     p = Path(source)
-    return p if p.is_file() else None
+    if p.exists():
+        return [p]
+    return [Path(f) for f in sorted(glob.glob(source))]
 
 
 def sha256_file(path: Path) -> str:

@@ -13,7 +13,7 @@ from sysid.cli._config import CliFitOptions, dumps_toml, read_config
 from sysid.cli._pipeline import (
     ModelSpec,
     command_line,
-    data_source_file,
+    data_source_files,
     parse_model_spec,
     read_data,
     sha256_file,
@@ -222,6 +222,23 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     ('runs/*.csv'), a .nc/.zarr file written by sysid, or dataset:NAME for a shipped dataset
     (see 'sysid datasets list').
     """
+    # SIGTERM behaves like Ctrl-C for the whole command: training stops keeping the best model,
+    # and an interrupted write removes its temporary directory.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _fit(data, time_col, states, inputs, run_col, sep, decimal, encoding,
+                    missing_values, sort, rename, drop_duplicates, model, free, params, width,
+                    depth, config, holdout, epochs, seed, settings, out, force)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
+         run_col: str | None, sep: str | None, decimal: str | None, encoding: str | None,
+         missing_values: str | None, sort: bool, rename: str | None, drop_duplicates: bool,
+         model: str | None, free: str | None, params: str | None, width: int | None,
+         depth: int | None, config: Path | None, holdout: str | None, epochs: int | None,
+         seed: int | None, settings: tuple[str, ...], out: Path, force: bool) -> int:
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)
     opts = _resolve(
@@ -245,24 +262,22 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     untrained = build_model(spec, opts, train)
     console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
     console.detail(f"fit options: {fit_config}")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        import sysid
+    import sysid
 
-        result = sysid.fit(untrained, train, fit_config, validation=test)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    result = sysid.fit(untrained, train, fit_config, validation=test)
     console.detail(f"solver statistics: {result.solver_stats}")
     interrupted = result.stopped_reason == "interrupted"
-    report_error: Exception | None = None
+    report_error: BaseException | None = None
     with atomic_dir(out, force=force) as tmp:
-        _write_fit_outputs(tmp, result=result, ds=ds, test=test, opts=opts,
-                           elapsed=_time.time() - started)
+        metrics_interrupted = _write_fit_outputs(tmp, result=result, ds=ds, test=test, opts=opts,
+                                                 elapsed=_time.time() - started)
         from sysid.cli.evaluate import write_report
 
         try:
+            if metrics_interrupted:
+                raise KeyboardInterrupt
             write_report(tmp, tmp, result=result)
-        except Exception as exc:  # noqa: BLE001 - a failed report must not throw the model away
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - keep the trained model
             report_error = exc
             for name in ("report.html", "report.md", "report.json"):
                 (tmp / name).unlink(missing_ok=True)
@@ -270,14 +285,19 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     if result.stopped_reason == "diverged":
         console.info(f"sysid fit: warning: training diverged ({result.message}); the best model "
                      f"before the failure was saved.")
+    if isinstance(report_error, KeyboardInterrupt):
+        print_error(f"sysid fit: interrupted after training; the model was saved to {out / 'model'} "
+                    f"without {'metrics or ' if metrics_interrupted else ''}a report. Run 'sysid "
+                    f"report {out}' to write the report.")
+        return 130
     if report_error is not None:
         if console.verbose:
             import traceback
 
             traceback.print_exception(report_error)
         print_error(f"sysid fit: error: the report could not be written "
-                     f"({type(report_error).__name__}: {one_line(report_error)}); the model and "
-                     f"metrics were saved. Run 'sysid report {out}' once the cause is fixed.")
+                    f"({type(report_error).__name__}: {one_line(report_error)}); the model and "
+                    f"metrics were saved. Run 'sysid report {out}' once the cause is fixed.")
         return 2 if isinstance(report_error, SysidError) else 1
     if interrupted:
         console.info(f"interrupted: training stopped early; the best model so far was saved to "
@@ -298,8 +318,11 @@ def _describe(train: Any, test: Any | None) -> str:
 
 
 def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
-                       opts: CliFitOptions, elapsed: float) -> None:
-    """Model, metrics, history, resolved config and manifest into the (temporary) run directory."""
+                       opts: CliFitOptions, elapsed: float) -> bool:
+    """Model, metrics, history, resolved config and manifest into the (temporary) run directory.
+
+    Returns True when Ctrl-C interrupted the metrics (the rest is written; metrics.json says so).
+    """
     import sysid
     import sysid.analysis
     import sysid.data
@@ -313,7 +336,12 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
     result.history.to_csv(tmp / "history.csv", index=False)
     if len(result.parameters):
         result.parameters.to_csv(tmp / "parameters.csv", index=False)
-    metrics = fit_metrics(result.model, ds, held_out=held_out)
+    try:
+        metrics = fit_metrics(result.model, ds, held_out=held_out)
+        interrupted = False
+    except KeyboardInterrupt:
+        metrics = {"trajectory": [], "error": "interrupted before the metrics were computed"}
+        interrupted = True
     metrics["parameters"] = sysid.analysis.jsonable(result.parameters)
     metrics["training"] = {"stopped_reason": result.stopped_reason, "message": result.message,
                            "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch,
@@ -328,13 +356,13 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
         dumps_toml(resolved, header="Resolved options of this fit; reproduce it with\n"
                                     f"  sysid fit --config config.toml --out NEW_DIR"),
         encoding="utf-8")
-    source = data_source_file(opts.path)
+    files = [{"path": str(f.resolve()), "sha256": sha256_file(f)}
+             for f in data_source_files(opts.path)]
     write_json(tmp / "manifest.json", {
         "format": "sysid-fit-run",
         "command": command_line(),
-        "data": {"source": opts.path,
-                 "file": str(source.resolve()) if source is not None else None,
-                 "sha256": sha256_file(source) if source is not None else None,
+        "data": {"source": opts.path, "files": files,
+                 "sha256": files[0]["sha256"] if len(files) == 1 else None,
                  "runs": sysid.data.run_ids(ds), "held_out": held_out},
         "seed": int(result.config.seed),
         "model": opts.kind,
@@ -344,6 +372,7 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
         "created": _time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "elapsed_s": round(elapsed, 3),
     })
+    return interrupted
 
 
 def _summarise(out: Path, result: Any) -> None:
