@@ -223,6 +223,7 @@ def with_initial_sample(ds: xr.Dataset, time: float, values: Mapping[str, float]
         Units of new variables.
     """
     from sysid.data import from_arrays, get_run, run_ids, state_names
+    from sysid.errors import DataError
 
     rename = dict(rename or {})
     runs = run_ids(ds)
@@ -234,7 +235,8 @@ def with_initial_sample(ds: xr.Dataset, time: float, values: Mapping[str, float]
         one = get_run(ds, rid)
         t = one["time"].values
         if not t[0] > time:
-            raise ValueError(f"with_initial_sample: run {rid!r} starts at {t[0]} <= {time}.")
+            raise DataError(f"with_initial_sample: run {rid!r} starts at t={t[0]:g}, not after the "
+                            f"added sample's t={time:g}; give a time before the first measurement.")
         times.append(np.concatenate([[time], t]))
         for src, dst in zip(measured, names):
             first = _per_run(values.get(dst, np.nan), i)
@@ -260,7 +262,12 @@ def rows_between(ds: xr.Dataset, start: float, stop: float) -> xr.Dataset:
     """The samples with ``start <= time <= stop`` of a single-run dataset (times unchanged)."""
     from sysid.data import from_arrays, get_run, run_ids, state_names
 
-    (rid,) = run_ids(ds)
+    from sysid.errors import DataError
+
+    ids = run_ids(ds)
+    if len(ids) != 1:
+        raise DataError(f"rows_between: needs a single-run dataset; got {len(ids)} runs {ids}.")
+    rid = ids[0]
     one = get_run(ds, rid)
     t = one["time"].values
     keep = (t >= start) & (t <= stop)
