@@ -330,6 +330,8 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_help_and_version_exit_0(capsys):
+    assert main([]) == 0
+    assert "Worked example" in capsys.readouterr().out
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "Worked example" in out and "sysid fit dataset:us_population" in out

@@ -104,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 success, 1 internal error, 2 user error, 130 interrupted.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        args = ["--help"]  # plain `sysid` shows the help and the worked example
     console.verbose = False
     console.quiet = False
     name = _command_name(args)
