@@ -13,7 +13,7 @@ import pytest
 
 import sysid.systems
 from sysid.cli import main
-from tests.test_cli_framework import run_cli
+from test_cli_framework import run_cli
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli_framework import run_cli
+from test_cli_framework import run_cli
 
 ROWS = [(round(0.1 * i, 1), 1 + 0.01 * i, 0.5 - 0.02 * i) for i in range(10)]
 GOOD = "t,x,v\n" + "".join(f"{t},{x:.3f},{v:.3f}\n" for t, x, v in ROWS)

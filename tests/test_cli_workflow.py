@@ -25,7 +25,7 @@ import sysid
 import sysid.analysis
 import sysid.data
 import sysid.systems
-from tests.test_cli_framework import REPO, run_cli
+from test_cli_framework import REPO, run_cli
 
 TINY = """\
 [model]
