@@ -383,3 +383,22 @@ def test_plateau_schedule_halves_the_rate_and_float64_runs(lv_data):
     assert result.model.dtype == torch.float64
     flat = fit(physics("lotka_volterra", values=start), lv_data, FitConfig(**cfg, schedule="none"))
     assert np.all(flat.history["lr"].to_numpy() == 1e-2)
+
+
+def test_ctrl_c_during_the_warm_start_returns_the_untrained_copy(lv_data):
+    lv = get("lotka_volterra").rhs
+    calls = {"n": 0}
+
+    def interrupting(t, x, u, p, xp):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the warm start evaluates the field first
+            raise KeyboardInterrupt
+        return lv(t, x, u, p, xp)
+
+    result = fit(_lv_model(interrupting), lv_data, FitConfig(epochs=5, progress=False))
+    assert result.stopped_reason == "interrupted"
+    assert result.message == "interrupted during the warm start"
+    assert result.solver_stats["warm_start"] == {"skipped": "interrupted"}
+    assert len(result.history) == 0
+    assert rel_err(result.parameters, LV_POOR) == pytest.approx({k: 0.0 for k in LV_POOR},
+                                                                abs=1e-6)

@@ -236,8 +236,14 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     nodes = torch.nn.Parameter(train.z_guess.clone())
     gen = torch.Generator().manual_seed(cfg.seed)
     loop = _Loop(cfg)
-    warm_info: dict[str, Any] = {"skipped": "resumed"} if resume_from else _warm_start(
-        work, rhs, train, spec, cfg, problem)
+    interrupted = False
+    before_warm = _clone_state(work)
+    try:
+        warm_info: dict[str, Any] = {"skipped": "resumed"} if resume_from else _warm_start(
+            work, rhs, train, spec, cfg, problem)
+    except KeyboardInterrupt:  # Ctrl-C during the warm start: keep the model as it was given
+        work.load_state_dict(before_warm)
+        warm_info, interrupted = {"skipped": "interrupted"}, True
     opt = _optimizer(_param_groups(work, nodes, cfg), cfg)
     if resume_from is not None:
         state = load_checkpoint(resume_from)
@@ -252,8 +258,11 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         warm_info = dict(state.get("warm_start", warm_info))
     if loop.best_model is None:
         loop.best_model, loop.best_nodes = _clone_state(work), nodes.detach().clone()
-    stopped, message = _train(work, problem, nodes, opt, gen, loop, cfg, val, spec, rhs, counter,
-                              started, warm_info)
+    if interrupted:
+        stopped, message = "interrupted", "interrupted during the warm start"
+    else:
+        stopped, message = _train(work, problem, nodes, opt, gen, loop, cfg, val, spec, rhs,
+                                  counter, started, warm_info)
     work.load_state_dict(loop.best_model)
     with torch.no_grad():
         nodes.copy_(loop.best_nodes)
