@@ -171,7 +171,8 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int) -> Scales:
             raise DataError(f"fit: state {spec.observed[j]!r} has no measured value in any run.")
         mean[i] = float(vals.mean())
         sd = float(vals.std())
-        scale[i] = sd if sd > 1e-12 * max(abs(mean[i]), 1e-300) and sd > 0 else max(abs(mean[i]), 1.0)
+        # a constant state keeps its magnitude as scale (1 when it is 0)
+        scale[i] = sd if sd > 1e-12 * abs(mean[i]) and sd > 0 else (abs(mean[i]) or 1.0)
     if spec.velocity_of:
         _, d1, _ = smooth_runs(t, y, m, lengths, points)
         for vi, qi in spec.velocity_of.items():
