@@ -150,8 +150,9 @@ def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str
 
 _COMPARE_EPILOG = """\b
 Examples:
-  # the fitted Lotka-Volterra-like model against the textbook system, on the fit's own data
-  sysid compare hl_fit --reference lotka_volterra --params alpha=0.55,beta=0.028 --out hl_cmp
+  # hare and lynx pelts fitted under the Lotka-Volterra state names, then the textbook system
+  sysid fit dataset:hare_lynx --rename hare=prey,lynx=predator --out hl_fit
+  sysid compare hl_fit --reference lotka_volterra --params a=0.55,b=0.028 --out hl_cmp
 \b
   # on other runs (their first samples and inputs drive both systems)
   sysid compare rig_fit --reference mass_spring_damper --data rig_test.csv --out rig_cmp

@@ -28,8 +28,8 @@ DEFAULT_POINTS = 201
 
 _EPILOG = """\b
 Examples:
-  # from a chosen initial state, 0 to 20 time units every 0.1
-  sysid simulate hl_fit --y0 hare=30,lynx=4 --t-end 20 --dt 0.1 --out sim.csv
+  # from a chosen initial state, years 1900 to 1940 every 0.1 (hl_fit: see 'sysid compare --help')
+  sysid simulate hl_fit --y0 prey=30,predator=4 --t-start 1900 --t-end 1940 --dt 0.1 --out sim.csv
 \b
   # from the first sample of every run of a data file (its inputs drive the model)
   sysid simulate rig_fit --initial-from rig_test.csv --out sim.nc
