@@ -97,6 +97,11 @@ def test_chemistry_fast(tmp_path):
     assert _check(study, "BOD k").value == pytest.approx(0.5311, rel=1e-3)
     per_subject = study.tables["theophylline_per_subject"]
     assert len(per_subject) == 12
+    # the two-stage estimate: 12 separate fits, every log-rate finite and absorption faster than
+    # elimination (ka > ke: the branch of the flip-flop pair the population estimate is on)
+    fits = study.tables["theophylline_per_subject_fits"]
+    assert len(fits) == 12 and np.isfinite(fits.to_numpy()).all()
+    assert (fits["lKa"] > fits["lKe"]).all()
     # one pooled curve per dose: every subject within 3 mg/L RMSE (peaks 6.4-11.4 mg/L)
     assert (per_subject["RMSE [mg/L]"] < 3.0).all()
     _assert_outputs(study, figures=2)
