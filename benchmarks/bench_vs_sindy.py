@@ -11,7 +11,9 @@ Task
 
 Methods
     * ``sindy``: PySINDy with what a user would pick: ``SmoothedFiniteDifference`` derivatives
-      (Savitzky-Golay), ``STLSQ`` with a threshold below the smallest true coefficient (LV 0.01,
+      (Savitzky-Golay) on regular samples, plain ``FiniteDifference`` on irregular ones (the
+      Savitzky-Golay smoother assumes equal spacing: on the sparse LV runs without noise it gives
+      a trajectory NRMSE of 1.2 where finite differences give 0.07), ``STLSQ`` with a threshold below the smallest true coefficient (LV 0.01,
       pendulum 0.05), and a polynomial library (LV degree 2; pendulum degree 3);
     * ``sindy_fourier`` (pendulum only): the same with a library that contains the true terms
       (polynomials of degree 1 plus sin/cos of each state);
@@ -105,7 +107,7 @@ def arrays(ds, states):
 
 
 # ------------------------------------------------------------------------------ methods
-def fit_sindy(system: str, train, library: str):
+def fit_sindy(system: str, train, library: str, sampling: str):
     """PySINDy fit; returns (f(t, y), coefficients dict, seconds)."""
     import pysindy as ps
 
@@ -116,7 +118,8 @@ def fit_sindy(system: str, train, library: str):
     else:
         lib = ps.PolynomialLibrary(degree=1) + ps.FourierLibrary(n_frequencies=1)
     model = ps.SINDy(optimizer=ps.STLSQ(threshold=THRESHOLD[system]), feature_library=lib,
-                     differentiation_method=ps.SmoothedFiniteDifference())
+                     differentiation_method=ps.SmoothedFiniteDifference() if sampling == "regular"
+                     else ps.FiniteDifference())
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -230,7 +233,7 @@ def run(noises, samplings, systems) -> pd.DataFrame:
                 train, test = datasets(system, noise, sampling)
                 libs = ["poly", "fourier"] if system == "pendulum" else ["poly"]
                 for lib in libs:
-                    f, batch, params, secs = fit_sindy(system, train, lib)
+                    f, batch, params, secs = fit_sindy(system, train, lib, sampling)
                     dyn = Dynamics(fn=batch, states=tuple(states), name="sindy")
                     rows.append(_row(system, sampling, noise, "sindy" if lib == "poly" else "sindy_fourier",
                                      trajectory_error(f, test, states), field_err(dyn, system, train),
