@@ -194,6 +194,8 @@ def test_compare_and_report_on_synthetic(synthetic):
     assert {"run0", "run1", "run2"} <= runs
     assert "vector_field" in result and "fixed_points" in result
     assert (root / "cmp" / "comparison.md").read_text().startswith("# fit compared with")
+    assert sorted(p.name for p in (root / "cmp" / "figures").iterdir()) == [
+        "field_error.png", "phase_portrait.png", "trajectories.png"]  # a 2-state system
 
     report = root / "fit" / "report.html"
     before = report.stat().st_mtime_ns
@@ -252,6 +254,8 @@ def test_compare_reference_matches_closed_form(population):
     np.testing.assert_allclose(ref["N"].values[0], logistic(t, n0, 0.0313395, 197.27), rtol=1e-6)
     result = json.loads((root / "cmp" / "metrics.json").read_text())
     assert result["params"] == {"r": 0.0313395, "K": 197.27}
+    # one state: no phase plane, only the trajectories
+    assert [p.name for p in (root / "cmp" / "figures").iterdir()] == ["trajectories.png"]
 
 
 def test_report_regenerates_with_reference(population):

@@ -158,7 +158,8 @@ Examples:
   sysid compare rig_fit --reference mass_spring_damper --data rig_test.csv --out rig_cmp
 
 Writes DIR/metrics.json (trajectory metrics, valid prediction time, vector-field error, fixed
-points), DIR/comparison.md, DIR/predicted.nc and DIR/reference.nc.
+points), DIR/comparison.md, DIR/figures/ (trajectories, phase portraits, field error map),
+DIR/predicted.nc and DIR/reference.nc.
 """
 
 
@@ -180,6 +181,7 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     import sysid.analysis
     import sysid.data
     import sysid.systems
+    from sysid import plot
     from sysid.cli.simulate_cmd import fit_data_options
 
     check_new_output(out, force=force)
@@ -215,10 +217,10 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     if training is not None and held_out:
         train_only = sysid.data.select_runs(
             training, [r for r in sysid.data.run_ids(training) if r not in held_out])
+    held_in_data = [r for r in held_out if r in sysid.data.run_ids(data)]
     comparison = sysid.analysis.compare(
         model, system, data=data, params=values or None, threshold=thr,
-        training_data=train_only,
-        held_out=[r for r in held_out if r in sysid.data.run_ids(data)])
+        training_data=train_only, held_out=held_in_data)
     result: dict[str, Any] = {"reference": system.name, "params": {**system.defaults(), **values},
                               "trajectories": comparison.to_dict()}
     markdown = [f"# {model_dir} compared with {system.name} ({system.title})", "",
@@ -228,6 +230,7 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     u = {n: 0.0 for n in system.inputs} or None
     if u:
         markdown += ["", f"Vector fields and fixed points below are at zero input ({', '.join(u)} = 0)."]
+    fields = None
     if len(model.field.state_names) >= 2:
         fields = sysid.analysis.field_error(model, system, support, params=values or None, u=u)
         result["vector_field"] = fields.to_dict()
@@ -238,13 +241,30 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     result["fixed_points"] = sysid.analysis.jsonable(fixed)
     markdown += ["", "### Fixed points", "", sysid.analysis.markdown_table(fixed, index=False)
                  if len(fixed) else "none found in the data's range"]
+    figures = {"trajectories": (plot.trajectories(comparison.reference, comparison.predicted,
+                                                  held_out=held_in_data, model_label="learned"),
+                                "Reference (markers) and learned model (lines) from the same "
+                                "initial states")}
+    if fields is not None:
+        figures["phase_portrait"] = (plot.phase_portrait(model, system, data=support, u=u,
+                                                         params=values or None),
+                                     f"Learned field (left) and {system.name} (right)")
+        figures["field_error"] = (plot.field_error_map(fields, data=support).figure,
+                                  "Normalised vector-field error; dashed: the data's support")
+    markdown += ["", "### Figures", ""]
+    markdown += [f"![{caption}](figures/{name}.png)" for name, (_, caption) in figures.items()]
     with atomic_dir(out, force=force) as tmp:
         write_json(tmp / "metrics.json", result)
         (tmp / "comparison.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
         sysid.data.save(comparison.predicted, tmp / "predicted.nc")
         sysid.data.save(comparison.reference, tmp / "reference.nc")
-    console.info(f"wrote {out}/ (metrics.json, comparison.md, predicted.nc, reference.nc)")
-    console.result(comparison.to_markdown())
+        (tmp / "figures").mkdir()
+        for name, (fig, _) in figures.items():
+            fig.savefig(tmp / "figures" / f"{name}.png", dpi=110)
+    console.info(f"wrote {out}/ (metrics.json, comparison.md, figures/, predicted.nc, "
+                 f"reference.nc)")
+    if not console.quiet:
+        console.result(comparison.to_markdown())
 
 
 # ----------------------------------------------------------------------------------------------
