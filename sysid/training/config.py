@@ -55,6 +55,15 @@ class FitConfig:
         Epochs spent on each horizon; None splits ``epochs`` evenly (the last stage takes the rest).
     stride : int
         Distance in samples between the starts of consecutive windows of a run.
+    final_stride : int or None
+        Stride of the last curriculum stage. None: with ``initial_states="free"``, ``horizon - 1``,
+        so windows share only their end points and every sample counts once (multiple shooting
+        proper; with a horizon as long as the runs, single shooting) — overlapping windows with
+        free starts count late samples more often than early ones and let each window restart
+        near the data, which biased the hare-lynx Lotka-Volterra rates by 7-8 %; with
+        ``initial_states="measured"``, ``stride`` — there overlapping windows average out the
+        noise of the measured starting points (non-overlapping ones raised the error of a
+        60-epoch LV fit from 0.5 % to 2 %).
     batch_windows : int or None
         Windows per optimiser step (a random subset without replacement); None: all windows of
         all runs in one batched solve.
@@ -143,6 +152,7 @@ class FitConfig:
     horizons: tuple[int, ...] = (5, 10, 20)
     stage_epochs: tuple[int, ...] | None = None
     stride: int = 1
+    final_stride: int | None = None
     batch_windows: int | None = None
     solver: str = "rk4"
     substeps: int = 1
@@ -208,6 +218,8 @@ class FitConfig:
                     f"{self.epochs}; make them agree."
                 )
         _check_int(self, "stride", 1)
+        if self.final_stride is not None:
+            _check_int(self, "final_stride", 1)
         if self.batch_windows is not None:
             _check_int(self, "batch_windows", 1)
         _check_choice(self, "solver", FIXED_SOLVERS + ADAPTIVE_SOLVERS)
@@ -317,6 +329,14 @@ class FitConfig:
     def adaptive(self) -> bool:
         """Whether the solver chooses its own steps."""
         return self.solver in ADAPTIVE_SOLVERS
+
+    def stride_for(self, horizon: int) -> int:
+        """Window stride of the stage with this horizon (see ``final_stride``)."""
+        if horizon != self.horizons[-1]:
+            return self.stride
+        if self.final_stride is not None:
+            return self.final_stride
+        return max(horizon - 1, 1) if self.initial_states == "free" else self.stride
 
     def stages(self) -> list[tuple[int, int]]:
         """The curriculum as ``[(horizon, epochs), ...]``."""

@@ -280,7 +280,7 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         "method": cfg.solver, "substeps": loop.substeps, "nfe": counter.nfe,
         "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,
         "time_s": time.perf_counter() - started, "warm_start": warm_info,
-        "windows": int(make_windows(train.lengths, horizon, cfg.stride).count),
+        "windows": int(make_windows(train.lengths, horizon, cfg.stride_for(horizon)).count),
         "initial_metric": loop.initial_metric,
     }
     if stopped == "diverged":
@@ -360,7 +360,7 @@ def _train(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter,
 
     def windows_for(h: int) -> tuple:
         if h not in cache:
-            ws = make_windows(problem.data.lengths, h, cfg.stride)
+            ws = make_windows(problem.data.lengths, h, cfg.stride_for(h))
             cache[h] = (ws, problem.inputs_for(ws))
         return cache[h]
 

@@ -137,7 +137,7 @@ def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: 
     params = [raw for _, raw in physics_raw(work)]
     if not params:
         return
-    windows = make_windows(train.lengths, horizon, cfg.stride)
+    windows = make_windows(train.lengths, horizon, cfg.stride_for(horizon))
     inputs = problem.inputs_for(windows)
     saved = [p.detach().clone() for p in params]
     with torch.no_grad():
