@@ -29,10 +29,10 @@ Memory
     through ``sysid.models.solve``), and through N steps of a ResNet of the same size.
 
 Result (full mode, measured; tables in ``case_studies/README.md``, "The seed claims, measured")
-    * Regular data: the claim does not hold here. The ResNet is as accurate as the ODE at every
-      size, better at the largest (width 64: NRMSE 0.030 vs 0.087), and trains 4-8x faster (one
-      network call per sample against 8 for RK4 with 2 substeps); equal accuracy (NRMSE 0.10)
-      takes 1218 weights in both.
+    * Regular data: no advantage for the ODE. It is more accurate with the two smallest networks
+      (width 4 and 8), the ResNet from width 16 on (width 64: NRMSE 0.030 vs 0.087), and the
+      ResNet trains 4-11x faster (one network call per sample against 8 for RK4 with 2
+      substeps); equal accuracy at NRMSE 0.10 takes 1218 weights in both.
     * Irregular data: the claim holds. ODE 0.069, ResNet given the step 0.82 (12x worse): it must
       learn how its increment depends on the gap, and gaps span a wide range.
     * Other sampling rates: the ODE trained at dt = 0.2 predicts on a dt = 0.1 grid with the same
