@@ -216,6 +216,23 @@ def _physics_field(system_or_fn: Any, parameters: Mapping[str, Parameter | float
                                     inputs=tuple(inputs) or None, units=new_units or None, dtype=dtype)
 
 
+def _system_latent_initial(system_or_fn: Any, field: PhysicsField, observed: Sequence[str] | None,
+                           given: Mapping[str, float] | None) -> Mapping[str, float] | None:
+    """Starting values of unmeasured states: the user's, else a catalogue system's typical
+    initial state (a SIR fit with S unmeasured starts near S0 = N, not at 0)."""
+    if given is not None or observed is None:
+        return given
+    system = system_or_fn
+    if isinstance(system, str):
+        from sysid import systems as catalogue
+
+        system = catalogue.get(system)
+    y0 = getattr(system, "y0", None)  # None for a user's function
+    if y0 is None or len(y0) != len(field.state_names):
+        return given
+    return {n: float(v) for n, v in zip(field.state_names, y0) if n not in observed}
+
+
 def neural(
     states: Sequence[str],
     inputs: Sequence[str] = (),
@@ -226,6 +243,7 @@ def neural(
     time_dependent: bool = False,
     seed: int = 0,
     observed: Sequence[str] | None = None,
+    latent_initial: Mapping[str, float] | None = None,
     input_interpolation: str = "linear",
     scaling: ScalingLike | Mapping[str, Any] | None = None,
     state_units: Sequence[str] | Mapping[str, str] | None = None,
@@ -243,7 +261,8 @@ def neural(
     field = NeuralField(states, inputs, width=width, depth=depth, activation=activation,
                         time_dependent=time_dependent, seed=seed, state_units=state_units,
                         input_units=input_units, time_units=time_units)
-    return Model(field, observed=observed, input_interpolation=input_interpolation, scaling=scaling,
+    return Model(field, observed=observed, latent_initial=latent_initial,
+                 input_interpolation=input_interpolation, scaling=scaling,
                  metadata=metadata)
 
 
@@ -256,6 +275,7 @@ def physics(
     free: Iterable[str] | None = None,
     values: Mapping[str, float] | None = None,
     observed: Sequence[str] | None = None,
+    latent_initial: Mapping[str, float] | None = None,
     input_interpolation: str = "linear",
     state_units: Sequence[str] | Mapping[str, str] | None = None,
     input_units: Sequence[str] | Mapping[str, str] | None = None,
@@ -282,7 +302,9 @@ def physics(
     """
     units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
     field = _physics_field(system_or_fn, parameters, states, inputs, free, values, None, units, dtype)
-    return Model(field, observed=observed, input_interpolation=input_interpolation, metadata=metadata)
+    latent_initial = _system_latent_initial(system_or_fn, field, observed, latent_initial)
+    return Model(field, observed=observed, latent_initial=latent_initial,
+                 input_interpolation=input_interpolation, metadata=metadata)
 
 
 def hybrid(
@@ -301,6 +323,7 @@ def hybrid(
     time_dependent: bool = False,
     seed: int = 0,
     observed: Sequence[str] | None = None,
+    latent_initial: Mapping[str, float] | None = None,
     input_interpolation: str = "linear",
     scaling: ScalingLike | Mapping[str, Any] | None = None,
     state_units: Sequence[str] | Mapping[str, str] | None = None,
@@ -327,7 +350,9 @@ def hybrid(
     if dtype is not None:
         net = net.to(dtype)
     field = HybridField(phys, net, neural_states)
-    return Model(field, observed=observed, input_interpolation=input_interpolation, scaling=scaling,
+    latent_initial = _system_latent_initial(system_or_fn, phys, observed, latent_initial)
+    return Model(field, observed=observed, latent_initial=latent_initial,
+                 input_interpolation=input_interpolation, scaling=scaling,
                  metadata=metadata)
 
 
@@ -345,6 +370,7 @@ def second_order(
     time_dependent: bool = False,
     seed: int = 0,
     observed: Sequence[str] | None = None,
+    latent_initial: Mapping[str, float] | None = None,
     input_interpolation: str = "linear",
     scaling: ScalingLike | Mapping[str, Any] | None = None,
     state_units: Sequence[str] | Mapping[str, str] | None = None,
@@ -389,5 +415,6 @@ def second_order(
     else:
         acc = phys if phys is not None else net  # type: ignore[assignment]
     field = SecondOrderField(acc, positions, velocities)
-    return Model(field, observed=observed, input_interpolation=input_interpolation, scaling=scaling,
+    return Model(field, observed=observed, latent_initial=latent_initial,
+                 input_interpolation=input_interpolation, scaling=scaling,
                  metadata=metadata)

@@ -90,8 +90,11 @@ def _model_spec(model: Any) -> ModelSpec:
         for q, v in zip(field.positions, field.velocities):
             if v not in model.observed and q in model.observed:
                 velocity_of[states.index(v)] = states.index(q)
+    guess = {states.index(n): float(v) for n, v in model.latent_initial.items()
+             if states.index(n) not in velocity_of}
     return ModelSpec(states=states, observed=tuple(model.observed), inputs=tuple(field.input_names),
-                     interpolation=model.input_interpolation, velocity_of=velocity_of)
+                     interpolation=model.input_interpolation, velocity_of=velocity_of,
+                     latent_guess=guess)
 
 
 def _set_scaling(model: Any, spec: ModelSpec, scales: Any) -> None:

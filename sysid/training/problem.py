@@ -6,6 +6,7 @@ training data); time stays in the user's units and the solvers step on each wind
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,9 @@ class ModelSpec:
         How inputs are interpolated between samples ("zoh", "linear", "cubic").
     velocity_of : dict of int to int
         For second-order models: latent velocity index -> index of its measured position.
+    latent_guess : dict of int to float
+        Starting value (user units) of each other latent state, from the model's
+        ``latent_initial``; it also sets that state's scale (its magnitude, or 1 when 0).
     """
 
     states: tuple[str, ...]
@@ -47,6 +51,7 @@ class ModelSpec:
     inputs: tuple[str, ...]
     interpolation: str
     velocity_of: dict[int, int]
+    latent_guess: dict[int, float] = dataclasses.field(default_factory=dict)
 
     @property
     def obs_idx(self) -> list[int]:
@@ -158,7 +163,7 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int) -> Scales:
     """Mean and standard deviation of each measured state over all runs (NaN ignored).
 
     Latent velocities get the spread of their position's smoothed derivative; other latent
-    states mean 0 and scale 1. Constant states get scale 1 (or their magnitude). The time scale is
+    states mean 0 and the magnitude of their starting guess as scale (1 without one). Constant states get scale 1 (or their magnitude). The time scale is
     the median run duration.
     """
     run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, "fit")
@@ -173,6 +178,8 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int) -> Scales:
         sd = float(vals.std())
         # a constant state keeps its magnitude as scale (1 when it is 0)
         scale[i] = sd if sd > 1e-12 * abs(mean[i]) and sd > 0 else (abs(mean[i]) or 1.0)
+    for i, g in spec.latent_guess.items():
+        scale[i] = abs(g) if g != 0 else 1.0
     if spec.velocity_of:
         _, d1, _ = smooth_runs(t, y, m, lengths, points)
         for vi, qi in spec.velocity_of.items():
@@ -215,6 +222,8 @@ def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
             j = spec.observed.index(spec.states[qi])
             smooth[..., vi] = (d1[..., j] - mean[vi]) / scale[vi]
             deriv[..., vi] = d2[..., j] / scale[vi]
+    for i, g in spec.latent_guess.items():
+        smooth[..., i] = (g - mean[i]) / scale[i]  # constant guess; the fit moves it per run
     y_z = np.where(m, (y - mean[oi]) / scale[oi], 0.0)
     guess = np.where(np.isfinite(smooth), smooth, 0.0)
     guess[..., oi] = np.where(m, y_z, guess[..., oi])
