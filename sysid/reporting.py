@@ -426,7 +426,9 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
         from sysid.data import get_run, run_ids
 
         one = get_run(train, run_ids(train)[0])
-        y0 = [float(one[s].values[0]) for s in ref.states]
+        # unmeasured states start where the model starts them (its latent_initial)
+        y0 = [float(one[s].values[0]) if s in one.data_vars else float(mdl.latent_initial.get(s, 0.0))
+              for s in ref.states]
         duration = float(one["time"].values[-1] - one["time"].values[0])
         table = an.compare_limit_cycles(mdl, reference, y0, t_end=6 * duration, u=u, params=params,
                                         settings=settings)

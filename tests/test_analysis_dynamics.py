@@ -32,8 +32,11 @@ def test_system_model_and_callable_agree():
 
 
 def test_adapter_errors():
-    with pytest.raises(ConfigError, match="expected a sysid Model, FitResult, System or a function"):
+    with pytest.raises(ConfigError, match=r"expected a sysid Model, FitResult, System \(or its catalogue name\) or a function"):
         as_dynamics(3.0)
+    with pytest.raises(KeyError, match="did you mean"):
+        as_dynamics("lotka_voltera")
+    assert as_dynamics("lotka_volterra").states == ("prey", "predator")
     with pytest.raises(ConfigError, match=r"\['zz'\] are not parameters of system 'lotka_volterra'"):
         as_dynamics(systems.get("lotka_volterra"), params={"zz": 1.0})
     dyn = as_dynamics(lambda t, y: -y, states=["x"])

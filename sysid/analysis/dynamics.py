@@ -237,6 +237,10 @@ def as_dynamics(
     """
     if isinstance(obj, Dynamics):
         return obj
+    if isinstance(obj, str):  # a catalogue name
+        from sysid import systems
+
+        obj = systems.get(obj)
     kind = type(obj).__module__
     if kind.startswith("sysid.systems"):
         return _from_system(obj, params)
@@ -252,7 +256,8 @@ def as_dynamics(
     if callable(obj):
         return _from_callable(obj, states, units, vectorized)
     raise ConfigError(
-        f"as_dynamics: expected a sysid Model, FitResult, System or a function f(t, y); "
+        f"as_dynamics: expected a sysid Model, FitResult, System (or its catalogue name) or a "
+        f"function f(t, y); "
         f"got {type(obj).__name__}."
     )
 
