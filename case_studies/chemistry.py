@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> Study:
         study.check(f"BOD stderr({name})", table.loc[name, "stderr"], BOD_SE[name],
                     0.10 if args.fast else 0.05, source=BOD_SOURCE)
     pred = predict(bod.model, bod_data)
-    study.notes.append(f"BOD residual RMSE {rmse(bod_data['y'].values[0][1:], pred['y'].values[0][1:]):.3f} mg/L")
+    resid = rmse(bod_data["y"].values[0][1:], pred["y"].values[0][1:])
+    study.notes.append(f"BOD residual RMSE {resid:.3f} mg/L")
     study.figure(plot.trajectories(bod_data, pred, model_label="first-order kinetics"), "bod_fit")
 
     # theophylline

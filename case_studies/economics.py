@@ -273,9 +273,10 @@ def phillips(study: Study, fast: bool) -> None:
         frows.append({"model": label,
                       "unem RMSE 1997-2003": rmse(held["unem"].values[0][1:], pred["unem"].values[0][1:]),
                       "inf RMSE 1997-2003": rmse(held["inf"].values[0][1:], pred["inf"].values[0][1:])})
+    last = {v: np.full(held.sizes["obs"] - 1, held[v].values[0][0]) for v in ("unem", "inf")}
     frows.append({"model": "no change from 1996",
-                  "unem RMSE 1997-2003": rmse(held["unem"].values[0][1:], np.full(7, held["unem"].values[0][0])),
-                  "inf RMSE 1997-2003": rmse(held["inf"].values[0][1:], np.full(7, held["inf"].values[0][0]))})
+                  "unem RMSE 1997-2003": rmse(held["unem"].values[0][1:], last["unem"]),
+                  "inf RMSE 1997-2003": rmse(held["inf"].values[0][1:], last["inf"])})
     study.table("phillips_forecast", pd.DataFrame(frows).set_index("model"))
 
     fig = plot.phase_portrait(nn.model, data=train)
@@ -288,7 +289,8 @@ def phillips(study: Study, fast: bool) -> None:
     ax.plot(unem[k], inf[k] - inf[k - 1], "ko", ms=3, label="d(inf), one-year change (data)")
     ax.plot(unem[k], f[:, 1], "C0.", ms=5, label="neural ODE d(inf)/dt at the data")
     ug = np.linspace(unem.min(), unem.max(), 50)
-    ax.plot(ug, WOOLDRIDGE["intercept"] + WOOLDRIDGE["slope"] * ug, "k--", label="Wooldridge: 3.031 - 0.543 unem")
+    ax.plot(ug, WOOLDRIDGE["intercept"] + WOOLDRIDGE["slope"] * ug, "k--",
+            label="Wooldridge: 3.031 - 0.543 unem")
     ax.plot(ug, n0 + n1 * ug, "C0-", label=f"neural ODE projection: {n0:.2f} {n1:+.3f} unem")
     ax.plot(ug, c0 + c1 * ug, "C1-", label=f"grey-box: {c0:.2f} {c1:+.3f} unem")
     ax.axhline(0, color="0.6", lw=0.8)

@@ -25,9 +25,10 @@ Result (full mode; see case_studies/README.md for the measured numbers)
     The four Lotka-Volterra parameters land within 10 % of the Stan means (they reproduce the
     least-squares-on-logs optimum a = 0.540, b = 0.0272, c = 0.796, d = 0.0237 closely). Least
     squares on the raw counts gives 0.481, 0.0248, 0.926, 0.0275 (c and d ~15 % above the Stan
-    means; reported in the shared datasets README, not re-run here): the error model matters. The held-out table says
-    honestly which of the three forecasts 1916-1920 best; with 16 training points the neural ODE
-    has no structure to extrapolate with, and the checks do not assume an order.
+    means; reported in the shared datasets README, not re-run here): the error model matters.
+    The held-out table says which of the three forecasts 1916-1920 best; with 16 training
+    points the neural ODE has no structure to extrapolate with, and the checks do not assume an
+    order.
 
 Run ``python case_studies/hare_lynx.py [--fast] [--out DIR]``.
 """

@@ -42,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run every sysid case study and collect the checks.")
     parser.add_argument("--out", default="results/case_studies", help="output folder")
     parser.add_argument("--fast", action="store_true", help="fast mode (as the test suite runs them)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these scripts (names without .py)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="run only these scripts (names without .py)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     import pandas as pd
 
@@ -79,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed_scripts = [r["script"] for r in runs if r["exit status"] != 0]
     failed_checks = int((~checks["passed"].astype(bool)).sum()) if len(checks) else 0
     print(scripts_tab.to_string(index=False))
-    print(f"{len(checks)} checks, {failed_checks} outside tolerance; scripts failing: {failed_scripts or 'none'}")
+    print(f"{len(checks)} checks, {failed_checks} outside tolerance; "
+          f"scripts failing: {failed_scripts or 'none'}")
     print(f"summary: {out / 'summary.md'}")
     return 0 if not failed_scripts and failed_checks == 0 else 1
 
