@@ -294,8 +294,16 @@ class WindowProblem:
             self.hybrids = []
             return
         d = self.data
-        ok = torch.isfinite(d.smooth[..., self.obs_idx]).all(-1)
-        ok &= torch.arange(d.t.shape[1])[None, :] < d.lengths[:, None]
+        inside = torch.arange(d.t.shape[1])[None, :] < d.lengths[:, None]
+        finite = torch.isfinite(d.smooth[..., self.obs_idx])
+        ok = finite.all(-1) & inside
+        if not bool(ok.any()):
+            # no sample has every measured state (e.g. one measured at t = 0 only): use the samples
+            # with any, the missing ones at their mean
+            ok = finite.any(-1) & inside
+        if not bool(ok.any()):
+            self.hybrids = []
+            return
         z = torch.where(torch.isfinite(d.smooth), d.smooth, torch.zeros_like(d.smooth))[ok]
         self.pen_t = d.t[ok]
         self.pen_x = self.rhs.mean + self.rhs.scale * z
