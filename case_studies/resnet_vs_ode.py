@@ -31,15 +31,15 @@ Memory
 Result (full mode, measured; tables in ``case_studies/README.md``, "The seed claims, measured")
     * Regular data: no advantage for the ODE. It is more accurate with the two smallest networks
       (width 4 and 8), the ResNet from width 16 on (width 64: NRMSE 0.030 vs 0.087), and the
-      ResNet trains 4-11x faster (one network call per sample against 8 for RK4 with 2
+      ResNet trains 7-12x faster (one network call per sample against 8 for RK4 with 2
       substeps); equal accuracy at NRMSE 0.10 takes 1218 weights in both.
     * Irregular data: the claim holds. ODE 0.069, ResNet given the step 0.82 (12x worse): it must
       learn how its increment depends on the gap, and gaps span a wide range.
     * Other sampling rates: the ODE trained at dt = 0.2 predicts on a dt = 0.1 grid with the same
       error (0.101); the ResNet has no meaning between its steps.
-    * Memory: the claim holds. Direct backprop grows by ~0.25 MB per step (760 MB at 3000 steps),
-      the ResNet by ~0.06 MB per step (one call per step instead of RK4's 4), the adjoint by 3.9 MB
-      at 3000 steps, for 1.8-3x the time of direct backprop.
+    * Memory: the claim holds. Direct backprop grows by 0.2-0.25 MB per step (573-760 MB at 3000
+      steps in two runs), the ResNet by ~0.06 MB per step (one call per step instead of RK4's 4),
+      the adjoint by 4 MB at 3000 steps, for 1.8-2.4x the time of direct backprop.
 
 Run ``python case_studies/resnet_vs_ode.py [--fast] [--out DIR]``.
 """
