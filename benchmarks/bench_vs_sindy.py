@@ -41,7 +41,8 @@ Metrics
 
 Run ``python benchmarks/bench_vs_sindy.py [--quick] [--out DIR]`` (needs ``pip install
 pysindy``, the ``bench`` extra). Prints a Markdown table and writes it with a CSV to ``--out``.
-About 10 minutes on one core (``--quick``: noise 0 and 5 %, regular sampling, ~2 minutes).
+About 5 minutes on one core (``--quick``: noise 0 and 5 %, regular sampling, ~1.5 minutes).
+The measured table is in ``case_studies/README.md`` ("sysid vs PySINDy").
 """
 
 from __future__ import annotations
