@@ -29,6 +29,7 @@ case-studies: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/bench_fit_speed.py
+	$(PY) benchmarks/bench_vs_sindy.py
 
 clean:
 	rm -rf $(VENV) demo_output results .pytest_cache

@@ -22,6 +22,7 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "plateau", "none")
 INITIAL_STATES = ("measured", "free")
 DTYPES = ("float32", "float64")
+TIME_SCALES = ("characteristic", "duration")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +91,13 @@ class FitConfig:
         from a local polynomial smoother), or as free parameters estimated with the model
         (initialised at the smoothed data). Unmeasured (latent) states always start from a free
         value per window start, see :mod:`sysid.training.windows`.
+    time_scale : {"characteristic", "duration"} or float
+        Time unit of neural terms (their output is scaled by state spread / time_scale):
+        "characteristic" — the time in which the measured states change by about their spread
+        (``std(x) / rms(dx/dt)`` from the smoothed data; right for well-sampled oscillations, where
+        the run length made networks output values ~100 times their initial size); "duration" —
+        the median run length, a prior of slow dynamics for short, noisy series whose derivatives
+        are mostly noise (annual economic data); or a number in the data's time units.
     neural_penalty : float
         Hybrid models: weight of the mean squared neural correction (relative to the spread of the
         measured derivatives) at the smoothed data. It pulls the correction towards zero, so the
@@ -163,6 +171,7 @@ class FitConfig:
     loss: str = "mse"
     weights: Mapping[str, float] | None = None
     initial_states: str = "measured"
+    time_scale: str | float = "characteristic"
     neural_penalty: float = 1.0
     continuity: float = 1.0
     warm_start: bool = True
@@ -249,6 +258,15 @@ class FitConfig:
         _check_choice(self, "initial_states", INITIAL_STATES)
         _check_nonneg(self, "continuity")
         _check_nonneg(self, "neural_penalty")
+        ts = self.time_scale
+        if isinstance(ts, str):
+            if ts not in TIME_SCALES:
+                raise ConfigError(
+                    f"FitConfig: time_scale must be one of {list(TIME_SCALES)} or a positive number; "
+                    f"got {ts!r}."
+                )
+        elif isinstance(ts, bool) or not isinstance(ts, (int, float)) or not (math.isfinite(ts) and ts > 0):
+            raise ConfigError(f"FitConfig: time_scale must be one of {list(TIME_SCALES)} or a positive number; got {ts!r}.")
         _check_int(self, "warm_start_epochs", 0)
         _check_pos(self, "warm_start_lr")
         _check_int(self, "smoothing_points", 3)

@@ -215,7 +215,7 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         train_ds, val_ds = split_time(data, cfg.validation_fraction)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     work = copy.deepcopy(model).to(dtype)
-    scales = compute_scales(train_ds, spec, cfg.smoothing_points)
+    scales = compute_scales(train_ds, spec, cfg.smoothing_points, cfg.time_scale)
     if work.scaling is None:
         _set_scaling(work, spec, scales)
     train = prepare(train_ds, spec, scales, cfg.smoothing_points, dtype)

@@ -186,12 +186,14 @@ def characteristic_time(t: np.ndarray, y: np.ndarray, m: np.ndarray, lengths: np
     return float(min(max(float(np.median(times)), lowest), duration))
 
 
-def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int) -> Scales:
+def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
+                   time_scale: str | float = "characteristic") -> Scales:
     """Mean and standard deviation of each measured state over all runs (NaN ignored).
 
     Latent velocities get the spread of their position's smoothed derivative; other latent
     states mean 0 and the magnitude of their starting guess as scale (1 without one). Constant
-    states get scale 1 (or their magnitude). The time scale is :func:`characteristic_time`.
+    states get scale 1 (or their magnitude). The time scale is ``time_scale`` (see
+    :class:`FitConfig`): by default :func:`characteristic_time`.
     """
     run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, "fit")
     S = len(spec.states)
@@ -216,7 +218,13 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int) -> Scales:
                 sd = float(np.sqrt(np.mean(vals**2)))
                 scale[vi] = sd if sd > 0 else 1.0
     durations = [float(t[r, int(lengths[r]) - 1] - t[r, 0]) for r in range(len(run_ids))]
-    ts = characteristic_time(t, y, m, lengths, points, scale[spec.obs_idx], float(np.median(durations)))
+    duration = float(np.median(durations))
+    if not isinstance(time_scale, str):
+        ts = float(time_scale)
+    elif time_scale == "duration":
+        ts = duration if math.isfinite(duration) and duration > 0 else 1.0
+    else:
+        ts = characteristic_time(t, y, m, lengths, points, scale[spec.obs_idx], duration)
     n_in = len(spec.inputs)
     u_mean, u_scale = np.zeros(n_in), np.ones(n_in)
     if n_in:
