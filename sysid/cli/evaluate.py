@@ -29,14 +29,20 @@ DATA_COPY = "data.nc"
 def fit_metrics(model: Any, ds: Any, *, held_out: list[str]) -> dict[str, Any]:
     """Free-run metrics of ``model`` on every run of ``ds`` (training and held-out marked).
 
-    Each run is simulated from its first sample with its own inputs; a simulation that fails is
-    reported in the result (``"error"``) instead of aborting, so the fit's outputs are kept.
+    Each run is simulated with its own inputs from its first sample, or, for a FitResult, from
+    the initial state the fit estimated for that training run (as the report does); a simulation
+    that fails is reported in the result (``"error"``) instead of aborting, so the fit's outputs
+    are kept.
     """
     import sysid
     import sysid.analysis
+    from sysid.training import FitResult
 
     try:
-        predicted = sysid.simulate(model, ds)
+        if isinstance(model, FitResult):
+            predicted = sysid.analysis.predict(model, ds)
+        else:
+            predicted = sysid.simulate(model, ds)
     except SolverError as exc:
         warnings.warn(f"the fitted model could not be simulated over the data: {exc}",
                       stacklevel=2)

@@ -336,8 +336,10 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
     result.history.to_csv(tmp / "history.csv", index=False)
     if len(result.parameters):
         result.parameters.to_csv(tmp / "parameters.csv", index=False)
+    if len(result.initial_states):
+        result.initial_states.to_csv(tmp / "initial_states.csv")  # per training run, fitted
     try:
-        metrics = fit_metrics(result.model, ds, held_out=held_out)
+        metrics = fit_metrics(result, ds, held_out=held_out)
         interrupted = False
     except KeyboardInterrupt:
         metrics = {"trajectory": [], "error": "interrupted before the metrics were computed"}
