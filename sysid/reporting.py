@@ -370,11 +370,33 @@ def _min_len(ds: xr.Dataset) -> int:
     return min(run_length(ds, r) for r in run_ids(ds))
 
 
+def _reference_names(mdl: Any, reference: Any) -> tuple[str, ...] | None:
+    """The model's state names for a catalogue reference when the model's physics term was built
+    from that same system under the data's names (``physics("lotka_volterra", states=[...])``):
+    the order is the system's, so the names map one to one. None otherwise."""
+    from sysid.models import PhysicsField
+
+    name = getattr(reference, "name", None)
+    if not type(reference).__module__.startswith("sysid.systems"):
+        return None
+    for module in mdl.field.modules():
+        if isinstance(module, PhysicsField) and module.system == name and \
+                tuple(module.state_names) == tuple(mdl.state_names):
+            return tuple(mdl.state_names)
+    return None
+
+
 def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
                         params: Mapping[str, float] | None, full: xr.Dataset, train: xr.Dataset,
                         held: list[str], pars: pd.DataFrame | None, threshold: float,
                         settings: Any) -> None:
-    ref = an.as_dynamics(reference, params=params)
+    if isinstance(reference, str):  # a catalogue name
+        from sysid import systems
+
+        reference = systems.get(reference)
+    ref = an.as_dynamics(reference, params=params, states=_reference_names(mdl, reference))
+    system = reference
+    reference = ref  # the analyses below take the reference with its parameters and names applied
     doc.heading(f"Comparison with {ref.name}")
     if tuple(ref.states) != tuple(mdl.state_names):
         doc.section("reference", lambda: _raise(DataError(
@@ -439,9 +461,9 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
     def parameters() -> None:
         if pars is None or not len(pars):
             return
-        refvals = {**reference.defaults(), **dict(params or {})} if type(reference).__module__.startswith(
+        refvals = {**system.defaults(), **dict(params or {})} if type(system).__module__.startswith(
             "sysid.systems") else dict(params or {})
-        units = {p.name: p.units for p in getattr(reference, "parameters", ())}
+        units = {p.name: p.units for p in getattr(system, "parameters", ())}
         names = set(map(str, pars["name"] if "name" in pars.columns else pars.index))
         common = {n: v for n, v in refvals.items() if n in names}
         if not common:

@@ -13,6 +13,7 @@ the right-hand side (SciPy hangs on NaN) and a typed :class:`~sysid.errors.Solve
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, final
@@ -223,7 +224,8 @@ def as_dynamics(
         What to wrap. A callable is ``f(t, y)`` as :func:`scipy.integrate.solve_ivp` takes it (``y``
         of shape ``(S,)``), or ``(S, M)`` columns when ``vectorized=True``.
     states : sequence of str, optional
-        State names; required for a callable, ignored otherwise.
+        State names; required for a callable; for a system, the names to use for its states (in
+        its order, e.g. the data's names); ignored for models.
     units : sequence of str, optional
         State units for a callable.
     params : mapping, optional
@@ -243,7 +245,15 @@ def as_dynamics(
         obj = systems.get(obj)
     kind = type(obj).__module__
     if kind.startswith("sysid.systems"):
-        return _from_system(obj, params)
+        dyn = _from_system(obj, params)
+        if states is not None and tuple(states) != dyn.states:
+            if len(tuple(states)) != len(dyn.states):
+                raise ConfigError(
+                    f"as_dynamics: system {obj.name!r} has {len(dyn.states)} states {list(dyn.states)}; "
+                    f"{len(tuple(states))} names were given ({list(states)})."
+                )
+            dyn = dataclasses.replace(dyn, states=tuple(states))  # the data's names, same order
+        return dyn
     if kind.startswith("sysid.training"):
         return as_dynamics(obj.model)
     if kind.startswith("sysid.models"):
