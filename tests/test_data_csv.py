@@ -211,6 +211,10 @@ def test_missing_column_lists_available_and_suggests(tmp_path):
         load_csv(f, time="t", states=["theta"])
     with pytest.raises(DataError, match=r"run3\.csv: column 'vv' \(in inputs=\) not found.*Did you mean 'v'\?"):
         load_csv(f, time="t", states=["x"], inputs=["vv"])
+    g = write(tmp_path, "pelts.csv", "year,hare_kpelts,lynx_kpelts\n1900,30,4\n1901,47,6\n")
+    # too far apart for difflib, but the header starts with the name the user wrote
+    with pytest.raises(DataError, match=r"column 'hare' \(in states=\) not found.*Did you mean 'hare_kpelts'\?"):
+        load_csv(g, time="year", states=["hare"])
 
 
 def test_ambiguous_bare_name(tmp_path):

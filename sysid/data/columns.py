@@ -102,6 +102,10 @@ def find_column(cols: Sequence[Column], wanted: str, *, role: str, context: str)
         )
     names = headers + [c.name for c in cols if c.name != c.header]
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    if not close:  # 'hare' for 'hare_kpelts': a header that starts with (or contains) the name
+        low = wanted.strip().lower()
+        close = [n for n in names if low and n.lower().startswith(low)] or \
+                [n for n in names if low and low in n.lower()]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     one = [c for c in cols if c.header]
     if len(one) == 1:
