@@ -23,9 +23,14 @@ def test_latent_guess_sets_scale_and_window_start_guess():
     spec = _model_spec(model)
     scales = compute_scales(data, spec, 7)
     s, r = spec.states.index("S"), spec.states.index("R")
-    assert scales.scale[s] == 760.0 and scales.scale[r] == 1.0  # magnitude of the guess, 1 for 0
+    i = spec.states.index("I")
+    assert scales.scale[i] < 760.0  # the spread of the measured I
+    # the guess's magnitude; a zero guess takes the measured states' typical spread (not 1: R grows
+    # to hundreds and a scale of 1 blew its continuity penalty up)
+    assert scales.scale[s] == 760.0 and scales.scale[r] == scales.scale[i]
     prep = prepare(data, spec, scales, 7, dtype=__import__("torch").float64)
-    # every window start of S begins at the guess (scaled: 760 / 760 = 1), R at 0
+    # every window start of S begins at the guess (scaled: 760 / 760 = 1), R at 0 (the fit then
+    # moves them along one simulation of the run before training)
     n = int(prep.lengths[0])
     np.testing.assert_allclose(prep.z_guess[0, :n, s].numpy(), 1.0)
     np.testing.assert_allclose(prep.z_guess[0, :n, r].numpy(), 0.0)

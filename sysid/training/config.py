@@ -102,6 +102,11 @@ class FitConfig:
         Hybrid models: weight of the mean squared neural correction (relative to the spread of the
         measured derivatives) at the smoothed data. It pulls the correction towards zero, so the
         physical parameters explain what they can and keep their meaning.
+    known_initial : tuple of str
+        States whose value at each run's first sample is known, so it is not estimated: a measured
+        state starts from its measurement, an unmeasured one from the model's ``latent_initial``
+        (e.g. ``("S", "R")`` for an epidemic whose susceptibles start at N - I0). Other states
+        follow ``initial_states``.
     continuity : float
         Weight of the multiple-shooting continuity penalty that ties the free initial state of each
         window to the prediction of the windows that run through its start.
@@ -172,6 +177,7 @@ class FitConfig:
     weights: Mapping[str, float] | None = None
     initial_states: str = "measured"
     time_scale: str | float = "characteristic"
+    known_initial: tuple[str, ...] = ()
     neural_penalty: float = 1.0
     continuity: float = 1.0
     warm_start: bool = True
@@ -258,6 +264,10 @@ class FitConfig:
         _check_choice(self, "initial_states", INITIAL_STATES)
         _check_nonneg(self, "continuity")
         _check_nonneg(self, "neural_penalty")
+        known = self.known_initial
+        if isinstance(known, str) or not all(isinstance(n, str) for n in known):
+            raise ConfigError(f"FitConfig: known_initial must be a list of state names; got {known!r}.")
+        object.__setattr__(self, "known_initial", tuple(known))
         ts = self.time_scale
         if isinstance(ts, str):
             if ts not in TIME_SCALES:

@@ -215,6 +215,12 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         train_ds, val_ds = split_time(data, cfg.validation_fraction)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     work = copy.deepcopy(model).to(dtype)
+    unknown = [n for n in cfg.known_initial if n not in spec.states]
+    if unknown:
+        raise ConfigError(
+            f"fit: known_initial names {unknown} are not states of the model; its states are "
+            f"{list(spec.states)}."
+        )
     scales = compute_scales(train_ds, spec, cfg.smoothing_points, cfg.time_scale)
     if work.scaling is None:
         _set_scaling(work, spec, scales)
@@ -247,6 +253,8 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     except KeyboardInterrupt:  # Ctrl-C during the warm start: keep the model as it was given
         work.load_state_dict(before_warm)
         warm_info, interrupted = {"skipped": "interrupted"}, True
+    if resume_from is None and not interrupted:
+        _shoot_latent(problem, nodes, train, spec)
     opt = _optimizer(_param_groups(work, nodes, cfg), cfg)
     if resume_from is not None:
         state = load_checkpoint(resume_from)
@@ -277,8 +285,8 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         if cfg.stderr else work.parameter_table().assign(stderr=np.nan)
     history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "full_loss",
                                                   "val_nrmse", "lr", "nfe", "time_s", "event"])
-    latent = latent_table(spec, scales, train, nodes)
-    initial = initial_table(spec, scales, train, nodes, problem.free)
+    latent = latent_table(spec, scales, train, nodes, problem.known)
+    initial = initial_table(spec, scales, train, nodes, problem.free & ~problem.known)
     stats = {
         "method": cfg.solver, "substeps": loop.substeps, "nfe": counter.nfe,
         "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,
@@ -348,6 +356,32 @@ def _lr(cfg: FitConfig, loop: _Loop, total: int) -> float:
     else:
         sched = 1.0
     return cfg.lr * loop.lr_factor * sched
+
+
+def _shoot_latent(problem: WindowProblem, nodes: torch.nn.Parameter, train: Prepared,
+                  spec: ModelSpec) -> None:
+    """Start every window's unmeasured states where one simulation of each whole run puts them.
+
+    Their guess is a constant (the model's ``latent_initial``); an epidemic's S starting every
+    window at N pulled beta towards zero before the nodes could move. Latent velocities keep their
+    smoothed-derivative start. A simulation that fails leaves the guesses as they are.
+    """
+    latent = [i for i in spec.latent_idx if i not in spec.velocity_of]
+    n = int(train.lengths.max())
+    if not latent or n < 2:
+        return
+    windows = make_windows(train.lengths, n, stride=n - 1)  # one window per run, from sample 0
+    with torch.no_grad():
+        try:
+            pred = problem.predict(nodes, windows, problem.inputs_for(windows))
+        except SolverError:
+            return
+        vals = pred[..., latent]
+        ok = windows.valid & torch.isfinite(vals).all(-1)
+        runs = windows.run[:, None].expand_as(windows.idx)[ok]
+        idx = windows.idx[ok]
+        for k, s in enumerate(latent):
+            nodes[runs, idx, s] = vals[..., k][ok].to(nodes.dtype)
 
 
 def _train(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter,

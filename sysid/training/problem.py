@@ -191,7 +191,8 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
     """Mean and standard deviation of each measured state over all runs (NaN ignored).
 
     Latent velocities get the spread of their position's smoothed derivative; other latent
-    states mean 0 and the magnitude of their starting guess as scale (1 without one). Constant
+    states mean 0 and as scale the larger of their starting guess's magnitude and the median
+    spread of the measured states. Constant
     states get scale 1 (or their magnitude). The time scale is ``time_scale`` (see
     :class:`FitConfig`): by default :func:`characteristic_time`.
     """
@@ -207,8 +208,12 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
         sd = float(vals.std())
         # a constant state keeps its magnitude as scale (1 when it is 0)
         scale[i] = sd if sd > 1e-12 * abs(mean[i]) and sd > 0 else (abs(mean[i]) or 1.0)
+    # an unmeasured state is scaled by its starting guess, or, when that is 0, by the typical
+    # spread of the measured states (a SIR fit's R grows from 0 to hundreds: scale 1 made its
+    # continuity penalty ~1e5 times the data loss and drove beta to zero)
+    typical = float(np.median(scale[spec.obs_idx])) if spec.obs_idx else 1.0
     for i, g in spec.latent_guess.items():
-        scale[i] = abs(g) if g != 0 else 1.0
+        scale[i] = max(abs(g), typical) if g != 0 else typical
     if spec.velocity_of:
         _, d1, _ = smooth_runs(t, y, m, lengths, points)
         for vi, qi in spec.velocity_of.items():
@@ -310,6 +315,9 @@ class WindowProblem:
         if config.initial_states == "free":
             free[:] = True
         self.free = free
+        # states whose value at each run's first sample is known (FitConfig.known_initial): there
+        # the window starts from the guess (the measurement, or the model's latent_initial)
+        self.known = torch.tensor([n in config.known_initial for n in spec.states], dtype=torch.bool)
         self.substeps = config.substeps
         self.hybrids: list = []
 
@@ -367,7 +375,10 @@ class WindowProblem:
         """``(W, S)`` states at the window starts: free nodes where free, else the guesses."""
         fixed = self.data.z_guess[windows.run, windows.start]
         free_vals = nodes[windows.run, windows.start]
-        return torch.where(self.free, free_vals, fixed)
+        free = self.free
+        if bool(self.known.any()):
+            free = torch.where((windows.start == 0)[:, None], free & ~self.known, free)
+        return torch.where(free, free_vals, fixed)
 
     def predict(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
         """Scaled states ``(W, H, S)`` of every window."""

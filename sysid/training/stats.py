@@ -167,12 +167,16 @@ def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: 
 
 
 def latent_table(spec: ModelSpec, scales: Any, train: Prepared,
-                 nodes: torch.Tensor) -> pd.DataFrame:
-    """Estimated latent states at the first sample of each training run, in user units."""
+                 nodes: torch.Tensor, known: torch.Tensor | None = None) -> pd.DataFrame:
+    """Estimated (or, with ``known``, given) latent states at the first sample of each training
+    run, in user units."""
     latent = spec.latent_idx
     if not latent:
         return pd.DataFrame()
-    z0 = nodes.detach()[:, 0, latent].double().numpy()
+    start = nodes.detach()[:, 0]
+    if known is not None:
+        start = torch.where(known, train.z_guess[:, 0], start)
+    z0 = start[:, latent].double().numpy()
     x0 = scales.mean[latent] + scales.scale[latent] * z0
     return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
                         columns=[spec.states[i] for i in latent])
@@ -181,7 +185,8 @@ def latent_table(spec: ModelSpec, scales: Any, train: Prepared,
 def initial_table(spec: ModelSpec, scales: Any, train: Prepared, nodes: torch.Tensor,
                    free: torch.Tensor) -> pd.DataFrame:
     """All states at each run's first sample (user units): the estimate where the initial state
-    was free (latent states, or every state with ``initial_states="free"``), else the data."""
+    was free (latent states, or every state with ``initial_states="free"``; ``free`` is False for
+    ``known_initial`` states), else the data or the model's ``latent_initial``."""
     z0 = torch.where(free, nodes.detach()[:, 0], train.z_guess[:, 0]).double().numpy()
     x0 = scales.mean + scales.scale * z0
     return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
