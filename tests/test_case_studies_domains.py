@@ -8,46 +8,16 @@ also check what the scripts write. Together they take about 1.5 minutes of one c
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-CASE_STUDIES = Path(__file__).resolve().parents[1] / "case_studies"
-
-
-def _load(name: str):
-    """Import ``case_studies/<name>.py`` under a unique module name."""
-    if str(CASE_STUDIES) not in sys.path:
-        sys.path.insert(0, str(CASE_STUDIES))
-    spec = importlib.util.spec_from_file_location(f"case_study_{name}", CASE_STUDIES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from case_study_support import assert_outputs as _assert_outputs
+from case_study_support import check as _check
+from case_study_support import load as _load
 
 
-def _check(study, name: str):
-    found = [c for c in study.checks if c.name == name]
-    assert found, f"no check named {name!r}; checks are {[c.name for c in study.checks]}"
-    return found[0]
 
-
-def _assert_outputs(study, figures: int) -> dict:
-    folder = study.folder
-    summary = json.loads((folder / "summary.json").read_text())
-    assert summary["mode"] == "fast"
-    assert summary["passed"] is True
-    assert len(summary["checks"]) == len(study.checks)
-    assert (folder / "checks.csv").read_text().count("\n") == len(study.checks) + 1
-    pngs = sorted(folder.glob("*.png"))
-    assert len(pngs) >= figures
-    assert all(p.stat().st_size > 5_000 for p in pngs)  # a real drawing, not an empty canvas
-    return summary
 
 
 @pytest.mark.slow

@@ -10,52 +10,23 @@ does not: only its PySINDy-free helpers are tested here.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-CASE_STUDIES = REPO / "case_studies"
-
-
-def _load(folder: Path, name: str):
-    """Import ``<folder>/<name>.py`` under a unique module name."""
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(f"physics_study_{name}", folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+from case_study_support import assert_outputs as _assert_outputs
+from case_study_support import check as _check
+from case_study_support import REPO
+from case_study_support import load as _load
 
 
-def _check(study, name: str):
-    found = [c for c in study.checks if c.name == name]
-    assert found, f"no check named {name!r}; checks are {[c.name for c in study.checks]}"
-    return found[0]
 
-
-def _assert_outputs(study, figures: int) -> dict:
-    folder = study.folder
-    summary = json.loads((folder / "summary.json").read_text())
-    assert summary["mode"] == "fast"
-    assert summary["passed"] is True
-    assert len(summary["checks"]) == len(study.checks)
-    pngs = sorted(folder.glob("*.png"))
-    assert len(pngs) >= figures
-    assert all(p.stat().st_size > 5_000 for p in pngs)  # a real drawing, not an empty canvas
-    return summary
 
 
 @pytest.mark.slow
 def test_pendulum_fast(tmp_path, shared_datasets):
     data = shared_datasets / "physics" / "multiarm_pendulum_single_freeswing.csv"
-    study = _load(CASE_STUDIES, "pendulum").main(["--fast", "--out", str(tmp_path), "--data", str(data)])
+    study = _load("pendulum").main(["--fast", "--out", str(tmp_path), "--data", str(data)])
     failed = [c.row() for c in study.checks if not c.passed]
     assert not failed, failed
     # w2 = m a g / J from the paper's identified values: 1 % (the fast fit, on 2 runs at 50 Hz,
@@ -74,7 +45,7 @@ def test_pendulum_fast(tmp_path, shared_datasets):
 @pytest.mark.slow
 def test_emps_fast(tmp_path, shared_datasets):
     data = shared_datasets / "physics" / "emps_estimation_raw.csv"
-    study = _load(CASE_STUDIES, "emps").main(["--fast", "--out", str(tmp_path), "--data", str(data)])
+    study = _load("emps").main(["--fast", "--out", str(tmp_path), "--data", str(data)])
     failed = [c.row() for c in study.checks if not c.passed]
     assert not failed, failed
     params = study.tables["parameters"]
@@ -93,14 +64,14 @@ def test_emps_fast(tmp_path, shared_datasets):
 def test_missing_data_file_is_named(tmp_path):
     missing = tmp_path / "nowhere.csv"
     for name in ("pendulum", "emps"):
-        module = _load(CASE_STUDIES, name)
+        module = _load(name)
         with pytest.raises(FileNotFoundError, match="nowhere.csv.*--data PATH"):
             module.load(missing)
 
 
 @pytest.mark.slow
 def test_resnet_vs_ode_fast(tmp_path):
-    study = _load(CASE_STUDIES, "resnet_vs_ode").main(["--fast", "--out", str(tmp_path)])
+    study = _load("resnet_vs_ode").main(["--fast", "--out", str(tmp_path)])
     failed = [c.row() for c in study.checks if not c.passed]
     assert not failed, failed
     memory = study.tables["peak_memory_growth_mb"]
@@ -120,7 +91,7 @@ def test_resnet_rollout_is_euler_of_the_ode():
     """The seed observation itself: one ResNet step with g = dt f is one Euler step of the ODE."""
     import torch
 
-    mod = _load(CASE_STUDIES, "resnet_vs_ode")
+    mod = _load("resnet_vs_ode")
     mlp = mod.MLP(2, 2, 8, seed=0).double()
     z0 = torch.tensor([[0.3, -0.2], [1.0, 0.5]], dtype=torch.float64)
     dt = 0.01
@@ -140,7 +111,7 @@ def test_resnet_rollout_is_euler_of_the_ode():
 
 
 def test_bench_helpers_without_pysindy():
-    bench = _load(REPO / "benchmarks", "bench_vs_sindy")
+    bench = _load("bench_vs_sindy", REPO / "benchmarks")
     # characteristic time of x = A sin(w t): std(x) / rms(x') = 1 / w exactly (whole periods)
     import xarray as xr  # noqa: F401
 
