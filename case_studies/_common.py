@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["Check", "Study", "parse_args", "setup", "with_initial_sample", "rows_between"]
+__all__ = ["Check", "Study", "parse_args", "study_parser", "setup", "with_initial_sample", "rows_between"]
 
 
 def setup() -> None:
@@ -37,14 +37,20 @@ def setup() -> None:
     torch.set_num_threads(1)
 
 
-def parse_args(argv: Sequence[str] | None, description: str, default_out: str) -> argparse.Namespace:
-    """``--fast`` (short fits, looser tolerances) and ``--out DIR`` (figures and tables)."""
+def study_parser(description: str, default_out: str) -> argparse.ArgumentParser:
+    """The arguments every study takes: ``--fast`` (short fits, looser tolerances) and ``--out DIR``
+    (figures and tables); a study adds its own (``--data PATH``) to the parser returned."""
     parser = argparse.ArgumentParser(description=description.strip().splitlines()[0])
     parser.add_argument("--fast", action="store_true",
                         help="short fits for the test suite (looser tolerances, stated in the script)")
     parser.add_argument("--out", default=default_out,
                         help=f"folder for figures and the metrics table (default {default_out})")
-    return parser.parse_args(list(argv) if argv is not None else None)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None, description: str, default_out: str) -> argparse.Namespace:
+    """Parse ``argv`` with :func:`study_parser`'s arguments only."""
+    return study_parser(description, default_out).parse_args(list(argv) if argv is not None else None)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,7 +41,6 @@ Run ``python case_studies/emps.py [--fast] [--out DIR] [--data PATH]``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -56,7 +55,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Study, setup  # noqa: E402
+from _common import Study, setup, study_parser  # noqa: E402
 
 import sysid  # noqa: E402
 from sysid.data import from_arrays, get_run, run_ids  # noqa: E402
@@ -223,10 +222,7 @@ def _figure(model, reference, seg: xr.Dataset, v0: np.ndarray):
 
 def main(argv: Sequence[str] | None = None) -> Study:
     """Run the study; return the measured checks and tables."""
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--fast", action="store_true",
-                        help="short fits for the test suite (looser tolerances, stated in the script)")
-    parser.add_argument("--out", default="results/case_studies", help="folder for figures and tables")
+    parser = study_parser(__doc__, "results/case_studies")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="emps_estimation_raw.csv (default: the shared datasets folder)")
     args = parser.parse_args(list(argv) if argv is not None else None)

@@ -50,7 +50,6 @@ Run ``python case_studies/pendulum.py [--fast] [--out DIR] [--data PATH]``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -64,7 +63,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Study, setup  # noqa: E402
+from _common import Study, setup, study_parser  # noqa: E402
 
 import sysid  # noqa: E402
 from sysid.data import run_ids, select_runs  # noqa: E402
@@ -217,10 +216,7 @@ def _figure(ds: xr.Dataset, sims: dict[str, xr.Dataset], val_ids: list[str]):
 
 def main(argv: Sequence[str] | None = None) -> Study:
     """Run the study; return the measured checks and tables."""
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--fast", action="store_true",
-                        help="short fits for the test suite (looser tolerances, stated in the script)")
-    parser.add_argument("--out", default="results/case_studies", help="folder for figures and tables")
+    parser = study_parser(__doc__, "results/case_studies")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="multiarm_pendulum_single_freeswing.csv (default: the shared datasets folder)")
     parser.add_argument("--fit-dtheta", action="store_true",
