@@ -105,3 +105,24 @@ def test_errors():
     interp = InputInterpolator(t, u)
     with pytest.raises(ConfigError, match=r"t must be a scalar or one time per run \(1,\)"):
         interp(torch.zeros(3))
+
+
+@pytest.mark.parametrize("kind", ["zoh", "linear", "cubic"])
+def test_numpy_interpolant_takes_arrays_of_times_and_is_what_the_analysis_uses(kind):
+    from scipy.interpolate import PchipInterpolator
+
+    from sysid.analysis import input_function
+
+    t = np.array([0.0, 0.4, 1.0, 1.7, 3.0])
+    u = np.sin(t)[:, None] * np.array([1.0, -2.0])
+    f = numpy_interpolant(t, u, kind)
+    tq = np.linspace(-0.5, 3.5, 41)
+    many = f(tq)
+    assert many.shape == (41, 2)
+    # vectorised == one time at a time (the form solve_ivp calls)
+    np.testing.assert_allclose(many, np.stack([f(x) for x in tq]), rtol=0, atol=1e-15)
+    if kind == "cubic":  # monotone PCHIP as SciPy's, held outside the samples
+        ref = PchipInterpolator(t, u)(np.clip(tq, t[0], t[-1]))
+        np.testing.assert_allclose(many, ref, rtol=0, atol=1e-12)
+    # the analysis' input functions use the same rules (so a learned model sees the same input)
+    np.testing.assert_allclose(input_function(t, u, kind=kind)(tq), many, rtol=0, atol=1e-15)

@@ -21,7 +21,6 @@ from typing import Any, final
 import numpy as np
 import xarray as xr
 from scipy import integrate as _spi
-from scipy import interpolate as _interp
 
 from sysid.errors import ConfigError, DataError, SolverError
 
@@ -288,25 +287,20 @@ def input_function(
         raise ConfigError(f"interpolation must be one of {list(INTERPOLATIONS)}; got {kind!r}.")
     times = np.asarray(times, float)
     values = np.asarray(values, float).reshape(times.size, -1)
+    from sysid.models.interpolation import numpy_interpolant
+
     parts = []
     for j in range(values.shape[1]):
         ok = np.isfinite(times) & np.isfinite(values[:, j])
-        tj, vj = times[ok], values[ok, j]
         label = names[j] if j < len(names) else f"input {j}"
-        if tj.size == 0:
+        if not ok.any():
             raise DataError(f"input {label!r} has no finite samples; it cannot drive a simulation.")
-        if tj.size == 1:
-            parts.append(lambda t, v=vj[0]: np.full(np.shape(t), v))
-        elif kind == "zoh":
-            parts.append(_interp.interp1d(tj, vj, kind="previous", bounds_error=False, fill_value=(vj[0], vj[-1])))
-        elif kind == "linear" or tj.size < 3:
-            parts.append(lambda t, tj=tj, vj=vj: np.interp(t, tj, vj))
-        else:
-            spline = _interp.PchipInterpolator(tj, vj)
-            parts.append(lambda t, s=spline, lo=tj[0], hi=tj[-1]: s(np.clip(t, lo, hi)))
+        # the models' own interpolation rules (PCHIP for "cubic"), so a learned model sees here
+        # the input it sees in sysid.simulate
+        parts.append(numpy_interpolant(times[ok], values[ok, j], kind))
 
     def u(t: np.ndarray) -> np.ndarray:
-        return np.stack([np.asarray(p(t), float) for p in parts], axis=-1)
+        return np.stack([p(t)[..., 0] for p in parts], axis=-1)
 
     return u
 

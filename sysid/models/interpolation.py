@@ -210,7 +210,9 @@ class InputInterpolator:
 
 
 def numpy_interpolant(t: np.ndarray, u: np.ndarray, kind: str) -> Any:
-    """NumPy ``u(t) -> (I,)`` with the same rules as :class:`InputInterpolator` (one run)."""
+    """NumPy ``u(t)`` with the same rules as :class:`InputInterpolator` (one run): for a scalar
+    ``t`` an array ``(I,)``, for an array of times ``(..., I)``. Outside the samples the first/last
+    value is held."""
     if kind not in INTERPOLATIONS:
         raise ConfigError(f"numpy_interpolant: unknown kind {kind!r}; choose one of {list(INTERPOLATIONS)}.")
     t = np.asarray(t, dtype=float)
@@ -218,16 +220,16 @@ def numpy_interpolant(t: np.ndarray, u: np.ndarray, kind: str) -> Any:
     n = len(t)
     m = pchip_slopes_numpy(t, u) if kind == "cubic" and n > 1 else None
 
-    def u_at(tq: float) -> np.ndarray:
-        tc = min(max(float(tq), t[0]), t[-1])
+    def u_at(tq: Any) -> np.ndarray:
+        tc = np.clip(np.asarray(tq, dtype=float), t[0], t[-1])
         if n == 1:
-            return u[0].copy()
-        k = int(np.searchsorted(t, tc, side="right")) - 1
+            return np.broadcast_to(u[0], tc.shape + u.shape[1:]).copy()
+        k = np.searchsorted(t, tc, side="right") - 1
         if kind == "zoh":
-            return u[min(max(k, 0), n - 1)].copy()
-        k = min(max(k, 0), n - 2)
-        h = t[k + 1] - t[k]
-        s = min(max((tc - t[k]) / h, 0.0), 1.0)
+            return u[np.clip(k, 0, n - 1)]
+        k = np.clip(k, 0, n - 2)
+        h = (t[k + 1] - t[k])[..., None]
+        s = np.clip((tc - t[k])[..., None] / h, 0.0, 1.0)
         if kind == "linear":
             return u[k] + s * (u[k + 1] - u[k])
         s2, s3 = s * s, s * s * s
