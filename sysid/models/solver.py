@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,9 +43,11 @@ class SolverConfig:
         Relative and absolute tolerances of adaptive methods (positive). The defaults 1e-4 / 1e-6
         suit float32 training; use tighter ones in float64 for reference-quality simulation.
     step : float or None
-        Step of a fixed-step method, in the model's time units. ``None`` steps once per interval
-        between consecutive output times (the data's own grid, or the union of the runs' grids in
-        :func:`sysid.simulate`). Ignored by adaptive methods.
+        Step of a fixed-step method, in the model's time units. ``None`` takes ``substeps`` steps
+        per interval between consecutive output times (the data's own grid, or the union of the
+        runs' grids in :func:`sysid.simulate`). Ignored by adaptive methods.
+    substeps : int
+        Fixed-step methods with ``step=None``: steps between two consecutive output times (>= 1).
     max_steps : int
         Work budget: at most this many steps per solve (adaptive methods count rejected steps
         too); exceeding it is a :class:`~sysid.errors.SolverError`, never a hang.
@@ -67,6 +70,7 @@ class SolverConfig:
     rtol: float = 1e-4
     atol: float = 1e-6
     step: float | None = None
+    substeps: int = 1
     max_steps: int = 100_000
     adjoint: bool = False
 
@@ -86,6 +90,8 @@ class SolverConfig:
             if isinstance(s, bool) or not isinstance(s, (int, float)) or not (math.isfinite(s) and s > 0):
                 raise ConfigError(f"SolverConfig: step must be a positive number or None; got {s!r}.")
             object.__setattr__(self, "step", float(s))
+        if isinstance(self.substeps, bool) or not isinstance(self.substeps, int) or self.substeps < 1:
+            raise ConfigError(f"SolverConfig: substeps must be an integer >= 1; got {self.substeps!r}.")
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ConfigError(f"SolverConfig: max_steps must be an integer >= 1; got {self.max_steps!r}.")
         if not isinstance(self.adjoint, bool):
@@ -103,7 +109,7 @@ class SolverConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SolverConfig:
         """Settings from a mapping; unknown keys are a ConfigError."""
-        known = {"method", "rtol", "atol", "step", "max_steps", "adjoint"}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"SolverConfig: unknown keys {unknown}; valid keys are {sorted(known)}.")
