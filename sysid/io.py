@@ -23,8 +23,6 @@ import hashlib
 import importlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from sysid import atomic
 from sysid.errors import ModelFileError, SysidError
 from sysid.models.base import VectorField, scaling_to_dict
 from sysid.models.composite import HybridField, SecondOrderField
@@ -126,20 +125,10 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
         },
     }
     text = json.dumps(manifest, indent=2, allow_nan=False, default=_json_default)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    # a Ctrl-C (or SIGTERM) arriving meanwhile is held back until the folder is complete
+    with atomic.signals_deferred(), atomic.FolderBuild(path, overwrite=overwrite) as build:
         for name, data in ((TENSORS, blob), (MANIFEST, text.encode("utf-8"))):
-            with open(tmp / name, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            atomic.write_bytes(build.path / name, data)
     return path
 
 

@@ -10,7 +10,7 @@ comparison of trajectories, vector fields, fixed points, limit cycles and parame
 - ``figures/*.png``.
 
 Each file is written to a temporary file in the same folder, flushed to disk and moved into place
-(``os.replace``), so a crash never leaves a half-written report. Existing report files are only
+(:mod:`sysid.atomic`), so a crash never leaves a half-written report. Existing report files are only
 replaced with ``overwrite=True``.
 """
 
@@ -21,7 +21,6 @@ import html
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,24 +34,11 @@ import xarray as xr
 from sysid.errors import ConfigError, DataError, SysidError
 
 REPORT_FILES = ("report.html", "report.md", "report.json")
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
 def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder, fsync and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write bytes to ``path`` atomically (:func:`sysid.atomic.write_bytes`)."""
+    from sysid import atomic
+
+    atomic.write_bytes(path, payload)
 
 
 @dataclass

@@ -9,15 +9,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
+from sysid import atomic
 from sysid.errors import ConfigError, DataError, SysidError
 
 __all__ = [
@@ -116,49 +115,21 @@ def check_new_output(path: Path, *, force: bool, option: str = "--out") -> None:
             )
 
 
-def _make_parents(parent: Path) -> list[Path]:
-    """Create missing parent directories; return the ones created (deepest last)."""
-    created: list[Path] = []
-    missing: list[Path] = []
-    p = parent
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for p in reversed(missing):
-        try:
-            p.mkdir()
-        except FileExistsError:
-            continue
-        created.append(p)
-    return created
-
-
-def _remove_created(created: list[Path]) -> None:
-    for p in reversed(created):
-        with contextlib.suppress(OSError):
-            p.rmdir()
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            with contextlib.suppress(OSError), open(os.path.join(dirpath, name), "rb") as fh:
-                os.fsync(fh.fileno())
-
-
 @contextlib.contextmanager
 def atomic_dir(target: Path, *, force: bool) -> Iterator[Path]:
     """Build an output directory in a temporary sibling and move it into place at the end.
 
     On any exception (KeyboardInterrupt included) the temporary directory is removed and the
-    target is left as it was: a crash never leaves a half-written result.
+    target is left as it was: a crash never leaves a half-written result. The folder machinery
+    is :class:`sysid.atomic.FolderBuild`.
 
     Parameters
     ----------
     target : Path
         The directory the user asked for.
     force : bool
-        Replace ``target`` when it exists (it is replaced only after the new one is complete).
+        Replace ``target`` when it exists (it is replaced only after the new one is complete,
+        and the old one is removed last).
 
     Yields
     ------
@@ -167,38 +138,22 @@ def atomic_dir(target: Path, *, force: bool) -> Iterator[Path]:
     """
     target = Path(target)
     check_new_output(target, force=force)
-    created = _make_parents(target.parent.resolve())
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    build = atomic.FolderBuild(target, overwrite=force)
     try:
-        yield tmp
-        _fsync_tree(tmp)
-        if target.exists() or target.is_symlink():
-            check_new_output(target, force=force)
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "previous")
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(old / "previous", target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        yield build.path
+        check_new_output(target, force=force)
+        build.commit()
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _remove_created(created)
+        build.discard()
         raise
 
 
 @contextlib.contextmanager
 def atomic_file(target: Path, *, force: bool, option: str = "--out") -> Iterator[Path]:
-    """Write a file under a temporary name in the same directory, then ``os.replace`` it.
+    """Write a file under a temporary name in the same directory, then move it into place.
 
     The temporary name keeps the target's suffix, so writers that choose a format by suffix
-    (``.csv``, ``.nc``) behave as for the target.
+    (``.csv``, ``.nc``) behave as for the target (see :func:`sysid.atomic.writing`).
 
     Yields
     ------
@@ -210,34 +165,13 @@ def atomic_file(target: Path, *, force: bool, option: str = "--out") -> Iterator
         raise UserError(f"output '{target}' ({option}) is a directory; give a file name such as "
                         f"'{target / 'out.csv'}'.")
     check_new_output(target, force=force, option=option)
-    created = _make_parents(target.parent.resolve())
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.partial-", suffix=target.suffix,
-                                dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.unlink()  # writers create the file themselves (netCDF refuses an existing empty file)
+    created = atomic.make_parents(target.parent)
     try:
-        yield tmp
-        if not tmp.exists():
-            raise RuntimeError(f"the writer produced no file for '{target}'")
-        if tmp.is_file():
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-        check_new_output(target, force=force, option=option)
-        if target.is_dir():  # a directory store (zarr) being replaced: move the old one aside first
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "previous")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        with atomic.writing(target, overwrite=force) as tmp:
+            yield tmp
+            check_new_output(target, force=force, option=option)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        _remove_created(created)
+        atomic.remove_created(created)
         raise
 
 

@@ -8,7 +8,6 @@ again without the original files: ``model/``, ``data.nc`` (the data as read), ``
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 import click
 
+from sysid import atomic
 from sysid.cli._pipeline import find_model_dir, read_data, write_json
 from sysid.cli._support import atomic_dir, check_new_output, console, parse_assignments, parse_float
 from sysid.errors import ConfigError, DataError, SolverError
@@ -309,13 +309,10 @@ def report_cmd(model_dir: Path, reference: str | None, params: str | None) -> No
         written = write_report(run_dir, scratch, reference=reference, params=values)
         new_figures = scratch / "figures"
         if new_figures.is_dir():
-            old = run_dir / "figures"
-            if old.exists():
-                os.replace(old, scratch / "old-figures")
-            os.replace(new_figures, old)
+            atomic.move(new_figures, run_dir / "figures")
         for f in written:
             if Path(f).parent == scratch:
-                os.replace(f, run_dir / Path(f).name)
+                atomic.move(f, run_dir / Path(f).name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     console.info(f"wrote {run_dir / 'report.html'}, report.md, report.json and figures/")

@@ -1,7 +1,7 @@
 """Trajectory datasets on disk: netCDF and zarr (through xarray) and long-format CSV export.
 
-Writes are atomic: the data go to a temporary path in the target's folder, are flushed to disk,
-and replace the target with :func:`os.replace`, so a crash never leaves a half-written file
+Writes are atomic (:mod:`sysid.atomic`): the data go to a temporary path in the target's folder,
+are flushed to disk and then replace the target, so a crash never leaves a half-written file
 under the final name. An existing target is replaced only with ``overwrite=True``.
 
 Reads pass ``decode_times=False`` and ``decode_timedelta=False``: time is float64 in the units
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from sysid import atomic
 from sysid.data.schema import TIME, TRAJ, input_names, run_ids, run_length, state_names
 from sysid.data.validate import validate
 from sysid.errors import DataError
@@ -65,31 +64,11 @@ def load_zarr(path: str | os.PathLike) -> xr.Dataset:
         p, consolidated=False, decode_times=False, decode_timedelta=False), "zarr")
 
 
-def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-
-
 def _check_target(path: Path, func: str, overwrite: bool) -> None:
     if not path.parent.is_dir():
         raise DataError(f"{func}: folder {path.parent} does not exist; create it first.")
     if path.exists() and not overwrite:
         raise DataError(f"{func}: {path} exists; pass overwrite=True to replace it, or choose another name.")
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` onto ``path``; a folder target is moved aside first and removed after."""
-    if path.is_dir():
-        old = _temp_beside(path)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -125,25 +104,17 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) ->
                         "(to_csv writes CSV).")
     _check_target(path, "save", overwrite)
     out = _normalise(ds)
-    tmp = _temp_beside(path)
-    try:
+    kind = "netCDF" if suffix in _NETCDF else "zarr"
+    with atomic.writing(path, overwrite=overwrite) as tmp:
         try:
             if suffix in _NETCDF:
                 out.to_netcdf(tmp, engine="netcdf4")
-                _fsync(tmp)
             else:
                 out.to_zarr(tmp, mode="w-", consolidated=False)
         except (TypeError, ValueError) as exc:
-            kind = "netCDF" if suffix in _NETCDF else "zarr"
             raise DataError(f"save: {path}: the dataset cannot be written as {kind} "
                             f"({type(exc).__name__}: {exc}). Attributes must be strings, numbers or "
                             "lists of them.") from None
-        _replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -177,9 +148,8 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
     names = state_names(ds) + input_names(ds)
     head = ["trajectory", _header(TIME, str(ds[TIME].attrs.get("units", "")))]
     head += [_header(n, str(ds[n].attrs.get("units", ""))) for n in names]
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic.writing(path, overwrite=overwrite) as tmp:
+        with open(tmp, "x", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(head)
             for rid in run_ids(ds):
@@ -188,12 +158,6 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
                 cols = [one[TIME].values[:n]] + [one[v].values[:n] for v in names]
                 for k in range(n):
                     writer.writerow([rid] + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

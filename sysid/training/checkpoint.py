@@ -3,23 +3,19 @@
 A checkpoint is one ``torch.save`` file of a dict holding tensors, numbers, strings, lists and
 dicts (model and optimiser state, the free initial states, the random generator, the epoch, the
 history and the best model so far). It is written to a temporary file in the same folder, flushed
-with ``fsync`` and moved over the target with ``os.replace``, so a crash never leaves a torn file.
+with ``fsync`` and moved over the target (:mod:`sysid.atomic`), so a crash never leaves a torn file.
 Loading uses ``torch.load(..., weights_only=True)``, which refuses anything that could run code.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import tempfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sysid import atomic
 from sysid.errors import ConfigError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
@@ -28,26 +24,10 @@ FORMAT = "sysid-fit-checkpoint"
 VERSION = 1
 
 
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold back SIGINT while the block runs (main thread only); raise it afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file in the same folder, fsync, replace).
 
-    A Ctrl-C that arrives meanwhile is held back until the file is complete, then raised:
+    A Ctrl-C or SIGTERM that arrives meanwhile is held back until the file is complete, then raised:
     ``torch.save`` writes through a C++ writer calling back into Python, and an interrupt raised
     inside one of those callbacks aborted the whole process ("terminate called ... write to
     closed file") instead of stopping the fit cleanly.
@@ -55,33 +35,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **state}
-    with _interrupts_deferred():
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_folder(target.parent)
+    with atomic.signals_deferred(), atomic.writing(target) as tmp:
+        with open(tmp, "xb") as fh:
+            torch.save(payload, fh)
     return target
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable where the platform allows it."""
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
