@@ -72,8 +72,8 @@ def run_sysid(train, test, seed: int) -> tuple[float, float, bool, object]:
     from sysid.training import FitConfig, fit
 
     model = neural(["prey", "predator"], width=32, depth=2, seed=seed)
-    cfg = FitConfig(epochs=600, lr=1e-2, initial_states="free", target=TARGET, validate_every=5,
-                    seed=seed, progress=False)
+    cfg = FitConfig(epochs=600, optimizer={"lr": 1e-2}, initial_states="free",
+                    validation={"target": TARGET, "every": 5}, seed=seed, progress=False)
     t0 = time.perf_counter()
     result = fit(model, train, cfg, validation=test)
     elapsed = time.perf_counter() - t0

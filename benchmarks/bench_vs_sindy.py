@@ -169,8 +169,8 @@ def fit_sysid(system: str, train, kind: str):
         # free window initial states: with noisy data, starting every window from its noisy first
         # sample biases the parameters (errors in variables); measured at 10 % noise on LV: largest
         # coefficient error 4.3 % with measured starts, 1.3 % with free ones
-        cfg = FitConfig(epochs=100, lr=2e-2, horizons=(5, 10, 20, 40), initial_states="free",
-                        progress=False, seed=0)
+        cfg = FitConfig(epochs=100, optimizer={"lr": 2e-2}, shooting={"horizons": (5, 10, 20, 40)},
+                        initial_states="free", progress=False, seed=0)
     else:
         scaling = None
         if kind == "mlp_tc":
@@ -178,7 +178,8 @@ def fit_sysid(system: str, train, kind: str):
                                           time_scale=characteristic_time(train, sys_.states))
         model = sysid.models.neural(list(sys_.states), width=32, depth=2, seed=0, scaling=scaling)
         # mlp: the run duration as time unit; mlp_tc: the model's own scaling (characteristic time)
-        cfg = FitConfig(epochs=200, lr=1e-2, horizons=(5, 10, 20), progress=False, seed=0,
+        cfg = FitConfig(epochs=200, optimizer={"lr": 1e-2}, shooting={"horizons": (5, 10, 20)},
+                        progress=False, seed=0,
                         time_scale="duration" if kind == "mlp" else "characteristic")
     started = time.perf_counter()
     with warnings.catch_warnings():

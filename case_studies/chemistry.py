@@ -54,12 +54,13 @@ def _settings(fast: bool) -> dict:
     return {"bod_epochs": 200, "pk_epochs": 250, "pk_substeps": 8, "subject_epochs": 150}
 
 
-def _single_shooting(data, **kw):
+def _config(*, epochs: int, lr: float, substeps: int, stderr: bool = True, **kw):
+    """Single shooting from the known initial state, float64, L-BFGS refinement."""
     from sysid.training import FitConfig
 
-    n = int(data.sizes["obs"])
-    return FitConfig(horizons=(n,), stride=n, continuity=0.0, dtype="float64", polish=True,
-                     progress=False, **kw)
+    return FitConfig(epochs=epochs, shooting="single", dtype="float64", progress=False,
+                     optimizer={"lr": lr}, solver={"substeps": substeps},
+                     refine={"enabled": True, "stderr": stderr}, **kw)
 
 
 def fit_bod(fast: bool):
@@ -72,7 +73,7 @@ def fit_bod(fast: bool):
 
     data = with_initial_sample(datasets.load("bod"), 0.0, {"y": 0.0}, rename={"demand": "y"})
     model = physics("first_order_kinetics", values={"A": 10.0, "k": 0.2}, dtype=torch.float64)
-    cfg = _single_shooting(data, epochs=_settings(fast)["bod_epochs"], lr=0.05, substeps=4)
+    cfg = _config(epochs=_settings(fast)["bod_epochs"], lr=0.05, substeps=4)
     return data, fit(model, data, cfg)
 
 
@@ -110,8 +111,8 @@ def fit_theophylline(data, fast: bool):
     s = _settings(fast)
     model = physics("pk_one_compartment", values={"ka": 1.0, "ke": 0.1, "V": 0.5}, dtype=torch.float64)
     # gut is measured at t = 0 only (the dose, the initial state): it carries no loss
-    cfg = _single_shooting(data, epochs=s["pk_epochs"], lr=0.03, substeps=s["pk_substeps"],
-                           weights={"gut": 0.0})
+    cfg = _config(epochs=s["pk_epochs"], lr=0.03, substeps=s["pk_substeps"],
+                  loss={"weights": {"gut": 0.0}})
     return fit(model, data, cfg)
 
 
@@ -132,8 +133,8 @@ def fit_theophylline_per_subject(data, fast: bool):
         one = select_runs(data, [rid])
         model = physics("pk_one_compartment", values={"ka": 1.0, "ke": 0.1, "V": 0.5},
                         dtype=torch.float64)
-        cfg = _single_shooting(one, epochs=s["subject_epochs"], lr=0.03, substeps=s["pk_substeps"],
-                               weights={"gut": 0.0}, stderr=False)
+        cfg = _config(epochs=s["subject_epochs"], lr=0.03, substeps=s["pk_substeps"],
+                      loss={"weights": {"gut": 0.0}}, stderr=False)
         p = fit(model, one, cfg).parameters.set_index("name")["value"]
         rows.append({"subject": str(rid), "lKe": np.log(p["ke"]), "lKa": np.log(p["ka"]),
                      "lCl": np.log(p["ke"] * p["V"])})

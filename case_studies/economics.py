@@ -76,11 +76,10 @@ def fit_logistic(train, loss: str, fast: bool):
     from sysid.models import physics
     from sysid.training import FitConfig, fit
 
-    n = int(train.sizes["obs"])
     model = physics("logistic", values={"r": 0.02, "K": 300.0}, dtype=torch.float64)
     return fit(model, train, FitConfig(
-        epochs=_settings(fast)["pop_epochs"], lr=0.05, loss=loss, horizons=(n,), stride=n,
-        continuity=0.0, substeps=4, dtype="float64", polish=True, progress=False))
+        epochs=_settings(fast)["pop_epochs"], optimizer={"lr": 0.05}, loss=loss, shooting="single",
+        solver={"substeps": 4}, dtype="float64", refine=True, progress=False))
 
 
 def population(study: Study, fast: bool) -> None:
@@ -172,8 +171,9 @@ def fit_phillips_neural(train, fast: bool):
 
     model = neural(["unem", "inf"], width=32, depth=2, seed=0)
     return fit(model, train, FitConfig(
-        epochs=_settings(fast)["nn_epochs"], lr=0.01, horizons=(2, 3), initial_states="free",
-        substeps=2, stderr=False, progress=False, time_scale=SLOW))
+        epochs=_settings(fast)["nn_epochs"], optimizer={"lr": 0.01}, shooting={"horizons": (2, 3)},
+        initial_states="free", solver={"substeps": 2}, refine={"stderr": False}, progress=False,
+        time_scale=SLOW))
 
 
 def fit_phillips_greybox(train, fast: bool):
@@ -186,8 +186,9 @@ def fit_phillips_greybox(train, fast: bool):
                    ["unem", "inf"], neural_states=["unem"], width=16, depth=2, seed=0,
                    state_units=["%", "%"], time_units="year")
     return fit(model, train, FitConfig(
-        epochs=_settings(fast)["gb_epochs"], lr=0.01, horizons=(2, 3), initial_states="free",
-        substeps=2, neural_penalty=0.0, progress=False, time_scale=SLOW))
+        epochs=_settings(fast)["gb_epochs"], optimizer={"lr": 0.01}, shooting={"horizons": (2, 3)},
+        initial_states="free", solver={"substeps": 2}, loss={"neural_penalty": 0.0},
+        progress=False, time_scale=SLOW))
 
 
 def phillips(study: Study, fast: bool) -> None:

@@ -169,8 +169,10 @@ def run(settings: Settings, data_path: Path, study: Study) -> dict:
     start = {"M": 50.0, "Fv": 100.0, "Fc": 10.0, "offset": 0.0}  # far from the reference
     started = time.perf_counter()
     res = sysid.fit(build(start), train,
-                    FitConfig(epochs=settings.epochs, horizons=settings.horizons, stride=settings.stride,
-                              lr=2e-2, smoothing_points=11, dtype="float64", progress=False, seed=0))
+                    FitConfig(epochs=settings.epochs, optimizer={"lr": 2e-2},
+                              shooting={"horizons": settings.horizons, "stride": settings.stride},
+                              warm_start={"smoothing_points": 11}, dtype="float64",
+                              progress=False, seed=0))
     seconds = time.perf_counter() - started
     fitted = {k: float(v.detach()) for k, v in res.model.physical_parameters().items() if k != "gain"}
     stderr = dict(zip(res.parameters["name"], res.parameters["stderr"]))

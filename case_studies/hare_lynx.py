@@ -70,15 +70,14 @@ def fit_lotka_volterra(data, fast: bool):
     from sysid.training import FitConfig, fit
 
     s = _settings(fast)
-    n = int(data.sizes["obs"])
     start = physics("lotka_volterra", values={"a": 0.5, "b": 0.02, "c": 1.0, "d": 0.02})
     stage1 = fit(start, data, FitConfig(
-        epochs=s["ms_epochs"], loss="log", initial_states="free", horizons=(5, 10), substeps=2,
-        dtype="float64", stderr=False, progress=False))
+        epochs=s["ms_epochs"], loss="log", initial_states="free", shooting={"horizons": (5, 10)},
+        solver={"substeps": 2}, dtype="float64", refine={"stderr": False}, progress=False))
     return fit(stage1.model, data, FitConfig(
-        epochs=s["ss_epochs"], lr=s["ss_lr"], schedule="none" if fast else "cosine", loss="log",
-        initial_states="free", horizons=(n,), stride=n, continuity=0.0, substeps=2,
-        warm_start=False, polish=True, dtype="float64", progress=False))
+        epochs=s["ss_epochs"], optimizer={"lr": s["ss_lr"], "schedule": "none" if fast else "cosine"},
+        loss="log", initial_states="free", shooting="single", solver={"substeps": 2},
+        warm_start=False, refine=True, dtype="float64", progress=False))
 
 
 def fit_neural(train, fast: bool):
@@ -89,8 +88,9 @@ def fit_neural(train, fast: bool):
     n = int(train.sizes["obs"])
     model = neural(["prey", "predator"], width=32, depth=2, seed=0)
     return fit(model, train, FitConfig(
-        epochs=_settings(fast)["nn_epochs"], lr=0.01, loss="log", initial_states="free",
-        horizons=(5, 10, n), substeps=2, stderr=False, progress=False))
+        epochs=_settings(fast)["nn_epochs"], optimizer={"lr": 0.01}, loss="log",
+        initial_states="free", shooting={"horizons": (5, 10, n)}, solver={"substeps": 2},
+        refine={"stderr": False}, progress=False))
 
 
 def fit_hybrid(train, lv_values: dict[str, float], fast: bool):
@@ -101,9 +101,9 @@ def fit_hybrid(train, lv_values: dict[str, float], fast: bool):
     n = int(train.sizes["obs"])
     model = hybrid("lotka_volterra", values=lv_values, width=16, depth=2, seed=0)
     return fit(model, train, FitConfig(
-        epochs=_settings(fast)["hy_epochs"], lr=0.01, loss="log", initial_states="free",
-        horizons=(5, 10, n), substeps=2, weight_decay=1e-3, warm_start=False, stderr=False,
-        progress=False))
+        epochs=_settings(fast)["hy_epochs"], optimizer={"lr": 0.01, "weight_decay": 1e-3},
+        loss="log", initial_states="free", shooting={"horizons": (5, 10, n)},
+        solver={"substeps": 2}, warm_start=False, refine={"stderr": False}, progress=False))
 
 
 def _initial(result) -> dict[str, float]:

@@ -56,19 +56,18 @@ def sir_data(ds):
                                rename={"in_bed": "I"}, units={"S": "boys", "R": "boys"})
 
 
-def _single_shooting(data, *, epochs: int, substeps: int, lr: float, polish: bool,
+def _single_shooting(*, epochs: int, substeps: int, lr: float, polish: bool,
                      weight_decay: float = 0.0):
-    from sysid.training import FitConfig
+    from sysid.training import FitConfig, Loss, Optimizer
 
-    n = int(data.sizes["obs"])
     # S and R are known only on day 0: weight 0 (their day-0 value is the initial state anyway)
     # neural_penalty=0: the engine's hybrid penalty is evaluated at samples where every measured
     # state has a smoothed value, and S, R are measured on day 0 only (no such sample: the
     # penalty would be the mean of nothing, NaN). The correction is kept small by weight decay.
-    return FitConfig(epochs=epochs, lr=lr, horizons=(n,), stride=n, continuity=0.0,
-                     substeps=substeps, dtype="float64", polish=polish, progress=False,
-                     weights={"S": 0.0, "R": 0.0}, weight_decay=weight_decay,
-                     warm_start=False, neural_penalty=0.0)
+    return FitConfig(epochs=epochs, dtype="float64", progress=False, shooting="single",
+                     optimizer=Optimizer(lr=lr, weight_decay=weight_decay),
+                     solver={"substeps": substeps}, refine=polish,
+                     loss=Loss(weights={"S": 0.0, "R": 0.0}, neural_penalty=0.0), warm_start=False)
 
 
 def fit_sir(data, fast: bool):
@@ -81,8 +80,8 @@ def fit_sir(data, fast: bool):
     s = _settings(fast)
     model = physics("sir", free=["beta", "gamma"], values={"beta": 1.0, "gamma": 0.3, "N": N_PUPILS},
                     dtype=torch.float64)
-    return fit(model, data, _single_shooting(data, epochs=s["epochs"], substeps=s["substeps"],
-                                             lr=0.02, polish=True))
+    return fit(model, data, _single_shooting(epochs=s["epochs"], substeps=s["substeps"], lr=0.02,
+                                             polish=True))
 
 
 def infection_correction(width: int = 16, depth: int = 2, seed: int = 0):
@@ -140,7 +139,7 @@ def fit_hybrid(data, sir_values: dict[str, float], fast: bool):
                                     values={**sir_values, "N": N_PUPILS}, dtype=torch.float64)
     field = HybridField(phys, infection_correction().to(torch.float64), neural_states=["S", "I"])
     return fit(Model(field), data, _single_shooting(
-        data, epochs=s["hybrid_epochs"], substeps=s["substeps"], lr=0.005, polish=False,
+        epochs=s["hybrid_epochs"], substeps=s["substeps"], lr=0.005, polish=False,
         weight_decay=1e-3))
 
 

@@ -152,17 +152,19 @@ def run(settings: Settings, data_path: Path, study: Study, *, fit_dtheta: bool =
     if not fit_dtheta:
         train = train.drop_vars("omega")
     val_ids = [r for r in run_ids(ds) if r.startswith("val")]
-    cfg = dict(horizons=settings.horizons, stride=settings.stride, progress=False, seed=0)
+    cfg = dict(shooting={"horizons": settings.horizons, "stride": settings.stride}, progress=False,
+               seed=0)
 
     started = time.perf_counter()
     phys = sysid.fit(build(40.0, 0.5, neural=False, width=settings.width, observed=observed), train,
-                     FitConfig(epochs=settings.epochs_physics, lr=2e-2, **cfg))
+                     FitConfig(epochs=settings.epochs_physics, optimizer={"lr": 2e-2}, **cfg))
     t_phys = time.perf_counter() - started
     fitted = {k: float(v.detach()) for k, v in phys.model.physical_parameters().items()}
     started = time.perf_counter()
     hyb = sysid.fit(build(fitted["w2"], fitted["c"], neural=True, width=settings.width,
                           observed=observed), train,
-                    FitConfig(epochs=settings.epochs_hybrid, lr=3e-3, warm_start=False, **cfg))
+                    FitConfig(epochs=settings.epochs_hybrid, optimizer={"lr": 3e-3}, warm_start=False,
+                              **cfg))
     t_hyb = time.perf_counter() - started
     hyb_params = {k: float(v.detach()) for k, v in hyb.model.physical_parameters().items()}
 

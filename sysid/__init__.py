@@ -28,6 +28,7 @@ _LAZY = {
     "fit": "sysid.training",
     "FitConfig": "sysid.training",
     "FitResult": "sysid.training",
+    "StopReason": "sysid.training",
     "compare": "sysid.analysis",
     "report": "sysid.reporting",
 }

@@ -29,6 +29,8 @@ FILES = {
     "allnan.csv": "t,x,v\n" + "".join(f"{t},{x:.3f},\n" for t, x, _ in ROWS),
     "inf.csv": GOOD.replace("1.040", "inf"),
     "badkey.toml": "[fit]\nepochz = 3\n",
+    "flatkey.toml": "[fit]\nepochs = 3\nlr = 0.01\n",
+    "badpart.toml": "[fit.optimizer]\nrate = 0.01\n",
     "badsection.toml": "[data]\ntme = \"t\"\n",
 }
 
@@ -62,6 +64,20 @@ CASES = [
                             "zeta"], r"--params: expected name=value pairs .* the item 'zeta' has no '='"),
     ("unknown config key", ["good.csv", *CSV, "--config", "badkey.toml"],
      r"config file 'badkey\.toml', \[fit\]: .*unknown option 'epochz'\. Did you mean 'epochs'\?"),
+    ("flat [fit] key of the old layout", ["good.csv", *CSV, "--config", "flatkey.toml"],
+     r"config file 'flatkey\.toml', \[fit\]: FitConfig: 'lr' moved to the optimizer part: "
+     r"\[fit\.optimizer\] lr in TOML"),
+    ("unknown key of a part", ["good.csv", *CSV, "--config", "badpart.toml"],
+     r"\[fit\.optimizer\]: unknown option 'rate'.*Valid options: name, lr, "),
+    ("old flat --set key", ["good.csv", *CSV, "--set", "lr=0.01"],
+     r"--set: 'lr' moved to the optimizer part; write --set optimizer\.lr=0\.01 \(in a config "
+     r"file: \[fit\.optimizer\] lr\)"),
+    ("unknown --set key", ["good.csv", *CSV, "--set", "epoch=3"],
+     r"--set: unknown option 'epoch'\. Did you mean 'epochs'\?.*PART\.KEY=VALUE"),
+    ("unknown --set part key", ["good.csv", *CSV, "--set", "shooting.horizon=[4]"],
+     r"fit options: \[fit\.shooting\]: unknown option 'horizon'\. Did you mean 'horizons'"),
+    ("bad --set part value", ["good.csv", *CSV, "--set", "loss=mse"],
+     r"fit options: Loss: kind 'mse' was renamed: use 'nmse'"),
     ("unknown config key in [data]", ["good.csv", *CSV, "--config", "badsection.toml"],
      r"config file 'badsection\.toml': unknown key 'data\.tme'"),
     ("missing data file", ["nope.csv", *CSV], r"DATA file 'nope\.csv' does not exist"),

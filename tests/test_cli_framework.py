@@ -84,9 +84,10 @@ def test_parse_assignments_rejects_bool_in_config():
 
 
 def test_parse_settings_reads_toml_values_or_bare_strings():
-    assert parse_settings(["lr=0.005", "solver=dopri5", "horizons=[4, 8]", "warm_start=false",
-                           "loss = log"]) == {"lr": 0.005, "solver": "dopri5", "horizons": [4, 8],
-                                               "warm_start": False, "loss": "log"}
+    assert parse_settings(["optimizer.lr=0.005", "solver=dopri5", "shooting.horizons=[4, 8]",
+                           "warm_start=false", "loss = log"]) == {
+        "optimizer.lr": 0.005, "solver": "dopri5", "shooting.horizons": [4, 8],
+        "warm_start": False, "loss": "log"}
 
 
 @pytest.mark.parametrize("items, match", [
@@ -139,30 +140,43 @@ def test_dumps_toml_round_trips_through_tomllib():
         "data": {"path": 'C:\\data\\a "b".csv', "states": ["x", "v"], "inputs": [], "run": None,
                  "holdout": 0.25},
         "model": {"kind": "hybrid:pendulum", "params": {"g_over_l": 9.81, "damping": 0.1}},
-        "fit": {"epochs": 3, "lr": 1e-3, "horizons": (5, 10), "warm_start": False,
-                "target": float("inf"), "weights": {"x": 2.0, "v": 0.5}, "checkpoint": None},
+        "fit": {"epochs": 3, "optimizer": {"lr": 1e-3}, "shooting": {"horizons": (5, 10)},
+                "warm_start": {"enabled": False}, "validation": {"target": float("inf")},
+                "loss": {"weights": {"x": 2.0, "v": 0.5}, "sigma": {"x": 0.1}},
+                "checkpoint": {"path": None, "every": 50}},
     }
     back = tomllib.loads(dumps_toml(tables, header="resolved\nconfig"))
     assert back["data"] == {"path": 'C:\\data\\a "b".csv', "states": ["x", "v"], "inputs": [],
                             "holdout": 0.25}  # None is left out: TOML has no null
     assert back["model"] == tables["model"]
-    assert back["fit"]["horizons"] == [5, 10]
-    assert back["fit"]["weights"] == {"x": 2.0, "v": 0.5}
-    assert math.isinf(back["fit"]["target"]) and back["fit"]["warm_start"] is False
-    assert "checkpoint" not in back["fit"]
+    assert back["fit"]["shooting"]["horizons"] == [5, 10]
+    assert back["fit"]["loss"] == {"weights": {"x": 2.0, "v": 0.5}, "sigma": {"x": 0.1}}
+    assert math.isinf(back["fit"]["validation"]["target"])
+    assert back["fit"]["warm_start"]["enabled"] is False
+    assert back["fit"]["checkpoint"] == {"every": 50}  # None is left out
+    # the parts are [fit.PART] tables; weights and sigma inline tables
+    text = dumps_toml(tables)
+    assert "[fit.optimizer]" in text and "weights = { x = 2.0, v = 0.5 }" in text
 
 
 def test_read_config_merges_and_flags_override(tmp_path):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text('[data]\npath = "d.csv"\ntime = "t"\nstates = ["x", "v"]\nholdout = ["B"]\n'
                    '[model]\nkind = "physics:pendulum"\nparams = { damping = 0.2 }\n'
-                   '[fit]\nepochs = 7\nseed = 3\nlr = 0.05\n')
+                   '[fit]\nepochs = 7\nseed = 3\n[fit.optimizer]\nlr = 0.05\n')
     opts = read_config(cfg)
     assert opts.path == str(tmp_path / "d.csv")  # relative to the config file
     assert opts.states == ("x", "v") and opts.holdout == ("B",)
     assert opts.params == {"damping": 0.2}
-    merged = opts.merged(epochs=2, seed=None, time="time", states=None)
-    assert merged.fit == {"epochs": 2, "seed": 3, "lr": 0.05}
+    merged = opts.merged(epochs=2, seed=None, time="time", states=None,
+                         settings={"optimizer.name": "adamw", "loss": "sse"})
+    assert merged.fit == {"epochs": 2, "seed": 3, "optimizer": {"lr": 0.05},
+                          "optimizer.name": "adamw", "loss": "sse"}
+    # --set PART.KEY changes one field of the file's [fit.PART] table
+    from sysid.training import FitConfig, Optimizer
+
+    cfg = FitConfig.from_dict(merged.fit)
+    assert cfg.optimizer == Optimizer(name="adamw", lr=0.05) and cfg.loss.kind == "sse"
     assert merged.time == "time" and merged.states == ("x", "v")
     again = tomllib.loads(dumps_toml(merged.to_toml_dict()))
     assert again["data"]["holdout"] == ["B"] and again["model"]["params"] == {"damping": 0.2}

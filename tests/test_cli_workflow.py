@@ -34,8 +34,8 @@ depth = 1
 
 [fit]
 epochs = 4
-horizons = [4, 8]
-warm_start_epochs = 10
+shooting = { horizons = [4, 8] }
+warm_start = { epochs = 10 }
 """
 
 
@@ -62,7 +62,8 @@ def synthetic(tmp_path_factory):
     sysid.data.to_csv(ds, root / "rig.csv")
     (root / "tiny.toml").write_text(TINY)
     command = ["fit", "rig.csv", "--time", "time", "--states", "x,v", "--inputs", "F", "--run",
-               "trajectory", "--holdout", "run2", "--config", "tiny.toml", "--seed", "7"]
+               "trajectory", "--holdout", "run2", "--config", "tiny.toml", "--seed", "7",
+               "--set", "optimizer.lr=0.02"]
     proc = ok(run_cli(*command, "--out", "fit", cwd=root))
     return root, ds, command, proc
 
@@ -97,7 +98,8 @@ def test_fit_writes_a_complete_run_directory(synthetic):
     assert config["data"]["states"] == ["x", "v"] and config["data"]["inputs"] == ["F"]
     assert config["data"]["holdout"] == ["run2"] and config["model"]["width"] == 8
     assert config["fit"]["seed"] == 7 and config["fit"]["epochs"] == 4
-    assert config["fit"]["horizons"] == [4, 8]
+    assert config["fit"]["shooting"]["horizons"] == [4, 8]
+    assert config["fit"]["warm_start"]["epochs"] == 10 and config["fit"]["optimizer"]["lr"] == 0.02
 
 
 def test_fit_metrics_match_the_python_api(synthetic):
@@ -284,8 +286,9 @@ def test_ctrl_c_keeps_the_best_model(tmp_path):
     sysid.data.to_csv(ds, tmp_path / "osc.csv")
     ckpt = tmp_path / "ckpt.pt"
     (tmp_path / "long.toml").write_text(
-        TINY.replace("epochs = 4", "epochs = 100000")
-        + f'warm_start = false\ncheckpoint = "{ckpt}"\ncheckpoint_every = 1\n')
+        TINY.replace("epochs = 4\n", "epochs = 100000\n").replace("warm_start = { epochs = 10 }",
+                                                                 "warm_start = false")
+        + f'checkpoint = {{ path = "{ckpt}", every = 1 }}\n')
     env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "sysid", "fit", "osc.csv", "--time", "time", "--states", "x,v",

@@ -6,8 +6,11 @@ expected value is the reference system's parameter or trajectory.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +21,18 @@ from sysid.data import split_runs
 from sysid.errors import ConfigError, DataError
 from sysid.models import Parameter, hybrid, neural, physics, second_order
 from sysid.systems import get, make_dataset
-from sysid.training import FitConfig, FitWarning, fit
+from sysid.training import (
+    FitConfig,
+    FitWarning,
+    Loss,
+    Optimizer,
+    Refine,
+    Shooting,
+    StopReason,
+    Validation,
+    WarmStart,
+    fit,
+)
 
 LV_TRUE = {"a": 0.55, "b": 0.028, "c": 0.8, "d": 0.024}
 LV_POOR = {"a": 0.3, "b": 0.05, "c": 1.2, "d": 0.012}  # each 45-100 % off
@@ -38,7 +52,7 @@ def lv_data():
 @pytest.fixture(scope="module")
 def lv_physics_fit(lv_data):
     model = physics("lotka_volterra", values=LV_POOR)
-    return model, fit(model, lv_data, FitConfig(epochs=60, lr=2e-2, progress=False))
+    return model, fit(model, lv_data, FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)))
 
 
 def test_lv_physics_recovers_all_parameters_from_poor_start(lv_physics_fit):
@@ -67,7 +81,7 @@ def test_lv_physics_recovers_all_parameters_from_poor_start(lv_physics_fit):
 
 def test_lv_hybrid_recovers_all_parameters(lv_data):
     model = hybrid("lotka_volterra", values=LV_POOR, width=16, depth=1)
-    result = fit(model, lv_data, FitConfig(epochs=60, lr=2e-2, progress=False))
+    result = fit(model, lv_data, FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)))
     errors = rel_err(result.parameters, LV_TRUE)
     # The neural term could absorb part of the physics; the neural penalty (default 1.0) keeps the
     # correction small, and the estimates land as close as the physics-only fit (< 1 % here).
@@ -81,7 +95,7 @@ def test_irregular_grids_and_missing_values_fit_as_well(lv_data, lv_physics_fit)
     assert not np.allclose(times[0], times[1])  # every run has its own grid
     assert np.isnan(irregular["prey"].values).mean() > 0.05
     result = fit(physics("lotka_volterra", values=LV_POOR), irregular,
-                 FitConfig(epochs=60, lr=2e-2, progress=False))
+                 FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)))
     errors = rel_err(result.parameters, LV_TRUE)
     regular = rel_err(lv_physics_fit[1].parameters, LV_TRUE)
     # Same quality within a margin: 10 % fewer values and random gaps raise the statistical error
@@ -105,8 +119,9 @@ def test_lv_black_box_predicts_held_out_run():
     train, _ = split_runs(noisy, hold)
     _, test = split_runs(clean, hold)
     model = neural(["prey", "predator"], width=32, depth=2)
-    result = fit(model, train, FitConfig(epochs=300, lr=1e-2, initial_states="free",
-                                         validate_every=10, progress=False), validation=test)
+    result = fit(model, train, FitConfig(epochs=300, initial_states="free", progress=False,
+                                         optimizer=Optimizer(lr=1e-2),
+                                         validation=Validation(every=10)), validation=test)
     best = result.history["val_nrmse"].min()
     # NRMSE of a 20-year free-run simulation (two cycles) from the held-out first samples
     assert best < 0.05
@@ -140,7 +155,7 @@ def test_forced_duffing_predicts_run_with_new_forcing():
     test = make_dataset("duffing", n_runs=1, noise=0.0, y0="random", seed=9, t=t, params=true,
                         inputs=[_forcing(0.6, 0.6)])  # stronger, slower forcing than any training run
     model = physics("duffing", values={"delta": 0.6, "alpha": 0.5, "beta": 2.0})
-    result = fit(model, train, FitConfig(epochs=60, lr=2e-2, progress=False), validation=test)
+    result = fit(model, train, FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)), validation=test)
     # 30 s free run under the new forcing from the held-out first sample: 5 % noise in training
     # leaves parameter errors of ~1-5 %, i.e. ~1 % trajectory error here; 5 % is a clear pass/fail
     assert result.history["val_nrmse"].min() < 0.05
@@ -169,7 +184,7 @@ def test_pendulum_with_only_the_angle_measured():
     model = second_order(["theta"], ["omega"], acceleration=acceleration, observed=["theta"],
                          parameters={"w2": Parameter(5.0, bounds=(0, 100)),
                                      "c": Parameter(0.5, bounds=(0, 10))})
-    result = fit(model, data, FitConfig(epochs=60, lr=2e-2, progress=False))
+    result = fit(model, data, FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)))
     # the latent velocity is estimated from the smoothed angle, so the warm start ran
     assert "loss_after" in result.solver_stats["warm_start"]
     assert list(result.latent_initial.columns) == ["omega"]
@@ -191,7 +206,7 @@ def test_rate_constant_of_1e_minus_5_over_36000_time_units():
     data = make_dataset("first_order_kinetics", n_runs=4, noise=0.005, t=t, params={"k": 1e-5},
                         y0=np.array([[0.0], [5.0], [10.0], [30.0]]), seed=4)
     model = physics("first_order_kinetics", values={"k": 3e-5, "A": 10.0})
-    result = fit(model, data, FitConfig(epochs=40, lr=2e-2, progress=False))
+    result = fit(model, data, FitConfig(epochs=40, progress=False, optimizer=Optimizer(lr=2e-2)))
     table = result.parameters.set_index("name")
     # 0.5 % noise on 400 samples gives a standard error of ~0.2 % on k: 1 % is > 4 sigma away,
     # so this fails only if scaling breaks (an unscaled fit does not move k from 3e-5 at all)
@@ -205,7 +220,8 @@ def test_blow_up_rolls_back_lowers_the_step_and_recovers(lv_data):
     # populations blow up (rk4 gives inf) and the loss jumps; each failure rolls back to the last
     # good state and halves the learning rate, after which the fit converges.
     model = physics("lotka_volterra", values=LV_POOR)
-    result = fit(model, lv_data, FitConfig(epochs=60, lr=3.0, warm_start=False, progress=False))
+    result = fit(model, lv_data, FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=3.0),
+                                           warm_start=False))
     events = result.history["event"]
     rollbacks = events[events.str.startswith("rollback")].tolist()
     assert any("non-finite states near t=" in e for e in rollbacks), rollbacks
@@ -218,7 +234,8 @@ def test_blow_up_rolls_back_lowers_the_step_and_recovers(lv_data):
 def test_hopeless_blow_up_stops_with_message_and_best_model(lv_data):
     model = neural(["prey", "predator"], width=16, depth=1)
     start = {k: v.clone() for k, v in model.state_dict().items() if "layers" in k}
-    cfg = FitConfig(epochs=20, lr=1e4, max_rollbacks=3, warm_start=False, progress=False)
+    cfg = FitConfig(epochs=20, progress=False, optimizer=Optimizer(lr=1e4, max_rollbacks=3),
+                    warm_start=False)
     with pytest.warns(FitWarning, match=r"fit stopped early: 4 failed steps .*lower lr \(it was "
                                         r"10000.0\).* The best model so far is returned"):
         result = fit(model, lv_data, cfg)
@@ -238,9 +255,11 @@ def _lv_model(fn):
 def test_interrupted_fit_resumes_to_the_same_result(lv_data, tmp_path):
     lv = get("lotka_volterra").rhs
     # minibatches of windows, so the seeded generator matters to the result
-    cfg = dict(epochs=12, lr=1e-2, horizons=(4, 8), batch_windows=128, warm_start_epochs=10,
-               checkpoint_every=2, progress=False, seed=5)
-    full = fit(_lv_model(lv), lv_data, FitConfig(**cfg, checkpoint=str(tmp_path / "full.pt")))
+    cfg = dict(epochs=12, optimizer=Optimizer(lr=1e-2, batch_windows=128),
+               shooting=Shooting(horizons=(4, 8)), warm_start=WarmStart(epochs=10), progress=False,
+               seed=5)
+    full = fit(_lv_model(lv), lv_data,
+               FitConfig(**cfg, checkpoint={"path": str(tmp_path / "full.pt"), "every": 2}))
 
     calls = {"n": 0}
 
@@ -251,11 +270,14 @@ def test_interrupted_fit_resumes_to_the_same_result(lv_data, tmp_path):
         return lv(t, x, u, p, xp)
 
     path = tmp_path / "ck.pt"
-    stopped = fit(_lv_model(interrupting), lv_data, FitConfig(**cfg, checkpoint=str(path)))
-    assert stopped.stopped_reason == "interrupted"
+    stopped = fit(_lv_model(interrupting), lv_data,
+                  FitConfig(**cfg, checkpoint={"path": str(path), "every": 2}))
+    assert stopped.stopped_reason is StopReason.INTERRUPTED
     done = len(stopped.history)
     assert 2 < done < 12
-    resumed = fit(_lv_model(lv), lv_data, FitConfig(**cfg, checkpoint=str(path)),
+    # the checkpoint interval and the progress setting may change on resumption
+    resumed = fit(_lv_model(lv), lv_data,
+                  FitConfig(**cfg, checkpoint={"path": str(path), "every": 5}),
                   resume_from=str(path))
     assert resumed.stopped_reason == "completed"
     # bit-for-bit the same losses and weights as the run that was never interrupted
@@ -267,11 +289,12 @@ def test_interrupted_fit_resumes_to_the_same_result(lv_data, tmp_path):
 
 def test_resume_with_other_settings_is_refused(lv_data, tmp_path):
     path = tmp_path / "ck.pt"
-    cfg = dict(epochs=2, horizons=(4,), warm_start=False, progress=False)
+    cfg = dict(epochs=2, shooting=Shooting(horizons=(4,)), warm_start=False, progress=False)
     fit(physics("lotka_volterra", values=LV_POOR), lv_data, FitConfig(**cfg, checkpoint=str(path)))
-    with pytest.raises(ConfigError, match=r"different settings for \['lr'\]"):
+    with pytest.raises(ConfigError, match=r"different settings for \['optimizer.lr'\]"):
         fit(physics("lotka_volterra", values=LV_POOR), lv_data,
-            FitConfig(**cfg, lr=0.5, checkpoint=str(path)), resume_from=str(path))
+            FitConfig(**cfg, optimizer=Optimizer(lr=0.5), checkpoint=str(path)),
+            resume_from=str(path))
 
 
 def test_model_and_data_must_match(lv_data):
@@ -282,27 +305,35 @@ def test_model_and_data_must_match(lv_data):
         fit(torch.nn.Linear(2, 2), lv_data)
     with pytest.raises(ConfigError, match="config must be a FitConfig"):
         fit(physics("lotka_volterra"), lv_data, {"epochs": 1})
-    with pytest.raises(ConfigError, match=r"weights name \['rabbits'\]"):
+    with pytest.raises(ConfigError, match=r"loss weights name \['rabbits'\]"):
         fit(physics("lotka_volterra"), lv_data,
-            FitConfig(epochs=1, weights={"rabbits": 2.0}, progress=False))
+            FitConfig(epochs=1, progress=False, loss=Loss(weights={"rabbits": 2.0})))
+    with pytest.raises(ConfigError, match=r"loss sigma name \['rabbits'\]"):
+        fit(physics("lotka_volterra"), lv_data,
+            FitConfig(epochs=1, progress=False, loss=Loss(kind="wls", sigma={"rabbits": 2.0})))
+    with pytest.raises(ConfigError, match=r"'wls' needs sigma for every measured state; missing "
+                                          r"\['predator'\]"):
+        fit(physics("lotka_volterra"), lv_data,
+            FitConfig(epochs=1, progress=False, loss=Loss(kind="wls", sigma={"prey": 2.0})))
 
 
 def test_log_loss_needs_positive_data_and_fits_populations(lv_data):
     shifted = lv_data.copy()
     shifted["prey"] = shifted["prey"] - 30.0
-    with pytest.raises(ConfigError, match=r"loss='log' needs positive measurements, but state "
-                                          r"'prey' of run 'run0'"):
-        fit(physics("lotka_volterra"), shifted, FitConfig(loss="log", epochs=1, progress=False))
+    with pytest.raises(ConfigError, match=r"loss 'lognormal' needs positive measurements, but "
+                                          r"state 'prey' of run 'run0'"):
+        fit(physics("lotka_volterra"), shifted, FitConfig(epochs=1, progress=False, loss="log"))
     result = fit(physics("lotka_volterra", values=LV_POOR), lv_data,
-                 FitConfig(loss="log", epochs=40, lr=2e-2, progress=False))
+                 FitConfig(epochs=40, progress=False, loss="log", optimizer=Optimizer(lr=2e-2)))
     # additive 5 % noise treated as multiplicative: still within 3 % on this well-sampled set
     assert max(rel_err(result.parameters, LV_TRUE).values()) < 0.03
 
 
 def test_adaptive_solver_with_adjoint_trains(lv_data):
     start = physics("lotka_volterra", values={"a": 0.5, "b": 0.03, "c": 0.85, "d": 0.022})
-    cfg = FitConfig(epochs=6, lr=1e-2, horizons=(6,), solver="dopri5", adjoint=True,
-                    warm_start=False, stderr=False, progress=False)
+    cfg = FitConfig(epochs=6, progress=False, optimizer=Optimizer(lr=1e-2),
+                    shooting=Shooting(horizons=(6,)), solver={"method": "dopri5", "adjoint": True},
+                    warm_start=False, refine=Refine(stderr=False))
     result = fit(start, lv_data, cfg)
     losses = result.history["loss"].to_numpy()
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
@@ -311,8 +342,9 @@ def test_adaptive_solver_with_adjoint_trains(lv_data):
 
 
 def test_validation_tail_and_early_stopping(lv_data):
-    cfg = FitConfig(epochs=40, lr=2e-2, validation_fraction=0.25, validate_every=2, patience=2,
-                    horizons=(10,), progress=False)
+    cfg = FitConfig(epochs=40, progress=False, optimizer=Optimizer(lr=2e-2),
+                    validation=Validation(fraction=0.25, every=2, patience=2),
+                    shooting=Shooting(horizons=(10,)))
     result = fit(physics("lotka_volterra", values=LV_POOR), lv_data, cfg)
     val = result.history["val_nrmse"].dropna()
     assert len(val) >= 3
@@ -327,17 +359,23 @@ def test_validation_tail_and_early_stopping(lv_data):
 
 def test_lbfgs_polish_refines_the_physical_parameters(lv_data):
     start = {"a": 0.5, "b": 0.03, "c": 0.85, "d": 0.022}  # 5-10 % off
-    cfg = dict(epochs=3, lr=1e-3, horizons=(20,), warm_start=False, progress=False)
+    cfg = dict(epochs=3, optimizer=Optimizer(lr=1e-3), shooting=Shooting(horizons=(20,)),
+               warm_start=False, progress=False)
     rough = fit(physics("lotka_volterra", values=start), lv_data, FitConfig(**cfg))
     polished = fit(physics("lotka_volterra", values=start), lv_data,
-                   FitConfig(**cfg, polish=True, polish_iterations=30))
+                   FitConfig(**cfg, refine=Refine(enabled=True, max_iterations=30)))
     # three small Adam steps barely move the rates; L-BFGS on the 4 parameters converges to the
     # least-squares optimum, which lies within 3 % of the truth for these data (see above)
     assert max(rel_err(rough.parameters, LV_TRUE).values()) > 0.04
     assert max(rel_err(polished.parameters, LV_TRUE).values()) < 0.03
 
 
-def test_progress_bar_shows_loss_validation_and_nfe_and_can_be_turned_off(lv_data, monkeypatch):
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_shows_loss_validation_and_nfe(lv_data, monkeypatch):
     import tqdm.auto
 
     bars = []
@@ -358,30 +396,61 @@ def test_progress_bar_shows_loss_validation_and_nfe_and_can_be_turned_off(lv_dat
             pass
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
-    cfg = dict(epochs=2, horizons=(4,), warm_start=False, stderr=False, validate_every=1)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    cfg = dict(epochs=2, shooting=Shooting(horizons=(4,)), warm_start=False,
+               refine=Refine(stderr=False), validation=Validation(every=1))
     fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg, progress=True), validation=lv_data)
     fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg, progress=False))
-    on, off = bars
-    # disable=None: tqdm itself hides the bar when stderr is not a terminal or TQDM_DISABLE is set
-    assert on.kwargs["disable"] is None and off.kwargs["disable"] is True
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg, progress=True))
+    (on,) = bars  # progress=False and TQDM_DISABLE=1 make no bar
     assert on.kwargs["total"] == 2
     assert {"loss", "val", "nfe"} <= set(on.postfix[-1]) and on.postfix[-1]["nfe"] > 0
     assert on.postfix[-1]["val"] != "nan"  # validated every epoch here
+    assert terminal.getvalue() == ""  # no log lines on a terminal
+
+
+def test_progress_off_a_terminal_is_a_line_every_interval(lv_data, monkeypatch, capsys):
+    import sysid.training.engine as engine
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(engine, "_LOG_INTERVAL_S", 0.0)  # a line after every epoch
+    cfg = dict(epochs=3, shooting=Shooting(horizons=(4,)), warm_start=False,
+               refine=Refine(stderr=False), validation=Validation(every=1))
+    fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg), validation=lv_data)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    assert re.fullmatch(r"fit: epoch 3/3, loss [0-9.e+-]+, validation NRMSE [0-9.e+-]+, elapsed "
+                        r"\d+ s, about 0 s left", lines[-1]), lines[-1]
+    # the default interval (10 s) prints only the last epoch of a short fit
+    monkeypatch.setattr(engine, "_LOG_INTERVAL_S", 10.0)
+    fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fit: epoch 3/3, loss ") and "validation" not in lines[0]
+    # progress=False and TQDM_DISABLE=1 silence the lines too
+    monkeypatch.setattr(engine, "_LOG_INTERVAL_S", 0.0)
+    fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg, progress=False))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg))
+    assert capsys.readouterr().err == ""
 
 
 def test_plateau_schedule_halves_the_rate_and_float64_runs(lv_data):
     start = {"a": 0.55, "b": 0.028, "c": 0.8, "d": 0.024}  # at the truth: the loss plateaus at once
-    cfg = dict(epochs=8, lr=1e-2, horizons=(10,), warm_start=False, stderr=False, progress=False,
-               dtype="float64")
+    cfg = dict(epochs=8, shooting=Shooting(horizons=(10,)), warm_start=False,
+               refine=Refine(stderr=False), progress=False, dtype="float64")
     result = fit(physics("lotka_volterra", values=start), lv_data,
-                 FitConfig(**cfg, schedule="plateau", plateau_patience=1))
+                 FitConfig(**cfg, optimizer=Optimizer(schedule="plateau", plateau_patience=1)))
     lrs = result.history["lr"].to_numpy()
     assert np.all(np.diff(lrs) <= 0) and lrs[-1] < lrs[0]
     # every reduction is a factor of 2 (ratios are powers of one half)
     ratios = np.log2(lrs[0] / lrs)
     assert np.allclose(ratios, np.round(ratios))
     assert result.model.dtype == torch.float64
-    flat = fit(physics("lotka_volterra", values=start), lv_data, FitConfig(**cfg, schedule="none"))
+    flat = fit(physics("lotka_volterra", values=start), lv_data,
+               FitConfig(**cfg, optimizer=Optimizer(schedule="none")))
     assert np.all(flat.history["lr"].to_numpy() == 1e-2)
 
 
@@ -397,7 +466,7 @@ def test_ctrl_c_during_the_warm_start_returns_the_untrained_copy(lv_data):
 
     result = fit(_lv_model(interrupting), lv_data, FitConfig(epochs=5, progress=False))
     assert result.stopped_reason == "interrupted"
-    assert result.message == "interrupted during the warm start"
+    assert result.message.startswith("interrupted during the warm start; multiple shooting")
     assert result.solver_stats["warm_start"] == {"skipped": "interrupted"}
     assert len(result.history) == 0
     assert rel_err(result.parameters, LV_POOR) == pytest.approx({k: 0.0 for k in LV_POOR},

@@ -8,7 +8,7 @@ import numpy as np
 
 from sysid.data import from_arrays
 from sysid.models import hybrid
-from sysid.training import FitConfig, fit
+from sysid.training import FitConfig, Optimizer, Refine, Shooting, fit
 
 
 def _transfer(t, s, u, p, xp):
@@ -22,8 +22,9 @@ def test_state_measured_only_at_the_start_does_not_make_the_loss_nan():
     y[0] = 0.0  # y known at t = 0 only
     ds = from_arrays([t], {"x": [x], "y": [y]}, states=["x", "y"])
     model = hybrid(_transfer, {"k": 0.5}, ["x", "y"], width=4)
-    result = fit(model, ds, FitConfig(epochs=40, horizons=(8,), progress=False, warm_start=False,
-                                      stderr=False, lr=0.05))
+    result = fit(model, ds, FitConfig(epochs=40, progress=False, shooting=Shooting(horizons=(8,)),
+                                      warm_start=False, refine=Refine(stderr=False),
+                                      optimizer=Optimizer(lr=0.05)))
     assert result.stopped_reason == "completed"
     assert all(math.isfinite(v) for v in result.history["loss"])
     k = float(result.parameters.set_index("name").loc["k", "value"])

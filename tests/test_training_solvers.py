@@ -202,15 +202,17 @@ def test_loss_kinds_and_weights_against_hand_computation():
     w = torch.tensor([1.0, 3.0], dtype=D)
     mean = torch.tensor([10.0, 20.0], dtype=D)
     scale = torch.tensor([2.0, 4.0], dtype=D)
-    # mse: weighted squared errors over the 3 measured entries (the masked 5 vs 4 is ignored)
+    # nmse: weighted squared errors over the 3 measured entries (the masked 5 vs 4 is ignored)
     expected = (1 * 0.5**2 + 3 * 0.0**2 + 1 * 1.0**2) / 3
-    assert float(data_loss(pred, obs, mask, w, "mse", mean, scale)) == pytest.approx(expected)
-    # log: differences of log user values, x = mean + scale * z
+    assert float(data_loss(pred, obs, mask, w, "nmse", mean, scale)) == pytest.approx(expected)
+    # lognormal: differences of log user values, x = mean + scale * z
     xp, xo = mean + scale * pred, mean + scale * obs
     lg = (torch.log(xp) - torch.log(xo))[mask]
     expected = float((torch.tensor([1.0, 3.0, 1.0], dtype=D) * lg**2).sum() / 3)
-    assert float(data_loss(pred, obs, mask, w, "log", mean, scale)) == pytest.approx(expected,
+    assert float(data_loss(pred, obs, mask, w, "lognormal", mean, scale)) == pytest.approx(expected,
                                                                                       rel=1e-6)
     rel = ((xp - xo) / (xo.abs() + 1e-3 * scale))[mask]
     expected = float((torch.tensor([1.0, 3.0, 1.0], dtype=D) * rel**2).sum() / 3)
     assert float(data_loss(pred, obs, mask, w, "relative", mean, scale)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="unknown loss kind 'mse'"):
+        data_loss(pred, obs, mask, w, "mse", mean, scale)

@@ -39,7 +39,7 @@ def test_time_scale_option_chooses_the_neural_time_unit():
     data = sysid.systems.make_dataset("harmonic_oscillator", n_runs=2, n_obs=200, noise=0.0, seed=0,
                                       t=np.linspace(0.0, 20.0, 200))
     states = sysid.data.state_names(data)
-    base = dict(epochs=1, progress=False, warm_start=False, stderr=False)
+    base = dict(epochs=1, progress=False, warm_start=False, refine={"stderr": False})
     span = fit(sysid.models.neural(states, width=4), data, FitConfig(time_scale="duration", **base))
     assert float(span.model.field.time_scale) == pytest.approx(20.0, rel=1e-9)
     fixed = fit(sysid.models.neural(states, width=4), data, FitConfig(time_scale=0.5, **base))

@@ -22,11 +22,19 @@ A config file holds every option of ``sysid fit`` in three tables::
     free = ["g_over_l"]         # physical parameters to fit (physics/hybrid)
     params = { damping = 0.1 }  # fixed/initial parameter values
 
-    [fit]                       # every field of sysid.training.FitConfig
+    [fit]                       # top-level fields of sysid.training.FitConfig
     epochs = 200
     seed = 0
+    initial_states = "free"
+    [fit.optimizer]             # one table per part: optimizer, shooting, solver, loss,
+    lr = 0.005                  # warm_start, validation, checkpoint, refine
+    [fit.loss]
+    kind = "sse"
+    weights = { x = 2.0 }
 
-Unknown tables or keys are errors naming the key. Command-line flags override the file.
+Unknown tables or keys are errors naming the key; a key of the former flat ``[fit]`` layout
+(``lr``, ``horizons``, ...) is an error naming its new table. Command-line flags override the
+file; ``--set PART.KEY=VALUE`` changes one field of a ``[fit.PART]`` table.
 """
 
 from __future__ import annotations
@@ -45,15 +53,16 @@ DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "encod
              "missing_values", "sort", "drop_duplicates", "rename", "holdout")
 MODEL_KEYS = ("kind", "free", "params", "width", "depth")
 SECTIONS = ("data", "model", "fit")
-INLINE_TABLES = ("params", "rename", "weights")
+INLINE_TABLES = ("params", "rename", "weights", "sigma")
 
 
 @dataclass(frozen=True, kw_only=True)
 class CliFitOptions:
     """Everything ``sysid fit`` needs, after merging the config file and the flags.
 
-    ``fit`` holds the keyword arguments of ``sysid.training.FitConfig`` (checked by its
-    ``from_dict``); the rest is how to read the data and which model to build.
+    ``fit`` holds the ``[fit]`` table: top-level keys of ``sysid.training.FitConfig``, one
+    sub-table per part and dotted ``PART.KEY`` overrides from ``--set`` (all checked by
+    ``FitConfig.from_dict``); the rest is how to read the data and which model to build.
     """
 
     path: str | None = None

@@ -72,7 +72,7 @@ def split_holdout(ds: Any, holdout: float | tuple[str, ...] | None) -> tuple[Any
     if len(runs) < 2:
         raise ConfigError(f"--holdout {holdout}: the data has a single run ({runs}); holding out a "
                           f"fraction of runs needs at least 2. Leave --holdout out, or use "
-                          f"[fit] validation_fraction in a config file to hold out each run's end.")
+                          f"[fit.validation] fraction in a config file to hold out each run's end.")
     return sysid.data.split_runs(ds, holdout)
 
 
@@ -145,14 +145,21 @@ def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, An
     import difflib
 
     import sysid.training
+    from sysid.training.config import MOVED_KEYS
 
     known = [f.name for f in dataclasses.fields(sysid.training.FitConfig)]
     for key in settings:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
+        head, dot, _ = key.partition(".")
+        if head in MOVED_KEYS and not dot:
+            part, new = MOVED_KEYS[head]
+            raise ConfigError(f"--set: '{head}' moved to the {part} part; write --set {part}.{new}="
+                              f"{settings[key]} (in a config file: [fit.{part}] {new}).")
+        if head not in known:
+            close = difflib.get_close_matches(head, known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"--set: unknown option '{key}'.{hint} The options are those of "
-                              f"[fit] (see sysid.training.FitConfig): {', '.join(known)}.")
+                              f"[fit] (see sysid.training.FitConfig): {', '.join(known)}; a part's "
+                              f"field is set as PART.KEY=VALUE, e.g. --set optimizer.lr=0.005.")
     fit = dict(opts.fit)
     fit["progress"] = not console.quiet
     try:
@@ -204,7 +211,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.")
 @click.option("--seed", type=int, help="Random seed (same seed, same model).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any [fit] option "
-              "(repeatable), e.g. --set lr=0.005 --set solver=dopri5 --set horizons=[4,8].")
+              "(repeatable): a top-level key or PART.KEY of a [fit.PART] table, e.g. --set "
+              "optimizer.lr=0.005 --set solver=dopri5 --set shooting.horizons=[4,8] --set loss=sse.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory "
               "(must not exist unless --force).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists (only once the new "
@@ -351,6 +359,7 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
                            if len(result.history) else None}
     write_json(tmp / "metrics.json", metrics)
     resolved = opts.to_toml_dict()
+    # the resolved [fit] table with one [fit.PART] sub-table per part
     resolved["fit"] = {k: v for k, v in result.config.to_dict().items() if k != "progress"}
     resolved["data"]["path"] = str(Path(opts.path).resolve()) if not opts.path.startswith(
         "dataset:") else opts.path

@@ -1,15 +1,28 @@
 """Training: fit neural, physics and hybrid ODE models to trajectory data.
 
-``fit(model, data, config)`` returns a :class:`FitResult`; every option lives in :class:`FitConfig`.
-See :mod:`sysid.training.engine` for the loop, :mod:`sysid.training.windows` for the multiple-shooting
-windows and how unmeasured states are initialised, :mod:`sysid.training.solvers` for the batched
-solvers and :mod:`sysid.training.warmstart` for the derivative-based warm start.
+``fit(model, data, config)`` returns a :class:`FitResult`; the settings are a :class:`FitConfig`
+made of parts (:class:`Optimizer`, :class:`Shooting`, :class:`~sysid.solvers.SolverConfig`,
+:class:`Loss`, :class:`WarmStart`, :class:`Validation`, :class:`Checkpoint`, :class:`Refine`).
+See :mod:`sysid.training.engine` for the loop, :mod:`sysid.training.shooting` for single and
+multiple shooting, :mod:`sysid.training.windows` for the windows and how unmeasured states are
+initialised, and :mod:`sysid.training.warmstart` for the derivative-based warm start.
 """
 
 from __future__ import annotations
 
-from sysid.training.config import FitConfig
+from sysid.solvers import SolverConfig
+from sysid.training.config import (
+    Checkpoint,
+    FitConfig,
+    Loss,
+    Optimizer,
+    Refine,
+    Shooting,
+    Validation,
+    WarmStart,
+)
 from sysid.training.engine import FitWarning, fit
-from sysid.training.result import FitResult
+from sysid.training.result import FitResult, StopReason
 
-__all__ = ["fit", "FitConfig", "FitResult", "FitWarning"]
+__all__ = ["fit", "FitConfig", "FitResult", "FitWarning", "StopReason", "Optimizer", "Shooting",
+           "SolverConfig", "Loss", "WarmStart", "Validation", "Checkpoint", "Refine"]

@@ -1,7 +1,33 @@
-"""Settings of a fit: one frozen, keyword-only dataclass read from Python or from TOML.
+"""Settings of a fit: :class:`FitConfig`, composed of small frozen parts.
 
-Every option lives in :class:`FitConfig`; an unknown key is a :class:`~sysid.errors.ConfigError`
-naming it (with a "did you mean"), never a silently ignored option.
+A fit has a handful of top-level settings (``epochs``, ``seed``, ``dtype``, ``max_time``,
+``progress``, ``initial_states``, ``known_initial``, ``time_scale``, ``starts``) and one part per
+concern, each a frozen keyword-only dataclass validated where it is defined:
+
+==============  ==========================================================================
+part            holds
+==============  ==========================================================================
+``optimizer``   :class:`Optimizer` - first-order optimiser, learning rate and schedule
+``shooting``    :class:`Shooting` - single or multiple shooting, the horizon curriculum
+``solver``      :class:`~sysid.solvers.SolverConfig` - integration method and tolerances
+``loss``        :class:`Loss` - the error model, per-state weights and sigmas
+``warm_start``  :class:`WarmStart` - derivative regression before trajectory fitting
+``validation``  :class:`Validation` - held-out checks, early stopping, target
+``checkpoint``  :class:`Checkpoint` - where and how often the training state is saved
+``refine``      :class:`Refine` - the refinement after the first-order stage, standard errors
+==============  ==========================================================================
+
+Short forms are accepted for parts: ``loss="sse"`` is ``Loss(kind="sse")``, ``solver="dopri5"``
+is ``SolverConfig(method="dopri5")`` with the fit's solver defaults, ``shooting="single"`` is
+``Shooting(method="single")``, ``optimizer="adamw"`` is ``Optimizer(name="adamw")``,
+``warm_start=False`` is ``WarmStart(enabled=False)``, ``refine=True`` is
+``Refine(enabled=True)``, ``checkpoint="fit.pt"`` is ``Checkpoint(path="fit.pt")``; a mapping is
+read with the part's ``from_dict``.
+
+In TOML, ``[fit]`` holds the top-level keys and ``[fit.optimizer]``, ``[fit.shooting]``, ... one
+table per part. An unknown key is a :class:`~sysid.errors.ConfigError` naming it (with a "did you
+mean"); a key of the former flat layout (``lr``, ``horizons``, ``polish``, ...) is an error
+naming its new place.
 """
 
 from __future__ import annotations
@@ -9,342 +35,141 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, final
 
 from sysid.errors import ConfigError
+from sysid.solvers import SolverConfig
 
 FIXED_SOLVERS = ("rk4", "euler")
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-LOSSES = ("mse", "log", "relative")
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "plateau", "none")
+SHOOTING_METHODS = ("auto", "single", "multiple")
 INITIAL_STATES = ("measured", "free")
 DTYPES = ("float32", "float64")
 TIME_SCALES = ("characteristic", "duration")
+#: Loss kinds (error models). "log" is an alias of "lognormal".
+LOSSES = ("nmse", "sse", "wls", "gaussian", "lognormal", "log", "poisson", "relative")
+#: Loss kinds whose math lives in the training loss today (the others in sysid.estimation).
+BUILTIN_LOSSES = ("nmse", "lognormal", "relative")
+
+# the fit's solver defaults (SolverConfig's own defaults suit single simulations: dopri5, 1e5 steps)
+_FIT_SOLVER = {"method": "rk4", "substeps": 1, "rtol": 1e-4, "atol": 1e-6, "max_steps": 10_000}
+
+# keys of the former flat FitConfig -> (part, key in that part)
+MOVED_KEYS: dict[str, tuple[str, str]] = {
+    **{k: ("optimizer", k) for k in ("lr", "weight_decay", "schedule", "min_lr_factor",
+                                     "plateau_patience", "grad_clip", "batch_windows",
+                                     "max_rollbacks")},
+    **{k: ("shooting", k) for k in ("horizons", "stage_epochs", "stride", "final_stride",
+                                    "continuity")},
+    **{k: ("solver", k) for k in ("substeps", "rtol", "atol", "max_steps", "adjoint")},
+    **{k: ("loss", k) for k in ("weights", "neural_penalty")},
+    "warm_start_epochs": ("warm_start", "epochs"),
+    "warm_start_lr": ("warm_start", "lr"),
+    "smoothing_points": ("warm_start", "smoothing_points"),
+    "validation_fraction": ("validation", "fraction"),
+    "validate_every": ("validation", "every"),
+    "patience": ("validation", "patience"),
+    "target": ("validation", "target"),
+    "checkpoint_every": ("checkpoint", "every"),
+    "polish": ("refine", "enabled"),
+    "polish_iterations": ("refine", "max_iterations"),
+    "stderr": ("refine", "stderr"),
+}
 
 
-@dataclass(frozen=True, kw_only=True)
-class FitConfig:
-    """All options of :func:`sysid.fit`.
+# ---------------------------------------------------------------------------------------------
+# value checks shared by the parts (``owner`` names the class in the message)
 
-    Parameters
-    ----------
-    epochs : int
-        Number of epochs. One epoch is one pass over all windows of all runs (one optimiser step
-        per batch of ``batch_windows`` windows; with ``batch_windows=None`` one step per epoch).
-    lr : float
-        Learning rate of the optimiser.
-    optimizer : {"adam", "adamw", "rmsprop"}
-        First-order optimiser.
-    weight_decay : float
-        Weight decay (neural weights only; physical parameters and initial states never decay).
-    schedule : {"cosine", "plateau", "none"}
-        Learning-rate schedule: cosine decay to ``lr * min_lr_factor`` over all epochs, or a
-        factor-0.5 reduction when the monitored loss stops improving for ``plateau_patience`` epochs.
-    min_lr_factor : float
-        Final learning rate of the cosine schedule as a fraction of ``lr``.
-    plateau_patience : int
-        Epochs without improvement before the "plateau" schedule halves the learning rate.
-    grad_clip : float or None
-        Clip the global gradient norm to this value (None: no clipping).
-    horizons : tuple of int
-        The horizon curriculum: window lengths in samples (each >= 2), used one after another.
-        Short windows first make long oscillating series fit without collapsing to the mean.
-    stage_epochs : tuple of int or None
-        Epochs spent on each horizon; None splits ``epochs`` evenly (the last stage takes the rest).
-    stride : int
-        Distance in samples between the starts of consecutive windows of a run.
-    final_stride : int or None
-        Stride of the last curriculum stage. None: with ``initial_states="free"``, ``horizon - 1``,
-        so windows share only their end points and every sample counts once (multiple shooting
-        proper; with a horizon as long as the runs, single shooting) — overlapping windows with
-        free starts count late samples more often than early ones and let each window restart
-        near the data, which biased the hare-lynx Lotka-Volterra rates by 7-8 %; with
-        ``initial_states="measured"``, ``stride`` — there overlapping windows average out the
-        noise of the measured starting points (non-overlapping ones raised the error of a
-        60-epoch LV fit from 0.5 % to 2 %).
-    batch_windows : int or None
-        Windows per optimiser step (a random subset without replacement); None: all windows of
-        all runs in one batched solve.
-    solver : str
-        "rk4" or "euler" (fixed steps, ``substeps`` steps between consecutive samples of each window)
-        or an adaptive torchdiffeq method ("dopri5", "dopri8", "bosh3", "fehlberg2",
-        "adaptive_heun").
-    substeps : int
-        Fixed-step solvers: steps between two consecutive samples (step = gap / substeps, per window).
-    rtol, atol : float
-        Adaptive solvers: tolerances on the scaled states (defaults suited to float32).
-    max_steps : int
-        Adaptive solvers: budget of steps per solve; exceeding it is a solver failure (rolled back).
-    adjoint : bool
-        Adaptive solvers: backpropagate with ``torchdiffeq.odeint_adjoint`` (constant memory).
-    loss : {"mse", "log", "relative"}
-        "mse": squared error of the scaled states; "log": squared error of log values (positive
-        quantities with multiplicative noise, e.g. population counts); "relative": squared error
-        relative to the measured magnitude.
-    weights : mapping of str to float or None
-        Per-state weights of the loss (observed states only; missing names weigh 1).
-    initial_states : {"measured", "free"}
-        How each window starts for the measured states: from the measurement (missing values
-        from a local polynomial smoother), or as free parameters estimated with the model
-        (initialised at the smoothed data). Unmeasured (latent) states always start from a free
-        value per window start, see :mod:`sysid.training.windows`.
-    time_scale : {"characteristic", "duration"} or float
-        Time unit of neural terms (their output is scaled by state spread / time_scale):
-        "characteristic" — the time in which the measured states change by about their spread
-        (``std(x) / rms(dx/dt)`` from the smoothed data; right for well-sampled oscillations, where
-        the run length made networks output values ~100 times their initial size); "duration" —
-        the median run length, a prior of slow dynamics for short, noisy series whose derivatives
-        are mostly noise (annual economic data); or a number in the data's time units.
-    neural_penalty : float
-        Hybrid models: weight of the mean squared neural correction (relative to the spread of the
-        measured derivatives) at the smoothed data. It pulls the correction towards zero, so the
-        physical parameters explain what they can and keep their meaning.
-    known_initial : tuple of str
-        States whose value at each run's first sample is known, so it is not estimated: a measured
-        state starts from its measurement, an unmeasured one from the model's ``latent_initial``
-        (e.g. ``("S", "R")`` for an epidemic whose susceptibles start at N - I0). Other states
-        follow ``initial_states``.
-    continuity : float
-        Weight of the multiple-shooting continuity penalty that ties the free initial state of each
-        window to the prediction of the windows that run through its start.
-    warm_start : bool
-        Before trajectory fitting, regress the vector field on smoothed finite-difference
-        derivatives of the data (needs every state measured, or latent velocities of a second-order
-        model whose positions are measured).
-    warm_start_epochs : int
-        Optimiser steps of the warm start.
-    warm_start_lr : float
-        Learning rate of the warm start.
-    smoothing_points : int
-        Samples in each local polynomial fit (odd, >= 3) used for derivatives and smoothing.
-    validation_fraction : float
-        When no ``validation`` dataset is given: hold out this last fraction of each run's time
-        span for validation (0: no validation).
-    validate_every : int
-        Epochs between two validation simulations.
-    patience : int or None
-        Early stopping: validation checks without improvement in the final curriculum stage
-        before stopping (None: never stop early).
-    target : float or None
-        Stop as soon as the validation NRMSE is at or below this value.
-    polish : bool
-        After the first-order optimiser, refine the physical parameters with L-BFGS.
-    polish_iterations : int
-        L-BFGS iterations of the polish.
-    max_rollbacks : int
-        Failed steps (non-finite loss, solver failure) that are rolled back before the fit stops.
-    seed : int
-        Seed of every random choice of the fit (window batches); same seed, same result.
-    dtype : {"float32", "float64"}
-        Floating-point type of the training tensors and of the trained model.
-    progress : bool
-        Show a tqdm progress bar (it still hides itself when output is not a terminal or
-        ``TQDM_DISABLE=1`` is set).
-    checkpoint : str or None
-        File the training state is written to (atomically) every ``checkpoint_every`` epochs and
-        at the end; pass it to ``fit(..., resume_from=...)`` to continue.
-    checkpoint_every : int
-        Epochs between checkpoints.
-    max_time : float or None
-        Wall-clock budget in seconds; the fit stops (keeping the best model) when it is spent.
-    stderr : bool
-        Compute standard errors of the physical parameters (Gauss-Newton approximation).
-    """
 
-    epochs: int = 300
-    lr: float = 1e-2
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    min_lr_factor: float = 0.05
-    plateau_patience: int = 20
-    grad_clip: float | None = 10.0
-    horizons: tuple[int, ...] = (5, 10, 20)
-    stage_epochs: tuple[int, ...] | None = None
-    stride: int = 1
-    final_stride: int | None = None
-    batch_windows: int | None = None
-    solver: str = "rk4"
-    substeps: int = 1
-    rtol: float = 1e-4
-    atol: float = 1e-6
-    max_steps: int = 10_000
-    adjoint: bool = False
-    loss: str = "mse"
-    weights: Mapping[str, float] | None = None
-    initial_states: str = "measured"
-    time_scale: str | float = "characteristic"
-    known_initial: tuple[str, ...] = ()
-    neural_penalty: float = 1.0
-    continuity: float = 1.0
-    warm_start: bool = True
-    warm_start_epochs: int = 300
-    warm_start_lr: float = 1e-2
-    smoothing_points: int = 7
-    validation_fraction: float = 0.0
-    validate_every: int = 10
-    patience: int | None = None
-    target: float | None = None
-    polish: bool = False
-    polish_iterations: int = 50
-    max_rollbacks: int = 8
-    seed: int = 0
-    dtype: str = "float32"
-    progress: bool = True
-    checkpoint: str | None = None
-    checkpoint_every: int = 50
-    max_time: float | None = None
-    stderr: bool = True
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    def __post_init__(self) -> None:
-        _check_int(self, "epochs", 1)
-        _check_pos(self, "lr")
-        _check_choice(self, "optimizer", OPTIMIZERS)
-        _check_nonneg(self, "weight_decay")
-        _check_choice(self, "schedule", SCHEDULES)
-        if not 0.0 < self.min_lr_factor <= 1.0:
-            raise ConfigError(
-                f"FitConfig: min_lr_factor must lie in (0, 1]; got {self.min_lr_factor!r}."
-            )
-        _check_int(self, "plateau_patience", 1)
-        if self.grad_clip is not None:
-            _check_pos(self, "grad_clip")
-        horizons = tuple(self.horizons)
-        if not horizons or any(not _is_int(h) or h < 2 for h in horizons):
-            raise ConfigError(
-                f"FitConfig: horizons must be a non-empty list of window lengths >= 2 samples; "
-                f"got {self.horizons!r}."
-            )
-        object.__setattr__(self, "horizons", tuple(int(h) for h in horizons))
-        if self.stage_epochs is not None:
-            stages = tuple(self.stage_epochs)
-            if len(stages) != len(horizons) or any(not _is_int(e) or e < 1 for e in stages):
-                raise ConfigError(
-                    f"FitConfig: stage_epochs must give one positive epoch count per horizon "
-                    f"({len(horizons)} horizons {horizons}); got {self.stage_epochs!r}."
-                )
-            object.__setattr__(self, "stage_epochs", tuple(int(e) for e in stages))
-            if sum(stages) != self.epochs:
-                raise ConfigError(
-                    f"FitConfig: stage_epochs {stages} add up to {sum(stages)} but epochs is "
-                    f"{self.epochs}; make them agree."
-                )
-        _check_int(self, "stride", 1)
-        if self.final_stride is not None:
-            _check_int(self, "final_stride", 1)
-        if self.batch_windows is not None:
-            _check_int(self, "batch_windows", 1)
-        _check_choice(self, "solver", FIXED_SOLVERS + ADAPTIVE_SOLVERS)
-        _check_int(self, "substeps", 1)
-        _check_pos(self, "rtol")
-        _check_pos(self, "atol")
-        _check_int(self, "max_steps", 1)
-        if self.adjoint and self.solver in FIXED_SOLVERS:
-            raise ConfigError(
-                f"FitConfig: adjoint=True needs an adaptive solver ({', '.join(ADAPTIVE_SOLVERS)}); "
-                f"got solver={self.solver!r}. Fixed-step solvers backpropagate directly."
-            )
-        _check_choice(self, "loss", LOSSES)
-        if self.weights is not None:
-            if not isinstance(self.weights, Mapping):
-                raise ConfigError(
-                    f"FitConfig: weights must map state names to numbers; got {self.weights!r}."
-                )
-            clean = {}
-            for name, w in self.weights.items():
-                if not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-                    raise ConfigError(
-                        f"FitConfig: weight of {name!r} must be a finite number >= 0; got {w!r}."
-                    )
-                clean[str(name)] = float(w)
-            object.__setattr__(self, "weights", clean)
-        _check_choice(self, "initial_states", INITIAL_STATES)
-        _check_nonneg(self, "continuity")
-        _check_nonneg(self, "neural_penalty")
-        known = self.known_initial
-        if isinstance(known, str) or not all(isinstance(n, str) for n in known):
-            raise ConfigError(f"FitConfig: known_initial must be a list of state names; got {known!r}.")
-        object.__setattr__(self, "known_initial", tuple(known))
-        ts = self.time_scale
-        if isinstance(ts, str):
-            if ts not in TIME_SCALES:
-                raise ConfigError(
-                    f"FitConfig: time_scale must be one of {list(TIME_SCALES)} or a positive number; "
-                    f"got {ts!r}."
-                )
-        elif isinstance(ts, bool) or not isinstance(ts, (int, float)) or not (math.isfinite(ts) and ts > 0):
-            raise ConfigError(f"FitConfig: time_scale must be one of {list(TIME_SCALES)} or a positive number; got {ts!r}.")
-        _check_int(self, "warm_start_epochs", 0)
-        _check_pos(self, "warm_start_lr")
-        _check_int(self, "smoothing_points", 3)
-        if self.smoothing_points % 2 == 0:
-            raise ConfigError(
-                f"FitConfig: smoothing_points must be odd (a centred window); "
-                f"got {self.smoothing_points}. Use {self.smoothing_points + 1}."
-            )
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"FitConfig: validation_fraction must lie in [0, 1); got {self.validation_fraction!r}."
-            )
-        _check_int(self, "validate_every", 1)
-        if self.patience is not None:
-            _check_int(self, "patience", 1)
-        if self.target is not None:
-            _check_pos(self, "target")
-        _check_int(self, "polish_iterations", 1)
-        _check_int(self, "max_rollbacks", 0)
-        _check_int(self, "seed", 0)
-        _check_choice(self, "dtype", DTYPES)
-        _check_int(self, "checkpoint_every", 1)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
-            object.__setattr__(self, "checkpoint", str(self.checkpoint))
-        if self.max_time is not None:
-            _check_pos(self, "max_time")
 
-    # ------------------------------------------------------------------ conversions
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(owner: str, name: str, value: Any, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        raise ConfigError(f"{owner}: {name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _pos(owner: str, name: str, value: Any) -> float:
+    if not _is_num(value) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{owner}: {name} must be a finite number > 0; got {value!r}.")
+    return float(value)
+
+
+def _nonneg(owner: str, name: str, value: Any) -> float:
+    if not _is_num(value) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{owner}: {name} must be a finite number >= 0; got {value!r}.")
+    return float(value)
+
+
+def _bool(owner: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}: {name} must be True or False; got {value!r}.")
+    return value
+
+
+def _choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{owner}: {name} must be one of {', '.join(repr(c) for c in choices)}; "
+                          f"got {value!r}.{hint}")
+    return value
+
+
+def _ints(owner: str, name: str, value: Any, minimum: int, what: str) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"{owner}: {name} must be a list of {what}; got {value!r}.")
+    items = tuple(value)
+    if not items or any(not _is_int(v) or v < minimum for v in items):
+        raise ConfigError(f"{owner}: {name} must be a non-empty list of {what}; got {value!r}.")
+    return tuple(int(v) for v in items)
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _unknown_key(where: str, key: Any, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), known, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"{where}: unknown option {key!r}.{hint} Valid options: {', '.join(known)}.")
+
+
+class _Part:
+    """Shared conversions of the parts (``from_dict`` rejecting unknown keys, ``to_dict``)."""
+
+    _table: ClassVar[str] = ""  # the TOML table, e.g. "fit.optimizer"
+
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> FitConfig:
-        """Build a config from a mapping (e.g. a TOML table), rejecting unknown keys.
-
-        Raises
-        ------
-        ConfigError
-            For an unknown key (with the closest valid names) or an invalid value.
-
-        Examples
-        --------
-        >>> FitConfig.from_dict({"epochs": 10, "horizons": [4, 8]}).horizons
-        (4, 8)
-        """
+    def from_dict(cls, options: Mapping[str, Any]) -> Any:
+        """The part from a mapping (e.g. a TOML table); an unknown key is a ConfigError."""
+        where = f"[{cls._table}]"
         if not isinstance(options, Mapping):
-            raise ConfigError(f"FitConfig.from_dict: expected a mapping; got {type(options).__name__}.")
-        known = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
-        unknown = [k for k in options if k not in known]
-        if unknown:
-            key = unknown[0]
-            close = difflib.get_close_matches(str(key), known, n=3)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(
-                f"FitConfig: unknown option {key!r}.{hint} Valid options: {', '.join(known)}."
-            )
-        values = dict(options)
-        for key in ("horizons", "stage_epochs"):
-            if isinstance(values.get(key), list):
-                values[key] = tuple(values[key])
+            raise ConfigError(f"{where}: expected a table of options; got {options!r}.")
+        known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        for key in options:
+            if key not in known:
+                raise _unknown_key(where, key, known)
         try:
-            return cls(**values)
-        except TypeError as exc:  # a wrong type that the checks above let through
-            raise ConfigError(f"FitConfig: {exc}") from None
+            return cls(**dict(options))
+        except TypeError as exc:  # pragma: no cover - a wrong type the checks let through
+            raise ConfigError(f"{where}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML-friendly mapping; ``FitConfig.from_dict(c.to_dict()) == c``."""
+        """Plain JSON/TOML-friendly mapping (tuples as lists); ``from_dict`` reads it back."""
         out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name.startswith("_"):
-                continue
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if isinstance(value, tuple):
                 value = list(value)
@@ -353,63 +178,567 @@ class FitConfig:
             out[f.name] = value
         return out
 
-    @property
-    def adaptive(self) -> bool:
-        """Whether the solver chooses its own steps."""
-        return self.solver in ADAPTIVE_SOLVERS
 
-    def stride_for(self, horizon: int) -> int:
-        """Window stride of the stage with this horizon (see ``final_stride``)."""
-        if horizon != self.horizons[-1]:
-            return self.stride
-        if self.final_stride is not None:
-            return self.final_stride
-        return max(horizon - 1, 1) if self.initial_states == "free" else self.stride
+@final
+@dataclass(frozen=True, kw_only=True)
+class Optimizer(_Part):
+    """The first-order optimiser of the trajectory fit.
 
-    def stages(self) -> list[tuple[int, int]]:
-        """The curriculum as ``[(horizon, epochs), ...]``."""
+    Parameters
+    ----------
+    name : {"adam", "adamw", "rmsprop"}
+        The optimiser.
+    lr : float
+        Learning rate.
+    weight_decay : float
+        Weight decay of the neural weights (physical parameters and initial states never decay).
+    schedule : {"cosine", "plateau", "none"}
+        Cosine decay to ``lr * min_lr_factor`` over all epochs, or halving the rate when the
+        monitored loss stops improving for ``plateau_patience`` epochs, or a constant rate.
+    min_lr_factor : float
+        Final rate of the cosine schedule as a fraction of ``lr``, in (0, 1].
+    plateau_patience : int
+        Epochs without improvement before the "plateau" schedule halves the rate.
+    grad_clip : float or None
+        Clip the global gradient norm to this value (None: no clipping).
+    batch_windows : int or None
+        Windows per optimiser step (a random subset without replacement); None: all windows of
+        all runs in one batched solve, one step per epoch.
+    max_rollbacks : int
+        Failed steps (non-finite loss, solver failure, blow-up) rolled back before the fit stops
+        with ``StopReason.DIVERGED``.
+    """
+
+    _table: ClassVar[str] = "fit.optimizer"
+
+    name: str = "adam"
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    min_lr_factor: float = 0.05
+    plateau_patience: int = 20
+    grad_clip: float | None = 10.0
+    batch_windows: int | None = None
+    max_rollbacks: int = 8
+
+    def __post_init__(self) -> None:
+        o = "Optimizer"
+        _choice(o, "name", self.name, OPTIMIZERS)
+        _set(self, "lr", _pos(o, "lr", self.lr))
+        _set(self, "weight_decay", _nonneg(o, "weight_decay", self.weight_decay))
+        _choice(o, "schedule", self.schedule, SCHEDULES)
+        if not _is_num(self.min_lr_factor) or not 0.0 < self.min_lr_factor <= 1.0:
+            raise ConfigError(f"Optimizer: min_lr_factor must lie in (0, 1]; got {self.min_lr_factor!r}.")
+        _int(o, "plateau_patience", self.plateau_patience, 1)
+        if self.grad_clip is not None:
+            _set(self, "grad_clip", _pos(o, "grad_clip", self.grad_clip))
+        if self.batch_windows is not None:
+            _int(o, "batch_windows", self.batch_windows, 1)
+        _int(o, "max_rollbacks", self.max_rollbacks, 0)
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class Shooting(_Part):
+    """How trajectories are cut into windows: single shooting, multiple shooting, or chosen.
+
+    Parameters
+    ----------
+    method : {"auto", "single", "multiple"}
+        "single": one window per run from its first sample over the whole run (the classical
+        least-squares fit of an ODE; every sample counts once, the initial state is the only
+        one estimated). "multiple": windows of the ``horizons`` curriculum starting every
+        ``stride`` samples, tied by a ``continuity`` penalty; it fits long and oscillating series
+        that single shooting would collapse to their mean. "auto" (default) picks single
+        shooting for short, non-oscillating series and multiple shooting for long or oscillating
+        ones, or when any of the multiple-shooting settings below differs from its default; the
+        rule is :func:`sysid.training.shooting.choose_method`, and the choice is reported in
+        ``FitResult.solver_stats["shooting"]`` and the fit's message.
+    horizons : tuple of int
+        Multiple shooting: window lengths in samples (each >= 2), used one after another; short
+        windows first make long oscillating series fit without collapsing to the mean.
+    stage_epochs : tuple of int or None
+        Multiple shooting: epochs of each horizon (they must add up to ``FitConfig.epochs``);
+        None splits the epochs evenly (the last stage takes the rest).
+    stride : int
+        Multiple shooting: samples between the starts of consecutive windows of a run.
+    final_stride : int or None
+        Stride of the last stage. None: with ``initial_states="free"``, ``horizon - 1``, so
+        windows share only their end points and every sample counts once (overlapping windows
+        with free starts count late samples more often and biased the hare-lynx rates by
+        7-8 %); with ``initial_states="measured"``, ``stride`` (overlapping windows average out
+        the noise of the measured starting points).
+    continuity : float
+        Multiple shooting: weight of the penalty tying each window's free initial state to the
+        prediction of the windows that run through its start.
+    """
+
+    _table: ClassVar[str] = "fit.shooting"
+    _MULTIPLE_ONLY: ClassVar[tuple[str, ...]] = ("horizons", "stage_epochs", "stride",
+                                                  "final_stride", "continuity")
+
+    method: str = "auto"
+    horizons: tuple[int, ...] = (5, 10, 20)
+    stage_epochs: tuple[int, ...] | None = None
+    stride: int = 1
+    final_stride: int | None = None
+    continuity: float = 1.0
+
+    def __post_init__(self) -> None:
+        o = "Shooting"
+        _choice(o, "method", self.method, SHOOTING_METHODS)
+        _set(self, "horizons", _ints(o, "horizons", self.horizons, 2, "window lengths >= 2 samples"))
         if self.stage_epochs is not None:
-            return list(zip(self.horizons, self.stage_epochs))
-        horizons = self.horizons[-self.epochs:]  # fewer epochs than stages: keep the longest
-        n = len(horizons)
-        base = self.epochs // n
-        counts = [base] * (n - 1) + [self.epochs - base * (n - 1)]
-        return list(zip(horizons, counts))
+            stages = _ints(o, "stage_epochs", self.stage_epochs, 1, "positive epoch counts")
+            if len(stages) != len(self.horizons):
+                raise ConfigError(
+                    f"Shooting: stage_epochs must give one positive epoch count per horizon "
+                    f"({len(self.horizons)} horizons {self.horizons}); got {self.stage_epochs!r}.")
+            _set(self, "stage_epochs", stages)
+        _int(o, "stride", self.stride, 1)
+        if self.final_stride is not None:
+            _int(o, "final_stride", self.final_stride, 1)
+        _set(self, "continuity", _nonneg(o, "continuity", self.continuity))
+        if self.method == "single" and self.curriculum_given:
+            changed = [k for k in self._MULTIPLE_ONLY if getattr(self, k) != _SHOOTING_DEFAULTS[k]]
+            raise ConfigError(
+                f"Shooting: method='single' fits one window per run from its first sample, so "
+                f"{changed} (settings of multiple shooting) do not apply; remove them, or use "
+                f"method='multiple'.")
+
+    @property
+    def curriculum_given(self) -> bool:
+        """Whether any multiple-shooting setting differs from its default."""
+        return any(getattr(self, k) != _SHOOTING_DEFAULTS[k] for k in self._MULTIPLE_ONLY)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+_SHOOTING_DEFAULTS = {"horizons": (5, 10, 20), "stage_epochs": None, "stride": 1,
+                      "final_stride": None, "continuity": 1.0}
 
 
-def _check_int(cfg: FitConfig, name: str, minimum: int) -> None:
-    value = getattr(cfg, name)
-    if not _is_int(value) or value < minimum:
-        raise ConfigError(f"FitConfig: {name} must be an integer >= {minimum}; got {value!r}.")
+@final
+@dataclass(frozen=True, kw_only=True)
+class Loss(_Part):
+    """The error model: how predictions are compared with the measurements.
+
+    Parameters
+    ----------
+    kind : str
+        "nmse": squared error of each state divided by its spread in the data (scale-free, the
+        former "mse"); "sse": plain least squares in data units; "wls": weighted least squares
+        with known per-state ``sigma``; "gaussian": Gaussian maximum likelihood with an unknown
+        sigma per state, estimated; "lognormal" (alias "log"): squared error of logarithms
+        (positive quantities with multiplicative noise); "poisson": Poisson counts; "relative":
+        squared error relative to the measured magnitude.
+    weights : mapping of str to float or None
+        Per-state weights (measured states only; missing names weigh 1).
+    sigma : mapping of str to float or None
+        Known noise standard deviation of each measured state, in its units (required by
+        "wls" and used by it only).
+    neural_penalty : float
+        Hybrid models: weight of the mean squared neural correction (relative to the spread of
+        the measured derivatives) at the smoothed data; it keeps the physical parameters
+        meaningful.
+    """
+
+    _table: ClassVar[str] = "fit.loss"
+
+    kind: str = "nmse"
+    weights: Mapping[str, float] | None = None
+    sigma: Mapping[str, float] | None = None
+    neural_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind == "mse":
+            raise ConfigError(
+                "Loss: kind 'mse' was renamed: use 'nmse' for the spread-normalised squared error "
+                "it meant (each state's error divided by its spread), or 'sse' for plain least "
+                "squares in data units.")
+        _choice("Loss", "kind", self.kind, LOSSES)
+        if self.kind == "log":
+            _set(self, "kind", "lognormal")
+        _set(self, "weights", _state_numbers("weights", self.weights, allow_zero=True))
+        _set(self, "sigma", _state_numbers("sigma", self.sigma, allow_zero=False))
+        if self.kind == "wls" and not self.sigma:
+            raise ConfigError(
+                "Loss: kind 'wls' (weighted least squares) needs the noise standard deviation of "
+                "each measured state: Loss(kind='wls', sigma={'x': 0.1, ...}) or [fit.loss] "
+                "sigma = { x = 0.1 }. Use kind='gaussian' to estimate the sigmas instead.")
+        if self.sigma and self.kind != "wls":
+            raise ConfigError(
+                f"Loss: sigma is used by kind='wls' only; got kind={self.kind!r}. Remove sigma, "
+                f"or use kind='wls'.")
+        _set(self, "neural_penalty", _nonneg("Loss", "neural_penalty", self.neural_penalty))
 
 
-def _check_pos(cfg: FitConfig, name: str) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ConfigError(f"FitConfig: {name} must be a finite number > 0; got {value!r}.")
+def _state_numbers(name: str, value: Any, *, allow_zero: bool) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"Loss: {name} must map state names to numbers; got {value!r}.")
+    clean: dict[str, float] = {}
+    for key, v in value.items():
+        ok = _is_num(v) and math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+        if not ok:
+            need = ">= 0" if allow_zero else "> 0"
+            raise ConfigError(f"Loss: {name[:-1] if name == 'weights' else name} of {key!r} must "
+                              f"be a finite number {need}; got {v!r}.")
+        clean[str(key)] = float(v)
+    return clean
 
 
-def _check_nonneg(cfg: FitConfig, name: str) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ConfigError(f"FitConfig: {name} must be a finite number >= 0; got {value!r}.")
+@final
+@dataclass(frozen=True, kw_only=True)
+class WarmStart(_Part):
+    """Regression of the vector field on smoothed derivatives before trajectory fitting.
+
+    Parameters
+    ----------
+    enabled : bool
+        Run it (it needs every state measured, or latent velocities of a second-order model
+        whose positions are measured; otherwise it is skipped and the reason recorded).
+    epochs : int
+        Optimiser steps (0: skip).
+    lr : float
+        Learning rate.
+    smoothing_points : int
+        Samples in each local polynomial fit (odd, >= 3) used for derivatives, smoothed initial
+        guesses and the characteristic time.
+    """
+
+    _table: ClassVar[str] = "fit.warm_start"
+
+    enabled: bool = True
+    epochs: int = 300
+    lr: float = 1e-2
+    smoothing_points: int = 7
+
+    def __post_init__(self) -> None:
+        _bool("WarmStart", "enabled", self.enabled)
+        _int("WarmStart", "epochs", self.epochs, 0)
+        _set(self, "lr", _pos("WarmStart", "lr", self.lr))
+        _int("WarmStart", "smoothing_points", self.smoothing_points, 3)
+        if self.smoothing_points % 2 == 0:
+            raise ConfigError(
+                f"WarmStart: smoothing_points must be odd (a centred window); got "
+                f"{self.smoothing_points}. Use {self.smoothing_points + 1}.")
 
 
-def _check_choice(cfg: FitConfig, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(cfg, name)
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"FitConfig: {name} must be one of {', '.join(repr(c) for c in choices)}; "
-            f"got {value!r}.{hint}"
-        )
+@final
+@dataclass(frozen=True, kw_only=True)
+class Validation(_Part):
+    """Held-out checks during training.
+
+    Parameters
+    ----------
+    fraction : float
+        When ``fit`` gets no ``validation`` dataset: hold out this last fraction of each run's
+        time span (0: no validation), in [0, 1).
+    every : int
+        Epochs between two validation simulations.
+    patience : int or None
+        Early stopping: validation checks without improvement in the final curriculum stage
+        before stopping (None: never stop early).
+    target : float or None
+        Stop as soon as the validation NRMSE is at or below this value.
+    """
+
+    _table: ClassVar[str] = "fit.validation"
+
+    fraction: float = 0.0
+    every: int = 10
+    patience: int | None = None
+    target: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_num(self.fraction) or not 0.0 <= self.fraction < 1.0:
+            raise ConfigError(f"Validation: fraction must lie in [0, 1); got {self.fraction!r}.")
+        _int("Validation", "every", self.every, 1)
+        if self.patience is not None:
+            _int("Validation", "patience", self.patience, 1)
+        if self.target is not None:
+            _set(self, "target", _pos("Validation", "target", self.target))
 
 
-__all__ = ["FitConfig", "FIXED_SOLVERS", "ADAPTIVE_SOLVERS", "LOSSES"]
+@final
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(_Part):
+    """Periodic, atomic saves of the training state.
+
+    Parameters
+    ----------
+    path : str or None
+        File the training state is written to every ``every`` epochs and at the end; pass it to
+        ``fit(..., resume_from=...)`` to continue. None: no checkpoints.
+    every : int
+        Epochs between checkpoints.
+    """
+
+    _table: ClassVar[str] = "fit.checkpoint"
+
+    path: str | None = None
+    every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            if not isinstance(self.path, (str, os.PathLike)):
+                raise ConfigError(f"Checkpoint: path must be a file name or None; got {self.path!r}.")
+            _set(self, "path", os.fspath(self.path))
+        _int("Checkpoint", "every", self.every, 1)
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class Refine(_Part):
+    """What happens after the first-order optimiser: a refinement of the physical parameters,
+    and their standard errors.
+
+    Parameters
+    ----------
+    enabled : bool
+        Refine the physical parameters with L-BFGS on the windows of the final stage (kept only
+        when the loss goes down).
+    max_iterations : int
+        Iterations of the refinement.
+    stderr : bool
+        Compute standard errors of the physical parameters (Gauss-Newton approximation).
+    """
+
+    _table: ClassVar[str] = "fit.refine"
+
+    enabled: bool = False
+    max_iterations: int = 50
+    stderr: bool = True
+
+    def __post_init__(self) -> None:
+        _bool("Refine", "enabled", self.enabled)
+        _int("Refine", "max_iterations", self.max_iterations, 1)
+        _bool("Refine", "stderr", self.stderr)
+
+
+# how each part field is built from a short form, and its TOML table
+_PARTS: dict[str, type] = {"optimizer": Optimizer, "shooting": Shooting, "solver": SolverConfig,
+                           "loss": Loss, "warm_start": WarmStart, "validation": Validation,
+                           "checkpoint": Checkpoint, "refine": Refine}
+_SHORT_KEY = {"optimizer": ("name", str), "shooting": ("method", str), "solver": ("method", str),
+              "loss": ("kind", str), "warm_start": ("enabled", bool), "refine": ("enabled", bool),
+              "checkpoint": ("path", (str, os.PathLike))}
+
+
+def _fit_solver(**options: Any) -> SolverConfig:
+    return SolverConfig(**{**_FIT_SOLVER, **options})
+
+
+def _coerce_part(name: str, value: Any) -> Any:
+    """A part from its object, short form or mapping (the fit's solver defaults for ``solver``)."""
+    cls = _PARTS[name]
+    if isinstance(value, cls):
+        return value
+    short = _SHORT_KEY.get(name)
+    if short is not None and isinstance(value, short[1]) and not (
+            short[1] is str and isinstance(value, bool)):
+        value = {short[0]: value}
+    if isinstance(value, Mapping):
+        if name == "solver":
+            known = [f.name for f in dataclasses.fields(SolverConfig)]
+            for key in value:
+                if key not in known:
+                    raise _unknown_key("[fit.solver]", key, known)
+            return _fit_solver(**dict(value))
+        return cls.from_dict(value)
+    forms = f"a {cls.__name__}" + (f", a {short[1].__name__ if isinstance(short[1], type) else 'str'}"
+                                   if short else "") + " or a mapping"
+    raise ConfigError(f"FitConfig: {name} must be {forms}; got {value!r}.")
+
+
+def _moved_message(key: str) -> str:
+    part, new = MOVED_KEYS[key]
+    cls = _PARTS[part].__name__
+    return (f"FitConfig: {key!r} moved to the {part} part: [fit.{part}] {new} in TOML, "
+            f"FitConfig({part}={cls}({new}=...)) in Python, --set {part}.{new}=... on the "
+            f"command line.")
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """All options of :func:`sysid.fit`.
+
+    Parameters
+    ----------
+    epochs : int
+        Number of epochs. One epoch is one pass over all windows of all runs.
+    seed : int
+        Seed of every random choice of the fit (window batches); same seed, same result.
+    dtype : {"float32", "float64"}
+        Floating-point type of the training tensors and of the trained model.
+    max_time : float or None
+        Wall-clock budget in seconds; the fit stops (keeping the best model) when it is spent.
+    progress : bool
+        Show progress: a tqdm bar when stderr is a terminal, else one line on stderr about
+        every 10 s. ``TQDM_DISABLE=1`` silences both.
+    initial_states : {"measured", "free"}
+        How each window starts for the measured states: from the measurement (missing values
+        from a local polynomial smoother), or as free parameters estimated with the model.
+        Unmeasured (latent) states always start from a free value per window start.
+    known_initial : tuple of str
+        States whose value at each run's first sample is known, so it is not estimated: a
+        measured state starts from its measurement, an unmeasured one from the model's
+        ``latent_initial``.
+    time_scale : {"characteristic", "duration"} or float
+        Time unit of neural terms (see :func:`sysid.data.compute_scaling`).
+    starts : int
+        Number of starting points of a multi-start fit (1: the model's own values only).
+    optimizer, shooting, solver, loss, warm_start, validation, checkpoint, refine
+        The parts (see the module docstring for their short forms).
+
+    Examples
+    --------
+    >>> cfg = FitConfig(epochs=50, loss="sse", shooting="single", optimizer=Optimizer(lr=0.05))
+    >>> cfg.loss.kind, cfg.shooting.method, cfg.optimizer.lr, cfg.solver.method
+    ('sse', 'single', 0.05, 'rk4')
+    >>> FitConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    epochs: int = 300
+    seed: int = 0
+    dtype: str = "float32"
+    max_time: float | None = None
+    progress: bool = True
+    initial_states: str = "measured"
+    known_initial: tuple[str, ...] = ()
+    time_scale: str | float = "characteristic"
+    starts: int = 1
+    optimizer: Optimizer = field(default_factory=Optimizer)
+    shooting: Shooting = field(default_factory=Shooting)
+    solver: SolverConfig = field(default_factory=_fit_solver)
+    loss: Loss = field(default_factory=Loss)
+    warm_start: WarmStart = field(default_factory=WarmStart)
+    validation: Validation = field(default_factory=Validation)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    refine: Refine = field(default_factory=Refine)
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> FitConfig:
+        # a keyword of the former flat layout: say where it went (instead of a bare TypeError)
+        for key in kwargs:
+            if key in MOVED_KEYS:
+                raise ConfigError(_moved_message(key))
+        return super().__new__(cls)
+
+    def __post_init__(self) -> None:
+        o = "FitConfig"
+        for name in _PARTS:
+            _set(self, name, _coerce_part(name, getattr(self, name)))
+        _int(o, "epochs", self.epochs, 1)
+        _int(o, "seed", self.seed, 0)
+        _choice(o, "dtype", self.dtype, DTYPES)
+        if self.max_time is not None:
+            _set(self, "max_time", _pos(o, "max_time", self.max_time))
+        _bool(o, "progress", self.progress)
+        _choice(o, "initial_states", self.initial_states, INITIAL_STATES)
+        known = self.known_initial
+        if isinstance(known, str) or not hasattr(known, "__iter__") or not all(
+                isinstance(n, str) for n in known):
+            raise ConfigError(f"FitConfig: known_initial must be a list of state names; got {known!r}.")
+        _set(self, "known_initial", tuple(known))
+        ts = self.time_scale
+        if isinstance(ts, str) and ts not in TIME_SCALES or not isinstance(ts, str) and not (
+                _is_num(ts) and math.isfinite(ts) and ts > 0):
+            raise ConfigError(f"FitConfig: time_scale must be one of {list(TIME_SCALES)} or a "
+                              f"positive number; got {ts!r}.")
+        _int(o, "starts", self.starts, 1)
+        self._check_across_parts()
+
+    def _check_across_parts(self) -> None:
+        solver = self.solver
+        if solver.method not in FIXED_SOLVERS + ADAPTIVE_SOLVERS:
+            raise ConfigError(
+                f"FitConfig: solver method {solver.method!r} is not available for fitting; use a "
+                f"fixed-step {list(FIXED_SOLVERS)} or an adaptive {list(ADAPTIVE_SOLVERS)} method.")
+        if solver.step is not None:
+            raise ConfigError(
+                f"FitConfig: solver step={solver.step} is not used by fit, whose fixed-step "
+                f"solvers take `substeps` steps between consecutive samples of each window; set "
+                f"SolverConfig(substeps=...) instead.")
+        if solver.adjoint and not solver.adaptive:
+            raise ConfigError(
+                f"FitConfig: solver adjoint=True needs an adaptive method "
+                f"({', '.join(ADAPTIVE_SOLVERS)}); got method={solver.method!r}. Fixed-step "
+                f"solvers backpropagate directly.")
+        stages = self.shooting.stage_epochs
+        if stages is not None and sum(stages) != self.epochs:
+            raise ConfigError(
+                f"FitConfig: shooting.stage_epochs {stages} add up to {sum(stages)} but epochs is "
+                f"{self.epochs}; make them agree.")
+
+    # ------------------------------------------------------------------ conversions
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> FitConfig:
+        """Build a config from a mapping (e.g. the ``[fit]`` TOML table with its sub-tables).
+
+        Parts are given as nested mappings (``{"optimizer": {"lr": 0.01}}``) or short forms
+        (``{"loss": "sse"}``); a dotted key changes one field of a part on top of what the
+        mapping gives for it (``{"solver": "dopri5", "solver.rtol": 1e-6}``, as ``--set`` does).
+
+        Raises
+        ------
+        ConfigError
+            For an unknown key (with the closest valid names), a key of the former flat layout
+            (naming its new place) or an invalid value.
+
+        Examples
+        --------
+        >>> FitConfig.from_dict({"epochs": 10, "shooting": {"horizons": [4, 8]}}).shooting.horizons
+        (4, 8)
+        """
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"FitConfig.from_dict: expected a mapping; got {type(options).__name__}.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        values: dict[str, Any] = {}
+        dotted: dict[str, dict[str, Any]] = {}
+        for key, value in options.items():
+            head, dot, rest = str(key).partition(".")
+            if head in MOVED_KEYS and not dot:
+                raise ConfigError(_moved_message(head))
+            if head not in known or dot and (head not in _PARTS or not rest):
+                raise _unknown_key("[fit]", key, known)
+            if dot:
+                dotted.setdefault(head, {})[rest] = value
+            else:
+                values[head] = value
+        for part, changes in dotted.items():  # "optimizer.lr" on top of the optimizer given
+            base = _coerce_part(part, values.get(part, {})).to_dict()
+            values[part] = {**base, **changes}
+        if isinstance(values.get("known_initial"), list):
+            values["known_initial"] = tuple(values["known_initial"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain mapping (one dict per part); ``FitConfig.from_dict(c.to_dict()) == c``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _PARTS:
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+
+def flatten(options: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"optimizer": {"lr": 1}}`` -> ``{"optimizer.lr": 1}`` (to compare two configs key by key)."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and key in _PARTS and not prefix:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+__all__ = ["FitConfig", "Optimizer", "Shooting", "Loss", "WarmStart", "Validation", "Checkpoint",
+           "Refine", "SolverConfig", "FIXED_SOLVERS", "ADAPTIVE_SOLVERS", "LOSSES", "MOVED_KEYS",
+           "flatten"]

@@ -1,7 +1,7 @@
 """Loss functions of the window predictions, and the vector field in scaled coordinates.
 
 States are compared in scaled units ``z = (x - mean) / scale`` so a concentration of 1e-6 mol/L
-and a position of 1e3 m weigh alike; ``loss="log"`` compares logarithms (multiplicative error,
+and a position of 1e3 m weigh alike; ``"lognormal"`` compares logarithms (multiplicative error,
 positive quantities such as population counts) and ``loss="relative"`` errors relative to the
 measured magnitude.
 """
@@ -49,17 +49,17 @@ def residuals(pred_z: torch.Tensor, y_z: torch.Tensor, kind: str, mean: torch.Te
     ----------
     pred_z, y_z : Tensor (..., So)
         Predicted and measured observed states in scaled units.
-    kind : {"mse", "log", "relative"}
-        The error model (see module docstring).
+    kind : {"nmse", "lognormal", "relative"}
+        The error model (see module docstring); "nmse" is the plain difference of scaled states.
     mean, scale : Tensor (So,)
         Scaling of the observed states (to return to user units for "log" and "relative").
     """
-    if kind == "mse":
+    if kind == "nmse":
         return pred_z - y_z
     x_pred = mean + scale * pred_z
     x_obs = mean + scale * y_z
     floor = 1e-3 * scale
-    if kind == "log":
+    if kind == "lognormal":
         # a smooth positive floor keeps a gradient when a prediction dips below zero:
         # log(floor * softplus(z)) with z = x / floor. softplus underflows to 0 (log -> -inf) for
         # z below about -100 in float32, so far below the floor use its asymptote log softplus(z) ~ z
@@ -68,7 +68,10 @@ def residuals(pred_z: torch.Tensor, y_z: torch.Tensor, kind: str, mean: torch.Te
         log_sp = torch.where(z > _LOG_SOFTPLUS_CUT, torch.log(F.softplus(z.clamp(min=_LOG_SOFTPLUS_CUT))), z)
         obs = torch.clamp(x_obs, min=1e-30)
         return torch.log(floor) + log_sp - torch.log(obs)
-    return (x_pred - x_obs) / (x_obs.abs() + floor)
+    if kind == "relative":
+        return (x_pred - x_obs) / (x_obs.abs() + floor)
+    raise ValueError(f"unknown loss kind {kind!r}; the training loss computes 'nmse', 'lognormal' "
+                     f"and 'relative'")
 
 
 def data_loss(pred_z: torch.Tensor, y_z: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor,

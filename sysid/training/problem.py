@@ -296,10 +296,12 @@ class WindowProblem:
         Per-state loss weights.
     counter : StepCounter
         Accumulates function evaluations.
+    continuity : float
+        Weight of the continuity penalty of the free initial states (from the shooting plan).
     """
 
     def __init__(self, rhs: ScaledRhs, data: Prepared, spec: ModelSpec, config: FitConfig,
-                 weights: torch.Tensor, counter: StepCounter) -> None:
+                 weights: torch.Tensor, counter: StepCounter, *, continuity: float = 0.0) -> None:
         self.rhs = rhs
         self.data = data
         self.spec = spec
@@ -318,7 +320,8 @@ class WindowProblem:
         # states whose value at each run's first sample is known (FitConfig.known_initial): there
         # the window starts from the guess (the measurement, or the model's latent_initial)
         self.known = torch.tensor([n in config.known_initial for n in spec.states], dtype=torch.bool)
-        self.substeps = config.substeps
+        self.substeps = config.solver.substeps
+        self.continuity = continuity
         self.hybrids: list = []
 
     def setup_penalty(self, field: Any, scales: Scales) -> None:
@@ -331,7 +334,7 @@ class WindowProblem:
                 out = [self.spec.states.index(n) for n in module.neural_states]
                 cols = [self.spec.inputs.index(n) for n in module.neural.input_names]
                 self.hybrids.append((module.neural, out, cols))
-        if not self.hybrids or self.config.neural_penalty == 0:
+        if not self.hybrids or self.config.loss.neural_penalty == 0:
             self.hybrids = []
             return
         d = self.data
@@ -362,7 +365,7 @@ class WindowProblem:
             u = self.pen_u[:, cols] if (self.pen_u is not None and cols) else None
             corr = net(self.pen_t, self.pen_x, u) / self.pen_norm[out]
             total = total + corr.pow(2).mean()
-        return self.config.neural_penalty * total
+        return self.config.loss.neural_penalty * total
 
     def inputs_for(self, windows: Windows) -> WindowInputs | None:
         """The inputs of the windows, interpolated as the model says (None without inputs)."""
@@ -384,23 +387,23 @@ class WindowProblem:
         """Scaled states ``(W, H, S)`` of every window."""
         t = gather(self.data.t, windows)
         z0 = self.initial_states(nodes, windows)
-        cfg = self.config
-        return solve_windows(self.rhs, z0, t, inputs=inputs, method=cfg.solver,
-                             substeps=self.substeps, rtol=cfg.rtol, atol=cfg.atol,
-                             max_steps=cfg.max_steps, adjoint=cfg.adjoint, counter=self.counter)
+        sc = self.config.solver
+        return solve_windows(self.rhs, z0, t, inputs=inputs, method=sc.method,
+                             substeps=self.substeps, rtol=sc.rtol, atol=sc.atol,
+                             max_steps=sc.max_steps, adjoint=sc.adjoint, counter=self.counter)
 
     def loss(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
         """Data misfit plus the continuity penalty of the free initial states."""
         pred = self.predict(nodes, windows, inputs)
         y = gather(self.data.y, windows)
         mask = gather(self.data.mask, windows) & windows.valid[..., None]
-        total = data_loss(pred[..., self.obs_idx], y, mask, self.weights, self.config.loss,
+        total = data_loss(pred[..., self.obs_idx], y, mask, self.weights, self.config.loss.kind,
                           self.mean_o, self.scale_o)
-        if self.config.continuity > 0 and bool(self.free.any()) and windows.horizon > 1:
+        if self.continuity > 0 and bool(self.free.any()) and windows.horizon > 1:
             fi = self.free.nonzero()[:, 0]
             later = windows.idx[:, 1:]
             target = nodes[windows.run[:, None], later][..., fi]
-            total = total + self.config.continuity * continuity_loss(
+            total = total + self.continuity * continuity_loss(
                 pred[:, 1:][..., fi], target, windows.valid[:, 1:])
         if self.hybrids:
             total = total + self.penalty()
@@ -413,21 +416,21 @@ class WindowProblem:
         mask = gather(self.data.mask, windows) & windows.valid[..., None]
         mask[:, 0] = False
         r = residuals(pred[..., self.obs_idx], torch.where(mask, y, pred[..., self.obs_idx].detach()),
-                      self.config.loss, self.mean_o, self.scale_o)
+                      self.config.loss.kind, self.mean_o, self.scale_o)
         return r[mask]
 
 
 def check_positive(data: Prepared, spec: ModelSpec, scales: Scales) -> None:
-    """``loss="log"`` needs positive measurements: name the first state/run that is not."""
+    """``loss="lognormal"`` needs positive measurements: name the first state/run that is not."""
     oi = spec.obs_idx
     x = data.y.double() * torch.as_tensor(scales.scale[oi]) + torch.as_tensor(scales.mean[oi])
     bad = (x <= 0) & data.mask
     if bool(bad.any()):
         r, k, j = (int(v) for v in bad.nonzero()[0])
         raise ConfigError(
-            f"fit: loss='log' needs positive measurements, but state {spec.observed[j]!r} of run "
-            f"{data.run_ids[r]!r} is {float(x[r, k, j]):.6g} at sample {k + 1}. Use loss='mse' or "
-            f"'relative', or shift the variable."
+            f"fit: loss 'lognormal' needs positive measurements, but state {spec.observed[j]!r} "
+            f"of run {data.run_ids[r]!r} is {float(x[r, k, j]):.6g} at sample {k + 1}. Use loss "
+            f"'nmse' or 'relative', or shift the variable."
         )
 
 

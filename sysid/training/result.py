@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,10 +13,30 @@ import torch
 
 from sysid.training.config import FitConfig
 
-__all__ = ["FitResult", "gauss_newton_stderr", "STOP_REASONS"]
+__all__ = ["FitResult", "StopReason", "gauss_newton_stderr", "STOP_REASONS"]
 
-STOP_REASONS = ("completed", "early_stopping", "target_reached", "max_time", "interrupted",
-                "diverged")
+
+class StopReason(enum.StrEnum):
+    """Why a fit (or one of its stages) stopped; a ``str``, so ``reason == "completed"`` works.
+
+    COMPLETED: every epoch ran. CONVERGED: an iterative refinement met its tolerance.
+    ITERATION_LIMIT: it ran out of iterations first. TARGET_REACHED: the validation NRMSE reached
+    ``Validation.target``. EARLY_STOPPING: no validation improvement for ``Validation.patience``
+    checks. MAX_TIME: the ``max_time`` budget was spent. INTERRUPTED: Ctrl-C or SIGTERM.
+    DIVERGED: more than ``Optimizer.max_rollbacks`` failed steps.
+    """
+
+    COMPLETED = "completed"
+    CONVERGED = "converged"
+    ITERATION_LIMIT = "iteration_limit"
+    TARGET_REACHED = "target_reached"
+    EARLY_STOPPING = "early_stopping"
+    MAX_TIME = "max_time"
+    INTERRUPTED = "interrupted"
+    DIVERGED = "diverged"
+
+
+STOP_REASONS = tuple(r.value for r in StopReason)
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,14 +59,15 @@ class FitResult:
     solver_stats : dict
         ``method``, ``substeps``, ``nfe``, ``rollbacks``, ``epochs_run``, ``time_s``,
         ``warm_start`` (losses before/after, or why skipped), ``windows``, ``initial_metric``
-        (the best-model metric of the starting state).
+        (the best-model metric of the starting state), ``shooting`` (the method used, why, and
+        its stages ``[horizon, epochs, stride]``, see :mod:`sysid.training.shooting`).
     config : FitConfig
         The settings used.
-    stopped_reason : str
-        One of "completed", "early_stopping", "target_reached", "max_time", "interrupted",
-        "diverged".
+    stopped_reason : StopReason
+        Why it stopped (a ``str`` enum: ``result.stopped_reason == "completed"`` works).
     message : str
-        Why it stopped, in words (a diverged fit names the failure and the hint).
+        Why it stopped, in words (a diverged fit names the failure and the hint), and the
+        shooting method used.
     best_epoch : int
         Epoch (1-based) whose state the model holds; 0 means the state after the warm start.
     latent_initial : pandas.DataFrame
@@ -63,11 +85,15 @@ class FitResult:
     parameters: pd.DataFrame
     solver_stats: dict[str, Any]
     config: FitConfig
-    stopped_reason: str
+    stopped_reason: StopReason
     message: str = ""
     best_epoch: int = 0
     latent_initial: pd.DataFrame = field(default_factory=pd.DataFrame)
     initial_states: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stopped_reason, StopReason):
+            object.__setattr__(self, "stopped_reason", StopReason(self.stopped_reason))
 
     def summary(self) -> str:
         """A short text report: why it stopped, the final metrics and the parameter table."""

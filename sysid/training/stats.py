@@ -86,11 +86,12 @@ def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
         train, t=train.t.double(), y=train.y.double(),
         u=train.u.double() if train.u is not None else None, z_guess=train.z_guess.double(),
         smooth=train.smooth.double(), deriv=train.deriv.double())
-    scfg = cfg if not cfg.adaptive else dataclasses.replace(
-        cfg, solver="rk4", adjoint=False, substeps=max(cfg.substeps, 4))
+    adaptive = cfg.solver.adaptive
+    scfg = cfg if not adaptive else dataclasses.replace(cfg, solver=dataclasses.replace(
+        cfg.solver, method="rk4", adjoint=False, substeps=max(cfg.solver.substeps, 4)))
     weights = torch.ones(len(spec.observed), dtype=torch.float64)
     problem = WindowProblem(rhs, data, spec, scfg, weights, StepCounter())
-    problem.substeps = substeps if not cfg.adaptive else scfg.substeps
+    problem.substeps = substeps if not adaptive else scfg.solver.substeps
     windows = make_windows(data.lengths, horizon, stride=max(horizon - 1, 1))
     inputs = problem.inputs_for(windows)
     z = nodes.detach().double()
@@ -129,15 +130,16 @@ def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
 
 
 def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: Prepared,
-            horizon: int, cfg: FitConfig) -> None:
-    """Refine the physical parameters with L-BFGS on all windows of the final horizon.
+           horizon: int, stride: int, max_iterations: int) -> None:
+    """Refine the physical parameters with L-BFGS on the windows of the final stage
+    (``horizon``, ``stride``), at most ``max_iterations`` iterations.
 
     The result is kept only when the loss went down (a failed or worse polish is undone).
     """
     params = [raw for _, raw in physics_raw(work)]
     if not params:
         return
-    windows = make_windows(train.lengths, horizon, cfg.stride_for(horizon))
+    windows = make_windows(train.lengths, horizon, stride)
     inputs = problem.inputs_for(windows)
     saved = [p.detach().clone() for p in params]
     with torch.no_grad():
@@ -145,7 +147,7 @@ def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: 
             before = float(problem.loss(nodes, windows, inputs))
         except SolverError:
             return
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.polish_iterations,
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iterations,
                             line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
