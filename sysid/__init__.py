@@ -34,7 +34,7 @@ _LAZY = {
 }
 
 _SUBMODULES = {"data", "systems", "models", "training", "analysis", "plot", "io", "simulation",
-               "datasets", "errors", "backend", "reporting", "cli"}
+               "datasets", "errors", "backend", "reporting", "cli", "atomic", "budget"}
 
 
 def __getattr__(name: str) -> Any:

@@ -77,6 +77,11 @@ _AT_FDCWD = -100
 _libc: object | None = None
 
 
+def _mkdir(path: Path) -> None:
+    """``os.mkdir`` with mode 0o777 (the umask applies), where every folder here is created."""
+    os.mkdir(path, 0o777)
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two existing paths in one step (Linux ``renameat2``); False where unsupported."""
     global _libc
@@ -322,7 +327,7 @@ def make_parents(folder: str | os.PathLike[str]) -> list[Path]:
     created: list[Path] = []
     for q in reversed(missing):
         try:
-            os.mkdir(q, 0o777)
+            _mkdir(q)
         except FileExistsError:
             continue
         created.append(q)
@@ -372,7 +377,7 @@ class FolderBuild:
         self._created = make_parents(parent)
         self.path = temp_name(self.target, "partial", keep_suffix=False)
         try:
-            os.mkdir(self.path, 0o777)
+            _mkdir(self.path)
         except BaseException:
             self._remove_created()
             raise

@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import json
 import os
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,21 @@ from sysid.models.neural import NeuralField
 from sysid.models.parameters import Parameter
 from sysid.models.physics import PhysicsField
 
-__all__ = ["save_model", "load_model", "FORMAT", "SCHEMA_VERSION"]
+__all__ = ["save_model", "load_model", "FORMAT", "SCHEMA_VERSION", "file_entries", "verify_files",
+           "check_file", "read_json", "read_toml", "read_table"]
 
 FORMAT = "sysid-model"
 SCHEMA_VERSION = 1
 TENSORS = "model.safetensors"
 MANIFEST = "model.json"
+FILES = "manifest.json"
+FILES_FORMAT = "sysid-files"
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+_MAX_FILES_BYTES = 1024 * 1024
+#: Largest JSON / TOML / CSV file read from a model or results folder (text, not data).
+MAX_TEXT_BYTES = {"json": 64 * 1024 * 1024, "toml": 1024 * 1024, "csv": 256 * 1024 * 1024}
+_MAX_DEPTH = 10_000  # hidden layers a NeuralField spec may ask for
+_MAX_WIDTH = 2**40  # only a sanity bound: the weight count is checked against the file
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "bfloat16": torch.bfloat16}
 
@@ -91,7 +100,13 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
         raise ModelFileError(f"save_model: {str(path)!r} already exists; pass overwrite=True to replace it.")
     if path.exists() and not path.is_dir():
         raise ModelFileError(f"save_model: {str(path)!r} is a file; a model is saved as a folder.")
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    meta = [k for k, v in state.items() if v.is_meta]
+    if meta:
+        raise ModelFileError(f"save_model: the model's tensors {meta[:3]} are on the meta device "
+                             "(shapes without values); load or train real weights first "
+                             "(model.to_empty(device='cpu') gives uninitialised ones).")
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     blob = st_save(tensors, metadata={"format": FORMAT})
     params = model.physical_parameters()
     manifest = {
@@ -123,11 +138,16 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
             "shapes": {k: list(v.shape) for k, v in tensors.items()},
             "dtypes": {k: _dtype_name(v.dtype) for k, v in tensors.items()},
         },
+        "files_manifest": FILES,
     }
     text = json.dumps(manifest, indent=2, allow_nan=False, default=_json_default)
     # a Ctrl-C (or SIGTERM) arriving meanwhile is held back until the folder is complete
+    payloads = {TENSORS: blob, MANIFEST: text.encode("utf-8")}
+    files = {"format": FILES_FORMAT, "files": {
+        name: {"size": len(data), "sha256": _sha256(data)} for name, data in payloads.items()}}
+    payloads[FILES] = json.dumps(files, indent=2).encode("utf-8")
     with atomic.signals_deferred(), atomic.FolderBuild(path, overwrite=overwrite) as build:
-        for name, data in ((TENSORS, blob), (MANIFEST, text.encode("utf-8"))):
+        for name, data in payloads.items():
             atomic.write_bytes(build.path / name, data)
     return path
 
@@ -136,20 +156,188 @@ def _json_default(obj: Any) -> Any:
     raise ModelFileError(f"save_model: cannot write {type(obj).__name__} {obj!r} to model.json.")
 
 
-def _read(path: Path) -> tuple[dict[str, Any], bytes]:
-    where = f"load_model: {str(path)!r}"
+# ----------------------------------------------------------------------------------------------
+# files of a folder: sizes and sha256 recorded when written, checked before anything is read
+
+
+def _hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_entries(root: str | os.PathLike[str], *, skip: Callable[[str], bool] = lambda rel: False
+                 ) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every regular file under ``root`` (relative POSIX paths, sorted).
+
+    ``skip(rel)`` leaves out files that are rewritten later (a report) or the manifest itself.
+    """
+    root = Path(root)
+    out: dict[str, dict[str, Any]] = {}
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root).as_posix()
+        if f.is_file() and not f.is_symlink() and not skip(rel):
+            out[rel] = {"size": f.stat().st_size, "sha256": _hash_file(f)}
+    return out
+
+
+def check_file(path: Path, *, limit: float, where: str, listed: int | None = None) -> int:
+    """Refuse, before reading it, a file that is a symlink, not a regular file, larger than
+    ``limit`` bytes or than the size its manifest lists; return its size.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file and what is wrong.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise ModelFileError(f"{where}: {path.name} is missing ({path}).") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise ModelFileError(f"{where}: {path.name} is a symbolic link ({path} -> "
+                             f"{os.readlink(path)}); a sysid folder holds its own files, so it is "
+                             "refused before reading.")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{where}: {path.name} is not a regular file.")
+    if listed is not None and st.st_size != listed:
+        raise ModelFileError(f"{where}: {path.name} has {st.st_size} bytes but the manifest lists "
+                             f"{listed}; the file changed since it was written. Refusing to read it.")
+    if st.st_size > limit:
+        from sysid.budget import format_bytes
+
+        raise ModelFileError(f"{where}: {path.name} is {format_bytes(st.st_size)}, above the "
+                             f"{format_bytes(limit)} such a file may have; refusing to read it.")
+    return int(st.st_size)
+
+
+def verify_files(root: str | os.PathLike[str], entries: Any, *, where: str,
+                 limit: float | None = None, required: tuple[str, ...] = ()) -> None:
+    """Check every file a manifest lists: a plain file inside ``root``, its size, then its sha256.
+
+    Sizes are checked for all files before any is hashed, so a file swapped for a huge one or a
+    symlink is refused without reading it.
+
+    Raises
+    ------
+    ModelFileError
+        For a malformed list, a name leaving the folder, a missing, linked, resized or changed
+        file, or a ``required`` file the list lacks.
+    """
+    from sysid.budget import current_limits
+
+    root = Path(root)
+    if not isinstance(entries, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) and isinstance(v.get("size"), int)
+            and not isinstance(v.get("size"), bool) and v["size"] >= 0
+            and isinstance(v.get("sha256"), str) for k, v in entries.items()):
+        raise ModelFileError(f"{where}: the file list of its manifest is malformed; expected "
+                             "{name: {size, sha256}}.")
+    absent = [n for n in required if n not in entries]
+    if absent:
+        raise ModelFileError(f"{where}: its manifest does not list {absent}; the folder is incomplete "
+                             "or was edited.")
+    cap = current_limits().memory_bytes if limit is None else limit
+    for rel, entry in entries.items():
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or not parts or "\\" in rel:
+            raise ModelFileError(f"{where}: its manifest names {rel!r}, which is not a file inside the "
+                                 "folder; refusing it.")
+        here = root
+        for part in parts[:-1]:
+            here = here / part
+            if here.is_symlink() or not here.is_dir():
+                raise ModelFileError(f"{where}: {here} is not a plain folder of the model; refusing it.")
+        check_file(root / rel, limit=cap, where=where, listed=entry["size"])
+    for rel, entry in entries.items():
+        if _hash_file(root / rel) != entry["sha256"]:
+            raise ModelFileError(f"{where}: the sha256 of {rel} does not match the manifest (changed "
+                                 "or corrupted since it was saved); refusing to load it.")
+
+
+def _read_text(path: Path, kind: str, where: str) -> str:
+    check_file(path, limit=MAX_TEXT_BYTES[kind], where=where)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{where}: {path.name} is not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start}); the file is damaged or not written by sysid.") from None
+
+
+def read_json(path: str | os.PathLike[str], *, where: str) -> Any:
+    """Parse a JSON file of a model or results folder, refusing huge, linked or malformed files.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file: too large, a symlink, not UTF-8, not valid JSON (or nested too deep).
+    """
+    path = Path(path)
+    text = _read_text(path, "json", where)
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{where}: {path.name} is not valid JSON ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}); the file is damaged.") from None
+
+
+def read_toml(path: str | os.PathLike[str], *, where: str) -> dict[str, Any]:
+    """Parse a TOML file of a results folder (size-limited; errors name the file)."""
+    import tomllib
+
+    path = Path(path)
+    text = _read_text(path, "toml", where)
+    try:
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{where}: {path.name} is not valid TOML ({str(exc)[:200]}); the file "
+                             "is damaged.") from None
+
+
+def read_table(path: str | os.PathLike[str], *, where: str, **kwargs: Any) -> Any:
+    """Read a CSV table of a results folder into a DataFrame (size-limited; errors name the file)."""
+    import pandas as pd
+
+    path = Path(path)
+    text = _read_text(path, "csv", where)
+    try:
+        import io as _io
+
+        return pd.read_csv(_io.StringIO(text), **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise ModelFileError(f"{where}: {path.name} is not a valid CSV table ({type(exc).__name__}: "
+                             f"{str(exc).strip()[:200]}); the file is damaged.") from None
+
+
+def _check_folder(path: Path, where: str) -> None:
     if not path.exists():
         raise ModelFileError(f"{where} does not exist.")
     if not path.is_dir():
         raise ModelFileError(
             f"{where} is not a sysid model folder (expected a folder with {MANIFEST} and {TENSORS})."
         )
-    mpath, tpath = path / MANIFEST, path / TENSORS
-    for p in (mpath, tpath):
-        if not p.is_file():
+    for p in (path / MANIFEST, path / TENSORS):
+        if not os.path.lexists(p):
             raise ModelFileError(f"{where} lacks {p.name}; a sysid model folder holds {MANIFEST} and {TENSORS}.")
-    if mpath.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise ModelFileError(f"{where}: {MANIFEST} is larger than {_MAX_MANIFEST_BYTES} bytes; not a sysid manifest.")
+
+
+def _read(path: Path) -> tuple[dict[str, Any], bytes]:
+    from sysid.budget import current_limits
+
+    where = f"load_model: {str(path)!r}"
+    _check_folder(path, where)
+    mpath, tpath, fpath = path / MANIFEST, path / TENSORS, path / FILES
+    has_files = os.path.lexists(fpath)
+    if has_files:  # every file's size and sha256, checked before any of them is read
+        check_file(fpath, limit=_MAX_FILES_BYTES, where=where)
+        listing = read_json(fpath, where=where)
+        if not isinstance(listing, dict) or listing.get("format") != FILES_FORMAT:
+            raise ModelFileError(f"{where}: {FILES} is not a sysid file manifest.")
+        verify_files(path, listing.get("files"), where=where, required=(MANIFEST, TENSORS))
+    check_file(mpath, limit=_MAX_MANIFEST_BYTES, where=where)
+    check_file(tpath, limit=current_limits().memory_bytes, where=where)
     blob = tpath.read_bytes()
     if blob[:1] == b"\x80" or blob[:2] == b"PK":
         raise ModelFileError(
@@ -157,7 +345,7 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes]:
             "sysid never unpickles. Save models with sysid.save_model."
         )
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{where}: {MANIFEST} is not valid JSON ({exc}); not a sysid model.") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -171,6 +359,9 @@ def _read(path: Path) -> tuple[dict[str, Any], bytes]:
             f"{where}: written with model schema_version {version} (sysid {manifest.get('sysid_version')}); "
             f"this sysid reads up to {SCHEMA_VERSION}. Upgrade sysid to load it."
         )
+    if manifest.get("files_manifest") is not None and not has_files:
+        raise ModelFileError(f"{where}: {FILES} (the sizes and sha256 of the folder's files) is missing; "
+                             "the folder is incomplete or was edited. Refusing to load it.")
     want = (manifest.get("tensors") or {}).get("sha256")
     if _sha256(blob) != want:
         raise ModelFileError(
@@ -223,10 +414,21 @@ def _resolve_function(ref: Mapping[str, Any], allow_import: bool,
 
 
 def _neural_numel(spec: Mapping[str, Any]) -> int:
-    """Weights a NeuralField spec asks for, computed before anything is allocated."""
+    """Weights a NeuralField spec asks for, computed before anything is allocated.
+
+    Width and depth are checked first (a manifest asking for ``depth = 1e9`` would otherwise
+    build a list of a billion layer sizes just to count them).
+    """
+    sizes = {}
+    for key, most in (("width", _MAX_WIDTH), ("depth", _MAX_DEPTH)):
+        value = spec[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ModelFileError(f"load_model: the NeuralField's {key} in {MANIFEST} must be an "
+                                 f"integer from 1 to {most}; got {value!r}.")
+        sizes[key] = value
     n_in = len(spec["states"]) + len(spec["inputs"]) + int(bool(spec["time_dependent"]))
-    sizes = [n_in] + [int(spec["width"])] * int(spec["depth"]) + [len(spec["outputs"])]
-    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    w, d, n_out = sizes["width"], sizes["depth"], len(spec["outputs"])
+    return (n_in + 1) * w + (d - 1) * (w + 1) * w + (w + 1) * n_out
 
 
 def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
@@ -299,6 +501,9 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         manifest (tampered or corrupted), a pickle payload, or a structure that does not match
         the tensors.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelFileError(f"load_model: path must be a folder path (str or pathlib.Path); got "
+                             f"{type(path).__name__}.")
     path = Path(path)
     manifest, blob = _read(path)
     where = f"load_model: {str(path)!r}"
@@ -335,4 +540,29 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
             f"(file {[tuple(tensors[k].shape) for k in wrong]}, structure {[tuple(expected[k].shape) for k in wrong]})."
         )
     model.load_state_dict(tensors, strict=True, assign=True)
+    _check_parameters(model, manifest.get("parameters"), where)
     return model
+
+
+def _check_parameters(model: Model, saved: Any, where: str) -> None:
+    """The physical parameter values must be those recorded at saving: bounds or transforms
+    edited in ``model.json`` change them (omega 2.0 became 666.8 in one tampered file)."""
+    import math
+
+    if saved is None:
+        return
+    if not isinstance(saved, dict):
+        raise ModelFileError(f"{where}: 'parameters' in {MANIFEST} must be a table of parameters.")
+    values = model.physical_parameters()
+    if set(saved) != set(values):
+        raise ModelFileError(f"{where}: {MANIFEST} lists parameters {sorted(saved)} but the model has "
+                             f"{sorted(values)}; the file was edited.")
+    for name, entry in saved.items():
+        current = entry.get("current") if isinstance(entry, dict) else None
+        value = float(values[name].detach().double())
+        if (isinstance(current, bool) or not isinstance(current, (int, float))
+                or not math.isclose(value, float(current), rel_tol=1e-9, abs_tol=1e-300)):
+            raise ModelFileError(
+                f"{where}: parameter {name!r} comes out as {value:.6g} from the saved tensors and "
+                f"the bounds in {MANIFEST}, but was {current!r} when saved; the bounds or the "
+                "structure were edited. Refusing to load it.")

@@ -117,14 +117,31 @@ def test_tampered_tensor_file(tmp_path):
     data = bytearray((path / "model.safetensors").read_bytes())
     data[-3] ^= 0x01
     (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="sha256 of model.safetensors does not match the manifest"):
+        load_model(path)
+    (path / "manifest.json").unlink()  # without the file manifest, model.json's own hash still holds
+    _rewrite_manifest(path, lambda m: m.pop("files_manifest"))
     with pytest.raises(ModelFileError, match="sha256 of model.safetensors does not match model.json"):
         load_model(path)
 
 
 def _rewrite_manifest(path: Path, change) -> None:
+    """Edit model.json as a determined attacker would: the file manifest is updated to match, so
+    the checks behind it (structure, tensors, parameter values) are what is tested."""
     manifest = json.loads((path / "model.json").read_text())
     change(manifest)
     (path / "model.json").write_text(json.dumps(manifest))
+    _resign(path)
+
+
+def _resign(path: Path) -> None:
+    files = path / "manifest.json"
+    if files.exists():
+        listing = json.loads(files.read_text())
+        for name in listing["files"]:
+            data = (path / name).read_bytes()
+            listing["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        files.write_text(json.dumps(listing))
 
 
 def test_foreign_newer_and_malformed_manifests(tmp_path):
@@ -136,6 +153,7 @@ def test_foreign_newer_and_malformed_manifests(tmp_path):
     with pytest.raises(ModelFileError, match="format 'keras', not 'sysid-model'; not a sysid model file"):
         load_model(path)
     (path / "model.json").write_text("{not json")
+    _resign(path)
     with pytest.raises(ModelFileError, match="model.json is not valid JSON"):
         load_model(path)
 
@@ -162,6 +180,7 @@ def test_manifest_structure_must_match_tensors(tmp_path):
     deep = level * 5000 + "null" + "}" * 5000
     assert '"field"' not in text  # removed above; put the deep one in its place
     (path2 / "model.json").write_text(text.replace('"model": {', '"model": {"field": ' + deep + ", ", 1))
+    _resign(path2)
     with pytest.raises(ModelFileError, match="model.json is not valid JSON .*recursion"):
         load_model(path2)
 

@@ -10,7 +10,7 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,8 @@ __all__ = [
     "atomic_dir",
     "atomic_file",
     "check_new_output",
+    "check_output_apart",
+    "start_output_dir",
     "parse_names",
     "parse_assignments",
     "parse_float",
@@ -35,11 +37,14 @@ __all__ = [
     "one_line",
     "existing_file",
     "fail_internal",
+    "Sigterm",
+    "sigterm_as_interrupt",
     "print_error",
 ]
 
 
 DIRECTORY_STORES = (".zarr",)  # outputs that are directories on disk
+RESERVED_NAMES = ("time", "trajectory", "obs")  # coordinates and dimensions of the data schema
 
 
 class UserError(SysidError, ValueError):
@@ -113,6 +118,82 @@ def check_new_output(path: Path, *, force: bool, option: str = "--out") -> None:
                 f"output {kind} '{path}' ({option}) already exists; sysid never overwrites results. "
                 f"Pass --force to replace it, or choose another {option}."
             )
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def check_output_apart(out: Path, inputs: Iterable[tuple[str, str | os.PathLike[str]]], *,
+                       option: str = "--out") -> None:
+    """Refuse an output path that is, contains or lies inside an input (or the working folder).
+
+    Called before any work: with ``--force`` such an output would replace the data it is made
+    from (``--out in.csv``, ``--out proj`` for ``proj/in.csv``, ``--out .``).
+
+    Parameters
+    ----------
+    out : Path
+        The output path.
+    inputs : iterable of (label, path)
+        What the command reads, with the option that names it (``"DATA"``, ``"--config"``).
+
+    Raises
+    ------
+    UserError
+        Naming the input and how the paths overlap.
+    """
+    o = _real(out)
+    cwd = _real(os.getcwd())
+    home = _real(Path.home())
+    if o == cwd or o in cwd.parents or o == Path(o.anchor) or o == home:
+        what = ("the current folder" if o == cwd else "your home folder" if o == home
+                else "the file system root" if o == Path(o.anchor) else "a folder holding the current folder")
+        raise UserError(f"{option} '{out}' is {what}; sysid writes a new folder there and, with "
+                        f"--force, would replace it. Name a new folder, e.g. {option} "
+                        f"'{Path(out) / 'results'}'.")
+    for label, path in inputs:
+        r = _real(path)
+        if r == o:
+            raise UserError(f"{option} '{out}' is the input {label} '{path}'; sysid never writes over "
+                            f"its inputs. Choose another {option}.")
+        if o in r.parents:
+            raise UserError(f"{option} '{out}' contains the input {label} '{path}'; replacing it "
+                            f"would delete the input, and sysid never writes over its inputs. Choose "
+                            f"another {option}.")
+        if r in o.parents:
+            raise UserError(f"{option} '{out}' lies inside the input {label} '{path}'; sysid never "
+                            f"writes into its inputs. Choose an {option} outside '{path}'.")
+
+
+def start_output_dir(out: Path, *, force: bool, need_bytes: float) -> atomic.FolderBuild:
+    """Create the temporary folder a command's results are built in, before the work starts.
+
+    Creating it proves that ``out``'s folder is writable; the free space there must hold
+    ``need_bytes`` (the estimated size of the results) with a margin.
+
+    Raises
+    ------
+    UserError
+        When the folder cannot be created (read-only, a file in the way, no permission) or the
+        file system has too little free space; nothing is left behind.
+    """
+    from sysid.budget import format_bytes
+
+    check_new_output(out, force=force)
+    try:
+        build = atomic.FolderBuild(out, overwrite=force)
+    except OSError as exc:
+        where = Path(os.path.abspath(out)).parent
+        raise UserError(f"--out '{out}': cannot create the output folder in '{where}' "
+                        f"({exc.strerror or one_line(exc)}); choose a folder you can write to.") from None
+    free = atomic.free_bytes(build.path)
+    if free < 1.5 * need_bytes + 1_000_000:
+        build.discard()
+        raise UserError(f"--out '{out}': only {format_bytes(free)} free on its file system; the "
+                        f"results need about {format_bytes(need_bytes)}. Free some space or choose "
+                        f"another --out.")
+    return build
 
 
 @contextlib.contextmanager
@@ -293,10 +374,19 @@ def parse_renames(text: str | dict | None, *, option: str = "--rename") -> dict[
                                   f"item '{item.strip()}' has no '='.")
             old, _, new = item.partition("=")
             items.append((old.strip(), new.strip()))
+    from sysid.data.columns import check_variable_name
+
     out: dict[str, str] = {}
     for old, new in items:
         if not old or not new:
             raise ConfigError(f"{option}: '{old}={new}' needs a name on both sides of '='.")
+        if new in RESERVED_NAMES:
+            raise ConfigError(f"{option}: '{old}={new}': the name '{new}' is reserved for the "
+                              f"data's layout ({', '.join(RESERVED_NAMES)}); choose another.")
+        try:
+            check_variable_name(new, context=f"{option} '{old}={new}'")
+        except DataError as exc:
+            raise ConfigError(str(exc).replace("rename the column", "choose another name")) from None
         if old in out:
             raise ConfigError(f"{option}: '{old}' is renamed twice.")
         if new in out.values():
@@ -377,6 +467,31 @@ def existing_file(path: str | os.PathLike, *, what: str) -> Path:
                 hint = f" Files with that suffix in '{parent}': {close}."
         raise DataError(f"{what} '{p}' does not exist.{hint}")
     return p
+
+
+class Sigterm(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so a killed command stops as cleanly as after Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Sigterm()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Sigterm` (a KeyboardInterrupt) like Ctrl-C: a
+    killed fit keeps its best model, and temporary outputs are removed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def fail_internal(exc: BaseException) -> str:

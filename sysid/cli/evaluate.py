@@ -8,6 +8,7 @@ again without the original files: ``model/``, ``data.nc`` (the data as read), ``
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -17,11 +18,18 @@ from typing import Any
 import click
 
 from sysid import atomic
-from sysid.cli._pipeline import find_model_dir, read_data, write_json
-from sysid.cli._support import atomic_dir, check_new_output, console, parse_assignments, parse_float
-from sysid.errors import ConfigError, DataError, SolverError
+from sysid.cli._pipeline import data_source_files, find_model_dir, read_data, write_json
+from sysid.cli._support import (
+    atomic_dir,
+    check_new_output,
+    check_output_apart,
+    console,
+    parse_assignments,
+    parse_float,
+)
+from sysid.errors import ConfigError, DataError, ModelFileError, SolverError
 
-__all__ = ["FitRun", "fit_metrics", "load_run", "write_report", "compare_cmd", "report_cmd"]
+__all__ = ["FitRun", "fit_metrics", "load_run", "run_files", "check_run", "write_report", "compare_cmd", "report_cmd"]
 
 DATA_COPY = "data.nc"
 
@@ -84,28 +92,74 @@ class FitRun:
         return list(self.manifest.get("data", {}).get("held_out", []))
 
 
-def load_run(run_dir: Path) -> FitRun:
-    """Load a fit output directory (or a bare model folder written by ``sysid.save_model``)."""
-    import pandas as pd
+#: Files of a run directory that no later command reads (rewritten by ``sysid report``).
+_UNLISTED = ("manifest.json", "report.html", "report.md", "report.json")
 
+
+def run_files(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file of a run directory that a later command reads."""
+    import sysid.io
+
+    return sysid.io.file_entries(run_dir, skip=lambda rel: rel in _UNLISTED
+                                 or rel.startswith("figures/"))
+
+
+def check_run(run_dir: Path) -> dict[str, Any]:
+    """Read a run directory's ``manifest.json`` and check the files it lists (sizes first, then
+    sha256) before any of them is read; return the manifest (empty when there is none).
+
+    Raises
+    ------
+    ModelFileError
+        A damaged manifest, or a listed file that is missing, linked, resized or changed.
+    """
+    import sysid.io
+
+    where = f"MODEL_DIR '{run_dir}'"
+    if not os.path.lexists(run_dir / "manifest.json"):
+        return {}
+    manifest = sysid.io.read_json(run_dir / "manifest.json", where=where)
+    if not isinstance(manifest, dict):
+        raise ModelFileError(f"{where}: manifest.json must hold a JSON object.")
+    if "files" in manifest:
+        sysid.io.verify_files(run_dir, manifest["files"], where=where)
+    return manifest
+
+
+def load_run(run_dir: Path) -> FitRun:
+    """Load a fit output directory (or a bare model folder written by ``sysid.save_model``).
+
+    The sizes and sha256 that ``manifest.json`` lists are checked before any file is read;
+    every JSON, TOML and CSV file is parsed with a size limit, and a damaged one is a
+    :class:`~sysid.errors.ModelFileError` naming it.
+    """
     import sysid
+    import sysid.budget
     import sysid.data
+    import sysid.io
 
     run_dir, model_path = find_model_dir(run_dir)
+    where = f"MODEL_DIR '{run_dir}'"
+    manifest = check_run(run_dir) if model_path != run_dir else {}
 
     def table(name: str) -> Any:
         f = run_dir / f"{name}.csv"
-        return pd.read_csv(f) if f.is_file() else None
+        return sysid.io.read_table(f, where=where) if f.exists() else None
 
     def document(name: str) -> dict[str, Any]:
         f = run_dir / f"{name}.json"
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+        doc = sysid.io.read_json(f, where=where) if f.exists() else {}
+        if not isinstance(doc, dict):
+            raise ModelFileError(f"{where}: {f.name} must hold a JSON object.")
+        return doc
 
     data = run_dir / DATA_COPY
+    if data.exists():
+        sysid.io.check_file(data, limit=sysid.budget.current_limits().memory_bytes, where=where)
     return FitRun(dir=run_dir, model=sysid.load_model(model_path),
-                  data=sysid.data.load_netcdf(data) if data.is_file() else None,
+                  data=sysid.data.load_netcdf(data) if data.exists() else None,
                   history=table("history"), parameters=table("parameters"),
-                  metrics=document("metrics"), manifest=document("manifest"))
+                  metrics=document("metrics"), manifest=manifest)
 
 
 def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str | None = None,
@@ -191,6 +245,9 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     from sysid.cli.simulate_cmd import fit_data_options
 
     check_new_output(out, force=force)
+    check_output_apart(out, [("MODEL_DIR", model_dir),
+                             *(("--data", f) for f in (data_source_files(data_source)
+                                                       if data_source else ()))])
     system = sysid.systems.get(reference)
     values = parse_assignments(params, option="--params")
     names = [p.name for p in system.parameters]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import contextlib
 import time as _time
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,8 @@ from sysid.cli._pipeline import (
     write_json,
 )
 from sysid.cli._support import (
-    atomic_dir,
     check_new_output,
+    check_output_apart,
     console,
     one_line,
     parse_assignments,
@@ -31,6 +31,8 @@ from sysid.cli._support import (
     parse_renames,
     parse_settings,
     print_error,
+    sigterm_as_interrupt,
+    start_output_dir,
 )
 from sysid.errors import ConfigError, SysidError
 
@@ -171,14 +173,6 @@ def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, An
         raise ConfigError(f"{where}: {exc}") from None
 
 
-class _Sigterm(KeyboardInterrupt):
-    """SIGTERM turned into an interrupt so a killed fit stops as cleanly as after Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Sigterm()
-
-
 @click.command("fit", epilog=_FIT_EPILOG)
 @click.argument("data", required=False)
 @click.option("--time", "time_col", metavar="COL", help="Name of the time column (CSV).")
@@ -209,7 +203,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 @click.option("--holdout", metavar="RUNS|FRACTION", help="Runs held out for validation: ids "
               "'B,C' or a fraction of runs like 0.25 (the last runs in file order).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Training epochs.")
-@click.option("--seed", type=int, help="Random seed (same seed, same model).")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Random seed (same seed, same "
+              "model); 0 to 2^63-1.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any [fit] option "
               "(repeatable): a top-level key or PART.KEY of a [fit.PART] table, e.g. --set "
               "optimizer.lr=0.005 --set solver=dopri5 --set shooting.horizons=[4,8] --set loss=sse.")
@@ -217,13 +212,16 @@ def _on_sigterm(signum: int, frame: Any) -> None:
               "(must not exist unless --force).")
 @click.option("--force", is_flag=True, help="Replace --out if it exists (only once the new "
               "results are complete).")
+@click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), metavar="GB",
+              help="Largest memory the fit may be estimated to need (default: half the "
+              "machine's memory); larger fits are refused before they start.")
 def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
             run_col: str | None, sep: str | None, decimal: str | None, encoding: str | None,
             missing_values: str | None, sort: bool, rename: str | None, drop_duplicates: bool,
             model: str | None,
             free: str | None, params: str | None, width: int | None, depth: int | None,
             config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
-            settings: tuple[str, ...], out: Path, force: bool) -> int:
+            settings: tuple[str, ...], out: Path, force: bool, max_memory: float | None) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
     DATA is a CSV file (give --time and --states), a quoted glob of CSV files with one run each
@@ -232,13 +230,10 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     """
     # SIGTERM behaves like Ctrl-C for the whole command: training stops keeping the best model,
     # and an interrupted write removes its temporary directory.
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    with sigterm_as_interrupt():
         return _fit(data, time_col, states, inputs, run_col, sep, decimal, encoding,
                     missing_values, sort, rename, drop_duplicates, model, free, params, width,
-                    depth, config, holdout, epochs, seed, settings, out, force)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+                    depth, config, holdout, epochs, seed, settings, out, force, max_memory)
 
 
 def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
@@ -246,7 +241,8 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
          missing_values: str | None, sort: bool, rename: str | None, drop_duplicates: bool,
          model: str | None, free: str | None, params: str | None, width: int | None,
          depth: int | None, config: Path | None, holdout: str | None, epochs: int | None,
-         seed: int | None, settings: tuple[str, ...], out: Path, force: bool) -> int:
+         seed: int | None, settings: tuple[str, ...], out: Path, force: bool,
+         max_memory: float | None = None) -> int:
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)
     opts = _resolve(
@@ -261,57 +257,200 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
         holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,
         settings=settings_d,
     )
+    # inputs are sacred: an output that is, holds or sits inside an input is refused up front
+    check_output_apart(out, [*(("DATA", f) for f in data_source_files(opts.path)),
+                             *((("--config", config),) if config is not None else ())])
     started = _time.time()
     ds = read_data(opts.path, opts)  # data first: its errors need no torch import
+    from sysid.data.columns import check_magnitudes
+
+    check_magnitudes(ds, context=f"DATA '{opts.path}'")
     spec = parse_model_spec(opts.kind)
     fit_config = _fit_config(opts, config, settings_d)
     opts = opts.merged(seed=fit_config.seed)  # record the seed actually used
     train, test = split_holdout(ds, opts.holdout)
     untrained = build_model(spec, opts, train)
-    console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
-    console.detail(f"fit options: {fit_config}")
-    import sysid
+    # the destination is checked before training: writable, room for the results, and the data
+    # written there once (a variable name netCDF cannot store fails now, not after the fit)
+    build = start_output_dir(out, force=force, need_bytes=_estimate_output_bytes(ds, untrained))
+    try:
+        from sysid.cli.evaluate import DATA_COPY
+        import sysid.data
 
-    result = sysid.fit(untrained, train, fit_config, validation=test)
+        sysid.data.save(ds, build.path / DATA_COPY)
+        console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
+        console.detail(f"fit options: {fit_config}")
+        import sysid
+        from sysid import budget
+
+        with budget.limits(memory_gb=max_memory) if max_memory else contextlib.nullcontext():
+            result = sysid.fit(untrained, train, fit_config, validation=test)
+    except BaseException:
+        build.discard()
+        raise
     console.detail(f"solver statistics: {result.solver_stats}")
-    interrupted = result.stopped_reason == "interrupted"
-    report_error: BaseException | None = None
-    with atomic_dir(out, force=force) as tmp:
-        metrics_interrupted = _write_fit_outputs(tmp, result=result, ds=ds, test=test, opts=opts,
-                                                 elapsed=_time.time() - started)
+    return _finish(build, out, result=result, ds=ds, test=test, opts=opts, started=started)
+
+
+def _estimate_output_bytes(ds: Any, model: Any) -> float:
+    """Bytes the results will take: the data copy, the model, tables and the report's figures."""
+    values = float(ds["time"].size) * (len(ds.data_vars) + 1)
+    tensors = sum(float(v.numel()) * v.element_size() for v in model.state_dict().values())
+    runs = float(ds.sizes.get("trajectory", 1))
+    return 8.0 * values * 1.2 + 2 * tensors + runs * len(ds.data_vars) * 600 + 12e6
+
+
+class _Outputs:
+    """What was written into the results folder and what could not be, with the first error."""
+
+    def __init__(self) -> None:
+        self.missing: list[str] = []
+        self.error: BaseException | None = None
+
+    def failed(self, name: str, exc: BaseException) -> None:
+        """Record that ``name`` was not written (a Ctrl-C is the error reported first)."""
+        self.missing.append(name)
+        if self.error is None or (isinstance(exc, KeyboardInterrupt)
+                                  and not isinstance(self.error, KeyboardInterrupt)):
+            self.error = exc
+        if console.verbose and not isinstance(exc, KeyboardInterrupt):
+            import traceback
+
+            traceback.print_exception(exc)
+
+    def attempt(self, name: str, write: Any) -> Any:
+        """Run ``write()``; a failure (Ctrl-C included) marks ``name`` missing and is remembered."""
+        try:
+            return write()
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - keep what was written
+            self.failed(name, exc)
+            return None
+
+
+_LATER = ("tables and metrics", "report", "manifest.json")
+
+
+def _finish(build: Any, out: Path, *, result: Any, ds: Any, test: Any | None,
+            opts: CliFitOptions, started: float) -> int:
+    """Write the results (the model first), move them into place and say what happened.
+
+    The model is written with Ctrl-C held back, so it is always complete; every later output is
+    attempted even when an earlier one failed, and a Ctrl-C skips the rest. Complete results
+    replace ``out``; incomplete ones go to ``out`` only when it did not exist, else beside it
+    (``out.incomplete``) so an old complete result is never replaced by a partial one.
+    """
+    import sysid
+    from sysid import atomic
+
+    tmp = build.path
+    done = _Outputs()
+    try:
+        with atomic.signals_deferred():
+            sysid.save_model(result.model, tmp / "model")
+    except KeyboardInterrupt as exc:  # delivered once the model folder was complete
+        for name in _LATER:
+            done.failed(name, exc)
+        return _place(build, out, result, done)
+    except Exception as exc:  # noqa: BLE001 - save the model elsewhere rather than lose it
+        return _model_not_saved(build, out, result, exc)
+    try:
+        _write_later(tmp, done, result=result, ds=ds, test=test, opts=opts, started=started)
+    except KeyboardInterrupt as exc:  # between two steps: the rest is skipped
+        for name in _LATER:
+            if name not in done.missing:
+                done.failed(name, exc)
+    return _place(build, out, result, done)
+
+
+def _write_later(tmp: Path, done: _Outputs, *, result: Any, ds: Any, test: Any | None,
+                 opts: CliFitOptions, started: float) -> None:
+    """Everything after the model: tables, metrics, config, report, and the manifest last."""
+    metrics_interrupted = done.attempt("tables and metrics", lambda: _write_fit_outputs(
+        tmp, result=result, ds=ds, test=test, opts=opts, elapsed=_time.time() - started))
+    if metrics_interrupted:
+        done.failed("metrics", KeyboardInterrupt())
+    if not done.missing:
         from sysid.cli.evaluate import write_report
 
-        try:
-            if metrics_interrupted:
-                raise KeyboardInterrupt
-            write_report(tmp, tmp, result=result)
-        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - keep the trained model
-            report_error = exc
+        console.info("writing the report (Ctrl-C skips it; the model is kept)")
+        if done.attempt("report", lambda: write_report(tmp, tmp, result=result)) is None:
             for name in ("report.html", "report.md", "report.json"):
                 (tmp / name).unlink(missing_ok=True)
-    _summarise(out, result)
+    else:
+        done.missing.append("report")
+    done.attempt("manifest.json", lambda: _write_manifest(tmp, result=result, ds=ds, test=test,
+                                                           opts=opts, elapsed=_time.time() - started,
+                                                           files=True))
+
+
+def _model_not_saved(build: Any, out: Path, result: Any, exc: BaseException) -> int:
+    """The model could not be written into the results folder: try the temporary folder."""
+    import tempfile
+
+    import sysid
+
+    build.discard()
+    try:
+        spare = Path(tempfile.mkdtemp(prefix="sysid-model-")) / "model"
+        sysid.save_model(result.model, spare)
+        kept = f" The trained model was saved to '{spare}' instead."
+    except Exception:  # noqa: BLE001 - report the first failure
+        kept = " It could not be saved elsewhere either."
+    print_error(f"sysid fit: error: the trained model could not be written to '{out}' "
+                f"({type(exc).__name__}: {one_line(exc)}).{kept}")
+    return 2 if isinstance(exc, (SysidError, OSError)) else 1
+
+
+def _place(build: Any, out: Path, result: Any, done: _Outputs) -> int:
+    """Move the results folder into place (or beside an old one) and report; the exit status."""
+    from sysid import atomic
+
+    existed = out.exists() or out.is_symlink()
+    where = out
+    try:
+        with atomic.signals_deferred():
+            if done.missing and existed:
+                where = build.set_aside()
+            else:
+                build.commit()
+    except KeyboardInterrupt:  # delivered after the move was complete
+        if not done.missing:
+            print_error(f"sysid fit: interrupted; the results were complete and written to {out}.")
+            return 130
+    except OSError as exc:
+        # the folder could not be moved: leave the temporary folder where it is, never lose it
+        print_error(f"sysid fit: error: the results could not be moved to '{out}' "
+                    f"({exc.strerror or one_line(exc)}); they are kept in '{build.path}'.")
+        return 2
+    model_dir = where / "model"
+    interrupted = result.stopped_reason == "interrupted"
     if result.stopped_reason == "diverged":
         console.info(f"sysid fit: warning: training diverged ({result.message}); the best model "
                      f"before the failure was saved.")
-    if isinstance(report_error, KeyboardInterrupt):
-        print_error(f"sysid fit: interrupted after training; the model was saved to {out / 'model'} "
-                    f"without {'metrics or ' if metrics_interrupted else ''}a report. Run 'sysid "
-                    f"report {out}' to write the report.")
+    if not done.missing:
+        _summarise(out, result)
+        if interrupted:
+            console.info(f"interrupted: training stopped early; the best model so far was saved to "
+                         f"{model_dir}.")
+            return 130
+        return 0
+    err = done.error
+    kept = (f" '{out}' was left as it was; the new results are in '{where}'." if where != out else "")
+    if isinstance(err, KeyboardInterrupt):
+        what = ("metrics or a report" if {"metrics", "tables and metrics"} & set(done.missing)
+                else "a report")
+        print_error(f"sysid fit: interrupted after training; the model was saved to {model_dir} "
+                    f"without {what}.{kept} Run 'sysid report {where}' to write the report.")
         return 130
-    if report_error is not None:
-        if console.verbose:
-            import traceback
-
-            traceback.print_exception(report_error)
+    if done.missing == ["report"]:
         print_error(f"sysid fit: error: the report could not be written "
-                    f"({type(report_error).__name__}: {one_line(report_error)}); the model and "
-                    f"metrics were saved. Run 'sysid report {out}' once the cause is fixed.")
-        return 2 if isinstance(report_error, SysidError) else 1
-    if interrupted:
-        console.info(f"interrupted: training stopped early; the best model so far was saved to "
-                     f"{out / 'model'}.")
-        return 130
-    return 0
+                    f"({type(err).__name__}: {one_line(err)}); the model and metrics were saved."
+                    f"{kept} Run 'sysid report {where}' once the cause is fixed.")
+    else:
+        print_error(f"sysid fit: error: could not write {', '.join(done.missing)} "
+                    f"({type(err).__name__}: {one_line(err)}); the model was saved to {model_dir}."
+                    f"{kept}")
+    return 2 if isinstance(err, (SysidError, OSError)) else 1
 
 
 def _describe(train: Any, test: Any | None) -> str:
@@ -327,63 +466,90 @@ def _describe(train: Any, test: Any | None) -> str:
 
 def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
                        opts: CliFitOptions, elapsed: float) -> bool:
-    """Model, metrics, history, resolved config and manifest into the (temporary) run directory.
+    """Tables, metrics and the resolved config into the (temporary) run directory.
 
-    Returns True when Ctrl-C interrupted the metrics (the rest is written; metrics.json says so).
+    The metrics run under ``max_time`` (a budget of their own, as long as the fit's) and stop on
+    Ctrl-C; either way the rest is written and ``metrics.json`` says why the metrics are missing.
+    Returns True when Ctrl-C interrupted the metrics.
     """
-    import sysid
     import sysid.analysis
     import sysid.data
+    from sysid import budget
     from sysid.cli.evaluate import fit_metrics
 
-    from sysid.cli.evaluate import DATA_COPY
-
-    sysid.save_model(result.model, tmp / "model")
-    sysid.data.save(ds, tmp / DATA_COPY)
     held_out = sysid.data.run_ids(test) if test is not None else []
     result.history.to_csv(tmp / "history.csv", index=False)
     if len(result.parameters):
         result.parameters.to_csv(tmp / "parameters.csv", index=False)
-    if len(result.initial_states):
-        result.initial_states.to_csv(tmp / "initial_states.csv")  # per training run, fitted
+    if len(result.initial_states):  # per training run, fitted; run ids made spreadsheet-safe
+        table = result.initial_states.copy()
+        table.index = [sysid.data.safe_cell(str(r)) for r in table.index]
+        table.to_csv(tmp / "initial_states.csv")
+    n_runs = len(sysid.data.run_ids(ds))
+    console.info(f"computing metrics on {n_runs} run{'s' if n_runs != 1 else ''} "
+                 f"(Ctrl-C skips them; the model is kept)")
+    deadline = budget.Deadline(result.config.max_time) if result.config.max_time else None
+    interrupted = False
     try:
-        metrics = fit_metrics(result, ds, held_out=held_out)
-        interrupted = False
+        with budget.active(deadline):
+            metrics = fit_metrics(result, ds, held_out=held_out)
     except KeyboardInterrupt:
         metrics = {"trajectory": [], "error": "interrupted before the metrics were computed"}
         interrupted = True
+    except budget.BudgetExceeded as exc:
+        metrics = {"trajectory": [], "error": f"metrics not computed: {exc}"}
+        console.info(f"sysid fit: warning: {exc} The model and the other results are kept.")
     metrics["parameters"] = sysid.analysis.jsonable(result.parameters)
     metrics["training"] = {"stopped_reason": result.stopped_reason, "message": result.message,
                            "epochs_run": int(len(result.history)), "best_epoch": result.best_epoch,
                            "final_loss": float(result.history["loss"].iloc[-1])
                            if len(result.history) else None}
     write_json(tmp / "metrics.json", metrics)
+    (tmp / "config.toml").write_text(
+        dumps_toml(_resolved(result, opts),
+                   header="Resolved options of this fit; reproduce it with\n"
+                          f"  sysid fit --config config.toml --out NEW_DIR"),
+        encoding="utf-8")
+    # provenance for the report; rewritten with the list of files once everything is written
+    _write_manifest(tmp, result=result, ds=ds, test=test, opts=opts, elapsed=elapsed, files=False)
+    return interrupted
+
+
+def _resolved(result: Any, opts: CliFitOptions) -> dict[str, Any]:
     resolved = opts.to_toml_dict()
     # the resolved [fit] table with one [fit.PART] sub-table per part
     resolved["fit"] = {k: v for k, v in result.config.to_dict().items() if k != "progress"}
     resolved["data"]["path"] = str(Path(opts.path).resolve()) if not opts.path.startswith(
         "dataset:") else opts.path
-    (tmp / "config.toml").write_text(
-        dumps_toml(resolved, header="Resolved options of this fit; reproduce it with\n"
-                                    f"  sysid fit --config config.toml --out NEW_DIR"),
-        encoding="utf-8")
-    files = [{"path": str(f.resolve()), "sha256": sha256_file(f)}
-             for f in data_source_files(opts.path)]
+    return resolved
+
+
+def _write_manifest(tmp: Path, *, result: Any, ds: Any, test: Any | None, opts: CliFitOptions,
+                    elapsed: float, files: bool) -> None:
+    """``manifest.json``: provenance and, written last (``files=True``), the size and sha256 of
+    every file that a later command reads (checked by ``sysid report/simulate/compare`` before
+    reading them)."""
+    import sysid.data
+    from sysid.cli.evaluate import run_files
+
+    sources = [{"path": str(f.resolve()), "sha256": sha256_file(f)}
+               for f in data_source_files(opts.path)]
     write_json(tmp / "manifest.json", {
         "format": "sysid-fit-run",
         "command": command_line(),
-        "data": {"source": opts.path, "files": files,
-                 "sha256": files[0]["sha256"] if len(files) == 1 else None,
-                 "runs": sysid.data.run_ids(ds), "held_out": held_out},
+        "data": {"source": opts.path, "files": sources,
+                 "sha256": sources[0]["sha256"] if len(sources) == 1 else None,
+                 "runs": sysid.data.run_ids(ds),
+                 "held_out": sysid.data.run_ids(test) if test is not None else []},
         "seed": int(result.config.seed),
         "model": opts.kind,
-        "config": resolved,
+        "config": _resolved(result, opts),
         "stopped_reason": result.stopped_reason,
         "versions": versions(),
         "created": _time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "elapsed_s": round(elapsed, 3),
+        **({"files": run_files(tmp)} if files else {}),
     })
-    return interrupted
 
 
 def _summarise(out: Path, result: Any) -> None:

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
 
 from sysid.cli._config import CliFitOptions
-from sysid.cli._pipeline import find_model_dir, read_data
+from sysid.cli._pipeline import data_source_files, find_model_dir, read_data
 from sysid.cli._support import (
     atomic_file,
     check_new_output,
+    check_output_apart,
     console,
     existing_file,
     parse_assignments,
     parse_float,
+    sigterm_as_interrupt,
 )
-from sysid.errors import ConfigError, DataError
+from sysid.errors import ConfigError, DataError, ModelFileError
 
 __all__ = ["simulate_cmd", "read_times", "time_grid", "fit_data_options"]
 
@@ -44,15 +46,36 @@ column per state and input (.csv), or the trajectory schema as netCDF (.nc).
 
 def fit_data_options(run_dir: Path) -> CliFitOptions:
     """How the fit in ``run_dir`` read its data (from its config.toml), for reading similar files."""
+    import sysid.io
+
     cfg = run_dir / "config.toml"
-    if not cfg.is_file():
+    if not cfg.exists():
         return CliFitOptions()
-    with open(cfg, "rb") as fh:
-        data = tomllib.load(fh).get("data", {})
-    keep = {k: v for k, v in data.items() if k in ("time", "run", "sep", "decimal", "encoding")}
-    return CliFitOptions(states=tuple(data.get("states", ())), inputs=tuple(data.get("inputs", ())),
-                         missing_values=tuple(data.get("missing_values", ())),
-                         rename=dict(data.get("rename", {})), **keep)
+    where = f"MODEL_DIR '{run_dir}'"
+    data = sysid.io.read_toml(cfg, where=where).get("data", {})
+    try:
+        keep = {k: _text(v, k) for k, v in data.items()
+                if k in ("time", "run", "sep", "decimal", "encoding")}
+        return CliFitOptions(states=_texts(data.get("states", ()), "states"),
+                             inputs=_texts(data.get("inputs", ()), "inputs"),
+                             missing_values=_texts(data.get("missing_values", ()), "missing_values"),
+                             rename={_text(k, "rename"): _text(v, "rename")
+                                     for k, v in dict(data.get("rename", {})).items()}, **keep)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{where}: config.toml [data] is malformed ({exc}); the file was "
+                             "edited or damaged.") from None
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"'{key}' must be text, got {value!r}")
+    return value
+
+
+def _texts(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"'{key}' must be a list of names, got {value!r}")
+    return tuple(_text(v, key) for v in value)
 
 
 def read_times(path: Path) -> Any:
@@ -117,9 +140,9 @@ def time_grid(t0: float, t_end: float, dt: float | None) -> Any:
     if n < 2:
         raise ConfigError(f"--dt {dt:g} is longer than the span {t0:g} to {t_end:g}; choose a "
                           f"smaller --dt.")
-    if n > 10_000_000:
-        raise ConfigError(f"--dt {dt:g} over {t0:g} to {t_end:g} gives {n} times; choose a "
-                          f"larger --dt.")
+    from sysid.budget import check_points
+
+    check_points(float(n), what=f"--dt {dt:g} over {t0:g} to {t_end:g}", drivers=f"{n} times")
     return t0 + dt * np.arange(n)
 
 
@@ -178,20 +201,46 @@ def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output FILE.csv or "
               "FILE.nc.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@click.option("--max-points", type=click.FloatRange(min=1), metavar="N", help="Most output "
+              "points (times x runs) to compute (default 2e6); larger simulations are refused "
+              "before they start.")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop (exit 2, nothing written) when the simulation takes longer.")
 def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
                  t_end: str | None, dt: str | None, times_file: Path | None,
                  inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
-                 rtol: str, atol: str, out: Path, force: bool) -> None:
+                 rtol: str, atol: str, out: Path, force: bool, max_points: float | None,
+                 max_time: float | None) -> None:
     """Simulate the model fitted in MODEL_DIR and write the trajectories to --out."""
-    import numpy as np
-
-    import sysid
-    import sysid.data
+    from sysid import budget
 
     if out.suffix.lower() not in _OUT_SUFFIXES:
         raise ConfigError(f"--out '{out}' must end in .csv or .nc; got "
                           f"'{out.suffix or 'no suffix'}'.")
     check_new_output(out, force=force)
+    check_output_apart(out, [("MODEL_DIR", model_dir),
+                             *(("--initial-from", f) for f in (data_source_files(initial_from)
+                                                                if initial_from else ())),
+                             *(("--inputs", f) for f in (inputs_file,) if f is not None),
+                             *(("--times", f) for f in (times_file,) if f is not None)])
+    with sigterm_as_interrupt(), \
+            budget.limits(output_points=max_points) if max_points else contextlib.nullcontext(), \
+            budget.active(budget.Deadline(max_time, what="--max-time") if max_time else None):
+        _simulate(model_dir, y0, initial_from, t_start, t_end, dt, times_file, inputs_file,
+                  time_col, run_col, method, rtol, atol, out, force)
+
+
+def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
+              t_end: str | None, dt: str | None, times_file: Path | None,
+              inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
+              rtol: str, atol: str, out: Path, force: bool) -> None:
+    import numpy as np
+
+    import sysid
+    import sysid.data
+    from sysid import budget
+    from sysid.cli.evaluate import check_run
+
     if (y0 is None) == (initial_from is None):
         raise ConfigError("give exactly one of --y0 A=1,B=2 (a chosen initial state) or "
                           "--initial-from DATA (the first sample of each run of a data file).")
@@ -208,6 +257,8 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
     solver = sysid.SolverConfig(method=method, rtol=parse_float(rtol, what="--rtol"),
                                 atol=parse_float(atol, what="--atol"))
     run_dir, model_path = find_model_dir(model_dir)
+    if run_dir != model_path:
+        check_run(run_dir)  # the sizes and sha256 its manifest lists, before reading any file
     model = sysid.load_model(model_path)
     states = tuple(model.field.state_names)
     opts = fit_data_options(run_dir).merged(time=time_col, run=run_col)
@@ -255,6 +306,12 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
     if model.field.input_names and inputs is None and initial_from is None:
         raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
                           f"signal with --inputs FILE.csv (a time column and one column each).")
+    n_runs = len(run_names) if run_names else (
+        len(sysid.data.run_ids(initial)) if not isinstance(initial, dict) else 1)
+    n_times = len(times) if times is not None else int(np.isfinite(initial["time"].values).sum())
+    budget.check_points(float(n_times) * (n_runs if times is not None else 1), what="simulate",
+                        drivers=f"{n_times} times x {n_runs} run{'s' if n_runs != 1 else ''}"
+                        if times is not None else f"{n_times} samples of --initial-from")
     if isinstance(initial, dict):
         result = sysid.simulate(model, initial, times, inputs=inputs, solver=solver,
                                 runs=run_names)

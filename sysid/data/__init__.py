@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sysid.data.files import load_netcdf, load_zarr, save, to_csv
+from sysid.data.files import load_netcdf, load_zarr, safe_cell, save, to_csv
 from sysid.data.scaling import Scaling, compute_scaling
 from sysid.data.schema import (
     OBS,
@@ -55,6 +55,7 @@ __all__ = [
     "load_zarr",
     "run_ids",
     "run_length",
+    "safe_cell",
     "save",
     "select_runs",
     "split_runs",

@@ -10,6 +10,7 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,6 +116,66 @@ def find_column(cols: Sequence[Column], wanted: str, *, role: str, context: str)
                          f"pass sep={d!r} (or sep=None to detect it).")
                 break
     raise DataError(f"{context}: column {wanted!r} (in {role}=) not found; columns are {headers}.{hint}")
+
+
+#: Magnitudes float64 arithmetic handles safely: squares (variances, losses) of larger values
+#: overflow to inf and of smaller ones underflow to 0, which turned fits into NaN.
+SAFE_MAGNITUDE = (1e-150, 1e150)
+
+
+def check_magnitudes(ds: Any, *, context: str) -> None:
+    """Refuse data whose values lie beyond :data:`SAFE_MAGNITUDE`, naming the variable.
+
+    Not a rule of the schema (any finite float64 loads and round-trips): a check for
+    computations that square the data (scaling, losses), called before a fit. Zeros and missing
+    values are ignored; a variable of zeros is fine.
+
+    Raises
+    ------
+    DataError
+        When a variable's (or time's) largest magnitude exceeds 1e150, or every non-zero
+        magnitude is below 1e-150.
+    """
+    lo, hi = SAFE_MAGNITUDE
+    for name in ["time", *map(str, ds.data_vars)]:
+        values = np.asarray(ds[name].values, dtype=float).ravel()
+        mag = np.abs(values[np.isfinite(values)])
+        mag = mag[mag > 0]
+        if mag.size == 0:
+            continue
+        what = "time" if name == "time" else f"variable {name!r}"
+        fix = "express it in other units (rescale it) before fitting"
+        big = float(mag.max())
+        if big > hi:
+            raise DataError(f"{context}: {what} holds values as large as {big:.3g}; sysid computes "
+                            f"in float64, whose squares overflow beyond about {hi:.0e}. Please {fix}.")
+        if big < lo:
+            raise DataError(f"{context}: {what} holds only values as small as {big:.3g}; float64 "
+                            f"squares of values below about {lo:.0e} underflow to zero. Please {fix}.")
+
+
+_FORBIDDEN_NAME = re.compile(r"[/\x00-\x1f\x7f]")
+
+
+def check_variable_name(name: str, *, context: str) -> None:
+    """Refuse a variable name that the files sysid writes cannot store.
+
+    netCDF and zarr (the data copy of every fit, ``sysid.save``) refuse ``/`` in a name (it
+    separates groups) and control characters; checked when the data are loaded, so that a fit
+    never fails at its end, after training, for a name.
+
+    Raises
+    ------
+    DataError
+        Naming the column and the character.
+    """
+    m = _FORBIDDEN_NAME.search(name)
+    if m:
+        ch = m.group(0)
+        shown = repr(ch) if ch != "/" else "'/'"
+        raise DataError(f"{context}: a variable name may not contain {shown} (netCDF and zarr files, "
+                        f"where sysid stores data and results, cannot hold it); rename the column, "
+                        f"e.g. {re.sub(_FORBIDDEN_NAME, '_', name)!r}.")
 
 
 def _show(labels: Sequence[str], cells: Sequence[str], limit: int = 3) -> str:
@@ -241,7 +302,9 @@ def dates_to_ns(
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     else:
         text = as_text(cells).astype(object)
-        text[np.isin(text.astype(str), list(missing))] = None
+        absent = np.isin(text.astype(str), list(missing))
+        _check_zones(text.astype(str), absent, column=column, context=context, label=label)
+        text[absent] = None
         ts, aware = _parse_dates(pd.Series(text, dtype=object))
     bad = ts.isna().to_numpy()
     if bad.any():
@@ -251,6 +314,28 @@ def dates_to_ns(
             f"{label(idx)[0]}. Fill in the time or remove the row."
         )
     return ts.to_numpy(dtype="datetime64[ns]").astype(np.int64), aware
+
+
+_ZONE = re.compile(r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def _check_zones(text: np.ndarray, absent: np.ndarray, *, column: str, context: str,
+                 label: Callable[[np.ndarray], list[str]]) -> None:
+    """Refuse timestamps that mix local (naive) times with times carrying a zone.
+
+    Taking the naive ones as UTC (what pandas does with ``utc=True``) shifts them silently by
+    the local offset; the user must say which zone they are in.
+    """
+    zoned = np.array([bool(_ZONE.search(t)) for t in text]) & ~absent
+    naive = ~zoned & ~absent
+    if zoned.any() and naive.any():
+        i, j = int(np.flatnonzero(naive)[0]), int(np.flatnonzero(zoned)[0])
+        raise DataError(
+            f"{context}: time column {column!r} mixes timestamps without a time zone "
+            f"({text[i]!r} at {label(np.array([i]))[0]}) and with one ({text[j]!r} at "
+            f"{label(np.array([j]))[0]}); sysid will not guess the zone of the first. Give every "
+            "timestamp a zone (e.g. append 'Z' or '+01:00') or none."
+        )
 
 
 def time_unit_seconds(units: str, *, context: str) -> float:
@@ -274,6 +359,9 @@ def canonical_time_unit(units: str) -> str:
 
 
 __all__ = [
+    "SAFE_MAGNITUDE",
+    "check_magnitudes",
+    "check_variable_name",
     "Column",
     "DEFAULT_MISSING",
     "TIME_UNITS",

@@ -118,6 +118,25 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) ->
     return path
 
 
+#: First characters that make a spreadsheet read a cell as a formula (``=cmd|' /C calc'!A0``).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """``text`` for a CSV cell that spreadsheets show as text, never run as a formula.
+
+    A cell starting with ``= + - @`` (or tab / carriage return) gets a ``'`` in front, as OWASP
+    recommends against CSV injection; :func:`load_csv` removes it again from run ids, so run ids
+    round-trip.
+
+    Examples
+    --------
+    >>> safe_cell("=cmd|' /C calc'!A0"), safe_cell("run 1")
+    ("'=cmd|' /C calc'!A0", 'run 1')
+    """
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
 def _header(name: str, units: str) -> str:
     if not units:
         return name
@@ -134,7 +153,9 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
 
     Columns: ``trajectory``, ``time [units]``, then states and inputs as ``name [units]``;
     one row per sample (padding left out); missing values are empty cells; numbers are written
-    as the shortest text that reads back to the same float64. Read it back with
+    as the shortest text that reads back to the same float64. Run ids that a spreadsheet would
+    run as a formula (starting with ``= + - @``) are written with a leading ``'``
+    (:func:`safe_cell`), which :func:`load_csv` removes. Read it back with
     ``load_csv(path, time="time", states=..., inputs=..., trajectory="trajectory")``. The time
     origin and long names are not part of the CSV.
 
@@ -156,9 +177,10 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
                 n = run_length(ds, rid)
                 one = ds.sel({TRAJ: rid})
                 cols = [one[TIME].values[:n]] + [one[v].values[:n] for v in names]
+                cell = safe_cell(str(rid))
                 for k in range(n):
-                    writer.writerow([rid] + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
+                    writer.writerow([cell] + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
     return path
 
 
-__all__ = ["load_netcdf", "load_zarr", "save", "to_csv"]
+__all__ = ["load_netcdf", "load_zarr", "save", "to_csv", "safe_cell", "FORMULA_STARTS"]

@@ -33,6 +33,7 @@ from sysid.data.columns import (
     TIME_UNITS,
     as_text,
     canonical_time_unit,
+    check_variable_name,
     dates_to_ns,
     find_column,
     is_datetime_like,
@@ -108,15 +109,72 @@ def _sniff(text: str) -> str:
     return ","
 
 
+# byte-order marks, longest first (UTF-32 LE starts like UTF-16 LE)
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+         (b"\xfe\xff", "utf-16"), (b"\xef\xbb\xbf", "utf-8-sig"))
+# what a file that is not text is, by its first bytes
+_MAGIC = ((b"PK\x03\x04", "a ZIP archive (an Excel .xlsx workbook is one); unzip it, or save the "
+           "sheet as CSV"),
+          (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) or other OLE document; save the sheet as CSV"),
+          (b"\x89HDF", "a netCDF4/HDF5 file; read it with load_netcdf"),
+          (b"CDF\x01", "a netCDF file; read it with load_netcdf"),
+          (b"CDF\x02", "a netCDF file; read it with load_netcdf"),
+          (b"PAR1", "a Parquet file; read it with pandas.read_parquet and from_dataframe"),
+          (b"BZh", "a bzip2 archive; decompress it first"),
+          (b"\xfd7zXZ", "an xz archive; decompress it first"),
+          (b"\x28\xb5\x2f\xfd", "a zstd archive; decompress it first"),
+          (b"7z\xbc\xaf", "a 7-Zip archive; extract it first"),
+          (b"%PDF", "a PDF document, not a table"))
+_GZIP = b"\x1f\x8b"
+
+
+def _unpack(data: bytes, *, path: str) -> bytes:
+    """Decompress a gzip file (size-limited); refuse other binary formats, saying what they are."""
+    if data[:2] == _GZIP:
+        import gzip
+        import zlib
+
+        from sysid.budget import current_limits, format_bytes
+
+        limit = int(current_limits().memory_bytes / 8)  # the text, then its cells, must fit
+        try:
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out = d.decompress(data, limit + 1)
+            if len(out) > limit or d.unconsumed_tail:
+                raise DataError(f"load_csv: {path} is gzip-compressed and expands beyond "
+                                f"{format_bytes(limit)}; decompress it and load the CSV in parts.")
+            if d.unused_data[:2] == _GZIP:  # several gzip members, as `cat a.gz b.gz` makes
+                out += gzip.decompress(d.unused_data)
+        except (zlib.error, EOFError, OSError) as exc:
+            raise DataError(f"load_csv: {path} starts like a gzip file but cannot be decompressed "
+                            f"({exc}); the file is damaged or truncated.") from None
+        return out
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise DataError(f"load_csv: {path} is not a text table: it is {what}.")
+    return data
+
+
 def _decode(data: bytes, *, path: str, encoding: str | None) -> str:
-    enc = encoding or "utf-8-sig"
+    enc = encoding
+    if enc is None:
+        enc = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8-sig")
     try:
         text = data.decode(enc)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        head = data[:4096]
+        zeros = head.count(b"\x00")
+        if encoding is None and zeros > len(head) // 4:
+            # UTF-16 without a byte-order mark: every other byte of ASCII text is zero
+            order = "le" if head[1::2].count(b"\x00") > head[0::2].count(b"\x00") else "be"
+            hint = (f"it looks like UTF-16 text without a byte-order mark; pass "
+                    f"encoding='utf-16-{order}'")
+        else:
+            hint = "pass the file's encoding, e.g. encoding='latin-1' or encoding='cp1252'"
         raise DataError(
             f"load_csv: {path} is not valid {enc} text (byte 0x{data[exc.start]:02x} on line {line}); "
-            "pass the file's encoding, e.g. encoding='latin-1' or encoding='cp1252'."
+            f"{hint}."
         ) from None
     except LookupError:
         raise ConfigError(f"load_csv: unknown encoding {encoding!r}.") from None
@@ -130,7 +188,10 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
     if path.is_dir():
         raise DataError(f"load_csv: {shown} is a folder; pass a file, a list of files or a glob like "
                         f"'{shown}/*.csv'.")
+    _check_readable(path, shown)
     data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()  # of the file as stored (compressed or not)
+    data = _unpack(data, path=shown)
     if not data.strip():
         raise DataError(f"{ctx}: the file is empty; expected a header row and data rows.")
     text = _decode(data, path=shown, encoding=encoding)
@@ -172,7 +233,33 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
         raise DataError(f"{ctx}: the first row {headers} looks like data; the file needs a header row "
                         "naming the columns.")
     return _Part(label=shown, headers=headers, columns=[body[:, j] for j in range(body.shape[1])], rows=rows,
-                 run_id=path.stem, sha256=hashlib.sha256(data).hexdigest())
+                 run_id=_stem(path), sha256=sha)
+
+
+def _check_readable(path: Path, shown: str) -> None:
+    """A regular file that fits in memory (``/dev/zero`` or a fifo would be read forever)."""
+    import stat
+
+    from sysid.budget import current_limits, format_bytes
+
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"load_csv: {shown} is not a regular file (a device, pipe or socket); "
+                        "pass a CSV file.")
+    limit = current_limits().memory_bytes / 8  # cells as text and as numbers take several copies
+    if st.st_size > limit:
+        raise DataError(f"load_csv: {shown} is {format_bytes(st.st_size)}; reading it would need "
+                        f"more memory than the limit allows ({format_bytes(limit)} of file). Split "
+                        "it into files of one run each, or raise the limit with "
+                        "sysid.budget.limits(memory_gb=...).")
+
+
+def _stem(path: Path) -> str:
+    """The run id of a file: its name without extension (``run1.csv.gz`` -> ``run1``)."""
+    name = path.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    return Path(name).stem
 
 
 def _expand(path_or_paths: object) -> list[tuple[Path, str]]:
@@ -191,6 +278,17 @@ def _expand(path_or_paths: object) -> list[tuple[Path, str]]:
             raise DataError("load_csv: the list of files is empty.")
         return [(Path(os.fspath(x)), os.fspath(x)) for x in items]
     raise ConfigError(f"load_csv: expected a path, a glob or a list of paths; got {type(path_or_paths).__name__}.")
+
+
+def _unquote(ids: np.ndarray) -> np.ndarray:
+    """Run ids as written before :func:`~sysid.data.files.safe_cell` put a ``'`` in front."""
+    from sysid.data.files import FORMULA_STARTS
+
+    series = pd.Series(ids, dtype=object)
+    quoted = (series.str.len() > 1) & series.str.startswith("'") & series.str[1].isin(FORMULA_STARTS)
+    if quoted.any():
+        series[quoted] = series[quoted].str[1:]
+    return series.to_numpy(dtype=str)
 
 
 def _unit_for(opts: _Options, keys: Sequence[str], header_units: str, *, ctx: str, header: str) -> str:
@@ -217,6 +315,7 @@ def _extract(part: _Part, opts: _Options) -> None:
             if c.name in _RESERVED:
                 raise DataError(f"{ctx}: a variable may not be named {c.name!r} (reserved by the schema); "
                                 "rename the column.")
+            check_variable_name(c.name, context=f"{ctx}: column {c.header!r}")
             chosen[c.name] = (wanted, c, role)
     units = {}
     values = {}
@@ -251,7 +350,7 @@ def _extract(part: _Part, opts: _Options) -> None:
         if empty.any():
             raise DataError(f"{ctx}: the run column {rcol.header!r} is empty at "
                             f"{part.labels(np.flatnonzero(empty))[0]}; every row needs a run id.")
-        ids = text.astype(object)
+        ids = _unquote(text).astype(object)
         runs = ids if runs is None else runs + "/" + ids
     part.extracted = {"time": t, "kind": kind, "time_units": t_units, "time_name": tcol.name, "aware": aware,
                       "values": values, "units": units, "runs": runs,

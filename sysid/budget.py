@@ -1,0 +1,312 @@
+"""Budgets that hold: a deadline and a stop flag checked inside long loops, and size limits checked
+before a computation starts.
+
+Two halves:
+
+- **During** a computation, :class:`Deadline` (``max_time`` and a stop flag) is made current with
+  :func:`active`; long loops deep inside sysid (the warm start's epochs, every step of a solve,
+  the polish, metrics, ``simulate``) call :func:`check` (raises :class:`BudgetExceeded` once the
+  time is spent, :class:`KeyboardInterrupt` once a stop was requested) or poll :func:`expired`
+  (for loops that can stop early and keep what they have). With no deadline active both cost a
+  context-variable lookup and do nothing.
+- **Before** a computation, :class:`Limits` bound the memory and work a fit or a simulation may
+  ask for; :func:`check_memory` and :func:`check_work` refuse an estimate above them with a
+  :class:`~sysid.errors.ConfigError` that names the estimate, what drives it and how to raise
+  the limit (``with sysid.budget.limits(memory_gb=32): ...``, or ``--max-memory`` on the
+  command line).
+
+Examples
+--------
+>>> import time
+>>> with active(Deadline(60.0)):
+...     check("my loop")        # plenty of time left: nothing happens
+>>> with active(Deadline(0.0)):
+...     expired()
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import final
+
+from sysid.errors import ConfigError, SysidError
+
+__all__ = [
+    "BudgetExceeded",
+    "Deadline",
+    "Limits",
+    "active",
+    "check",
+    "expired",
+    "remaining",
+    "current_limits",
+    "limits",
+    "check_memory",
+    "check_work",
+    "check_points",
+    "format_bytes",
+]
+
+
+class BudgetExceeded(SysidError, TimeoutError):
+    """The time budget (``max_time``) ran out inside a long computation.
+
+    Attributes
+    ----------
+    where : str
+        The computation that was stopped ("warm start", "solve", "metrics", ...).
+    """
+
+    def __init__(self, message: str, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+
+
+@final
+class Deadline:
+    """A time budget and a stop flag, shared by every loop that runs while it is :func:`active`.
+
+    Parameters
+    ----------
+    seconds : float or None
+        Time allowed from now (None: no time limit, only the stop flag).
+    what : str
+        How the limit is called in messages (``"max_time"``).
+
+    Notes
+    -----
+    :meth:`stop` may be called from another thread or a signal handler; the loops notice it at
+    their next :func:`check`.
+    """
+
+    def __init__(self, seconds: float | None, *, what: str = "max_time") -> None:
+        if seconds is not None:
+            seconds = float(seconds)
+            if math.isnan(seconds) or seconds < 0:
+                raise ConfigError(f"{what} must be a non-negative number of seconds; got {seconds}.")
+        self.seconds = seconds
+        self.what = what
+        self.started = time.monotonic()
+        self._end = math.inf if seconds is None else self.started + seconds
+        self._stop = threading.Event()
+
+    def remaining(self) -> float:
+        """Seconds left (``inf`` without a time limit; never below 0)."""
+        return max(0.0, self._end - time.monotonic())
+
+    def stop(self) -> None:
+        """Ask every loop checking this deadline to stop (as Ctrl-C would)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def expired(self) -> bool:
+        """True once the time is spent or a stop was requested."""
+        return self._stop.is_set() or time.monotonic() >= self._end
+
+    def check(self, where: str) -> None:
+        """Raise if the budget is spent (:class:`BudgetExceeded`) or a stop was requested
+        (:class:`KeyboardInterrupt`)."""
+        if self._stop.is_set():
+            raise KeyboardInterrupt(f"{where}: stopped on request")
+        if time.monotonic() >= self._end:
+            raise BudgetExceeded(
+                f"{where}: stopped because the time budget ({self.what}={self.seconds:g} s) was spent.",
+                where=where)
+
+    def __repr__(self) -> str:
+        return f"Deadline(seconds={self.seconds!r}, remaining={self.remaining():.3g})"
+
+
+_ACTIVE: contextvars.ContextVar[tuple[Deadline, ...]] = contextvars.ContextVar("sysid_deadlines",
+                                                                               default=())
+
+
+@contextlib.contextmanager
+def active(deadline: Deadline | None) -> Iterator[Deadline | None]:
+    """Make ``deadline`` current for the block (nested deadlines all hold; None does nothing)."""
+    if deadline is None:
+        yield None
+        return
+    token = _ACTIVE.set((*_ACTIVE.get(), deadline))
+    try:
+        yield deadline
+    finally:
+        _ACTIVE.reset(token)
+
+
+def check(where: str) -> None:
+    """Raise if any active deadline is spent or stopped (see :meth:`Deadline.check`)."""
+    for d in _ACTIVE.get():
+        d.check(where)
+
+
+def expired() -> bool:
+    """True when any active deadline is spent or stopped."""
+    return any(d.expired() for d in _ACTIVE.get())
+
+
+def remaining() -> float:
+    """Seconds left under the active deadlines (``inf`` when none limits time)."""
+    return min((d.remaining() for d in _ACTIVE.get()), default=math.inf)
+
+
+# ----------------------------------------------------------------------------------------------
+# limits checked before starting
+
+
+def _physical_memory() -> float:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16.0 * 2**30
+
+
+@final
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Largest computations sysid starts without being told to.
+
+    Attributes
+    ----------
+    memory_bytes : float
+        Peak memory a fit or simulation may be estimated to need (default: half the machine's
+        physical memory).
+    work : float
+        Estimated work of a fit without ``max_time``, in row-evaluations of the vector field
+        (each call of the field counts its rows plus 1000 for its fixed overhead). The default
+        1e13 is many hours on one CPU core; with ``max_time`` set the deadline bounds the time
+        instead and this limit is not applied.
+    output_points : float
+        Output times x runs one simulation may produce (1e6 points took about a minute with
+        an adaptive solver on one core).
+    """
+
+    memory_bytes: float = 0.5 * _physical_memory()
+    work: float = 1e13
+    output_points: float = 2e6
+
+    def __post_init__(self) -> None:
+        for name in ("memory_bytes", "work", "output_points"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"Limits: {name} must be a positive number; got {value!r}.")
+
+
+_LIMITS: contextvars.ContextVar[Limits] = contextvars.ContextVar("sysid_limits", default=Limits())
+
+
+def current_limits() -> Limits:
+    """The limits in force (the defaults unless changed with :func:`limits`)."""
+    return _LIMITS.get()
+
+
+@contextlib.contextmanager
+def limits(*, memory_gb: float | None = None, work: float | None = None,
+           output_points: float | None = None) -> Iterator[Limits]:
+    """Raise (or lower) the limits for the block.
+
+    Examples
+    --------
+    >>> with limits(memory_gb=64) as lim:
+    ...     lim.memory_bytes == 64 * 2**30
+    True
+    """
+    changes: dict[str, float] = {}
+    if memory_gb is not None:
+        changes["memory_bytes"] = float(memory_gb) * 2**30
+    if work is not None:
+        changes["work"] = float(work)
+    if output_points is not None:
+        changes["output_points"] = float(output_points)
+    new = replace(_LIMITS.get(), **changes)
+    token = _LIMITS.set(new)
+    try:
+        yield new
+    finally:
+        _LIMITS.reset(token)
+
+
+def format_bytes(n: float) -> str:
+    """``1.5 GB``-style text (powers of 1024)."""
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PB"  # pragma: no cover
+
+
+def check_memory(estimate: float, *, what: str, drivers: str, remedy: str = "") -> None:
+    """Refuse a computation estimated to need more memory than :class:`Limits` allow.
+
+    Parameters
+    ----------
+    estimate : float
+        Estimated peak bytes.
+    what : str
+        The computation ("fit", "simulate").
+    drivers : str
+        What the estimate is made of, as the user set it (windows, steps, states ...).
+    remedy : str
+        How to make it smaller.
+
+    Raises
+    ------
+    ConfigError
+        When ``estimate`` exceeds the memory limit.
+    """
+    limit = current_limits().memory_bytes
+    if not math.isfinite(estimate) or estimate > limit:
+        raise ConfigError(
+            f"{what}: would need about {format_bytes(estimate)} of memory ({drivers}), above the "
+            f"limit of {format_bytes(limit)}. {remedy + ' ' if remedy else ''}To allow it, raise the "
+            f"limit: --max-memory GB on the command line, or "
+            f"`with sysid.budget.limits(memory_gb=...)` in Python."
+        )
+
+
+def check_work(estimate: float, *, what: str, drivers: str, remedy: str = "") -> None:
+    """Refuse a computation estimated to need more work than :class:`Limits` allow.
+
+    Raises
+    ------
+    ConfigError
+        When ``estimate`` (row-evaluations of the field) exceeds the work limit.
+    """
+    limit = current_limits().work
+    if not math.isfinite(estimate) or estimate > limit:
+        raise ConfigError(
+            f"{what}: would take about {estimate:.3g} field evaluations ({drivers}), above the "
+            f"limit of {limit:.3g} (many hours). {remedy + ' ' if remedy else ''}Set max_time "
+            f"to bound the time instead (--set max_time=SECONDS), or raise the limit with "
+            f"`with sysid.budget.limits(work=...)`."
+        )
+
+
+def check_points(points: float, *, what: str, drivers: str) -> None:
+    """Refuse a simulation producing more output points (times x runs) than the limit.
+
+    Raises
+    ------
+    ConfigError
+        When ``points`` exceeds :attr:`Limits.output_points`.
+    """
+    limit = current_limits().output_points
+    if not math.isfinite(points) or points > limit:
+        raise ConfigError(
+            f"{what}: {points:.3g} output points ({drivers}) are more than the limit of {limit:.3g}; "
+            f"such a simulation takes many minutes. Choose a larger step or a shorter span, or "
+            f"raise the limit: --max-points N on the command line, or "
+            f"`with sysid.budget.limits(output_points=...)` in Python."
+        )
