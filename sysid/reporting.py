@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from sysid.errors import ConfigError, DataError, SysidError
+from sysid.solvers import default_solver
 
 REPORT_FILES = ("report.html", "report.md", "report.json")
 def _write_atomic(path: Path, payload: bytes) -> None:
@@ -202,9 +203,10 @@ def report(
         MATLAB's ``resid``).
     threshold : float
         Normalised-error threshold of the valid prediction time.
-    settings : sysid.analysis.Integration, optional
-        SciPy solver settings for every simulation of the report (default RK45 with rtol 1e-6,
-        atol 1e-9: far below the model errors a report is about, and fast).
+    settings : sysid.SolverConfig, optional
+        Solver settings for every simulation of the report (default ``default_solver("report")``:
+        SciPy RK45 with rtol 1e-6, atol 1e-9, far below the model errors a report is about, and
+        fast).
     overwrite : bool
         Replace existing report files in ``out``.
 
@@ -239,7 +241,7 @@ def report(
     full, val_ids = _merge(data, validation)
     held = list(held_out) + val_ids
     train = select_runs(full, [r for r in run_ids(full) if r not in held]) if held else full
-    settings = settings if settings is not None else an.Integration(rtol=1e-6, atol=1e-9)
+    settings = settings if settings is not None else default_solver("report")
     doc = _Doc(title=title or "sysid fit report")
     doc.data["title"] = doc.title
 

@@ -11,6 +11,7 @@ import sysid
 import sysid.systems as systems
 from sysid.analysis import Dynamics, Integration, as_dynamics, input_function, integrate
 from sysid.errors import ConfigError, DataError, SolverError
+from sysid.solvers import SolverConfig
 
 
 def test_system_model_and_callable_agree():
@@ -44,10 +45,17 @@ def test_adapter_errors():
         dyn(0.0, np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="state names must be unique"):
         Dynamics(fn=lambda t, x, u: x, states=("x", "x"))
-    with pytest.raises(ConfigError, match="Integration.method must be one of"):
-        Integration(method="euler")
-    with pytest.raises(ConfigError, match="rtol, atol and max_step must be > 0"):
-        Integration(rtol=0.0)
+    with pytest.raises(ConfigError, match="SolverConfig: rtol must be a positive number; got 0.0"):
+        SolverConfig(method="RK45", rtol=0.0)
+    with pytest.raises(ConfigError, match=r"'euler' is a torch method; SciPy integrates with one of RK45"):
+        integrate(dyn, [1.0], [0.0, 1.0], settings=SolverConfig(method="euler"))
+
+
+def test_integration_is_a_deprecated_alias_of_the_analysis_solver_config():
+    with pytest.warns(DeprecationWarning, match=r"Integration is deprecated; pass sysid.SolverConfig"):
+        cfg = Integration(rtol=1e-6, max_step=0.5)
+    # the analysis default with the given settings replaced
+    assert cfg == SolverConfig(method="RK45", rtol=1e-6, atol=1e-10, max_step=0.5)
 
 
 def test_integrate_matches_closed_form_and_reports_blow_up():
@@ -56,7 +64,7 @@ def test_integrate_matches_closed_form_and_reports_blow_up():
     sol = integrate(dyn, [1.0], t)
     # x' = x², x(0) = 1: x = 1 / (1 - t); tolerance rtol 1e-8 of the default settings
     np.testing.assert_allclose(sol.y[0], 1 / (1 - t), rtol=1e-6)
-    with pytest.raises(SolverError, match="integration failed|NaN or infinite") as info:
+    with pytest.raises(SolverError, match="integration failed|non-finite values") as info:
         integrate(dyn, [1.0], np.linspace(0.0, 2.0, 5))
     assert info.value.t_reached is not None and 0.99 < info.value.t_reached <= 1.0 + 1e-6
     with pytest.raises(DataError, match="contains NaN or inf"):

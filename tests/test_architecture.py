@@ -60,3 +60,64 @@ def test_the_rule_finds_what_it_looks_for():
     tree = ast.parse("import os as o\nfrom shutil import move\no.replace('a', 'b')\n")
     assert _uses(tree, "os", {"replace"}) == [3]
     assert _uses(tree, "shutil", {"move"}) == [2]
+
+
+# --------------------------------------------------------------------------------------------- #
+# one solver layer: torchdiffeq and SciPy's solve_ivp are used only in sysid/solvers/
+# --------------------------------------------------------------------------------------------- #
+def _imports_module(node: ast.AST, module: str) -> bool:
+    """``import module[.x]`` or ``from module[.x] import ...``."""
+    if isinstance(node, ast.Import):
+        return any(a.name == module or a.name.startswith(module + ".") for a in node.names)
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return node.module == module or node.module.startswith(module + ".")
+    return False
+
+
+def _uses_name(node: ast.AST, name: str) -> bool:
+    """``from ... import name``, a bare ``name`` or an attribute ``x.name`` (whatever ``x`` is, so
+    ``from scipy import integrate as i; i.solve_ivp`` counts too)."""
+    if isinstance(node, ast.ImportFrom):
+        return any(a.name == name for a in node.names)
+    if isinstance(node, ast.Name):
+        return node.id == name
+    if isinstance(node, ast.Attribute):
+        return node.attr == name
+    return False
+
+
+SOLVER_RULES = {
+    "torchdiffeq": lambda n: _imports_module(n, "torchdiffeq"),
+    "solve_ivp": lambda n: _uses_name(n, "solve_ivp"),
+}
+
+
+def _solver_offenders(used) -> list[str]:
+    found = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        if rel.startswith("sysid/solvers/"):
+            continue
+        found += [f"{rel}:{n.lineno}" for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                  if used(n)]
+    return found
+
+
+def test_integration_happens_only_in_the_solver_layer():
+    # one solver layer (issue 10): a second integrator elsewhere would bring its own error
+    # handling, budget and defaults back; call sysid.solvers.solve / solve_windows / solve_scipy
+    for what, used in SOLVER_RULES.items():
+        assert _solver_offenders(used) == [], f"{what} is used outside sysid/solvers/"
+
+
+def test_the_solver_rules_see_what_they_look_for():
+    code = ast.parse(
+        "import torchdiffeq\nfrom torchdiffeq import odeint\nfrom scipy.integrate import solve_ivp\n"
+        "from scipy import integrate as si\nsi.solve_ivp(f, (0, 1), y0)\n"
+    )
+    nodes = list(ast.walk(code))
+    assert sum(SOLVER_RULES["torchdiffeq"](n) for n in nodes) == 2
+    assert sum(SOLVER_RULES["solve_ivp"](n) for n in nodes) == 2
+    # words in docstrings and comments are not uses
+    quiet = ast.parse('"""Integrates with torchdiffeq and solve_ivp."""\nx = 1  # solve_ivp\n')
+    assert not any(rule(n) for rule in SOLVER_RULES.values() for n in ast.walk(quiet))

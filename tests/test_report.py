@@ -12,7 +12,8 @@ import torch
 
 import sysid
 import sysid.systems as systems
-from sysid.analysis import Integration, compare, parameter_table
+from sysid.analysis import compare, parameter_table
+from sysid.solvers import default_solver
 from sysid.errors import ConfigError, DataError
 
 
@@ -61,7 +62,7 @@ def test_report_files_and_content(lv_fit, full_report):
 
     doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
     # the JSON numbers are those of the analysis functions run directly
-    settings = Integration(rtol=1e-6, atol=1e-9)  # the report's default solver settings
+    settings = default_solver("report")  # the report's default solver settings
     direct = compare(result, data, held_out=["run2"], settings=settings).table()
     row = next(r for r in doc["free_run"]["metrics"] if r["run"] == "run2" and r["variable"] == "prey")
     assert row["fit_percent"] == pytest.approx(direct.loc[("run2", "prey"), "fit_percent"], rel=1e-9)

@@ -194,7 +194,7 @@ def test_fixed_step_rk4_on_union_grid():
 def test_blow_up_raises_solver_error_with_time_reached():
     model = sm.physics(lambda t, x, u, p, xp: xp.stack([p["a"] * x[..., 0] ** 2]), {"a": 1.0}, ["x"],
                        dtype=torch.float64)
-    with pytest.raises(SolverError, match=r"simulate: Integration failed at t=(0\.9|1\.0)") as info:
+    with pytest.raises(SolverError, match=r"simulate: Integration failed at t=(0\.9\d*|1(\.0\d*)?):.*stiff.*method=\"Radau\"") as info:
         simulate(model, {"x": 1.0}, np.linspace(0, 2, 11))  # x = 1 / (1 - t) blows up at t = 1
     # the furthest time the field was evaluated: a trial stage may sit just past the singularity
     assert 0.9 < info.value.t_reached < 1.01

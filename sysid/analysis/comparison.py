@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.analysis.dynamics import Integration
 from sysid.analysis.fields import DataSupport, check_support
 from sysid.analysis.metrics import metrics_table, trajectory_metrics
 from sysid.analysis.prediction import predict
 from sysid.analysis.tables import jsonable, markdown_table
 from sysid.errors import ConfigError, DataError
+from sysid.solvers import SolverConfig
 
 
 @final
@@ -155,7 +155,7 @@ def compare(
     normalise: str = "range",
     support_threshold: float = 0.25,
     interpolation: str | None = None,
-    settings: Integration = Integration(),
+    settings: SolverConfig | None = None,
     params: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Compare learned dynamics (or trajectories) with a reference (dynamics or trajectories).
@@ -187,7 +187,8 @@ def compare(
     support_threshold : float
         Distance (std units) beyond which a state is outside the training data's support.
     interpolation, settings, params
-        Input interpolation, SciPy solver settings and reference-system parameter overrides.
+        Input interpolation, solver settings (a SolverConfig; default the analysis default, SciPy
+        RK45 with rtol 1e-8, atol 1e-10) and reference-system parameter overrides.
 
     Returns
     -------

@@ -7,22 +7,24 @@ The analysis compares learned and reference dynamics in the same way whatever th
 ``f(t, X, U) -> dX/dt`` with ``X`` of shape ``(M, S)`` in user units, plus the state and input
 names and units. Everything else in :mod:`sysid.analysis` works on :class:`Dynamics` only.
 
-:func:`integrate` integrates one with :func:`scipy.integrate.solve_ivp`, with a finiteness check in
-the right-hand side (SciPy hangs on NaN) and a typed :class:`~sysid.errors.SolverError` on failure.
+:func:`integrate` integrates one with SciPy through the solver layer
+(:func:`sysid.solvers.solve_scipy`: a finiteness check in the right-hand side, a work budget and a
+typed :class:`~sysid.errors.SolverError` on failure).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, final
 
 import numpy as np
 import xarray as xr
-from scipy import integrate as _spi
 
-from sysid.errors import ConfigError, DataError, SolverError
+from sysid.errors import ConfigError, DataError
+from sysid.solvers import SolverConfig, default_solver, solve_scipy
 
 BatchFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 
@@ -322,43 +324,19 @@ def run_inputs(
 
 
 # --------------------------------------------------------------------------------------------- #
-# integration
+# integration (through the solver layer: sysid.solvers.solve_scipy)
 # --------------------------------------------------------------------------------------------- #
-@final
-@dataclass(frozen=True, kw_only=True)
-class Integration:
-    """How the analysis integrates dynamics with :func:`scipy.integrate.solve_ivp`.
+def Integration(**settings: Any) -> SolverConfig:  # noqa: N802 - the deprecated class name
+    """Deprecated: the analysis takes a :class:`sysid.SolverConfig` (e.g. ``method="RK45"``).
 
-    Parameters
-    ----------
-    method : str
-        A ``solve_ivp`` method: "RK45", "DOP853", "LSODA", "Radau", "BDF", "RK23".
-    rtol, atol : float
-        Tolerances (tight by default: the analysis wants the dynamics' error, not the solver's).
-    max_step : float
-        Largest step, in time units.
+    Returns the analysis default (RK45, rtol 1e-8, atol 1e-10) with ``settings`` replaced.
     """
-
-    method: str = "RK45"
-    rtol: float = 1e-8
-    atol: float = 1e-10
-    max_step: float = np.inf
-
-    def __post_init__(self) -> None:
-        methods = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
-        if self.method not in methods:
-            raise ConfigError(f"Integration.method must be one of {list(methods)}; got {self.method!r}.")
-        if not (self.rtol > 0 and self.atol > 0 and self.max_step > 0):
-            raise ConfigError(
-                f"Integration: rtol, atol and max_step must be > 0; got {self.rtol}, {self.atol}, "
-                f"{self.max_step}."
-            )
-
-
-class _NonFinite(Exception):
-    def __init__(self, t: float) -> None:
-        super().__init__(t)
-        self.t = t
+    warnings.warn(
+        "sysid.analysis.Integration is deprecated; pass sysid.SolverConfig(method='RK45', rtol=..., "
+        "atol=..., max_step=...) (one settings object for fit, simulate and the analysis).",
+        DeprecationWarning, stacklevel=2,
+    )
+    return SolverConfig.from_dict(settings, base=default_solver("analysis"))
 
 
 def integrate(
@@ -367,55 +345,31 @@ def integrate(
     times: np.ndarray,
     *,
     u: Callable[[np.ndarray], np.ndarray] | None = None,
-    settings: Integration = Integration(),
+    settings: SolverConfig | None = None,
     events: Any = None,
 ) -> Any:
     """Integrate ``dyn`` from ``y0`` at ``times[0]`` and return SciPy's solution at ``times``.
 
+    ``settings`` is a SciPy-method :class:`~sysid.solvers.SolverConfig` (default the analysis
+    default: RK45, rtol 1e-8, atol 1e-10).
+
     Raises
     ------
+    DataError
+        For bad times or initial state, or missing inputs.
     SolverError
         When the right-hand side becomes non-finite or ``solve_ivp`` fails (with its message and
         the time reached, and a hint).
     """
-    times = np.asarray(times, float).ravel()
-    y0 = np.asarray(y0, float).ravel()
-    if times.size < 2 or not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
-        raise DataError(
-            f"{dyn.name}: output times must be at least 2 finite, strictly increasing values; got "
-            f"{times.size} from {times[:1].tolist()} to {times[-1:].tolist()}."
-        )
-    if not np.all(np.isfinite(y0)):
-        raise DataError(f"{dyn.name}: initial state {y0.tolist()} contains NaN or inf.")
     if dyn.inputs and u is None:
         raise DataError(f"{dyn.name}: the dynamics has inputs {list(dyn.inputs)}; no input values were given.")
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         ut = None if u is None else np.asarray(u(np.asarray(t)), float)[None, :]
-        d = dyn.fn(np.array([t], float), y[None, :], ut)[0]
-        if not np.all(np.isfinite(d)):
-            raise _NonFinite(t)
-        return d
+        return dyn.fn(np.array([t], float), y[None, :], ut)[0]
 
-    try:
-        sol = _spi.solve_ivp(
-            rhs, (times[0], times[-1]), y0, method=settings.method, t_eval=times,
-            rtol=settings.rtol, atol=settings.atol, max_step=settings.max_step, events=events,
-        )
-    except _NonFinite as exc:
-        raise SolverError(
-            f"{dyn.name}: the right-hand side became NaN or infinite at t={exc.t:.6g} "
-            f"(the dynamics blew up). Try a shorter horizon or check the model.",
-            t_reached=float(exc.t),
-        ) from None
-    if sol.status < 0:
-        t_reached = float(sol.t[-1]) if sol.t.size else float(times[0])
-        raise SolverError(
-            f"{dyn.name}: integration failed at t={t_reached:.6g}: {sol.message} "
-            f"Try Integration(method='LSODA') or 'Radau' for stiff dynamics.",
-            t_reached=t_reached,
-        )
-    return sol
+    return solve_scipy(rhs, y0, times, settings, context=dyn.name, states=dyn.states,
+                       time_units=dyn.time_units, events=events)
 
 
 def step_batch(
@@ -425,12 +379,12 @@ def step_batch(
     t1: np.ndarray,
     *,
     u: Callable[[np.ndarray], np.ndarray] | None = None,
-    settings: Integration = Integration(),
+    settings: SolverConfig | None = None,
 ) -> np.ndarray:
     """Advance many states at once, row ``m`` from ``t0[m]`` to ``t1[m]`` (one solve).
 
     Each row runs in its own rescaled time ``s`` in ``[0, 1]`` with ``t = t0 + s (t1 - t0)``, so one
-    ``solve_ivp`` call integrates them all. ``u`` maps an array of times ``(M,)`` to ``(M, I)``.
+    SciPy solve integrates them all. ``u`` maps an array of times ``(M,)`` to ``(M, I)``.
     """
     x0 = np.asarray(x0, float)
     m, n = x0.shape
@@ -440,24 +394,10 @@ def step_batch(
     def rhs(s: float, y: np.ndarray) -> np.ndarray:
         tt = t0 + s * dt
         ut = None if u is None else np.asarray(u(tt), float)
-        d = dyn.fn(tt, y.reshape(m, n), ut) * dt[:, None]
-        if not np.all(np.isfinite(d)):
-            raise _NonFinite(float(np.max(tt)))
-        return d.ravel()
+        return (dyn.fn(tt, y.reshape(m, n), ut) * dt[:, None]).ravel()
 
-    try:
-        sol = _spi.solve_ivp(
-            rhs, (0.0, 1.0), x0.ravel(), method=settings.method, t_eval=[1.0],
-            rtol=settings.rtol, atol=settings.atol,
-        )
-    except _NonFinite as exc:
-        raise SolverError(
-            f"{dyn.name}: the right-hand side became NaN or infinite near t={exc.t:.6g} during "
-            f"k-step prediction.",
-            t_reached=exc.t,
-        ) from None
-    if sol.status < 0:
-        raise SolverError(f"{dyn.name}: k-step integration failed: {sol.message}", t_reached=None)
+    sol = solve_scipy(rhs, x0.ravel(), [0.0, 1.0], settings,
+                      context=f"{dyn.name} (k-step prediction, time rescaled to [0, 1] per start)")
     return sol.y[:, -1].reshape(m, n)
 
 

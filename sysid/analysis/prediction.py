@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.analysis.dynamics import Dynamics, Integration, as_dynamics, integrate, run_inputs, step_batch
+from sysid.analysis.dynamics import Dynamics, as_dynamics, integrate, run_inputs, step_batch
 from sysid.errors import ConfigError, DataError
+from sysid.solvers import SolverConfig
 
 Initial = Mapping[str, "float | Sequence[float]"]
 
@@ -108,7 +109,7 @@ def predict(
     initial: Initial | None = None,
     runs: Sequence[str] | None = None,
     interpolation: str | None = None,
-    settings: Integration = Integration(),
+    settings: SolverConfig | None = None,
     states: Sequence[str] | None = None,
     params: Mapping[str, float] | None = None,
 ) -> xr.Dataset:
@@ -132,8 +133,8 @@ def predict(
     interpolation : {"zoh", "linear", "cubic"}, optional
         How the measured inputs are interpolated between samples; default the model's own
         (``Model.input_interpolation``), "linear" for other dynamics.
-    settings : Integration
-        SciPy solver settings.
+    settings : SolverConfig, optional
+        How to integrate; default the analysis default (SciPy RK45, rtol 1e-8, atol 1e-10).
     states, params : optional
         Forwarded to :func:`as_dynamics` (state names of a plain callable; system parameters).
 
@@ -183,7 +184,7 @@ def _k_step(
     times: list[np.ndarray],
     k: int,
     interpolation: str,
-    settings: Integration,
+    settings: SolverConfig | None,
 ) -> xr.Dataset:
     from sysid.data import get_run
 

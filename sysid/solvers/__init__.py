@@ -1,9 +1,47 @@
 """The one solver layer: settings, torch integration (single runs and batched windows), SciPy integration.
 
 Every integration in sysid goes through this package; ``torchdiffeq`` and ``scipy.integrate.solve_ivp``
-are imported nowhere else.
+are used nowhere else (``tests/test_architecture.py`` checks it).
+
+- :mod:`~sysid.solvers.config`: :class:`SolverConfig` (one settings object for fit, simulate and
+  the analysis; its method picks torch or SciPy) and the default of each verb.
+- :mod:`~sysid.solvers.times`: :func:`check_times`, the one check of output times (``DataError``).
+- :mod:`~sysid.solvers.steps`: explicit Runge-Kutta steps in plain torch, shared by the two torch
+  integrators below.
+- :mod:`~sysid.solvers.runs`: :func:`solve`, a batch of runs on one time grid (``simulate``).
+- :mod:`~sysid.solvers.windows`: :func:`solve_windows`, multiple-shooting windows each on its own
+  grid (``fit``).
+- :mod:`~sysid.solvers.ivp`: :func:`solve_scipy`, SciPy's ``solve_ivp`` on a plain ``f(t, y)`` with
+  the non-finite guard and a work budget (reference systems, ``simulate`` with a SciPy method,
+  the analysis).
 """
 
-from sysid.models.solver import SolverConfig
+from sysid.solvers.config import (
+    ADAPTIVE_METHODS,
+    FIXED_METHODS,
+    METHODS,
+    SCIPY_METHODS,
+    SolverConfig,
+    default_solver,
+    solver_from,
+)
+from sysid.solvers.ivp import solve_scipy
+from sysid.solvers.runs import SolveCounter, solve
+from sysid.solvers.times import check_times
+from sysid.solvers.windows import StepCounter, solve_windows
 
-__all__ = ["SolverConfig"]
+__all__ = [
+    "ADAPTIVE_METHODS",
+    "FIXED_METHODS",
+    "METHODS",
+    "SCIPY_METHODS",
+    "SolveCounter",
+    "SolverConfig",
+    "StepCounter",
+    "check_times",
+    "default_solver",
+    "solve",
+    "solve_scipy",
+    "solve_windows",
+    "solver_from",
+]

@@ -1,8 +1,8 @@
-"""Integrate a reference system with :func:`scipy.integrate.solve_ivp` into the trajectory schema.
+"""Integrate a reference system with SciPy into the trajectory schema.
 
-SciPy hangs when a right-hand side returns NaN and returns ``status = -1`` without raising on
-failure; :func:`integrate` wraps the right-hand side in a finiteness check and turns every failure
-into a :class:`~sysid.errors.SolverError` carrying SciPy's message and the time reached.
+The integration itself is :func:`sysid.solvers.solve_scipy` (the one guarded SciPy call: a
+finiteness check in the right-hand side, a work budget, and a :class:`~sysid.errors.SolverError`
+carrying SciPy's message and the time reached on every failure).
 """
 
 from __future__ import annotations
@@ -14,23 +14,16 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.integrate import solve_ivp
 
 from sysid.data import from_arrays
-from sysid.errors import ConfigError, DataError, SolverError
+from sysid.errors import ConfigError, DataError
+from sysid.solvers import SolverConfig, solve_scipy
+from sysid.solvers import check_times as _check_times
 from sysid.systems.base import System, get
 
 METHODS = ("RK45", "DOP853", "LSODA", "BDF", "Radau")
 
 InputFn = Callable[[float], Any]
-
-
-class _NonFiniteRHS(Exception):
-    """Raised inside the wrapped right-hand side to stop solve_ivp (which would otherwise hang)."""
-
-    def __init__(self, t: float, y: np.ndarray, dy: np.ndarray) -> None:
-        super().__init__(t)
-        self.t, self.y, self.dy = t, y, dy
 
 
 def resolve_system(system: System | str, where: str) -> System:
@@ -52,23 +45,9 @@ def check_method(method: str, rtol: float, atol: float, where: str) -> None:
 
 
 def check_times(t: Any, where: str) -> np.ndarray:
-    """Output times as a 1-D float array with at least 2 finite, strictly increasing values."""
-    arr = np.asarray(t, dtype=float)
-    if arr.ndim != 1 or arr.size < 2:
-        raise DataError(
-            f"{where}: t must be a 1-D array of at least 2 output times; got shape {arr.shape}."
-        )
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise DataError(f"{where}: t must be finite; t[{bad[0]}] is {arr[bad[0]]}.")
-    steps = np.flatnonzero(np.diff(arr) <= 0)
-    if steps.size:
-        i = steps[0]
-        raise DataError(
-            f"{where}: t must be strictly increasing; t[{i + 1}] = {arr[i + 1]} follows "
-            f"t[{i}] = {arr[i]}. Sort the times and drop duplicates."
-        )
-    return arr
+    """Output times as a 1-D float array with at least 2 finite, strictly increasing values
+    (:func:`sysid.solvers.check_times`; DataError otherwise)."""
+    return _check_times(t, where, minimum=2, name="t")
 
 
 def check_initial(system: System, y0: Any, where: str) -> np.ndarray:
@@ -149,41 +128,11 @@ def solve_one(
     SolverError
         When SciPy fails or the right-hand side returns NaN/inf, with the time reached.
     """
-    f = system.numpy_rhs(params, inputs)
-    reached = [float(t[0])]
-
-    def guarded(tt: float, y: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            dy = np.asarray(f(tt, y), dtype=float)
-        if not np.all(np.isfinite(dy)):
-            raise _NonFiniteRHS(tt, np.array(y, dtype=float), dy)
-        reached[0] = float(tt)
-        return dy
-
     where = f"integrate {system.name!r} (run {run_id!r}, method {method!r})"
-    alt = "'Radau' or 'BDF'" if method == "LSODA" else "'LSODA' or 'Radau'"
-    span = f"[{t[0]:g}, {t[-1]:g}] {system.time_units}".rstrip()
-    try:
-        sol = solve_ivp(guarded, (float(t[0]), float(t[-1])), y0, method=method, t_eval=t,
-                        rtol=rtol, atol=atol)
-    except _NonFiniteRHS as exc:
-        states = dict(zip(system.states, np.round(exc.y, 6).tolist()))
-        raise SolverError(
-            f"{where}: the right-hand side returned non-finite values {exc.dy.tolist()} at "
-            f"t={exc.t:.6g} of {span} (state {states}); the solution blew up or left the "
-            f"domain of the equations. Try method={alt}, or check the parameters and y0.",
-            t_reached=reached[0],
-        ) from None
-    if sol.status != 0 or sol.y.shape[1] != len(t):
-        raise SolverError(
-            f"{where}: integration failed at t={reached[0]:.6g} of {span}: {sol.message} "
-            f"(the problem is stiff or the solution blows up). Try method={alt}, looser "
-            f"rtol/atol, or check the parameters and y0.",
-            t_reached=reached[0],
-        )
-    out = sol.y.T.copy()
-    out[0] = y0  # the solution at t[0] is y0 exactly (SciPy's interpolant may be 1 ulp off)
-    return out
+    sol = solve_scipy(system.numpy_rhs(params, inputs), y0, t,
+                      SolverConfig(method=method, rtol=rtol, atol=atol), context=where,
+                      states=system.states, time_units=system.time_units)
+    return sol.y.T.copy()
 
 
 def build_dataset(

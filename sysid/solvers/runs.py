@@ -1,0 +1,217 @@
+"""torch integration of a batch of runs on one time grid: typed errors, a work budget, finiteness.
+
+torchdiffeq reports failures as bare ``AssertionError`` s ("underflow in dt nan"), returns NaN
+silently from fixed-step methods, and can loop for a very long time on a blow-up. :func:`solve`
+wraps it so every failure is a :class:`~sysid.errors.SolverError` carrying the time reached. The
+explicit fixed-step methods (rk4, euler, midpoint, heun2, heun3) are stepped by
+:func:`sysid.solvers.steps.march`, the loop the windows of a fit use too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torchdiffeq
+
+from sysid.errors import ConfigError, SolverError
+from sysid.solvers.config import STIFF_REMEDY, SolverConfig
+from sysid.solvers.steps import TABLEAUS, march, steps_per_gap
+from sysid.solvers.times import check_times
+
+__all__ = ["solve", "SolveCounter"]
+
+# right-hand-side evaluations per step (upper bound, with the adaptive first-step guess)
+_STAGES = {"dopri5": 7, "dopri8": 14, "bosh3": 4, "fehlberg2": 3, "adaptive_heun": 2, "rk4": 4,
+           "euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "explicit_adams": 4, "implicit_adams": 8}
+
+_HINT = ('Try SolverConfig(method="rk4", step=...) for a fixed step, looser rtol/atol, or (during '
+         "training) a smaller learning rate.")
+
+
+class SolveCounter:
+    """Right-hand-side evaluations and the furthest time reached by the last :func:`solve`."""
+
+    def __init__(self) -> None:
+        self.nfe = 0
+        self.t_reached = -math.inf
+
+
+class _Abort(Exception):
+    def __init__(self, reason: str, t: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.t = t
+
+
+def _reason(message: str, stiff: bool) -> str:
+    if "underflow in dt" in message:
+        why = "the step size fell below the float resolution (the system became stiff or blew up)"
+        return f"{why}; {STIFF_REMEDY}" if stiff else why
+    if "max_num_steps" in message:
+        why = "the solver took more steps than max_steps"
+        return f"{why}; {STIFF_REMEDY}" if stiff else why
+    if "non-finite" in message:
+        return "the state became non-finite (NaN or inf)"
+    return f"torchdiffeq reported: {message}"
+
+
+def _grid(tt: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Every step's start time and the last output time (the grid of a fixed-step solve)."""
+    pts = [tt[k] + (tt[k + 1] - tt[k]) * (j / m) for k, m in enumerate(counts) for j in range(m)]
+    return torch.stack([*pts, tt[-1]])
+
+
+def _guarded(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cnt: SolveCounter,
+             budget: int, max_steps: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def rhs(tk: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cnt.nfe += 1
+        tf = float(tk.detach())
+        if tf > cnt.t_reached:
+            cnt.t_reached = tf
+        if cnt.nfe > budget:
+            raise _Abort(f"more than {budget} right-hand-side evaluations (max_steps={max_steps}); "
+                         f"{STIFF_REMEDY}", tf)
+        dy = func(tk, y)
+        if not bool(torch.isfinite(dy).all()):
+            raise _Abort("the vector field returned NaN or inf (the state blew up or left the "
+                         "region where the model is defined)", tf)
+        return dy
+
+    return rhs
+
+
+def _torchdiffeq(rhs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor,
+                 tt: torch.Tensor, solver: SolverConfig, options: dict[str, Any],
+                 adjoint_params: Sequence[torch.Tensor] | None) -> torch.Tensor:
+    if solver.adjoint:
+        return torchdiffeq.odeint_adjoint(
+            rhs, y0, tt, rtol=solver.rtol, atol=solver.atol, method=solver.method,
+            options=options, adjoint_params=tuple(adjoint_params or ()),
+            adjoint_options={"norm": "seminorm"} if solver.adaptive else None,
+        )
+    return torchdiffeq.odeint(rhs, y0, tt, rtol=solver.rtol, atol=solver.atol,
+                              method=solver.method, options=options)
+
+
+def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: list[int],
+             prefix: str) -> dict[str, Any]:
+    """torchdiffeq options: the budget and the input jumps, or the fixed-step grid."""
+    if solver.adaptive:
+        options: dict[str, Any] = {"max_num_steps": solver.max_steps}
+        if jump_times is not None:
+            jt = torch.as_tensor(jump_times, dtype=tt.dtype).flatten()
+            jt = torch.unique(jt[(jt > tt[0]) & (jt <= tt[-1])])  # the end too: never step past it
+            if jt.numel():
+                options["jump_t"] = jt
+        return options
+    n_steps = sum(counts)
+    if n_steps > solver.max_steps:
+        size = f"a fixed step of {solver.step}" if solver.step else f"{solver.substeps} steps per interval"
+        raise SolverError(
+            f"{prefix}{size} over [{float(tt[0])}, {float(tt[-1])}] needs {n_steps} steps, more "
+            f"than max_steps={solver.max_steps}. Raise max_steps or the step.",
+            t_reached=float(tt[0]),
+        )
+    grid = _grid(tt, counts)
+    return {"grid_constructor": lambda f, y, t: grid}
+
+
+def solve(
+    func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    y0: torch.Tensor,
+    t: torch.Tensor | Sequence[float],
+    solver: SolverConfig = SolverConfig(),
+    *,
+    adjoint_params: Sequence[torch.Tensor] | None = None,
+    counter: SolveCounter | None = None,
+    context: str = "",
+    jump_times: torch.Tensor | Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Integrate ``dy/dt = func(t, y)`` from ``y0`` and return ``y`` at the times ``t``.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(t, y) -> dy/dt`` with ``t`` a 0-d tensor and ``y`` shaped like ``y0``.
+    y0 : Tensor
+        Initial state at ``t[0]``, any shape (e.g. (R, S) for R runs).
+    t : 1-D tensor or sequence
+        Output times, strictly increasing; cast to ``y0.dtype``.
+    solver : SolverConfig
+        A torch method, tolerances, step and work budget. Fixed-step methods take ``substeps``
+        equal steps per output interval (or ``ceil(gap / step)``) and hit every output time.
+    adjoint_params : sequence of tensors, optional
+        Parameters to differentiate with the adjoint method (``solver.adjoint``); default none.
+    counter : SolveCounter, optional
+        Filled with the number of evaluations and the furthest time reached.
+    context : str
+        Prefix of error messages (e.g. "simulate").
+    jump_times : 1-D tensor or sequence, optional
+        Times where ``func`` jumps or kinks (input samples under zero-order hold / linear
+        interpolation). Adaptive methods step exactly onto them and evaluate the left and right
+        limits (torchdiffeq's ``jump_t``), instead of shrinking the step to cross them. Ignored by
+        fixed-step methods.
+
+    Returns
+    -------
+    Tensor
+        ``(len(t), *y0.shape)``.
+
+    Raises
+    ------
+    DataError
+        For times that are not finite or not strictly increasing.
+    ConfigError
+        For a SciPy method (use :func:`sysid.solvers.solve_ivp`).
+    SolverError
+        With ``t_reached`` when ``y0`` is not finite, the field returns NaN/inf, the step size
+        underflows or the work budget is exhausted.
+    """
+    prefix = f"{context}: " if context else ""
+    if solver.backend != "torch":
+        raise ConfigError(f"{prefix}{solver.method!r} is a SciPy method; this solve runs in torch. "
+                          "Use sysid.solvers.solve_ivp, or a torch method such as 'dopri5'.")
+    times = check_times(t, context or "solve")
+    tt = torch.as_tensor(t, dtype=y0.dtype)
+    t0 = float(times[0])
+    if not bool(torch.isfinite(y0).all()):
+        bad = torch.nonzero(~torch.isfinite(y0))[0].tolist()
+        raise SolverError(
+            f"{prefix}the initial state is not finite (NaN or inf at index {bad}); every state needs "
+            "a finite value at the first time.",
+            t_reached=t0,
+        )
+    if tt.numel() == 1:
+        return y0.unsqueeze(0)
+    counts = [] if solver.adaptive else steps_per_gap(times.tolist(), solver.step, solver.substeps)
+    options = _options(solver, tt, jump_times, counts, prefix)
+    # forward pass (and the adjoint's backward pass, which makes about as many evaluations)
+    budget = (solver.max_steps * _STAGES[solver.method] + 20) * (2 if solver.adjoint else 1)
+    cnt = counter if counter is not None else SolveCounter()
+    cnt.nfe = 0
+    cnt.t_reached = t0
+    rhs = _guarded(func, cnt, budget, solver.max_steps)
+    try:
+        if solver.method in TABLEAUS and not solver.adjoint:
+            out = torch.stack(march(lambda s, y, u: rhs(s, y), y0, tt, counts, TABLEAUS[solver.method]))
+        else:
+            out = _torchdiffeq(rhs, y0, tt, solver, options, adjoint_params)
+    except _Abort as exc:
+        raise SolverError(
+            f"{prefix}Integration failed at t={exc.t:.6g}: {exc.reason}. {_HINT}", t_reached=exc.t
+        ) from None
+    except AssertionError as exc:
+        raise SolverError(
+            f"{prefix}Integration failed at t={cnt.t_reached:.6g}: "
+            f"{_reason(str(exc), solver.adaptive)}. {_HINT}",
+            t_reached=cnt.t_reached,
+        ) from None
+    if not bool(torch.isfinite(out).all()):
+        raise SolverError(
+            f"{prefix}Integration failed at t={cnt.t_reached:.6g}: the solution became non-finite. {_HINT}",
+            t_reached=cnt.t_reached,
+        )
+    return out
