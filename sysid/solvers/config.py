@@ -103,8 +103,8 @@ class SolverConfig:
         the right-hand side (SciPy does not report its steps; an implicit step evaluates it about
         ``n_states`` times for its Jacobian). Exceeding it is a :class:`~sysid.errors.SolverError`,
         never a hang.
-    max_step : float
-        SciPy methods: the largest step in time units (default no limit).
+    max_step : float or None
+        SciPy methods: the largest step in time units (default None: no limit).
     adjoint : bool
         torch methods: differentiate with the adjoint method (``torchdiffeq.odeint_adjoint``):
         memory flat in the number of steps, somewhat slower for short horizons.
@@ -130,7 +130,7 @@ class SolverConfig:
     step: float | None = None
     substeps: int = 1
     max_steps: int = 100_000
-    max_step: float = math.inf
+    max_step: float | None = None
     adjoint: bool = False
 
     def __post_init__(self) -> None:
@@ -149,7 +149,8 @@ class SolverConfig:
             object.__setattr__(self, "step", float(s))
         _count(self, "substeps")
         _count(self, "max_steps")
-        _positive(self, "max_step", allow_inf=True)
+        if self.max_step is not None:
+            _positive(self, "max_step", allow_inf=True)
         if not isinstance(self.adjoint, bool):
             raise ConfigError(f"SolverConfig: adjoint must be True or False; got {self.adjoint!r}.")
         self._check_family()
@@ -166,7 +167,7 @@ class SolverConfig:
                     f"SolverConfig: adjoint=True needs a torch method; SciPy's {self.method!r} "
                     "computes no gradients."
                 )
-        elif self.max_step != math.inf:
+        elif self.max_step is not None:
             raise ConfigError(
                 f"SolverConfig: max_step applies to SciPy methods {list(SCIPY_METHODS)}; got "
                 f"method {self.method!r} (fixed-step torch methods take step=...)."
@@ -188,11 +189,8 @@ class SolverConfig:
         return self.method in SCIPY_IMPLICIT
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able settings (an unbounded ``max_step`` is written as None)."""
-        out = asdict(self)
-        if out["max_step"] == math.inf:
-            out["max_step"] = None
-        return out
+        """JSON-able settings."""
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, base: SolverConfig | None = None) -> SolverConfig:
@@ -202,10 +200,7 @@ class SolverConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"SolverConfig: unknown keys {unknown}; valid keys are {sorted(known)}.")
-        values = dict(data)
-        if "max_step" in values and values["max_step"] is None:
-            values["max_step"] = math.inf
-        return dataclasses.replace(base if base is not None else cls(), **values)
+        return dataclasses.replace(base if base is not None else cls(), **dict(data))
 
 
 _DEFAULTS = {

@@ -129,10 +129,11 @@ def solve_scipy(
         return dy
 
     span = f"[{t[0]:g}, {t[-1]:g}] {time_units}".rstrip()
+    max_step = np.inf if solver.max_step is None else solver.max_step
     try:
         sol = _spi.solve_ivp(guarded, (float(t[0]), float(t[-1])), y0, method=solver.method,
                              t_eval=t if evaluate else None, rtol=solver.rtol, atol=solver.atol,
-                             max_step=solver.max_step, dense_output=dense_output, events=events,
+                             max_step=max_step, dense_output=dense_output, events=events,
                              vectorized=vectorized)
     except _Stop as exc:
         raise _stop_error(exc, prefix, span, solver, limit, states, seen["t"]) from None
