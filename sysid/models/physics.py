@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, final
 
 import numpy as np
@@ -148,6 +149,7 @@ class PhysicsField(VectorField):
             specs[name] = p
         self.fn = fn
         self.system = system
+        self._override: dict[str, torch.Tensor] | None = None
         self._specs = specs
         self._free = [n for n, p in specs.items() if p.vary]
         self._fixed = [n for n, p in specs.items() if not p.vary]
@@ -286,14 +288,38 @@ class PhysicsField(VectorField):
         return out
 
     # -- parameters ----------------------------------------------------------------------------
+    @contextmanager
+    def values_from(self, raw: torch.Tensor) -> Iterator[None]:
+        """Within the block, evaluate with the free parameters' raw values ``raw`` (a tensor that
+        may carry a graph, e.g. a slice of an optimiser's vector) instead of :attr:`raw`.
+
+        The constrained values are computed once on entry, not at every call of the field: a
+        fixed-step solve calls it hundreds of times (sysid.estimation uses this).
+        """
+        if raw.shape != self.raw.shape:
+            raise ParameterError(f"PhysicsField.values_from: raw must have shape {tuple(self.raw.shape)} "
+                                 f"(free parameters {self._free}); got {tuple(raw.shape)}.")
+        values = self._values(raw)
+        previous = self._override
+        self._override = values
+        try:
+            yield
+        finally:
+            self._override = previous
+
     def physical_parameters(self) -> dict[str, torch.Tensor]:
         """Constrained value of every parameter (free ones differentiable w.r.t. ``raw``)."""
+        if self._override is not None:
+            return self._override
+        return self._values(self.raw)
+
+    def _values(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         free = {n: i for i, n in enumerate(self._free)}
         fixed = {n: i for i, n in enumerate(self._fixed)}
         for name, spec in self._specs.items():
             if name in free:
-                out[name] = value_from_raw(self.raw[free[name]], spec)  # type: ignore[assignment]
+                out[name] = value_from_raw(raw[free[name]], spec)  # type: ignore[assignment]
             else:
                 out[name] = self.fixed[fixed[name]]
         return out
