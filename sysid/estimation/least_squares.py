@@ -6,7 +6,8 @@ as many residuals as unknowns, else the trust-region reflective method), the Jac
 automatic differentiation through the RK4 rollout. Around it:
 
 - **ODE accuracy.** The RK4 step is halved until the predictions at the samples change by less
-  than ``accuracy`` times the residual noise level of each state (its RMS residual in data units)
+  than ``accuracy`` times the residual noise level of each state (its RMS residual in data units,
+  at least 1e-4 of its spread)
   from one step to half of it, at the start and again at the optimum (then the optimisation goes on
   with the finer grid): the optimum is that of the differential equation, not of one
   discretisation, to well within its standard errors.
@@ -62,7 +63,7 @@ class Refine:
         SciPy's step and gradient tolerances.
     accuracy : float
         Largest change of the predictions from one RK4 step to half of it, as a fraction of each
-        state's residual noise level (RMS residual; at least 1e-6 of its spread); the step halves
+        state's residual noise level (RMS residual; at least 1e-4 of its spread); the step halves
         until it holds.
     max_substeps : int
         Upper limit of the RK4 steps per longest sample gap.
@@ -78,7 +79,7 @@ class Refine:
     ftol: float = 1e-10
     xtol: float = 1e-12
     gtol: float = 1e-12
-    accuracy: float = 1e-3
+    accuracy: float = 1e-2
     max_substeps: int = 1024
     max_unknowns: int = 400
     stderr: bool = True
@@ -199,7 +200,10 @@ def _choose_step(problem: ShootingProblem, theta: torch.Tensor, settings: Refine
             noise = torch.sqrt((diff * diff).reshape(-1, pred.shape[-1]).sum(0) / n)
         except SolverError:
             noise = torch.zeros(len(problem.obs_idx), dtype=torch.float64)
-    tol = settings.accuracy * torch.maximum(noise, 1e-6 * problem.spread)
+    # states without residuals (measured only at a fixed first sample) do not matter here
+    counted = problem.mask.reshape(-1, problem.mask.shape[-1]).any(0)
+    tol = settings.accuracy * torch.maximum(noise, 1e-4 * problem.spread)
+    tol = torch.where(counted, tol, torch.full_like(tol, math.inf))
     coarse = None
     while problem.step > shortest * (1 + 1e-9):
         try:

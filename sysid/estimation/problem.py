@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch.func import vmap
+
 from sysid.errors import ConfigError, ParameterError
 from sysid.estimation.error_models import ErrorModel
 from sysid.training.problem import ModelSpec, Prepared, Scales
@@ -193,6 +195,7 @@ class ShootingProblem:
         self.mask = error_model.active(mask)
         error_model.check(self.obs, self.mask, data.run_ids)
         self.free = free.to(torch.bool).clone()
+        self._free_flat = self.free.reshape(-1).nonzero()[:, 0]
         self.base_z0 = z0.to(dt).detach().clone()
         self.terms = physics_terms(field)
         self._graph: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -303,7 +306,8 @@ class ShootingProblem:
             n = term.raw.numel()
             raws.append(full[k:k + n].to(term.raw.dtype))
             k += n
-        z0 = self.base_z0.to(full.dtype).masked_scatter(self.free, full[k:])
+        z0 = self.base_z0.to(full.dtype).reshape(-1).index_put((self._free_flat,), full[k:])
+        z0 = z0.reshape(self.base_z0.shape)
         return raws, self.mean + self.scale * z0
 
     def grid(self, step: float | None = None) -> _Grid:
@@ -368,10 +372,8 @@ class ShootingProblem:
             b = min(a + chunk, m)
             seeds = torch.zeros(b - a, m, dtype=r.dtype)
             seeds[torch.arange(b - a), torch.arange(a, b)] = 1.0
-            last = b == m
             try:
-                (g,) = torch.autograd.grad(r, x, seeds, is_grads_batched=True, allow_unused=True,
-                                           retain_graph=not last)
+                g = vmap(lambda v: torch.autograd.grad(r, x, v, retain_graph=True)[0])(seeds)
             except RuntimeError:  # an operation without a batching rule: one pass per row
                 g = torch.stack([_grad_row(r, x, i) for i in range(a, b)])
             rows.append(g if g is not None else torch.zeros(b - a, p, dtype=torch.float64))
