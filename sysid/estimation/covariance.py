@@ -2,7 +2,8 @@
 identifiability warnings.
 
 With ``J`` the Jacobian of the residuals with respect to the *values* of the unknowns (physical
-parameters, initial states in user units) at the optimum:
+parameters, initial states in user units) at the optimum (computed in the solver's coordinates
+and mapped by the derivative of each parameter transform):
 
 - error models with an estimated noise level: ``Cov = s^2 (J^T J)^-1`` where ``J`` is taken of the
   residuals before the noise level (``e / a``) and ``s^2 = sum(r^2) / (n - P)`` (one common level,
@@ -132,14 +133,15 @@ def uncertainty(problem: ShootingProblem, theta: torch.Tensor, *, names_shown: i
         problem.sigma = None
     _, jac = problem.jacobian(theta, fisher=True)
     problem.sigma = saved
-    j = jac.numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        jv = j / dv[None, :]  # d residual / d value
+    j = np.where(np.isfinite(jac.numpy()), jac.numpy(), 0.0)
+    # invert in the solver's coordinates (raw parameters, scaled initial states; well scaled),
+    # then map to values: Cov(value) = D Cov(theta) D with D = d value / d theta
     bounded = ~np.isfinite(dv) | (np.abs(dv) < 1e-300)
-    jv[:, bounded] = 0.0
-    jv = np.where(np.isfinite(jv), jv, 0.0)
-    info = jv.T @ jv
-    inv, ok, rcond, weakest = _invert(info)
+    inv, ok, rcond, weakest = _invert(j.T @ j)
+    dvs = np.where(bounded, 0.0, dv)
+    with np.errstate(over="ignore", invalid="ignore"):  # a parameter run off to 1e300 (unidentified)
+        inv = inv * np.outer(dvs, dvs)
+    ok &= ~bounded
     warns: list[str] = []
     if em.sigma_kind == "none":
         factor = 1.0
