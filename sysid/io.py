@@ -9,9 +9,10 @@ Layout of a saved model folder::
                             sha256 of model.safetensors
 
 Loading never unpickles and never evaluates text. A physics term's function is named, not stored
-as code: catalogue systems by name (``{"system": "lotka_volterra"}``), user functions by import
-path (``{"import": "mypackage.rhs:spring"}``). Resolving an import path means importing that module,
-which runs the module's top-level code, so :func:`load_model` refuses unless you either hand the
+as code: catalogue systems by name (``{"system": "lotka_volterra"}``), equations models by their
+text (``{"equations": {...}}``, parsed again by :mod:`sysid.expressions`, never executed), user
+functions by import path (``{"import": "mypackage.rhs:spring"}``). Resolving an import path
+means importing that module, which runs the module's top-level code, so :func:`load_model` refuses unless you either hand the
 function over yourself (``functions={"mypackage.rhs:spring": spring}``) or opt in with
 ``allow_import=True`` for a file you trust. Functions defined in ``__main__``, in a notebook, or
 inside another function (and lambdas) cannot be imported at all; pass them with ``functions=``.
@@ -39,6 +40,7 @@ from sysid.models.base import VectorField, scaling_to_dict
 from sysid.models.composite import HybridField, SecondOrderField
 from sysid.models.model import Model
 from sysid.models.neural import NeuralField
+from sysid.models.outputs import Outputs
 from sysid.models.parameters import Parameter
 from sysid.models.physics import PhysicsField
 
@@ -125,12 +127,13 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
             "latent_initial": dict(model.latent_initial),
             "input_interpolation": model.input_interpolation,
             "scaling": None if model.scaling is None else scaling_to_dict(model.scaling),
+            **({} if model.outputs is None else {"outputs": model.outputs.spec()}),
             "metadata": model.metadata,
             "dtype": _dtype_name(model.dtype),
         },
         "parameters": {
             name: {**spec.to_dict(), "current": float(params[name].detach().double())}
-            for name, spec in model.field.parameter_specs().items()
+            for name, spec in model.parameter_specs().items()
         },
         "tensors": {
             "file": TENSORS,
@@ -381,6 +384,10 @@ def _resolve_function(ref: Mapping[str, Any], allow_import: bool,
             return systems.get(name).rhs, name
         except SysidError as exc:
             raise ModelFileError(f"load_model: the model uses catalogue system {name!r}: {exc}") from exc
+    if "equations" in ref:  # text equations: parsed by the whitelist parser, never imported
+        from sysid.models.equations import EquationsRhs
+
+        return EquationsRhs.from_dict(ref["equations"]), None
     if "import" not in ref:
         raise ModelFileError(f"load_model: physics function reference {dict(ref)} names neither a system nor an import path.")
     target = str(ref["import"])
@@ -426,7 +433,8 @@ def _neural_numel(spec: Mapping[str, Any]) -> int:
             raise ModelFileError(f"load_model: the NeuralField's {key} in {MANIFEST} must be an "
                                  f"integer from 1 to {most}; got {value!r}.")
         sizes[key] = value
-    n_in = len(spec["states"]) + len(spec["inputs"]) + int(bool(spec["time_dependent"]))
+    n_in = (len(spec.get("arguments", spec["states"])) + len(spec["inputs"])
+            + int(bool(spec["time_dependent"])))
     w, d, n_out = sizes["width"], sizes["depth"], len(spec["outputs"])
     return (n_in + 1) * w + (d - 1) * (w + 1) * w + (w + 1) * n_out
 
@@ -443,7 +451,8 @@ def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
                 "match the structure in model.json."
             )
         return NeuralField(
-            spec["states"], spec["inputs"], outputs=spec["outputs"], width=int(spec["width"]),
+            spec["states"], spec["inputs"], outputs=spec["outputs"], arguments=spec.get("arguments"),
+            width=int(spec["width"]),
             depth=int(spec["depth"]), activation=str(spec["activation"]),
             time_dependent=bool(spec["time_dependent"]), seed=int(spec["seed"]),
             state_units=spec["state_units"], input_units=spec["input_units"],
@@ -519,8 +528,10 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         available = sum(int(v.numel()) for v in tensors.values())
         field = _build(m["field"], _DTYPES[dtype_name], allow_import, dict(functions or {}), available)
         scaling = None if m.get("scaling") is None else _scaling_object(m["scaling"])
+        outputs = None if m.get("outputs") is None else Outputs.from_spec(m["outputs"], dtype=_DTYPES[dtype_name])
         model = Model(field, observed=m["observed"], input_interpolation=m["input_interpolation"],
-                      scaling=scaling, latent_initial=m.get("latent_initial"), metadata=m.get("metadata"))
+                      scaling=scaling, latent_initial=m.get("latent_initial"), metadata=m.get("metadata"),
+                      outputs=outputs)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:

@@ -226,8 +226,9 @@ def simulate(
     Returns
     -------
     xarray.Dataset
-        Schema with every model state (role "state") and the inputs used (role "input") at the
-        output times; units and long names from the dataset or the model.
+        Schema with every model state (role "state"), every output of the model's measurement
+        equations (role "state" too: a measured quantity; attr ``equation``) and the inputs used
+        (role "input") at the output times; units and long names from the dataset or the model.
 
     Notes
     -----
@@ -250,8 +251,9 @@ def simulate(
         raise ConfigError(f"{where}: model must be a sysid.models.Model; got {type(model).__name__}.")
     if not isinstance(solver, SolverConfig):
         raise ConfigError(f"{where}: solver must be a SolverConfig; got {type(solver).__name__}.")
-    states, in_names = model.state_names, model.input_names
-    units = dict(zip(states, model.state_units)) | dict(zip(in_names, model.input_units))
+    states, in_names, out_names = model.state_names, model.input_names, model.output_names
+    units = (dict(zip(states, model.state_units)) | dict(zip(in_names, model.input_units))
+             | dict(zip(out_names, model.output_units)))
     long_names: dict[str, str] = {}
     time_attrs: dict[str, Any] = {"units": model.time_units, "long_name": "time"}
     source_inputs: InputSource = inputs
@@ -286,7 +288,7 @@ def simulate(
                         )
                     first[r] = model.latent_initial[name]
             y0[:, j] = first
-        for n in in_names:
+        for n in (*in_names, *out_names):
             if n in initial.data_vars:
                 long_names[n] = str(initial[n].attrs.get("long_name", n))
                 units[n] = str(initial[n].attrs.get("units", units[n])) or units[n]
@@ -389,11 +391,12 @@ def simulate(
                 msg = f"{exc} (time measured from each run's start)"
             raise SolverError(msg, t_reached=tr) from None
         out = sol.double().numpy()  # (N, R, S)
-        values: dict[str, list[np.ndarray]] = {n: [] for n in states + in_names}
+        values: dict[str, list[np.ndarray]] = {n: [] for n in states + out_names + in_names}
         for r in range(len(ids)):
             idx = np.searchsorted(grid, rel[r])
             for j, n in enumerate(states):
                 values[n].append(out[idx, r, j])
+        u_rows = None
         if in_names:
             u_rows = np.stack([
                 inputs_at(torch.as_tensor(g, dtype=dtype), torch.as_tensor(g + offsets, dtype=dtype)).double().numpy()
@@ -403,12 +406,22 @@ def simulate(
                 idx = np.searchsorted(grid, rel[r])
                 for j, n in enumerate(in_names):
                     values[n].append(u_rows[idx, r, j])
+        if out_names:  # measurement equations on the simulated states (absolute time)
+            t_abs = torch.as_tensor(grid[:, None] + offsets[None, :], dtype=dtype)
+            y = run_model.observe(t_abs, sol, None if u_rows is None else torch.as_tensor(u_rows, dtype=dtype))
+            y = y.double().numpy()
+            for r in range(len(ids)):
+                idx = np.searchsorted(grid, rel[r])
+                for j, n in enumerate(out_names):
+                    values[n].append(y[idx, r, j])
     units[TIME] = str(time_attrs.get("units", ""))
     ds = from_arrays(
-        t_runs, values, states=list(states), inputs=list(in_names), runs=ids, units=units,
-        long_names={n: long_names.get(n, n) for n in states + in_names},
+        t_runs, values, states=list(states + out_names), inputs=list(in_names), runs=ids, units=units,
+        long_names={n: long_names.get(n, n) for n in states + out_names + in_names},
         attrs={"source": "sysid.simulate", "solver": json.dumps(solver.to_dict())},
     )
+    for n in out_names:
+        ds[n].attrs["equation"] = model.outputs.expressions[n].text  # type: ignore[union-attr]
     ds[TIME].attrs.update(time_attrs)
     return ds
 

@@ -55,6 +55,10 @@ class Dynamics:
         own ``input_interpolation``; "linear" otherwise).
     latent_initial : mapping
         Initial values of states that data does not measure (a Model's ``latent_initial``).
+    outputs, output_units : tuple of str
+        Names and units of a Model's measurement equations (empty otherwise).
+    observe : callable, optional
+        ``observe(t, X, U) -> (M, O)``: the outputs at each row (a Model's measurement equations).
     """
 
     fn: BatchFn
@@ -66,6 +70,9 @@ class Dynamics:
     name: str = "dynamics"
     interpolation: str = "linear"
     latent_initial: Mapping[str, float] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    output_units: tuple[str, ...] = ()
+    observe: BatchFn | None = None
 
     def __post_init__(self) -> None:
         if not self.states:
@@ -261,8 +268,17 @@ def as_dynamics(
         from sysid.models import Model
 
         if isinstance(obj, Model):
-            return _from_field(obj.field, name="learned model", interpolation=obj.input_interpolation,
-                               latent_initial=obj.latent_initial)
+            dyn = _from_field(obj.field, name="learned model", interpolation=obj.input_interpolation,
+                              latent_initial=obj.latent_initial)
+            if obj.outputs is None:
+                return dyn
+            import torch
+
+            with torch.no_grad():
+                shared = {k: float(v.double()) for k, v in obj.field.physical_parameters().items()}
+            g = obj.outputs.numpy_function(shared)
+            return dataclasses.replace(dyn, outputs=obj.output_names, output_units=obj.output_units,
+                                       observe=lambda t, x, u: g(t, x, u))
         return _from_field(obj, name=type(obj).__name__)
     if callable(obj):
         return _from_callable(obj, states, units, vectorized)

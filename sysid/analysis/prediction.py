@@ -91,12 +91,21 @@ def _to_dataset(
     values: dict[str, list[np.ndarray]] = {n: [s[:, j] for s in states] for j, n in enumerate(dyn.states)}
     for name in dyn.inputs:
         values[name] = [get_run(data, r)[name].values for r in runs]
-    units = {n: str(data[n].attrs.get("units", u)) if n in data else u for n, u in zip(dyn.states, dyn.state_units)}
+    if dyn.outputs and dyn.observe is not None:  # measurement equations on the predicted states
+        ys = []
+        for i, r in enumerate(runs):
+            u = np.stack([values[n][i] for n in dyn.inputs], -1) if dyn.inputs else None
+            ys.append(np.asarray(dyn.observe(np.asarray(times[i], float), states[i], u), dtype=float))
+        for j, name in enumerate(dyn.outputs):
+            values[name] = [y[:, j] for y in ys]
+    shown = (*dyn.states, *dyn.outputs)
+    units = {n: str(data[n].attrs.get("units", u)) if n in data else u
+             for n, u in zip(shown, (*dyn.state_units, *dyn.output_units))}
     units.update({n: str(data[n].attrs.get("units", "")) for n in dyn.inputs})
-    long_names = {n: str(data[n].attrs.get("long_name", n)) for n in (*dyn.states, *dyn.inputs) if n in data}
+    long_names = {n: str(data[n].attrs.get("long_name", n)) for n in (*shown, *dyn.inputs) if n in data}
     units["time"] = str(data["time"].attrs.get("units", dyn.time_units))
     return from_arrays(
-        times, values, states=list(dyn.states), inputs=list(dyn.inputs), runs=runs,
+        times, values, states=list(shown), inputs=list(dyn.inputs), runs=runs,
         units=units, long_names=long_names, attrs=dict(attrs),
     )
 

@@ -2,7 +2,8 @@
 
 Build a model from what is known: nothing (:func:`neural`), a formula with unknown named constants
 (:func:`physics`), or both (:func:`hybrid`); mechanical systems in position/velocity form with
-:func:`second_order`. Every factory returns a :class:`Model`; the fields behind it
+:func:`second_order`; or from equations written as text in a TOML file (:func:`from_toml`). Any
+of them may declare measurement equations (``outputs=``, :class:`Outputs`). Every factory returns a :class:`Model`; the fields behind it
 (:class:`NeuralField`, :class:`PhysicsField`, :class:`HybridField`, :class:`SecondOrderField`) can
 also be composed directly.
 """
@@ -12,6 +13,8 @@ from sysid.models.composite import HybridField, SecondOrderField
 from sysid.models.interpolation import INTERPOLATIONS, InputInterpolator, numpy_interpolant
 from sysid.models.model import Model, hybrid, neural, physics, second_order
 from sysid.models.neural import ACTIVATIONS, NeuralField
+from sysid.models.outputs import Outputs
+from sysid.models.equations import EquationsRhs, from_toml
 from sysid.models.parameters import Parameter, raw_from_value, value_from_raw
 from sysid.models.physics import PhysicsField
 from sysid.models.solver import (
@@ -25,12 +28,15 @@ from sysid.models.solver import (
 __all__ = [
     "ACTIVATIONS",
     "ADAPTIVE_METHODS",
+    "EquationsRhs",
     "FIXED_METHODS",
+    "from_toml",
     "HybridField",
     "INTERPOLATIONS",
     "InputInterpolator",
     "Model",
     "NeuralField",
+    "Outputs",
     "Parameter",
     "PhysicsField",
     "ScalingLike",

@@ -15,6 +15,7 @@ from sysid.models.base import ScalingLike, VectorField, scaling_to_dict
 from sysid.models.composite import HybridField, SecondOrderField
 from sysid.models.interpolation import INTERPOLATIONS
 from sysid.models.neural import NeuralField
+from sysid.models.outputs import Outputs
 from sysid.models.parameters import Parameter
 from sysid.models.physics import PhysicsField
 
@@ -30,9 +31,13 @@ class Model(nn.Module):
     field : VectorField
         A complete field (``output_names == state_names``).
     observed : sequence of str, optional
-        Measured states (default all). The others are latent: the fit engine estimates their
-        initial values per run; :func:`sysid.simulate` starts them from ``latent_initial``
-        unless given.
+        Measured states (default all, or none when ``outputs`` are declared). The others are
+        latent: the fit engine estimates their initial values per run; :func:`sysid.simulate`
+        starts them from ``latent_initial`` unless given.
+    outputs : Outputs, optional
+        Measurement equations ``y = g(t, x, u, p)`` (:class:`~sysid.models.Outputs`): what the
+        sensors report when it is not a state itself (a saturating level, a concentration
+        ``A / V``). A fit compares these outputs, and the ``observed`` states, with the data.
     input_interpolation : {"zoh", "linear", "cubic"}
         How measured inputs are turned into functions of time (see
         :class:`~sysid.models.InputInterpolator`). Default "linear".
@@ -55,6 +60,7 @@ class Model(nn.Module):
         field: VectorField,
         *,
         observed: Sequence[str] | None = None,
+        outputs: Outputs | None = None,
         input_interpolation: str = "linear",
         scaling: ScalingLike | Mapping[str, Any] | None = None,
         latent_initial: Mapping[str, float] | None = None,
@@ -71,17 +77,35 @@ class Model(nn.Module):
             )
         self.field = field
         states = field.state_names
+        if outputs is not None:
+            if not isinstance(outputs, Outputs):
+                raise ConfigError(f"Model: outputs must be a sysid.models.Outputs; got {type(outputs).__name__}.")
+            if outputs.state_names != states or outputs.input_names != field.input_names:
+                raise ConfigError(
+                    f"Model: the outputs are written over states {list(outputs.state_names)} and inputs "
+                    f"{list(outputs.input_names)}; the field has {list(states)} and {list(field.input_names)}."
+                )
+            own = set(field.physical_parameters())
+            clash = sorted(own & set(outputs.parameter_specs()))
+            missing = [n for n in outputs.shared_names if n not in own]
+            if clash or missing:
+                raise ConfigError(
+                    f"Model: output parameters {clash} are also parameters of the field" if clash else
+                    f"Model: the outputs read parameters {missing} that the field does not have."
+                )
+        self.outputs = outputs
         if observed is None:
-            obs = states
+            obs = states if outputs is None else ()
         else:
             if isinstance(observed, str):
                 raise ConfigError(f"Model: observed must be a list of state names, not {observed!r}.")
             unknown = [n for n in observed if n not in states]
-            if unknown or not list(observed):
+            if unknown or (not list(observed) and outputs is None):
                 raise ConfigError(
-                    f"Model: observed must be a non-empty subset of the states {list(states)}; "
+                    f"Model: observed must be a subset of the states {list(states)}; "
                     f"unknown {unknown}." if unknown else
-                    f"Model: observed is empty; at least one of {list(states)} must be measured."
+                    f"Model: observed is empty; at least one of {list(states)} must be measured "
+                    "(or give the model output equations)."
                 )
             obs = tuple(n for n in states if n in observed)
         self.observed = obs
@@ -118,6 +142,21 @@ class Model(nn.Module):
     def input_names(self) -> tuple[str, ...]:
         """Inputs, in the order of ``u``'s last axis."""
         return self.field.input_names
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the measurement equations' outputs (empty without output equations)."""
+        return () if self.outputs is None else self.outputs.output_names
+
+    @property
+    def output_units(self) -> tuple[str, ...]:
+        """Units per output."""
+        return () if self.outputs is None else self.outputs.output_units
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """What a fit compares with data: the observed states, then the outputs."""
+        return (*self.observed, *self.output_names)
 
     @property
     def latent_names(self) -> tuple[str, ...]:
@@ -159,17 +198,42 @@ class Model(nn.Module):
         self.field.set_scaling(scaling)
         self.scaling = scaling
 
+    def observe(self, t: Any, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+        """The outputs ``(..., O)`` of states ``x`` (..., S) at times ``t`` with inputs ``u``."""
+        if self.outputs is None:
+            raise ConfigError("Model.observe: the model has no output equations (outputs=None).")
+        return self.outputs(t, x, u, self.field.physical_parameters())
+
     def physical_parameters(self) -> dict[str, torch.Tensor]:
-        """Constrained values of the named parameters."""
-        return self.field.physical_parameters()
+        """Constrained values of the named parameters (the field's, then the outputs')."""
+        values = self.field.physical_parameters()
+        if self.outputs is not None:
+            values.update(self.outputs.physical_parameters())
+        return values
+
+    def parameter_specs(self) -> dict[str, Parameter]:
+        """The :class:`Parameter` of every named parameter (field and outputs)."""
+        specs = dict(self.field.parameter_specs())
+        if self.outputs is not None:
+            specs.update(self.outputs.parameter_specs())
+        return specs
 
     def parameter_table(self) -> pd.DataFrame:
         """Name, value, bounds, units and vary of each named parameter."""
-        return self.field.parameter_table()
+        table = self.field.parameter_table()
+        if self.outputs is None or not self.outputs.parameter_specs():
+            return table
+        values = self.outputs.physical_parameters()
+        rows = [{"name": n, "value": float(values[n].detach().double()), "lower": p.bounds[0],
+                 "upper": p.bounds[1], "units": p.units, "vary": p.vary}
+                for n, p in self.outputs.parameter_specs().items()]
+        extra = pd.DataFrame(rows, columns=table.columns)
+        return extra if table.empty else pd.concat([table, extra], ignore_index=True)
 
     def extra_repr(self) -> str:
-        return (f"states={list(self.state_names)}, inputs={list(self.input_names)}, "
+        text = (f"states={list(self.state_names)}, inputs={list(self.input_names)}, "
                 f"observed={list(self.observed)}, input_interpolation={self.input_interpolation!r}")
+        return text + (f", outputs={list(self.output_names)}" if self.outputs is not None else "")
 
 
 # -- factory helpers ------------------------------------------------------------------------------
@@ -233,6 +297,29 @@ def _system_latent_initial(system_or_fn: Any, field: PhysicsField, observed: Seq
     return {n: float(v) for n, v in zip(field.state_names, y0) if n not in observed}
 
 
+OutputsLike = Mapping[str, str] | Outputs | None
+
+
+def _outputs(outputs: OutputsLike, field: VectorField, parameters: Mapping[str, Parameter | float] | None,
+             units: Sequence[str] | Mapping[str, str] | None, dtype: torch.dtype | None) -> Outputs | None:
+    """The factories' ``outputs=`` as an :class:`Outputs` over the field's names and parameters."""
+    if outputs is None or isinstance(outputs, Outputs):
+        if parameters or units:
+            raise ConfigError("sysid.models: output_parameters= and output_units= belong to output "
+                              "equations given as outputs={name: expression}.")
+        return outputs
+    if not isinstance(outputs, Mapping):
+        raise ConfigError(f"sysid.models: outputs must map output names to expressions, e.g. "
+                          f"{{'y': 'clip(h2, 0, 0.5)'}}; got {type(outputs).__name__}.")
+    return Outputs(outputs, states=field.state_names, inputs=field.input_names, parameters=parameters,
+                   shared=tuple(field.physical_parameters()), units=units, dtype=dtype)
+
+
+def _observed(observed: Sequence[str] | None, outputs: Outputs | None) -> Sequence[str] | None:
+    """The measured states as the Model will take them (none by default with outputs)."""
+    return () if observed is None and outputs is not None else observed
+
+
 def neural(
     states: Sequence[str],
     inputs: Sequence[str] = (),
@@ -250,8 +337,14 @@ def neural(
     input_units: Sequence[str] | Mapping[str, str] | None = None,
     time_units: str = "",
     metadata: Mapping[str, Any] | None = None,
+    outputs: OutputsLike = None,
+    output_parameters: Mapping[str, Parameter | float] | None = None,
+    output_units: Sequence[str] | Mapping[str, str] | None = None,
 ) -> Model:
     """A black-box model: a :class:`NeuralField` over ``states`` (reading ``inputs``).
+
+    ``outputs``, ``output_parameters``, ``output_units``: measurement equations (see
+    :func:`physics`).
 
     Examples
     --------
@@ -263,7 +356,8 @@ def neural(
                         input_units=input_units, time_units=time_units)
     return Model(field, observed=observed, latent_initial=latent_initial,
                  input_interpolation=input_interpolation, scaling=scaling,
-                 metadata=metadata)
+                 metadata=metadata,
+                 outputs=_outputs(outputs, field, output_parameters, output_units, None))
 
 
 def physics(
@@ -282,6 +376,9 @@ def physics(
     time_units: str = "",
     dtype: torch.dtype | None = None,
     metadata: Mapping[str, Any] | None = None,
+    outputs: OutputsLike = None,
+    output_parameters: Mapping[str, Parameter | float] | None = None,
+    output_units: Sequence[str] | Mapping[str, str] | None = None,
 ) -> Model:
     """A grey-box model from a catalogue system (or its name) or a right-hand-side function.
 
@@ -292,6 +389,15 @@ def physics(
         defaults), or ``fn(t, x, u, p, xp)`` with ``parameters`` and ``states`` (and ``inputs``).
         With a catalogue system, ``states``/``inputs`` rename its states and inputs to the names
         in your data, in the system's order (``physics("lotka_volterra", states=["hare", "lynx"])``).
+    outputs : mapping of str to str, or Outputs, optional
+        Measurement equations, output name -> expression over states, inputs, ``t`` and
+        parameters (``{"y": "clip(h2, 0, 0.5)"}``); the fit then compares these outputs (and the
+        ``observed`` states, by default none) with the data's variables of the same names.
+    output_parameters : mapping, optional
+        Parameters only the output equations read (gain, offset, volume), as ``Parameter`` or
+        numbers.
+    output_units : mapping or sequence of str, optional
+        Units of the outputs.
 
     Examples
     --------
@@ -302,9 +408,10 @@ def physics(
     """
     units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
     field = _physics_field(system_or_fn, parameters, states, inputs, free, values, None, units, dtype)
-    latent_initial = _system_latent_initial(system_or_fn, field, observed, latent_initial)
+    outs = _outputs(outputs, field, output_parameters, output_units, dtype)
+    latent_initial = _system_latent_initial(system_or_fn, field, _observed(observed, outs), latent_initial)
     return Model(field, observed=observed, latent_initial=latent_initial,
-                 input_interpolation=input_interpolation, metadata=metadata)
+                 input_interpolation=input_interpolation, metadata=metadata, outputs=outs)
 
 
 def hybrid(
@@ -331,10 +438,15 @@ def hybrid(
     time_units: str = "",
     dtype: torch.dtype | None = None,
     metadata: Mapping[str, Any] | None = None,
+    outputs: OutputsLike = None,
+    output_parameters: Mapping[str, Parameter | float] | None = None,
+    output_units: Sequence[str] | Mapping[str, str] | None = None,
 ) -> Model:
     """Physics (as in :func:`physics`) plus a neural correction on ``neural_states`` (default all).
 
-    ``neural_inputs`` selects the inputs the network reads (default all of the physics inputs).
+    ``neural_inputs`` selects the inputs the network reads (default all of the physics inputs);
+    ``outputs``, ``output_parameters``, ``output_units`` declare measurement equations (see
+    :func:`physics`).
     """
     units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
     phys = _physics_field(system_or_fn, parameters, states, inputs, free, values, None, units, dtype)
@@ -350,10 +462,11 @@ def hybrid(
     if dtype is not None:
         net = net.to(dtype)
     field = HybridField(phys, net, neural_states)
-    latent_initial = _system_latent_initial(system_or_fn, phys, observed, latent_initial)
+    outs = _outputs(outputs, field, output_parameters, output_units, dtype)
+    latent_initial = _system_latent_initial(system_or_fn, phys, _observed(observed, outs), latent_initial)
     return Model(field, observed=observed, latent_initial=latent_initial,
                  input_interpolation=input_interpolation, scaling=scaling,
-                 metadata=metadata)
+                 metadata=metadata, outputs=outs)
 
 
 def second_order(
@@ -378,12 +491,16 @@ def second_order(
     time_units: str = "",
     dtype: torch.dtype | None = None,
     metadata: Mapping[str, Any] | None = None,
+    outputs: OutputsLike = None,
+    output_parameters: Mapping[str, Parameter | float] | None = None,
+    output_units: Sequence[str] | Mapping[str, str] | None = None,
 ) -> Model:
     """A mechanical model ``dq/dt = v``, ``dv/dt = a(t, q, v, u)``.
 
     The acceleration is ``acceleration(t, x, u, p, xp)`` (returning one entry per velocity, with
     ``x = [q..., v...]``) with ``parameters``; a neural network (``neural=True``, the default when
-    no function is given); or both summed (a hybrid acceleration).
+    no function is given); or both summed (a hybrid acceleration). ``outputs``,
+    ``output_parameters``, ``output_units`` declare measurement equations (see :func:`physics`).
 
     Examples
     --------
@@ -417,4 +534,5 @@ def second_order(
     field = SecondOrderField(acc, positions, velocities)
     return Model(field, observed=observed, latent_initial=latent_initial,
                  input_interpolation=input_interpolation, scaling=scaling,
-                 metadata=metadata)
+                 metadata=metadata,
+                 outputs=_outputs(outputs, field, output_parameters, output_units, dtype))

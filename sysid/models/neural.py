@@ -65,6 +65,9 @@ class NeuralField(VectorField):
         State names (the network reads all of them).
     inputs : sequence of str, optional
         Input names the network reads; empty (default) for an autonomous field without inputs.
+    arguments : sequence of str, optional
+        The states the network reads (default all); the others do not enter it (an equations
+        file's ``nn(theta, v)`` reads only ``theta`` and ``v``).
     outputs : sequence of str, optional
         States whose derivatives the network produces (default all). A subset makes a partial term
         for :class:`~sysid.models.HybridField` (``neural_states``).
@@ -98,6 +101,7 @@ class NeuralField(VectorField):
         inputs: Sequence[str] = (),
         *,
         outputs: Sequence[str] | None = None,
+        arguments: Sequence[str] | None = None,
         width: int = 64,
         depth: int = 2,
         activation: str = "tanh",
@@ -124,8 +128,23 @@ class NeuralField(VectorField):
         self.activation = activation
         self.time_dependent = bool(time_dependent)
         self.seed = seed
+        if arguments is None:
+            self.arguments = self.state_names
+        else:
+            if isinstance(arguments, str):
+                raise ConfigError(f"NeuralField: arguments must be a list of state names, not {arguments!r}.")
+            self.arguments = tuple(str(a) for a in arguments)
+            unknown = [a for a in self.arguments if a not in self.state_names]
+            if unknown or len(set(self.arguments)) != len(self.arguments):
+                raise ConfigError(
+                    f"NeuralField: arguments must be distinct states of {list(self.state_names)}; "
+                    f"got {list(self.arguments)}."
+                )
         n_s, n_i, n_o = len(self.state_names), len(self.input_names), len(self.output_names)
-        sizes = [n_s + n_i + int(self.time_dependent)] + [width] * depth + [n_o]
+        n_a = len(self.arguments)
+        if n_a + n_i + int(self.time_dependent) == 0:
+            raise ConfigError("NeuralField: the network reads nothing (no arguments, inputs or time).")
+        sizes = [n_a + n_i + int(self.time_dependent)] + [width] * depth + [n_o]
         gen = torch.Generator().manual_seed(seed)
         layers = []
         for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -146,6 +165,9 @@ class NeuralField(VectorField):
         self.register_buffer("u_scale", torch.ones(n_i))
         self.register_buffer("time_scale", torch.ones(()))
         self.register_buffer("_out_idx", torch.tensor(out_idx, dtype=torch.long), persistent=False)
+        arg_idx = [self.state_names.index(n) for n in self.arguments]
+        self._all_args = self.arguments == self.state_names
+        self.register_buffer("_arg_idx", torch.tensor(arg_idx, dtype=torch.long), persistent=False)
 
     def set_scaling(self, scaling: ScalingLike | Mapping[str, Any] | None) -> None:
         """Normalise with a :class:`sysid.data.Scaling` (or its dict); ``None`` resets to identity."""
@@ -169,7 +191,8 @@ class NeuralField(VectorField):
     def forward(self, t: torch.Tensor, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
         """Derivatives of ``output_names`` for ``x`` (B, S), ``u`` (B, I), ``t`` 0-d or (B,)."""
         self._check_xu(x, u)
-        parts = [(x - self.x_mean) / self.x_scale]
+        z = (x - self.x_mean) / self.x_scale
+        parts = [z if self._all_args else z[..., self._arg_idx]]
         if self.input_names:
             parts.append((u - self.u_mean) / self.u_scale)  # type: ignore[operator]
         if self.time_dependent:
@@ -195,9 +218,11 @@ class NeuralField(VectorField):
         out_scale = xs[self._out_idx.numpy()] / ts
         has_u = bool(self.input_names)
         time_dep = self.time_dependent
+        arg_idx = None if self._all_args else self._arg_idx.numpy().copy()
 
         def f(t: Any, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-            parts = [(x - xm) / xs]
+            z = (x - xm) / xs
+            parts = [z if arg_idx is None else z[..., arg_idx]]
             if has_u:
                 parts.append((np.asarray(u, dtype=float) - um) / us)
             if time_dep:
@@ -218,6 +243,7 @@ class NeuralField(VectorField):
             "states": list(self.state_names),
             "inputs": list(self.input_names),
             "outputs": list(self.output_names),
+            **({} if self._all_args else {"arguments": list(self.arguments)}),
             "width": self.width,
             "depth": self.depth,
             "activation": self.activation,

@@ -372,9 +372,14 @@ class PhysicsField(VectorField):
         return f
 
     def function_ref(self) -> dict[str, str]:
-        """How a model file names ``fn``: ``{"system": name}`` or ``{"import": "module:qualname"}``."""
+        """How a model file names ``fn``: ``{"system": name}``, ``{"equations": {...}}`` (text
+        equations) or ``{"import": "module:qualname"}``."""
+        from sysid.models.equations import EquationsRhs  # here: equations builds on this module
+
         if self.system is not None:
             return {"system": self.system}
+        if isinstance(self.fn, EquationsRhs):
+            return {"equations": self.fn.to_dict()}  # text, parsed again on load: no import
         return {"import": _fn_name(self.fn)}
 
     def spec(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ refined further.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import signal
@@ -102,7 +103,7 @@ def _model_spec(model: Any) -> ModelSpec:
              if states.index(n) not in velocity_of}
     return ModelSpec(states=states, observed=tuple(model.observed), inputs=tuple(field_.input_names),
                      interpolation=model.input_interpolation, velocity_of=velocity_of,
-                     latent_guess=guess)
+                     latent_guess=guess, outputs=tuple(model.output_names))
 
 
 def _set_scaling(model: Any, spec: ModelSpec, scales: Any) -> None:
@@ -318,6 +319,8 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
         train_ds, val_ds = split_time(data, cfg.validation.fraction)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     work = copy.deepcopy(model).to(dtype)
+    if spec.outputs:  # the measurement equations of the copy being trained
+        spec = dataclasses.replace(spec, observer=work)
     unknown = [n for n in cfg.known_initial if n not in spec.states]
     if unknown:
         raise ConfigError(
@@ -334,8 +337,8 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
     if cfg.loss.kind == "lognormal":
         check_positive(train, spec, scales)
     plan = plan_shooting(cfg, train.lengths.numpy(), train.y.numpy(), train.mask.numpy())
-    weights = torch.ones(len(spec.observed), dtype=dtype)
-    for j, n in enumerate(spec.observed):
+    weights = torch.ones(len(spec.measured), dtype=dtype)
+    for j, n in enumerate(spec.measured):
         weights[j] = (cfg.loss.weights or {}).get(n, 1.0)
     rhs = ScaledRhs(work.field, torch.as_tensor(scales.mean, dtype=dtype),
                     torch.as_tensor(scales.scale, dtype=dtype))
@@ -353,12 +356,12 @@ def _check_loss(cfg: FitConfig, spec: ModelSpec) -> None:
     """Loss settings that need the model: state names of weights and sigma, available kinds."""
     loss = cfg.loss
     for what, given in (("weights", loss.weights), ("sigma", loss.sigma)):
-        unknown = [n for n in (given or {}) if n not in spec.observed]
+        unknown = [n for n in (given or {}) if n not in spec.measured]
         if unknown:
             raise ConfigError(f"fit: loss {what} name {unknown}, which are not measured states of "
-                              f"the model; measured states are {list(spec.observed)}.")
+                              f"the model; measured states are {list(spec.measured)}.")
     if loss.kind == "wls":
-        missing = [n for n in spec.observed if n not in (loss.sigma or {})]
+        missing = [n for n in spec.measured if n not in (loss.sigma or {})]
         if missing:
             raise ConfigError(f"fit: loss kind 'wls' needs sigma for every measured state; "
                               f"missing {missing}. Add them to Loss(sigma={{...}}).")

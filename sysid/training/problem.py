@@ -44,6 +44,11 @@ class ModelSpec:
     latent_guess : dict of int to float
         Starting value (user units) of each other latent state, from the model's
         ``latent_initial``; it also sets that state's scale (its magnitude, or 1 when 0).
+    outputs : tuple of str
+        Outputs of the model's measurement equations, compared with the data's variables of
+        the same names (after the observed states).
+    observer : sysid.models.Model or None
+        The model (the training copy) whose ``observe`` gives the outputs; None without outputs.
     """
 
     states: tuple[str, ...]
@@ -52,6 +57,13 @@ class ModelSpec:
     interpolation: str
     velocity_of: dict[int, int]
     latent_guess: dict[int, float] = dataclasses.field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    observer: Any = None
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        """The data variables the loss compares: observed states, then outputs."""
+        return (*self.observed, *self.outputs)
 
     @property
     def obs_idx(self) -> list[int]:
@@ -73,6 +85,14 @@ class Scales:
     time_scale: float
     input_mean: np.ndarray
     input_scale: np.ndarray
+    output_mean: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    output_scale: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+
+    def measured(self, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Centre and scale of the measured variables (observed states, then outputs)."""
+        oi = spec.obs_idx
+        return (np.concatenate([self.mean[oi], self.output_mean]),
+                np.concatenate([self.scale[oi], self.output_scale]))
 
 
 @dataclass(frozen=True)
@@ -96,6 +116,9 @@ class Prepared:
         velocities from the smoothed derivative of their position, other latent states 0.
     smooth, deriv : Tensor (R, N, S)
         Smoothed states and their time derivatives (scaled per user time unit); NaN where unknown.
+    y_mean, y_scale : ndarray (M,)
+        Centre and scale of the measured variables (``y = (measured - y_mean) / y_scale``);
+        the observed states' scaling, then the outputs'.
     """
 
     run_ids: tuple[str, ...]
@@ -107,16 +130,19 @@ class Prepared:
     z_guess: torch.Tensor
     smooth: torch.Tensor
     deriv: torch.Tensor
+    y_mean: np.ndarray | None = None
+    y_scale: np.ndarray | None = None
 
 
 def _raw_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> tuple:
     from sysid.data import to_tensors
 
     names = set(ds.data_vars)
-    missing = [n for n in spec.observed if n not in names]
+    missing = [n for n in spec.measured if n not in names]
     if missing:
+        what = "measured states" if all(n in spec.observed for n in missing) else "measured variables"
         raise DataError(
-            f"{where}: the model's measured states {missing} are not in the data (its variables are "
+            f"{where}: the model's {what} {missing} are not in the data (its variables are "
             f"{sorted(names)}). Rename the columns, or mark those states as unmeasured "
             f"(Model(..., observed=[...]))."
         )
@@ -129,13 +155,13 @@ def _raw_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> tuple:
     batch = to_tensors(ds, dtype=torch.float64)
     s_names = list(batch.state_names)
     i_names = list(batch.input_names)
-    not_state = [n for n in spec.observed if n not in s_names]
+    not_state = [n for n in spec.measured if n not in s_names]
     if not_state:
         raise DataError(f"{where}: {not_state} are inputs in the data but states of the model.")
     not_input = [n for n in spec.inputs if n not in i_names]
     if not_input:
         raise DataError(f"{where}: {not_input} are states in the data but inputs of the model.")
-    oi = [s_names.index(n) for n in spec.observed]
+    oi = [s_names.index(n) for n in spec.measured]
     t = batch.t.numpy()
     y = batch.y.numpy()[..., oi]
     m = batch.y_mask.numpy()[..., oi]
@@ -208,10 +234,20 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
         sd = float(vals.std())
         # a constant state keeps its magnitude as scale (1 when it is 0)
         scale[i] = sd if sd > 1e-12 * abs(mean[i]) and sd > 0 else (abs(mean[i]) or 1.0)
+    n_obs = len(spec.observed)
+    out_mean, out_scale = np.zeros(len(spec.outputs)), np.ones(len(spec.outputs))
+    for k, name in enumerate(spec.outputs):  # outputs of measurement equations, as states
+        vals = y[..., n_obs + k][m[..., n_obs + k]]
+        if vals.size == 0:
+            raise DataError(f"fit: output {name!r} has no measured value in any run.")
+        out_mean[k] = float(vals.mean())
+        sd = float(vals.std())
+        out_scale[k] = sd if sd > 1e-12 * abs(out_mean[k]) and sd > 0 else (abs(out_mean[k]) or 1.0)
+    spreads = np.concatenate([scale[spec.obs_idx], out_scale])
     # an unmeasured state is scaled by its starting guess, or, when that is 0, by the typical
     # spread of the measured states (a SIR fit's R grows from 0 to hundreds: scale 1 made its
     # continuity penalty ~1e5 times the data loss and drove beta to zero)
-    typical = float(np.median(scale[spec.obs_idx])) if spec.obs_idx else 1.0
+    typical = float(np.median(spreads)) if spreads.size else 1.0
     for i, g in spec.latent_guess.items():
         scale[i] = max(abs(g), typical) if g != 0 else typical
     if spec.velocity_of:
@@ -229,7 +265,7 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
     elif time_scale == "duration":
         ts = duration if math.isfinite(duration) and duration > 0 else 1.0
     else:
-        ts = characteristic_time(t, y, m, lengths, points, scale[spec.obs_idx], duration)
+        ts = characteristic_time(t, y, m, lengths, points, spreads, duration)
     n_in = len(spec.inputs)
     u_mean, u_scale = np.zeros(n_in), np.ones(n_in)
     if n_in:
@@ -239,7 +275,7 @@ def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
             u_mean[j] = float(vals.mean())
             sd = float(vals.std())
             u_scale[j] = sd if sd > 0 else max(abs(u_mean[j]), 1.0)
-    return Scales(mean, scale, ts, u_mean, u_scale)
+    return Scales(mean, scale, ts, u_mean, u_scale, out_mean, out_scale)
 
 
 def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
@@ -247,9 +283,10 @@ def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
     """Scaled tensors of a dataset, smoothed states and derivatives, initial-state guesses."""
     run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, where)
     S = len(spec.states)
-    R, N, So = y.shape
+    R, N, _ = y.shape
     oi = spec.obs_idx
-    val, d1, d2 = smooth_runs(t, y, m, lengths, points)
+    So = len(oi)  # y holds the observed states, then the outputs (not states: not smoothed)
+    val, d1, d2 = smooth_runs(t, y[..., :So], m[..., :So], lengths, points)
     mean, scale = scales.mean, scales.scale
     smooth = np.full((R, N, S), np.nan)
     deriv = np.full((R, N, S), np.nan)
@@ -262,9 +299,10 @@ def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
             deriv[..., vi] = d2[..., j] / scale[vi]
     for i, g in spec.latent_guess.items():
         smooth[..., i] = (g - mean[i]) / scale[i]  # constant guess; the fit moves it per run
-    y_z = np.where(m, (y - mean[oi]) / scale[oi], 0.0)
+    mean_m, scale_m = scales.measured(spec)
+    y_z = np.where(m, (y - mean_m) / scale_m, 0.0)
     guess = np.where(np.isfinite(smooth), smooth, 0.0)
-    guess[..., oi] = np.where(m, y_z, guess[..., oi])
+    guess[..., oi] = np.where(m[..., :So], y_z[..., :So], guess[..., oi])
     pad = np.arange(N)[None, :] >= lengths[:, None]
     guess[pad] = 0.0
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
@@ -278,6 +316,8 @@ def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
         z_guess=as_t(guess),
         smooth=as_t(smooth),
         deriv=as_t(deriv),
+        y_mean=mean_m,
+        y_scale=scale_m,
     )
 
 
@@ -311,6 +351,9 @@ class WindowProblem:
         self.obs_idx = spec.obs_idx
         self.mean_o = rhs.mean[self.obs_idx]
         self.scale_o = rhs.scale[self.obs_idx]
+        if spec.outputs:  # measured = observed states, then outputs with their own scaling
+            self.mean_o = torch.as_tensor(data.y_mean, dtype=rhs.mean.dtype)
+            self.scale_o = torch.as_tensor(data.y_scale, dtype=rhs.scale.dtype)
         S = len(spec.states)
         free = torch.zeros(S, dtype=torch.bool)
         free[spec.latent_idx] = True
@@ -392,12 +435,25 @@ class WindowProblem:
                              substeps=self.substeps, rtol=sc.rtol, atol=sc.atol,
                              max_steps=sc.max_steps, adjoint=sc.adjoint, counter=self.counter)
 
+    def measured(self, pred: torch.Tensor, windows: Windows) -> torch.Tensor:
+        """The predicted measured variables ``(W, H, M)`` (scaled) of predicted states ``pred``:
+        the observed states, then the outputs of the model's measurement equations."""
+        if not self.spec.outputs:
+            return pred[..., self.obs_idx]
+        x = self.rhs.mean + self.rhs.scale * pred  # user units
+        t = gather(self.data.t, windows)
+        u = gather(self.data.u, windows) if self.data.u is not None else None
+        y = self.spec.observer.observe(t, x, u)
+        n = len(self.obs_idx)
+        y_z = (y - self.mean_o[n:]) / self.scale_o[n:]
+        return torch.cat([pred[..., self.obs_idx], y_z.to(pred.dtype)], dim=-1)
+
     def loss(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
         """Data misfit plus the continuity penalty of the free initial states."""
         pred = self.predict(nodes, windows, inputs)
         y = gather(self.data.y, windows)
         mask = gather(self.data.mask, windows) & windows.valid[..., None]
-        total = data_loss(pred[..., self.obs_idx], y, mask, self.weights, self.config.loss.kind,
+        total = data_loss(self.measured(pred, windows), y, mask, self.weights, self.config.loss.kind,
                           self.mean_o, self.scale_o)
         if self.continuity > 0 and bool(self.free.any()) and windows.horizon > 1:
             fi = self.free.nonzero()[:, 0]
@@ -415,20 +471,21 @@ class WindowProblem:
         y = gather(self.data.y, windows)
         mask = gather(self.data.mask, windows) & windows.valid[..., None]
         mask[:, 0] = False
-        r = residuals(pred[..., self.obs_idx], torch.where(mask, y, pred[..., self.obs_idx].detach()),
+        meas = self.measured(pred, windows)
+        r = residuals(meas, torch.where(mask, y, meas.detach()),
                       self.config.loss.kind, self.mean_o, self.scale_o)
         return r[mask]
 
 
 def check_positive(data: Prepared, spec: ModelSpec, scales: Scales) -> None:
     """``loss="lognormal"`` needs positive measurements: name the first state/run that is not."""
-    oi = spec.obs_idx
-    x = data.y.double() * torch.as_tensor(scales.scale[oi]) + torch.as_tensor(scales.mean[oi])
+    mean_m, scale_m = scales.measured(spec)
+    x = data.y.double() * torch.as_tensor(scale_m) + torch.as_tensor(mean_m)
     bad = (x <= 0) & data.mask
     if bool(bad.any()):
         r, k, j = (int(v) for v in bad.nonzero()[0])
         raise ConfigError(
-            f"fit: loss 'lognormal' needs positive measurements, but state {spec.observed[j]!r} "
+            f"fit: loss 'lognormal' needs positive measurements, but {spec.measured[j]!r} "
             f"of run {data.run_ids[r]!r} is {float(x[r, k, j]):.6g} at sample {k + 1}. Use loss "
             f"'nmse' or 'relative', or shift the variable."
         )

@@ -24,10 +24,12 @@ __all__ = ["validation_nrmse", "parameter_table", "physics_raw", "polish", "late
 
 
 def physics_raw(model: Any) -> list[tuple[Any, torch.nn.Parameter]]:
-    """``(PhysicsField, raw tensor)`` of every physics term with free parameters."""
-    from sysid.models import PhysicsField
+    """``(term, raw tensor)`` of every physics term (and measurement equations) with free
+    parameters."""
+    from sysid.models import Outputs, PhysicsField
 
-    return [(m, m.raw) for m in model.modules() if isinstance(m, PhysicsField) and m.raw.numel()]
+    return [(m, m.raw) for m in model.modules()
+            if isinstance(m, (PhysicsField, Outputs)) and m.raw.numel()]
 
 
 def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitConfig,
@@ -40,7 +42,7 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
     """
     n = int(val.t.shape[1])
     windows = make_windows(val.lengths, n, stride=n)
-    weights = torch.ones(len(spec.observed), dtype=val.t.dtype)
+    weights = torch.ones(len(spec.measured), dtype=val.t.dtype)
     problem = WindowProblem(rhs, val, spec, cfg, weights, counter)
     problem.substeps = substeps
     with torch.no_grad():
@@ -48,15 +50,16 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
             pred = problem.predict(val.z_guess, windows, problem.inputs_for(windows))
         except SolverError:
             return math.inf
+        pred = problem.measured(pred, windows)
     y = gather(val.y, windows)
     mask = gather(val.mask, windows) & windows.valid[..., None]
     out = []
-    for j, i in enumerate(spec.obs_idx):
+    for j in range(len(spec.measured)):
         m = mask[..., j]
         if int(m.sum()) < 2:
             continue
         obs = y[..., j][m].double()
-        err = pred[..., i][m].double() - obs
+        err = pred[..., j][m].double() - obs
         sd = float(obs.std(unbiased=False))
         rmse = float(err.pow(2).mean().sqrt())
         out.append(rmse / sd if sd > 0 else rmse)
@@ -80,6 +83,8 @@ def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
         return table
     m64 = copy.deepcopy(work).double()
     terms64 = physics_raw(m64)
+    if spec.outputs:
+        spec = dataclasses.replace(spec, observer=m64)
     rhs = ScaledRhs(m64.field, torch.as_tensor(scales.mean, dtype=torch.float64),
                     torch.as_tensor(scales.scale, dtype=torch.float64))
     data = dataclasses.replace(
@@ -89,7 +94,7 @@ def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
     adaptive = cfg.solver.adaptive
     scfg = cfg if not adaptive else dataclasses.replace(cfg, solver=dataclasses.replace(
         cfg.solver, method="rk4", adjoint=False, substeps=max(cfg.solver.substeps, 4)))
-    weights = torch.ones(len(spec.observed), dtype=torch.float64)
+    weights = torch.ones(len(spec.measured), dtype=torch.float64)
     problem = WindowProblem(rhs, data, spec, scfg, weights, StepCounter())
     problem.substeps = substeps if not adaptive else scfg.solver.substeps
     windows = make_windows(data.lengths, horizon, stride=max(horizon - 1, 1))
