@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -133,7 +134,13 @@ def test_tampered_equation_in_a_model_file_is_refused(tmp_path, pendulum_file):
     path = sysid.save_model(from_toml(pendulum_file), tmp_path / "model")
     data = json.loads((path / "model.json").read_text())
     data["model"]["field"]["function"]["equations"]["equations"]["v"] = "__import__('os').system('x')"
-    (path / "model.json").write_text(json.dumps(data))
+    blob = json.dumps(data).encode()
+    (path / "model.json").write_bytes(blob)
+    # an attacker who also rewrites the folder's size/sha256 list gets past the integrity check;
+    # the equation is still only parsed, and refused
+    files = json.loads((path / "manifest.json").read_text())
+    files["files"]["model.json"] = {"size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    (path / "manifest.json").write_text(json.dumps(files))
     with pytest.raises(ModelFileError, match=r"attribute access \('\.system'\)"):
         sysid.load_model(path)
 
