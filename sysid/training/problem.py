@@ -485,7 +485,8 @@ def check_positive(data: Prepared, spec: ModelSpec, scales: Scales) -> None:
     if bool(bad.any()):
         r, k, j = (int(v) for v in bad.nonzero()[0])
         raise ConfigError(
-            f"fit: loss 'lognormal' needs positive measurements, but {spec.measured[j]!r} "
+            f"fit: loss 'lognormal' needs positive measurements, but "
+            f"{'state' if j < len(spec.observed) else 'output'} {spec.measured[j]!r} "
             f"of run {data.run_ids[r]!r} is {float(x[r, k, j]):.6g} at sample {k + 1}. Use loss "
             f"'nmse' or 'relative', or shift the variable."
         )
