@@ -23,7 +23,7 @@ from sysid.cli import main
 
 ROWS = 20
 FIT = ["--time", "t", "--states", "N", "--model", "physics:logistic", "--free", "r",
-       "--params", "K=10", "--epochs", "2", "--set", "stderr=false"]
+       "--params", "K=10", "--epochs", "2", "--set", "refine.stderr=false"]
 
 
 def _sha(path: Path) -> str:
