@@ -93,7 +93,7 @@ def population(study: Study, fast: bool) -> None:
 
     census = datasets.load("us_population").rename({"population": "N"})
     train = rows_between(census, 1790.0, 1910.0)
-    fits = {"least squares": fit_logistic(train, "mse", fast),
+    fits = {"least squares": fit_logistic(train, "nmse", fast),
             "log error model": fit_logistic(train, "log", fast)}
     rows = []
     preds = {}
