@@ -93,7 +93,7 @@ def test_split_time_errors():
 
 def test_compute_scaling_ignores_nan_and_matches_numpy():
     ds = make()
-    s = compute_scaling(ds)
+    s = compute_scaling(ds, time_scale="duration")
     assert s.names == ("x", "y", "u")
     x = ds["x"].values
     np.testing.assert_allclose(s.mean[0], np.nanmean(x), rtol=1e-14)  # same sums, different order
@@ -101,20 +101,56 @@ def test_compute_scaling_ignores_nan_and_matches_numpy():
     np.testing.assert_allclose(s.scale[1], 2 * s.scale[0], rtol=1e-14)
     T = ds["time"].values
     assert s.time_scale == np.median(np.nanmax(T, 1) - np.nanmin(T, 1))
+    assert compute_scaling(ds, time_scale=2.5).time_scale == 2.5
+    assert compute_scaling(ds, ["u", "x"], time_scale=2.5).names == ("u", "x")
+
+
+def test_compute_scaling_default_time_is_the_characteristic_time():
+    # x = sin(w t) over whole periods: std / rms(dx/dt) = 1 / w exactly; the run lasts 10 periods
+    w = 3.0
+    t = np.linspace(0.0, 10 * 2 * np.pi / w, 2001)
+    ds = from_arrays([t], {"x": [np.sin(w * t)]}, states=["x"])
+    # derivatives from 7-point local quadratics (~200 samples per period) are off by < 0.1 %
+    assert compute_scaling(ds).time_scale == pytest.approx(1.0 / w, rel=2e-3)
+
+
+def test_fit_scales_measured_states_and_inputs_with_the_same_rule():
+    import sysid
+
+    ds = sysid.systems.make_dataset("mass_spring_damper", n_runs=2, n_obs=40, noise=0.01, seed=0)
+    model = sysid.models.neural(sysid.data.state_names(ds), sysid.data.input_names(ds), width=4)
+    result = sysid.fit(model, ds, sysid.FitConfig(epochs=1, warm_start=False, progress=False))
+    by_hand = compute_scaling(ds)
+    assert result.model.scaling == by_hand
 
 
 def test_scaling_constant_variable_and_round_trip():
-    ds = from_arrays([np.arange(3.0)], {"x": [np.arange(3.0)], "k": [np.full(3, 7.0)]}, states=["x", "k"])
-    with pytest.warns(DataWarning, match=r"'k' is constant \(7\); its scale is set to 1"):
+    ds = from_arrays([np.arange(3.0)], {"x": [np.arange(3.0)], "k": [np.full(3, 7.0)],
+                                        "z": [np.zeros(3)]}, states=["x", "k", "z"])
+    with pytest.warns(DataWarning, match=r"'z' is constant \(0\); its scale is set to 1"), \
+            pytest.warns(DataWarning, match=r"'k' is constant \(7\); its scale is set to 7"):
         s = compute_scaling(ds)
-    assert s.scale[1] == 1.0 and s.mean[1] == 7.0
+    assert s.scale[1] == 7.0 and s.mean[1] == 7.0
+    assert s.scale[2] == 1.0 and s.mean[2] == 0.0  # a constant 0 keeps scale 1
     d = json.loads(json.dumps(s.to_dict()))
     assert Scaling.from_dict(d) == s
-    z = s.normalise(np.array([[2.0, 7.0]]))
-    np.testing.assert_allclose(s.denormalise(z), [[2.0, 7.0]], rtol=0, atol=1e-15)
-    zt = s.normalise(torch.tensor([[2.0, 7.0]], dtype=torch.float64))
+    z = s.normalise(np.array([[2.0, 7.0, 0.0]]))
+    np.testing.assert_allclose(s.denormalise(z), [[2.0, 7.0, 0.0]], rtol=0, atol=1e-15)
+    zt = s.normalise(torch.tensor([[2.0, 7.0, 0.0]], dtype=torch.float64))
     np.testing.assert_allclose(zt.numpy(), z, rtol=0, atol=0)
     assert s.select(["k"]).mean.tolist() == [7.0]
+
+
+def test_compute_scaling_errors():
+    ds = make()
+    with pytest.raises(ConfigError, match=r"compute_scaling: \['w'\] are not variables of the data; "
+                                          r"its variables are \['x', 'y', 'u'\]"):
+        compute_scaling(ds, ["x", "w"])
+    with pytest.raises(ConfigError, match=r"time_scale must be one of \['characteristic', "
+                                          r"'duration'\] or a positive number; got 'years'"):
+        compute_scaling(ds, time_scale="years")
+    with pytest.raises(ConfigError, match=r"time_scale must be .*got -1.0"):
+        compute_scaling(ds, time_scale=-1.0)
 
 
 def test_scaling_validation():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sysid.training.problem import characteristic_time
+from sysid.data import characteristic_time
 
 
 def _one_run(t, x):

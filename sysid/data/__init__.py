@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from sysid.data.arrays import TrajectoryArrays, to_arrays
 from sysid.data.files import load_netcdf, load_zarr, safe_cell, save, to_csv
-from sysid.data.scaling import Scaling, compute_scaling
+from sysid.data.scaling import Scaling, characteristic_time, compute_scaling
 from sysid.data.schema import (
     OBS,
     TIME,
@@ -43,7 +44,9 @@ __all__ = [
     "TRAJ",
     "DataWarning",
     "Scaling",
+    "TrajectoryArrays",
     "TrajectoryBatch",
+    "characteristic_time",
     "compute_scaling",
     "from_arrays",
     "from_dataframe",
@@ -61,6 +64,7 @@ __all__ = [
     "split_runs",
     "split_time",
     "state_names",
+    "to_arrays",
     "to_csv",
     "to_tensors",
     "validate",

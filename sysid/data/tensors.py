@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sysid.data.arrays import to_arrays
 from sysid.data.schema import TIME, TRAJ, from_arrays, input_names, run_ids, state_names
 from sysid.data.validate import validate
 from sysid.errors import DataError
@@ -106,26 +107,14 @@ def to_tensors(ds: xr.Dataset, *, dtype: torch.dtype = torch.float32) -> Traject
     if not dtype.is_floating_point:
         raise DataError(f"to_tensors: dtype must be a floating-point torch dtype; got {dtype}.")
     states, inputs = state_names(ds), input_names(ds)
-    T = np.asarray(ds[TIME].values, dtype=np.float64)
-    lengths = (~np.isnan(T)).sum(axis=1)
-    last = T[np.arange(T.shape[0]), lengths - 1]
-    T = np.where(np.isnan(T), last[:, None], T)
-
-    def stack(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        if not names:
-            shape = (T.shape[0], T.shape[1], 0)
-            return np.zeros(shape), np.zeros(shape, dtype=bool)
-        v = np.stack([np.asarray(ds[n].values, dtype=np.float64) for n in names], axis=-1)
-        mask = ~np.isnan(v)
-        return np.where(mask, v, 0.0), mask
-
-    y, ym = stack(states)
-    u, um = stack(inputs)
+    arrays = to_arrays(ds, states + inputs)
+    y, ym = arrays.select(states)
+    u, um = arrays.select(inputs)
     return TrajectoryBatch(
-        run_ids=tuple(run_ids(ds)), state_names=tuple(states), input_names=tuple(inputs),
-        t=torch.as_tensor(T, dtype=dtype), y=torch.as_tensor(y, dtype=dtype),
+        run_ids=arrays.run_ids, state_names=tuple(states), input_names=tuple(inputs),
+        t=torch.as_tensor(arrays.t, dtype=dtype), y=torch.as_tensor(y, dtype=dtype),
         y_mask=torch.as_tensor(ym), u=torch.as_tensor(u, dtype=dtype), u_mask=torch.as_tensor(um),
-        lengths=torch.as_tensor(lengths, dtype=torch.int64),
+        lengths=torch.as_tensor(arrays.lengths, dtype=torch.int64),
         units={n: str(ds[n].attrs.get("units", "")) for n in states + inputs},
         time_units=str(ds[TIME].attrs.get("units", "")),
     )

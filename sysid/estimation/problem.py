@@ -31,7 +31,8 @@ from torch.func import vmap
 
 from sysid.errors import ConfigError, ParameterError
 from sysid.estimation.error_models import ErrorModel
-from sysid.training.problem import ModelSpec, Prepared, Scales
+from sysid.data.scaling import Scaling
+from sysid.training.problem import ModelSpec, Prepared
 from sysid.training.solvers import solve_windows
 
 __all__ = ["ShootingProblem", "physics_terms"]
@@ -137,8 +138,8 @@ class ShootingProblem:
         States, observed states and inputs of the model.
     data : Prepared
         The runs as scaled tensors (float64).
-    scales : Scales
-        Centre and scale of every state.
+    scales : Scaling
+        Centre and scale of every state (``Scaling`` of the model's states).
     error_model : ErrorModel
         Over ``spec.observed``.
     free : BoolTensor (R, S)
@@ -158,7 +159,7 @@ class ShootingProblem:
         Noise level used to standardise the residuals ("state" error models); None: 1.
     """
 
-    def __init__(self, field: nn.Module, spec: ModelSpec, data: Prepared, scales: Scales,
+    def __init__(self, field: nn.Module, spec: ModelSpec, data: Prepared, scales: Scaling,
                  error_model: ErrorModel, free: torch.Tensor, z0: torch.Tensor, *,
                  step: float | None = None, hold: Mapping[str, float] | None = None) -> None:
         dt = torch.float64
@@ -466,7 +467,7 @@ def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
     from sysid.data import validate
     from sysid.estimation.error_models import make_error_model
     from sysid.training.engine import _model_spec
-    from sysid.training.problem import compute_scales, prepare
+    from sysid.training.problem import fit_scaling, prepare, read_arrays
 
     if initial_states not in ("measured", "free"):
         raise ConfigError(f"estimation: initial_states must be 'measured' or 'free'; got {initial_states!r}.")
@@ -476,8 +477,10 @@ def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
         raise ConfigError(f"estimation: known_initial names {unknown} are not states of the model; "
                           f"its states are {list(spec.states)}.")
     validate(data, where="fit data")
-    scales = compute_scales(data, spec, smoothing_points)
-    prepared = prepare(data, spec, scales, smoothing_points, torch.float64)
+    arrays = read_arrays(data, spec, "fit")
+    scaling = fit_scaling(arrays, spec, smoothing_points)
+    prepared = prepare(arrays, spec, scaling, smoothing_points, torch.float64)
+    scales = scaling.select(spec.states)
     em = loss if isinstance(loss, ErrorModel) else make_error_model(loss, spec.observed, sigma=sigma,
                                                                      weights=weights)
     work = copy.deepcopy(model).double()

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from sysid.data.scaling import Scaling
 from sysid.errors import ConfigError, SolverError
 from sysid.training.checkpoint import load_checkpoint, save_checkpoint
 from sysid.training.config import BUILTIN_LOSSES, FitConfig, flatten
@@ -40,8 +41,9 @@ from sysid.training.problem import (
     Prepared,
     WindowProblem,
     check_positive,
-    compute_scales,
+    fit_scaling,
     prepare,
+    read_arrays,
 )
 from sysid.training.result import FitResult, StopReason
 from sysid.training.shooting import ShootingPlan, plan_shooting
@@ -106,19 +108,6 @@ def _model_spec(model: Any) -> ModelSpec:
                      latent_guess=guess, outputs=tuple(model.output_names))
 
 
-def _set_scaling(model: Any, spec: ModelSpec, scales: Any) -> None:
-    from sysid.data import Scaling
-
-    names = spec.states + spec.inputs
-    mean = list(scales.mean)
-    scale = list(scales.scale)
-    if spec.inputs:
-        mean += list(scales.input_mean)
-        scale += list(scales.input_scale)
-    model.set_scaling(Scaling(names=tuple(names), mean=np.asarray(mean, float),
-                              scale=np.asarray(scale, float), time_scale=float(scales.time_scale)))
-
-
 def _param_groups(model: Any, nodes: torch.nn.Parameter, cfg: FitConfig) -> list[dict]:
     phys = [raw for _, raw in physics_raw(model)]
     phys_ids = {id(p) for p in phys}
@@ -176,6 +165,7 @@ class _Context:
     cfg: FitConfig
     spec: ModelSpec
     plan: ShootingPlan
+    scaling: Scaling  # of the model's states (user units <-> the scaled units of training)
     work: Any  # the model being trained (a copy of the caller's)
     rhs: ScaledRhs
     train: Prepared
@@ -274,7 +264,7 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     if not isinstance(cfg, FitConfig):
         raise ConfigError(f"fit: config must be a FitConfig; got {type(cfg).__name__}. "
                           f"Build one with FitConfig(...) or FitConfig.from_dict({{...}}).")
-    ctx, scales = _setup(model, data, cfg, validation)
+    ctx = _setup(model, data, cfg, validation)
     interrupted = False
     before_warm = _clone_state(ctx.work)
     try:
@@ -300,17 +290,24 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     ctx.problem.substeps = loop.substeps
     if stopped != StopReason.INTERRUPTED:
         _refine(ctx)
-    return _result(ctx, scales, stopped, message)
+    return _result(ctx, stopped, message)
 
 
 def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
-           validation: xr.Dataset | None) -> tuple[_Context, Any]:
-    """Check the inputs, scale and prepare the data, build the problem and the loop state."""
+           validation: xr.Dataset | None) -> _Context:
+    """Check the inputs (each dataset validated once), scale and prepare the data, build the
+    problem and the loop state."""
     from sysid.data import split_time, validate
 
     started = time.perf_counter()
     spec = _model_spec(model)
     _check_loss(cfg, spec)
+    unknown = [n for n in cfg.known_initial if n not in spec.states]
+    if unknown:
+        raise ConfigError(
+            f"fit: known_initial names {unknown} are not states of the model; its states are "
+            f"{list(spec.states)}."
+        )
     validate(data, where="fit data")
     if validation is not None:
         validate(validation, where="fit validation")
@@ -321,35 +318,30 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
     work = copy.deepcopy(model).to(dtype)
     if spec.outputs:  # the measurement equations of the copy being trained
         spec = dataclasses.replace(spec, observer=work)
-    unknown = [n for n in cfg.known_initial if n not in spec.states]
-    if unknown:
-        raise ConfigError(
-            f"fit: known_initial names {unknown} are not states of the model; its states are "
-            f"{list(spec.states)}."
-        )
     points = cfg.warm_start.smoothing_points
-    scales = compute_scales(train_ds, spec, points, cfg.time_scale)
+    arrays = read_arrays(train_ds, spec, "fit")
+    scaling = fit_scaling(arrays, spec, points, cfg.time_scale)  # states, inputs, outputs
     if work.scaling is None:
-        _set_scaling(work, spec, scales)
-    train = prepare(train_ds, spec, scales, points, dtype)
-    val = prepare(val_ds, spec, scales, points, dtype, "fit validation") \
+        work.set_scaling(scaling.select(spec.states + spec.inputs))
+    states = scaling.select(spec.states)
+    train = prepare(arrays, spec, scaling, points, dtype)
+    val = prepare(read_arrays(val_ds, spec, "fit validation"), spec, scaling, points, dtype) \
         if val_ds is not None else None
     if cfg.loss.kind == "lognormal":
-        check_positive(train, spec, scales)
-    plan = plan_shooting(cfg, train.lengths.numpy(), train.y.numpy(), train.mask.numpy())
+        check_positive(train, spec)
+    plan = plan_shooting(cfg, arrays.lengths, *arrays.select(spec.measured))
     weights = torch.ones(len(spec.measured), dtype=dtype)
     for j, n in enumerate(spec.measured):
         weights[j] = (cfg.loss.weights or {}).get(n, 1.0)
-    rhs = ScaledRhs(work.field, torch.as_tensor(scales.mean, dtype=dtype),
-                    torch.as_tensor(scales.scale, dtype=dtype))
+    rhs = ScaledRhs(work.field, torch.tensor(states.mean, dtype=dtype),
+                    torch.tensor(states.scale, dtype=dtype))
     counter = StepCounter()
     problem = WindowProblem(rhs, train, spec, cfg, weights, counter, continuity=plan.continuity)
-    problem.setup_penalty(work.field, scales)
-    ctx = _Context(cfg=cfg, spec=spec, plan=plan, work=work, rhs=rhs, train=train, val=val,
-                   problem=problem, nodes=torch.nn.Parameter(train.z_guess.clone()),
-                   counter=counter, gen=torch.Generator().manual_seed(cfg.seed),
-                   loop=_Loop(cfg), started=started)
-    return ctx, scales
+    problem.setup_penalty(work.field, scaling.time_scale)
+    return _Context(cfg=cfg, spec=spec, plan=plan, scaling=states, work=work, rhs=rhs, train=train,
+                    val=val, problem=problem, nodes=torch.nn.Parameter(train.z_guess.clone()),
+                    counter=counter, gen=torch.Generator().manual_seed(cfg.seed),
+                    loop=_Loop(cfg), started=started)
 
 
 def _check_loss(cfg: FitConfig, spec: ModelSpec) -> None:
@@ -403,17 +395,18 @@ def _refine(ctx: _Context) -> None:
            ctx.cfg.refine.max_iterations)
 
 
-def _result(ctx: _Context, scales: Any, stopped: StopReason, message: str) -> FitResult:
+def _result(ctx: _Context, stopped: StopReason, message: str) -> FitResult:
     """The FitResult (and the provenance written into the model's metadata)."""
     cfg, loop, spec, train = ctx.cfg, ctx.loop, ctx.spec, ctx.train
     horizon, stride = ctx.plan.final
-    params = parameter_table(ctx.work, spec, scales, train, ctx.nodes, cfg, horizon, loop.substeps) \
+    params = parameter_table(ctx.work, spec, ctx.scaling, train, ctx.nodes, cfg, horizon,
+                             loop.substeps) \
         if cfg.refine.stderr else ctx.work.parameter_table().assign(stderr=np.nan)
     history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "full_loss",
                                                   "val_nrmse", "lr", "nfe", "time_s", "event"])
     problem = ctx.problem
-    latent = latent_table(spec, scales, train, ctx.nodes, problem.known)
-    initial = initial_table(spec, scales, train, ctx.nodes, problem.free & ~problem.known)
+    latent = latent_table(spec, ctx.scaling, train, ctx.nodes, problem.known)
+    initial = initial_table(spec, ctx.scaling, train, ctx.nodes, problem.free & ~problem.known)
     stats = {
         "method": cfg.solver.method, "substeps": loop.substeps, "nfe": ctx.counter.nfe,
         "rollbacks": loop.rollbacks, "epochs_run": loop.epoch,

@@ -7,7 +7,6 @@ training data); time stays in the user's units and the solvers step on each wind
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,14 +14,15 @@ import numpy as np
 import torch
 import xarray as xr
 
+from sysid.data.arrays import TrajectoryArrays
+from sysid.data.scaling import Scaling
 from sysid.errors import ConfigError, DataError
 from sysid.training.config import FitConfig
 from sysid.training.loss import ScaledRhs, continuity_loss, data_loss, residuals
 from sysid.training.solvers import StepCounter, solve_windows
-from sysid.training.warmstart import smooth_runs
 from sysid.training.windows import WindowInputs, Windows, gather
 
-__all__ = ["ModelSpec", "Scales", "Prepared", "prepare", "compute_scales", "WindowProblem"]
+__all__ = ["ModelSpec", "Prepared", "read_arrays", "fit_scaling", "prepare", "WindowProblem"]
 
 
 @dataclass(frozen=True)
@@ -77,25 +77,6 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class Scales:
-    """Centre and scale of every state (user units), from the training data."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    time_scale: float
-    input_mean: np.ndarray
-    input_scale: np.ndarray
-    output_mean: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
-    output_scale: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
-
-    def measured(self, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
-        """Centre and scale of the measured variables (observed states, then outputs)."""
-        oi = spec.obs_idx
-        return (np.concatenate([self.mean[oi], self.output_mean]),
-                np.concatenate([self.scale[oi], self.output_scale]))
-
-
-@dataclass(frozen=True)
 class Prepared:
     """One dataset as padded, scaled tensors.
 
@@ -134,10 +115,20 @@ class Prepared:
     y_scale: np.ndarray | None = None
 
 
-def _raw_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> tuple:
-    from sysid.data import to_tensors
+def read_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> TrajectoryArrays:
+    """The model's measured variables (observed states, then outputs) and inputs of a validated
+    dataset, as padded NumPy arrays.
 
-    names = set(ds.data_vars)
+    Raises
+    ------
+    DataError
+        When the data lacks a variable of the model, holds it in the other role, or has a
+        missing input value.
+    """
+    from sysid.data import input_names, state_names, to_arrays
+
+    s_names, i_names = state_names(ds), input_names(ds)
+    names = set(s_names) | set(i_names)
     missing = [n for n in spec.measured if n not in names]
     if missing:
         what = "measured states" if all(n in spec.observed for n in missing) else "measured variables"
@@ -152,142 +143,88 @@ def _raw_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> tuple:
             f"{where}: the model's inputs {missing_u} are not in the data (its variables are "
             f"{sorted(names)})."
         )
-    batch = to_tensors(ds, dtype=torch.float64)
-    s_names = list(batch.state_names)
-    i_names = list(batch.input_names)
     not_state = [n for n in spec.measured if n not in s_names]
     if not_state:
         raise DataError(f"{where}: {not_state} are inputs in the data but states of the model.")
     not_input = [n for n in spec.inputs if n not in i_names]
     if not_input:
         raise DataError(f"{where}: {not_input} are states in the data but inputs of the model.")
-    oi = [s_names.index(n) for n in spec.measured]
-    t = batch.t.numpy()
-    y = batch.y.numpy()[..., oi]
-    m = batch.y_mask.numpy()[..., oi]
-    lengths = batch.lengths.numpy()
-    u = um = None
+    arrays = to_arrays(ds, spec.measured + spec.inputs)
     if spec.inputs:
-        ii = [i_names.index(n) for n in spec.inputs]
-        u = batch.u.numpy()[..., ii]
-        um = batch.u_mask.numpy()[..., ii]
-        for r, rid in enumerate(batch.run_ids):
-            n = int(lengths[r])
-            gaps = ~um[r, :n]
+        _, um = arrays.select(spec.inputs)
+        for r, rid in enumerate(arrays.run_ids):
+            gaps = ~um[r, : int(arrays.lengths[r])]
             if gaps.any():
                 j = int(np.argwhere(gaps)[0][1])
                 k = int(gaps[:, j].sum())
                 raise DataError(
                     f"{where}: input {spec.inputs[j]!r} of run {rid!r} has {k} missing values; the "
-                    f"model needs the input at every sample. Fill the gaps explicitly before fitting "
-                    f"(e.g. ds[{spec.inputs[j]!r}] = ds[{spec.inputs[j]!r}].interpolate_na('obs'))."
-                )
-    return tuple(batch.run_ids), t, y, m, u, lengths
+                    f"model needs the input at every sample. Fill the gaps explicitly before "
+                    f"fitting (e.g. ds[{spec.inputs[j]!r}] = "
+                    f"ds[{spec.inputs[j]!r}].interpolate_na('obs')).")
+    return arrays
 
 
-def characteristic_time(t: np.ndarray, y: np.ndarray, m: np.ndarray, lengths: np.ndarray, points: int,
-                        spread: np.ndarray, duration: float) -> float:
-    """The time in which the measured states change by about their spread.
+def fit_scaling(arrays: TrajectoryArrays, spec: ModelSpec, points: int,
+                time_scale: str | float = "characteristic") -> Scaling:
+    """The scaling of a fit: every state of the model, its inputs, then the outputs of its
+    measurement equations (``Scaling.select`` picks what each use needs).
 
-    The median over measured states of ``std(x) / rms(dx/dt)`` (derivatives from the smoothed
-    data), kept between the median sample spacing and the median run duration; the duration when
-    no derivative is available. A neural term's output is scaled by ``scale / time_scale``: with
-    the run duration there, a network fitting a pendulum swinging ten times per run had to output
-    values ~100 times its initial size (held-out NRMSE 0.32 vs 0.03 with this time).
+    Measured variables (observed states and outputs) and inputs follow the one rule of
+    :func:`sysid.data.compute_scaling` (mean and standard deviation; a constant keeps its
+    magnitude; the time scale from ``time_scale``, over the measured variables). Unmeasured
+    states get what the data cannot give: latent velocities the spread of their position's
+    smoothed derivative; other latent states mean 0 and as scale the larger of their starting
+    guess's magnitude and the median spread of the measured variables (a SIR fit's R grows from
+    0 to hundreds: scale 1 made its continuity penalty ~1e5 times the data loss and drove beta
+    to zero).
     """
-    if not (math.isfinite(duration) and duration > 0):
-        duration = 1.0
-    _, d1, _ = smooth_runs(t, y, m, lengths, points)
-    times = []
-    for j in range(d1.shape[-1]):
-        d = d1[..., j][np.isfinite(d1[..., j])]
-        rms = float(np.sqrt(np.mean(d * d))) if d.size else 0.0
-        if rms > 0 and spread[j] > 0:
-            times.append(spread[j] / rms)
-    if not times:
-        return duration
-    gaps = np.concatenate([np.diff(t[r, : int(lengths[r])]) for r in range(len(lengths))])
-    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
-    lowest = float(np.median(gaps)) if gaps.size else 0.0
-    return float(min(max(float(np.median(times)), lowest), duration))
+    from sysid.data.scaling import scaling_from_arrays
+    from sysid.data.smoothing import smooth_runs
 
-
-def compute_scales(ds: xr.Dataset, spec: ModelSpec, points: int,
-                   time_scale: str | float = "characteristic") -> Scales:
-    """Mean and standard deviation of each measured state over all runs (NaN ignored).
-
-    Latent velocities get the spread of their position's smoothed derivative; other latent
-    states mean 0 and as scale the larger of their starting guess's magnitude and the median
-    spread of the measured states. Constant
-    states get scale 1 (or their magnitude). The time scale is ``time_scale`` (see
-    :class:`FitConfig`): by default :func:`characteristic_time`.
-    """
-    run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, "fit")
+    data = scaling_from_arrays(arrays, spec.measured, time_scale=time_scale,
+                               smoothing_points=points, warn=False, where="fit")
+    measured = data.select(spec.measured)
     S = len(spec.states)
-    mean = np.zeros(S)
-    scale = np.ones(S)
-    for j, i in enumerate(spec.obs_idx):
-        vals = y[..., j][m[..., j]]
-        if vals.size == 0:
-            raise DataError(f"fit: state {spec.observed[j]!r} has no measured value in any run.")
-        mean[i] = float(vals.mean())
-        sd = float(vals.std())
-        # a constant state keeps its magnitude as scale (1 when it is 0)
-        scale[i] = sd if sd > 1e-12 * abs(mean[i]) and sd > 0 else (abs(mean[i]) or 1.0)
-    n_obs = len(spec.observed)
-    out_mean, out_scale = np.zeros(len(spec.outputs)), np.ones(len(spec.outputs))
-    for k, name in enumerate(spec.outputs):  # outputs of measurement equations, as states
-        vals = y[..., n_obs + k][m[..., n_obs + k]]
-        if vals.size == 0:
-            raise DataError(f"fit: output {name!r} has no measured value in any run.")
-        out_mean[k] = float(vals.mean())
-        sd = float(vals.std())
-        out_scale[k] = sd if sd > 1e-12 * abs(out_mean[k]) and sd > 0 else (abs(out_mean[k]) or 1.0)
-    spreads = np.concatenate([scale[spec.obs_idx], out_scale])
-    # an unmeasured state is scaled by its starting guess, or, when that is 0, by the typical
-    # spread of the measured states (a SIR fit's R grows from 0 to hundreds: scale 1 made its
-    # continuity penalty ~1e5 times the data loss and drove beta to zero)
-    typical = float(np.median(spreads)) if spreads.size else 1.0
+    mean, scale = np.zeros(S), np.ones(S)
+    oi = spec.obs_idx
+    mean[oi] = measured.mean[: len(oi)]
+    scale[oi] = measured.scale[: len(oi)]
+    typical = float(np.median(measured.scale)) if measured.scale.size else 1.0
     for i, g in spec.latent_guess.items():
         scale[i] = max(abs(g), typical) if g != 0 else typical
     if spec.velocity_of:
-        _, d1, _ = smooth_runs(t, y, m, lengths, points)
+        y, m = arrays.select(spec.observed)
+        _, d1, _ = smooth_runs(arrays.t, y, m, arrays.lengths, points)
         for vi, qi in spec.velocity_of.items():
             j = spec.observed.index(spec.states[qi])
             vals = d1[..., j][np.isfinite(d1[..., j])]
             if vals.size:
                 sd = float(np.sqrt(np.mean(vals**2)))
                 scale[vi] = sd if sd > 0 else 1.0
-    durations = [float(t[r, int(lengths[r]) - 1] - t[r, 0]) for r in range(len(run_ids))]
-    duration = float(np.median(durations))
-    if not isinstance(time_scale, str):
-        ts = float(time_scale)
-    elif time_scale == "duration":
-        ts = duration if math.isfinite(duration) and duration > 0 else 1.0
-    else:
-        ts = characteristic_time(t, y, m, lengths, points, spreads, duration)
-    n_in = len(spec.inputs)
-    u_mean, u_scale = np.zeros(n_in), np.ones(n_in)
-    if n_in:
-        valid = np.arange(t.shape[1])[None, :] < lengths[:, None]
-        for j in range(n_in):
-            vals = u[..., j][valid]
-            u_mean[j] = float(vals.mean())
-            sd = float(vals.std())
-            u_scale[j] = sd if sd > 0 else max(abs(u_mean[j]), 1.0)
-    return Scales(mean, scale, ts, u_mean, u_scale, out_mean, out_scale)
+    rest = data.select(spec.inputs + spec.outputs)
+    return Scaling(names=spec.states + spec.inputs + spec.outputs,
+                   mean=np.concatenate([mean, rest.mean]),
+                   scale=np.concatenate([scale, rest.scale]), time_scale=data.time_scale)
 
 
-def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
-            dtype: torch.dtype, where: str = "fit") -> Prepared:
-    """Scaled tensors of a dataset, smoothed states and derivatives, initial-state guesses."""
-    run_ids, t, y, m, u, lengths = _raw_arrays(ds, spec, where)
+def prepare(arrays: TrajectoryArrays, spec: ModelSpec, scaling: Scaling, points: int,
+            dtype: torch.dtype) -> Prepared:
+    """Scaled tensors of a dataset, smoothed states and derivatives, initial-state guesses.
+
+    ``scaling`` is the fit's (:func:`fit_scaling`): the model's states and measured variables.
+    """
+    from sysid.data.smoothing import smooth_runs
+
+    t, lengths = arrays.t, arrays.lengths
+    y, m = arrays.select(spec.measured)  # the observed states, then the outputs
     S = len(spec.states)
     R, N, _ = y.shape
     oi = spec.obs_idx
-    So = len(oi)  # y holds the observed states, then the outputs (not states: not smoothed)
+    So = len(oi)  # outputs are not states: not smoothed
     val, d1, d2 = smooth_runs(t, y[..., :So], m[..., :So], lengths, points)
-    mean, scale = scales.mean, scales.scale
+    states = scaling.select(spec.states)
+    mean, scale = states.mean, states.scale
     smooth = np.full((R, N, S), np.nan)
     deriv = np.full((R, N, S), np.nan)
     smooth[..., oi] = (val - mean[oi]) / scale[oi]
@@ -299,15 +236,17 @@ def prepare(ds: xr.Dataset, spec: ModelSpec, scales: Scales, points: int,
             deriv[..., vi] = d2[..., j] / scale[vi]
     for i, g in spec.latent_guess.items():
         smooth[..., i] = (g - mean[i]) / scale[i]  # constant guess; the fit moves it per run
-    mean_m, scale_m = scales.measured(spec)
+    measured = scaling.select(spec.measured)
+    mean_m, scale_m = np.array(measured.mean), np.array(measured.scale)
     y_z = np.where(m, (y - mean_m) / scale_m, 0.0)
     guess = np.where(np.isfinite(smooth), smooth, 0.0)
     guess[..., oi] = np.where(m[..., :So], y_z[..., :So], guess[..., oi])
     pad = np.arange(N)[None, :] >= lengths[:, None]
     guess[pad] = 0.0
     as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
+    u = arrays.select(spec.inputs)[0] if spec.inputs else None
     return Prepared(
-        run_ids=run_ids,
+        run_ids=arrays.run_ids,
         t=as_t(t),
         y=as_t(y_z),
         mask=torch.as_tensor(m & ~pad[..., None]),
@@ -367,7 +306,7 @@ class WindowProblem:
         self.continuity = continuity
         self.hybrids: list = []
 
-    def setup_penalty(self, field: Any, scales: Scales) -> None:
+    def setup_penalty(self, field: Any, time_scale: float) -> None:
         """Collect the neural corrections of hybrid terms and the samples to penalise them at."""
         from sysid.models import HybridField
 
@@ -397,7 +336,7 @@ class WindowProblem:
         self.pen_u = d.u[ok] if d.u is not None else None
         deriv = d.deriv[ok]
         rms = torch.sqrt(torch.nanmean(deriv * deriv, dim=0))
-        fallback = torch.full_like(rms, 1.0 / scales.time_scale)
+        fallback = torch.full_like(rms, 1.0 / time_scale)
         rms = torch.where(torch.isfinite(rms) & (rms > 0), rms, fallback)
         self.pen_norm = self.rhs.scale * rms  # derivative spread in user units per time
 
@@ -477,10 +416,9 @@ class WindowProblem:
         return r[mask]
 
 
-def check_positive(data: Prepared, spec: ModelSpec, scales: Scales) -> None:
+def check_positive(data: Prepared, spec: ModelSpec) -> None:
     """``loss="lognormal"`` needs positive measurements: name the first state/run that is not."""
-    mean_m, scale_m = scales.measured(spec)
-    x = data.y.double() * torch.as_tensor(scale_m) + torch.as_tensor(mean_m)
+    x = data.y.double() * torch.as_tensor(data.y_scale) + torch.as_tensor(data.y_mean)
     bad = (x <= 0) & data.mask
     if bool(bad.any()):
         r, k, j = (int(v) for v in bad.nonzero()[0])

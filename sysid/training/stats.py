@@ -1,4 +1,7 @@
-"""Validation metric and the parameter table with Gauss-Newton standard errors."""
+"""Validation metric and the parameter table with Gauss-Newton standard errors.
+
+``scaling`` arguments here are the scaling of the model's states only (``Scaling.select``).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sysid.data.scaling import Scaling
 from sysid.errors import SolverError
 from sysid.training.config import FitConfig
 from sysid.training.loss import ScaledRhs
-from sysid.training.problem import ModelSpec, Prepared, Scales, WindowProblem
+from sysid.training.problem import ModelSpec, Prepared, WindowProblem
 from sysid.training.result import gauss_newton_stderr
 from sysid.training.solvers import StepCounter
 from sysid.training.windows import gather, make_windows
@@ -66,7 +70,7 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
     return float(np.mean(out)) if out else math.nan
 
 
-def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
+def parameter_table(work: Any, spec: ModelSpec, scaling: Scaling, train: Prepared,
                     nodes: torch.Tensor, cfg: FitConfig, horizon: int,
                     substeps: int) -> pd.DataFrame:
     """The model's parameter table plus Gauss-Newton standard errors of the free parameters.
@@ -85,8 +89,8 @@ def parameter_table(work: Any, spec: ModelSpec, scales: Scales, train: Prepared,
     terms64 = physics_raw(m64)
     if spec.outputs:
         spec = dataclasses.replace(spec, observer=m64)
-    rhs = ScaledRhs(m64.field, torch.as_tensor(scales.mean, dtype=torch.float64),
-                    torch.as_tensor(scales.scale, dtype=torch.float64))
+    rhs = ScaledRhs(m64.field, torch.tensor(scaling.mean, dtype=torch.float64),
+                    torch.tensor(scaling.scale, dtype=torch.float64))
     data = dataclasses.replace(
         train, t=train.t.double(), y=train.y.double(),
         u=train.u.double() if train.u is not None else None, z_guess=train.z_guess.double(),
@@ -173,7 +177,7 @@ def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: 
                 p.copy_(s)
 
 
-def latent_table(spec: ModelSpec, scales: Any, train: Prepared,
+def latent_table(spec: ModelSpec, scaling: Scaling, train: Prepared,
                  nodes: torch.Tensor, known: torch.Tensor | None = None) -> pd.DataFrame:
     """Estimated (or, with ``known``, given) latent states at the first sample of each training
     run, in user units."""
@@ -184,17 +188,17 @@ def latent_table(spec: ModelSpec, scales: Any, train: Prepared,
     if known is not None:
         start = torch.where(known, train.z_guess[:, 0], start)
     z0 = start[:, latent].double().numpy()
-    x0 = scales.mean[latent] + scales.scale[latent] * z0
+    x0 = scaling.mean[latent] + scaling.scale[latent] * z0
     return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
                         columns=[spec.states[i] for i in latent])
 
 
-def initial_table(spec: ModelSpec, scales: Any, train: Prepared, nodes: torch.Tensor,
+def initial_table(spec: ModelSpec, scaling: Scaling, train: Prepared, nodes: torch.Tensor,
                    free: torch.Tensor) -> pd.DataFrame:
     """All states at each run's first sample (user units): the estimate where the initial state
     was free (latent states, or every state with ``initial_states="free"``; ``free`` is False for
     ``known_initial`` states), else the data or the model's ``latent_initial``."""
     z0 = torch.where(free, nodes.detach()[:, 0], train.z_guess[:, 0]).double().numpy()
-    x0 = scales.mean + scales.scale * z0
+    x0 = scaling.mean + scaling.scale * z0
     return pd.DataFrame(x0, index=pd.Index(train.run_ids, name="trajectory"),
                         columns=list(spec.states))
