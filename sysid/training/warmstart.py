@@ -57,55 +57,71 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
         value = (err.pow(2) * weight).mean()
         return value + penalty() if penalty is not None else value
 
-    def snapshot() -> list[torch.Tensor]:
-        return [p.detach().clone() for p in parameters]
-
-    def restore(state: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            for p, s in zip(parameters, state):
-                p.copy_(s)
-
     with torch.no_grad():
         start = float(objective())
-    best, best_state = start, snapshot()
     if not math.isfinite(start):
         return {"loss_before": start, "loss_after": start, "samples": float(len(t))}
+    best, best_state = _adam(objective, parameters, epochs, lr, start)
+    if use_lbfgs:
+        best = _lbfgs(objective, parameters, best, best_state)
+    return {"loss_before": start, "loss_after": best, "samples": float(len(t))}
+
+
+def _snapshot(parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in parameters]
+
+
+def _restore(parameters: list[nn.Parameter], state: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for p, s in zip(parameters, state):
+            p.copy_(s)
+
+
+def _adam(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter], epochs: int,
+          lr: float, start: float) -> tuple[float, list[torch.Tensor]]:
+    """Adam with cosine decay to a tenth; the parameters end at the best state seen, returned
+    with its objective value."""
+    best, best_state = start, _snapshot(parameters)
     opt = torch.optim.Adam(parameters, lr=lr)
     for step in range(epochs):
         opt.zero_grad()
         loss = objective()
         value = float(loss.detach())
         if not math.isfinite(value):
-            restore(best_state)
+            _restore(parameters, best_state)
             break
         if value < best:
-            best, best_state = value, snapshot()
+            best, best_state = value, _snapshot(parameters)
         loss.backward()
         opt.step()
-        for g in opt.param_groups:  # cosine decay to a tenth over the warm start
+        for g in opt.param_groups:
             g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / epochs)))
     with torch.no_grad():
         final = float(objective())
     if math.isfinite(final) and final < best:
-        best, best_state = final, snapshot()
-    restore(best_state)
-    if use_lbfgs:
-        lbfgs = torch.optim.LBFGS(parameters, lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+        best, best_state = final, _snapshot(parameters)
+    _restore(parameters, best_state)
+    return best, best_state
 
-        def closure() -> torch.Tensor:
-            lbfgs.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
 
-        try:
-            lbfgs.step(closure)
-        except RuntimeError:
-            restore(best_state)
-        with torch.no_grad():
-            final = float(objective())
-        if math.isfinite(final) and final < best:
-            best = final
-        else:
-            restore(best_state)
-    return {"loss_before": start, "loss_after": best, "samples": float(len(t))}
+def _lbfgs(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter], best: float,
+           best_state: list[torch.Tensor]) -> float:
+    """L-BFGS from the best state; kept only when it lowers the objective."""
+    lbfgs = torch.optim.LBFGS(parameters, lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    try:
+        lbfgs.step(closure)
+    except RuntimeError:
+        _restore(parameters, best_state)
+    with torch.no_grad():
+        final = float(objective())
+    if math.isfinite(final) and final < best:
+        return final
+    _restore(parameters, best_state)
+    return best
