@@ -52,6 +52,7 @@ def test_short_forms_equal_the_parts():
     assert FitConfig(refine=True).refine == Refine(enabled=True)
     assert FitConfig(solver="dopri5").solver == SolverConfig(method="dopri5", rtol=1e-4, atol=1e-6,
                                                              max_steps=10_000, substeps=1)
+    assert FitConfig(solver="midpoint").solver.method == "midpoint"  # any torch method
     assert FitConfig(solver={"substeps": 4}).solver.substeps == 4
     assert FitConfig(loss="log").loss.kind == "lognormal"  # the alias is stored by its name
     assert FitConfig(validation={"fraction": 0.2}).validation == Validation(fraction=0.2)
@@ -98,7 +99,7 @@ def test_flat_keys_of_the_old_layout_name_their_new_place(key, new):
         ({"optimizer": "sgd"}, r"Optimizer: name must be one of 'adam', 'adamw', 'rmsprop'"),
         ({"optimizer": {"min_lr_factor": 0.0}}, r"min_lr_factor must lie in \(0, 1\]"),
         ({"solver": "rk45"}, r"SolverConfig: unknown method 'rk45'"),
-        ({"solver": "midpoint"}, r"solver method 'midpoint' is not available for fitting"),
+        ({"solver": "RK45"}, r"solver method 'RK45' is a SciPy method, which computes no gradients"),
         ({"solver": {"step": 0.1}}, r"solver step=0.1 is not used by fit.*substeps"),
         ({"solver": {"adjoint": True}}, r"adjoint=True needs an adaptive method"),
         ({"loss": "mae"}, r"Loss: kind must be one of 'nmse', 'sse', .*got 'mae'"),

@@ -18,7 +18,8 @@ part            holds
 ==============  ==========================================================================
 
 Short forms are accepted for parts: ``loss="sse"`` is ``Loss(kind="sse")``, ``solver="dopri5"``
-is ``SolverConfig(method="dopri5")`` with the fit's solver defaults, ``shooting="single"`` is
+is ``SolverConfig(method="dopri5")`` with the fit's solver defaults
+(``sysid.solvers.config.default_solver("fit")``), ``shooting="single"`` is
 ``Shooting(method="single")``, ``optimizer="adamw"`` is ``Optimizer(name="adamw")``,
 ``warm_start=False`` is ``WarmStart(enabled=False)``, ``refine=True`` is
 ``Refine(enabled=True)``, ``checkpoint="fit.pt"`` is ``Checkpoint(path="fit.pt")``; a mapping is
@@ -42,9 +43,11 @@ from typing import Any, ClassVar, final
 
 from sysid.errors import ConfigError
 from sysid.solvers import SolverConfig
+from sysid.solvers.config import ADAPTIVE_METHODS, FIXED_METHODS, default_solver, solver_from
 
-FIXED_SOLVERS = ("rk4", "euler")
-ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+#: torch methods a fit can differentiate through (SciPy's methods compute no gradients)
+FIXED_SOLVERS = FIXED_METHODS
+ADAPTIVE_SOLVERS = ADAPTIVE_METHODS
 OPTIMIZERS = ("adam", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "plateau", "none")
 SHOOTING_METHODS = ("auto", "single", "multiple")
@@ -56,8 +59,6 @@ LOSSES = ("nmse", "sse", "wls", "gaussian", "lognormal", "log", "poisson", "rela
 #: Loss kinds whose math lives in the training loss today (the others in sysid.estimation).
 BUILTIN_LOSSES = ("nmse", "lognormal", "relative")
 
-# the fit's solver defaults (SolverConfig's own defaults suit single simulations: dopri5, 1e5 steps)
-_FIT_SOLVER = {"method": "rk4", "substeps": 1, "rtol": 1e-4, "atol": 1e-6, "max_steps": 10_000}
 
 # keys of the former flat FitConfig -> (part, key in that part)
 MOVED_KEYS: dict[str, tuple[str, str]] = {
@@ -525,8 +526,8 @@ _SHORT_KEY = {"optimizer": ("name", str), "shooting": ("method", str), "solver":
               "checkpoint": ("path", (str, os.PathLike))}
 
 
-def _fit_solver(**options: Any) -> SolverConfig:
-    return SolverConfig(**{**_FIT_SOLVER, **options})
+def _fit_solver() -> SolverConfig:
+    return default_solver("fit")
 
 
 def _coerce_part(name: str, value: Any) -> Any:
@@ -544,7 +545,7 @@ def _coerce_part(name: str, value: Any) -> Any:
             for key in value:
                 if key not in known:
                     raise _unknown_key("[fit.solver]", key, known)
-            return _fit_solver(**dict(value))
+            return solver_from(value, "fit")
         return cls.from_dict(value)
     forms = f"a {cls.__name__}" + (f", a {short[1].__name__ if isinstance(short[1], type) else 'str'}"
                                    if short else "") + " or a mapping"
@@ -654,8 +655,9 @@ class FitConfig:
         solver = self.solver
         if solver.method not in FIXED_SOLVERS + ADAPTIVE_SOLVERS:
             raise ConfigError(
-                f"FitConfig: solver method {solver.method!r} is not available for fitting; use a "
-                f"fixed-step {list(FIXED_SOLVERS)} or an adaptive {list(ADAPTIVE_SOLVERS)} method.")
+                f"FitConfig: solver method {solver.method!r} is a SciPy method, which computes no "
+                f"gradients; a fit needs a torch method: fixed-step {list(FIXED_SOLVERS)} or "
+                f"adaptive {list(ADAPTIVE_SOLVERS)}.")
         if solver.step is not None:
             raise ConfigError(
                 f"FitConfig: solver step={solver.step} is not used by fit, whose fixed-step "

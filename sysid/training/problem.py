@@ -369,10 +369,8 @@ class WindowProblem:
         """Scaled states ``(W, H, S)`` of every window."""
         t = gather(self.data.t, windows)
         z0 = self.initial_states(nodes, windows)
-        sc = self.config.solver
-        return solve_windows(self.rhs, z0, t, inputs=inputs, method=sc.method,
-                             substeps=self.substeps, rtol=sc.rtol, atol=sc.atol,
-                             max_steps=sc.max_steps, adjoint=sc.adjoint, counter=self.counter)
+        return solve_windows(self.rhs, z0, t, inputs=inputs, substeps=self.substeps,
+                             counter=self.counter, solver=self.config.solver)
 
     def measured(self, pred: torch.Tensor, windows: Windows) -> torch.Tensor:
         """The predicted measured variables ``(W, H, M)`` (scaled) of predicted states ``pred``:
