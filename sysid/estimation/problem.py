@@ -168,8 +168,8 @@ class ShootingProblem:
         self.scales = scales
         self.error_model = error_model
         self.sigma: torch.Tensor | None = None
-        self.mean = torch.as_tensor(scales.mean, dtype=dt)
-        self.scale = torch.as_tensor(scales.scale, dtype=dt)
+        self.mean = torch.tensor(scales.mean, dtype=dt)  # Scaling arrays are read-only
+        self.scale = torch.tensor(scales.scale, dtype=dt)
         self.field = field
         self.rhs = _UserRhs(field)
         oi = spec.obs_idx
