@@ -116,7 +116,28 @@ def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: li
             t_reached=float(tt[0]),
         )
     grid = _grid(tt, counts)
-    return {"grid_constructor": lambda f, y, t: grid}
+    return {"grid_constructor": _grid_for(grid)}
+
+
+def _grid_for(grid: torch.Tensor) -> Callable[[Any, Any, torch.Tensor], torch.Tensor]:
+    """The fixed-step grid for the span torchdiffeq asks about.
+
+    The forward solve asks for the whole output grid. The adjoint's backward pass integrates each
+    interval between two outputs backwards, which torchdiffeq does forwards in negated time: it
+    asks for ``[-t_k, -t_{k-1}]``. Both get the steps of the forward grid inside their span, with
+    the span's own end points (torchdiffeq checks them for exact equality).
+    """
+
+    def construct(f: Any, y: Any, t: torch.Tensor) -> torch.Tensor:
+        g = grid.to(t.dtype)
+        lo, hi = t[0], t[-1]
+        for cand in (g, -g.flip(0)):
+            inner = cand[(cand > lo) & (cand < hi)]
+            if bool((cand <= lo).any()) and bool((cand >= hi).any()):
+                return torch.cat([t[:1], inner, t[-1:]])
+        return grid
+
+    return construct
 
 
 def solve(
