@@ -52,6 +52,15 @@ def _var_label(ds: xr.Dataset, name: str) -> str:
     return label(ds[name].attrs if name in ds.variables else {}, name)
 
 
+def _wrap(text: str, width: int = 26) -> str:
+    """Break a long axis label onto lines of at most ``width`` characters (at spaces), so that a
+    label such as "snowshoe hare pelts [thousand pelts]" fits beside a short panel instead of
+    being clipped at the figure's edge."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=False)) or text
+
+
 def _time_label(ds: xr.Dataset) -> str:
     return label(ds["time"].attrs, "time")
 
@@ -65,9 +74,25 @@ def trajectories(
     held_out: Sequence[str] = (),
     max_runs: int = 8,
     model_label: str = "model",
+    data_label: str = "data",
 ) -> Figure:
     """Measured samples (markers) and model trajectories (lines): one row per run, one column per
     variable. Held-out runs are titled "(held-out)" and shaded.
+
+    Parameters
+    ----------
+    data : xarray.Dataset
+        The samples drawn as markers (measurements, or a reference simulation).
+    predicted : xarray.Dataset, optional
+        Trajectories drawn as lines, on any time grid (pass a dense simulation for smooth curves;
+        the report simulates each run on at least 400 points).
+    runs, variables : sequence of str, optional
+        What to draw (default: the first ``max_runs`` runs, every state).
+    held_out : sequence of str
+        Runs shaded and titled as held out.
+    model_label, data_label : str
+        Legend entries of the lines and the markers (e.g. "learned" and "reference" when the
+        markers are a reference model's trajectory rather than measurements).
 
     Returns
     -------
@@ -84,7 +109,7 @@ def trajectories(
     missing = [n for n in names if n not in data.data_vars]
     if missing:
         raise DataError(f"trajectories: variables {missing} are not in the data ({list(data.data_vars)}).")
-    fig = Figure(figsize=(3.6 * len(names), 2.4 * len(runs)), layout="constrained")
+    fig = Figure(figsize=(3.8 * len(names), 2.6 * len(runs)), layout="constrained")
     axs = fig.subplots(len(runs), len(names), squeeze=False, sharex="row")
     pred_runs = set(run_ids(predicted)) if predicted is not None else set()
     for i, r in enumerate(runs):
@@ -92,11 +117,11 @@ def trajectories(
         p = get_run(predicted, r) if r in pred_runs else None
         for j, n in enumerate(names):
             ax = axs[i, j]
-            ax.plot(d["time"].values, d[n].values, "o", ms=3, color="0.35", label="data")
+            ax.plot(d["time"].values, d[n].values, "o", ms=3, color="0.35", label=data_label)
             if p is not None and n in p:
                 ax.plot(p["time"].values, p[n].values, "-", lw=1.5, color="C0", label=model_label)
-            ax.set_ylabel(_var_label(data, n))
-            ax.set_xlabel(_time_label(data))
+            ax.set_ylabel(_wrap(_var_label(data, n)))
+            ax.set_xlabel(_wrap(_time_label(data), 40))
             title = str(r) + (" (held-out)" if r in held_out else "")
             ax.set_title(title, fontsize=9)
             if r in held_out:
@@ -149,6 +174,8 @@ def phase_portrait(
     t: float = 0.0,
     u: Mapping[str, float] | Sequence[float] | None = None,
     params: Mapping[str, float] | None = None,
+    learned_orbits: xr.Dataset | None = None,
+    reference_orbits: xr.Dataset | None = None,
 ) -> Figure:
     """Stream lines of the learned field, and of the reference beside it, with the data on top.
 
@@ -166,6 +193,10 @@ def phase_portrait(
         Plot range per state.
     fixed_points : bool
         Mark each field's fixed points with their stability (two-state systems).
+    learned_orbits, reference_orbits : xarray.Dataset, optional
+        Simulated trajectories (sysid schema, any time grid) drawn as lines over the learned and
+        the reference panel: the orbit each model actually follows from the data's initial states,
+        which a stream plot alone does not show.
 
     Returns
     -------
@@ -197,6 +228,9 @@ def phase_portrait(
                 if pair[0] in one and pair[1] in one:
                     ax.plot(one[pair[0]].values, one[pair[1]].values, ".", ms=2.5, color="C1",
                             label="data" if k == 0 else None)
+        orbits = learned_orbits if title == "learned" else reference_orbits
+        if orbits is not None:
+            _draw_orbits(ax, orbits, pair, f"{'model' if title == 'learned' else 'reference'} orbit")
         if fixed_points and dyn.n_states == 2:
             bnd = {pair[0]: (gx[0], gx[-1]), pair[1]: (gy[0], gy[-1])}
             fp = find_fixed_points(dyn, bounds=bnd, n_seeds=32, t=t, u=uc)
@@ -207,9 +241,23 @@ def phase_portrait(
         ax.set_title(title)
         ax.set_xlabel(_state_label(data, dyn, pair[0]))
         ax.set_ylabel(_state_label(data, dyn, pair[1]))
-    if data is not None:
+    if data is not None or learned_orbits is not None:
         axs[0].legend(fontsize=8, loc="upper right")
     return fig
+
+
+def _draw_orbits(ax: Axes, orbits: xr.Dataset, pair: tuple[str, str], name: str) -> None:
+    """Each run of ``orbits`` as a line in the plane ``pair`` (one legend entry)."""
+    from sysid.data import get_run, run_ids
+
+    missing = [a for a in pair if a not in orbits.data_vars]
+    if missing:
+        raise DataError(f"phase_portrait: the orbits have no variables {missing}; they have "
+                        f"{list(orbits.data_vars)}.")
+    for k, r in enumerate(run_ids(orbits)):
+        one = get_run(orbits, r)
+        ax.plot(one[pair[0]].values, one[pair[1]].values, "-", lw=1.3, color="C3", alpha=0.9,
+                label=name if k == 0 else None, zorder=4)
 
 
 def _state_label(data: xr.Dataset | None, dyn: Any, name: str) -> str:
@@ -274,7 +322,11 @@ def training_curves(
     """Loss curves from a fit's history: x is the ``epoch`` column (or the index).
 
     By default every numeric column whose name contains "loss" is drawn; NaN entries (epochs a
-    column was not computed, e.g. ``val_nrmse``) are skipped and sparse columns get markers.
+    column was not computed, e.g. ``val_nrmse``) are skipped, sparse columns get markers, and a
+    column with no value at all (``val_nrmse`` of a fit without validation data) is left out of
+    the plot and its legend. When the history has a ``horizon`` column, each change of curriculum
+    stage is a dotted vertical line labelled with the new horizon (in samples), so the jumps of
+    the loss where the windows lengthen read as what they are.
     """
     if not isinstance(history, pd.DataFrame) or history.empty:
         raise DataError("training_curves: history must be a non-empty pandas DataFrame (FitResult.history).")
@@ -290,17 +342,93 @@ def training_curves(
     x = history["epoch"].to_numpy() if "epoch" in history.columns else history.index.to_numpy()
     if ax is None:
         ax = Figure(figsize=(5.2, 3.4), layout="constrained").subplots()
+    drawn = []
     for c in cols:
         y = history[c].to_numpy(dtype=float)
         ok = np.isfinite(y)  # columns scored every few epochs (val_nrmse) are NaN in between
+        if not ok.any():
+            continue  # never computed: no curve, so no legend entry either
         ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 0.5 * len(y) else None, ms=3, label=str(c))
-    vals = history[cols].to_numpy(dtype=float)
-    if logy and np.all(vals[np.isfinite(vals)] > 0):
+        drawn.append(c)
+    vals = history[drawn].to_numpy(dtype=float)
+    if logy and drawn and np.all(vals[np.isfinite(vals)] > 0):
         ax.set_yscale("log")
+    if "horizon" in history.columns and len(history) > 1:
+        _mark_stages(ax, x, history["horizon"].to_numpy())
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.legend(fontsize=8)
+    if drawn:
+        ax.legend(fontsize=8, loc="best")
     return ax
+
+
+def _mark_stages(ax: Axes, x: np.ndarray, horizon: np.ndarray) -> None:
+    """Dotted lines where the curriculum horizon changes, labelled "horizon N"."""
+    change = np.flatnonzero(horizon[1:] != horizon[:-1]) + 1
+    if change.size == 0:
+        return
+    trans = ax.get_xaxis_transform()  # x in data units, y in axes units
+    for i in [0, *change]:
+        if i:
+            ax.axvline(x[i], color="0.5", lw=0.8, ls=":")
+        ax.text(x[i], 0.97, f"horizon {horizon[i]:g} ", transform=trans, fontsize=7, va="top",
+                ha="left" if i == 0 else "right", rotation=90, color="0.3")
+
+
+def residuals(
+    data: xr.Dataset,
+    predicted: xr.Dataset,
+    *,
+    runs: Sequence[str] | None = None,
+    variables: Sequence[str] | None = None,
+    held_out: Sequence[str] = (),
+    max_runs: int = 8,
+) -> Figure:
+    """Residuals ``data - predicted`` against time: one panel per variable, one colour per run.
+
+    A good model leaves residuals that scatter around zero with no trend or slow wave; a drift or
+    an oscillation shows what the model misses and when (the autocorrelation plot shows the same
+    only for evenly sampled runs). ``predicted`` must hold the data's sample times (e.g.
+    :func:`sysid.analysis.predict` or ``Comparison.predicted``). Held-out runs are dashed.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from sysid.data import get_run, run_ids, state_names
+
+    all_runs = run_ids(data)
+    runs = list(runs) if runs is not None else all_runs[:max_runs]
+    bad = [r for r in runs if r not in all_runs or r not in run_ids(predicted)]
+    if bad:
+        raise DataError(f"residuals: runs {bad} are not in both the data and the prediction; the "
+                        f"data has {all_runs}, the prediction {run_ids(predicted)}.")
+    names = list(variables) if variables is not None else [
+        n for n in state_names(data) if n in predicted.data_vars]
+    missing = [n for n in names if n not in data.data_vars or n not in predicted.data_vars]
+    if missing or not names:
+        raise DataError(f"residuals: variables {missing or names} are not in both the data and the "
+                        f"prediction.")
+    fig = Figure(figsize=(3.8 * len(names), 2.8), layout="constrained")
+    axs = fig.subplots(1, len(names), squeeze=False)[0]
+    for k, r in enumerate(runs):
+        d, p = get_run(data, r), get_run(predicted, r)
+        if d.sizes["time"] != p.sizes["time"] or not np.allclose(d["time"].values, p["time"].values):
+            raise DataError(f"residuals: run {r!r} of the prediction is not on the data's sample "
+                            f"times; predict on the data (sysid.analysis.predict(model, data)).")
+        for ax, n in zip(axs, names):
+            e = d[n].values - p[n].values
+            ok = np.isfinite(e)
+            ax.plot(d["time"].values[ok], e[ok], marker="o" if ok.sum() < 200 else None, ms=2.5,
+                    lw=0.8, color=f"C{k % 10}", ls="--" if r in held_out else "-",
+                    label=str(r) + (" (held-out)" if r in held_out else ""))
+    for ax, n in zip(axs, names):
+        ax.axhline(0.0, color="k", lw=0.7)
+        ax.set_xlabel(_wrap(_time_label(data), 40))
+        ax.set_ylabel(_wrap(f"residual of {_var_label(data, n)}"))
+    if 1 < len(runs) <= 8:
+        axs[0].legend(fontsize=7)
+    return fig
 
 
 def residual_autocorrelation(acf: xr.Dataset, *, run: str = "all") -> Figure:
@@ -372,6 +500,7 @@ __all__ = [
     "draw_fixed_points",
     "field_error_map",
     "training_curves",
+    "residuals",
     "residual_autocorrelation",
     "parameter_recovery",
 ]

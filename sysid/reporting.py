@@ -98,6 +98,65 @@ table.tbl td,table.tbl th{border-bottom:1px solid #ddd;padding:3px 8px;text-alig
 figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:0.9em}"""
 
 
+def _plural(n: int, word: str) -> str:
+    """ "1 run", "2 runs"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+DENSE_POINTS = 400
+
+
+def _dense_grid(ds: xr.Dataset, interpolation: str, n: int = DENSE_POINTS) -> xr.Dataset:
+    """``ds`` on a dense time grid per run (the sample times plus ``n`` evenly spaced ones): states
+    keep their measured values at the sample times (NaN between them, so each run still starts
+    at its first sample), inputs are interpolated as the model interpolates them. Runs with at
+    least ``n`` samples keep their own grid. Simulating on it draws the model as the continuous
+    curve it is rather than a polyline through the sample times."""
+    from sysid.analysis.dynamics import run_inputs
+    from sysid.data import from_arrays, get_run, input_names, run_ids, state_names
+
+    states, inputs = state_names(ds), input_names(ds)
+    times: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {v: [] for v in states + inputs}
+    for r in run_ids(ds):
+        one = get_run(ds, r)
+        t = one["time"].values
+        grid = t if t.size >= n else np.union1d(t, np.linspace(t[0], t[-1], n))
+        at = np.searchsorted(grid, t)
+        times.append(grid)
+        for v in states:
+            col = np.full(grid.size, np.nan)
+            col[at] = one[v].values
+            values[v].append(col)
+        u = run_inputs(ds, r, inputs, kind=interpolation)
+        for j, v in enumerate(inputs):
+            values[v].append(np.asarray(u(grid))[:, j])
+    return from_arrays(
+        times, values, states=states, inputs=inputs, runs=run_ids(ds),
+        units={**{v: ds[v].attrs.get("units", "") for v in states + inputs},
+               "time": ds["time"].attrs.get("units", "")},
+        long_names={v: ds[v].attrs.get("long_name", v) for v in states + inputs},
+        attrs={k: v for k, v in ds.attrs.items() if k not in ("featureType", "Conventions")},
+    )
+
+
+def _sampling(ds: xr.Dataset) -> tuple[bool, str]:
+    """(regular, description): whether every run is evenly sampled (time steps equal to 1e-6
+    relative), and the range of time steps in words."""
+    from sysid.data import get_run, run_ids
+
+    lo, hi, regular = np.inf, 0.0, True
+    for r in run_ids(ds):
+        dt = np.diff(get_run(ds, r)["time"].values)
+        if dt.size == 0:
+            continue
+        lo, hi = min(lo, float(dt.min())), max(hi, float(dt.max()))
+        if dt.max() - dt.min() > 1e-6 * max(abs(float(dt.max())), 1e-300):
+            regular = False
+    units = ds["time"].attrs.get("units", "")
+    return regular, f"time steps from {lo:.4g} to {hi:.4g}{' ' + units if units else ''}"
+
+
 def _data_summary(ds: xr.Dataset, held_out: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     from sysid.data import get_run, run_ids
 
@@ -251,13 +310,20 @@ def report(
         _model_section(doc, mdl, pars, fit_info, hist)
         # a FitResult carries the fitted initial states: free runs of training runs start there
         fitted = model if fit_info else mdl
-        _metrics_sections(doc, an, plot, fitted, full, train, held, k, threshold, settings)
-        if reference is not None:
-            _reference_sections(doc, an, plot, mdl, reference, params, full, train, held, pars, threshold,
-                                settings)
+        resolved = _resolve_reference(an, mdl, reference, params) if reference is not None else None
+        same_states = resolved is not None and tuple(resolved[1].states) == tuple(mdl.state_names)
+        _metrics_sections(doc, an, plot, fitted, full, train, held, k, threshold, settings,
+                          ref_dyn=resolved[1] if same_states else None)
+        if resolved is not None:
+            _reference_sections(doc, an, plot, mdl, fitted, resolved, params, full, train, held, pars,
+                                threshold, settings)
         elif len(state_names(full)) >= 2:
-            doc.section("phase portrait", lambda: doc.figure(
-                "phase_portrait", plot.phase_portrait(mdl, data=train), "Phase portrait of the learned field"))
+            def portrait() -> None:
+                orbits = an.predict(fitted, _dense_grid(train, mdl.input_interpolation), settings=settings)
+                doc.figure("phase_portrait", plot.phase_portrait(mdl, data=train, learned_orbits=orbits),
+                           "Phase portrait of the learned field with the model's orbits from the "
+                           "training runs' initial states")
+            doc.section("phase portrait", portrait)
     for w in caught:
         doc.notes.append(f"{w.category.__name__}: {w.message}")
     if doc.notes:
@@ -278,8 +344,10 @@ def _data_section(doc: _Doc, full: xr.Dataset, held: list[str]) -> None:
 
     runs, variables = _data_summary(full, held)
     doc.heading("Data")
-    doc.text(f"Source: {full.attrs.get('source', 'arrays')}; {len(runs)} runs "
-             f"({len(held)} held out); time in {full['time'].attrs.get('units', '') or 'unspecified units'}.")
+    regular, steps = _sampling(full)
+    doc.text(f"Source: {full.attrs.get('source', 'arrays')}; {_plural(len(runs), 'run')} "
+             f"({len(held)} held out); time unit: {full['time'].attrs.get('units', '') or 'unspecified'}; "
+             f"{'regular' if regular else 'irregular'} sampling ({steps}).")
     doc.table(runs)
     doc.table(variables)
     doc.data["data"] = {"runs": jsonable(runs), "variables": jsonable(variables),
@@ -310,15 +378,62 @@ def _model_section(doc: _Doc, mdl: Any, pars: pd.DataFrame | None, fit_info: dic
                      + (f" ({fit_info['message']})" if fit_info.get("message") else "")
                      + f"; best epoch {fit_info['best_epoch']}.")
         last = hist.iloc[-1]
-        doc.text(f"{len(hist)} epochs; final loss {float(last.get('loss', np.nan)):.4g}.")
+        stages = ""
+        if "horizon" in hist.columns and hist["horizon"].nunique() > 1:
+            hz = hist["horizon"].to_numpy()
+            firsts = [int(hz[0])] + [int(h) for a, h in zip(hz[:-1], hz[1:]) if h != a]
+            stages = (f" Curriculum: windows of {', '.join(map(str, firsts))} samples in turn (dotted "
+                      f"lines in the plot); the loss jumps where the windows lengthen, as longer "
+                      f"windows are harder to fit.")
+        doc.text(f"{_plural(len(hist), 'epoch')}; final loss {float(last.get('loss', np.nan)):.4g}." + stages)
         cols = [c for c in hist.columns if c in ("loss", "val_nrmse") or "loss" in str(c)]
         doc.section("training curves", lambda: doc.figure(
             "training", plot.training_curves(hist, columns=cols).figure, "Training history"))
         doc.data["training"] = {**jsonable(fit_info), "history": jsonable(hist)}
 
 
+def _start_states(fitted: Any, mdl: Any, full: xr.Dataset) -> dict[str, list[float]] | None:
+    """Per run and state, where the model's free run starts: the fit's estimate for that run where
+    it made one, else the first sample, else the model's default. None when some state has no
+    value for some run (then the simulation picks its own start)."""
+    from sysid.analysis.prediction import _fitted_initial_states
+    from sysid.data import get_run, run_ids
+
+    est = _fitted_initial_states(fitted)
+    out: dict[str, list[float]] = {}
+    for s_ in mdl.state_names:
+        vals = []
+        for r in run_ids(full):
+            one = get_run(full, r)
+            if est is not None and s_ in est.columns and r in est.index:
+                vals.append(float(est.loc[r, s_]))
+            elif s_ in one.data_vars and np.isfinite(one[s_].values[0]):
+                vals.append(float(one[s_].values[0]))
+            elif s_ in mdl.latent_initial:
+                vals.append(float(mdl.latent_initial[s_]))
+            else:
+                return None
+        out[s_] = vals
+    return out
+
+
+VALID_TIME_NOTE = (
+    "Valid prediction time: time from a run's start until the normalised error "
+    "E(t) = sqrt(mean_i ((ŷ_i - y_i) / σ_i)²) (σ_i: standard deviation of variable i in the data) "
+    "first exceeds {threshold:g}; censored = never exceeded, so the run's duration is a lower "
+    "bound. Against measured data the noise of a single sample counts as error, so one noisy "
+    "sample can end it early even for a good model"
+)
+
+
 def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset, train: xr.Dataset,
-                      held: list[str], k: int, threshold: float, settings: Any) -> None:
+                      held: list[str], k: int, threshold: float, settings: Any,
+                      ref_dyn: Any = None) -> None:
+    """Free-run and k-step sections. ``mdl`` is the FitResult (its fitted initial states start
+    the free runs) or the Model; ``ref_dyn``, when given, is also scored against the data from the
+    same initial states so that the model's numbers have a yardstick."""
+    model = mdl.model if hasattr(mdl, "stopped_reason") else mdl
+
     def free_run() -> None:
         cmp = an.compare(mdl, full, held_out=held, threshold=threshold,
                          training_data=train if held else None, settings=settings)
@@ -327,10 +442,24 @@ def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset,
                  f"NRMSE = RMSE / {cmp.metrics.attrs['normalise']} of the data.")
         doc.table(cmp.table())
         doc.heading(f"Valid prediction time (normalised error < {threshold:g})", 3)
-        doc.table(cmp.valid_time)
-        doc.figure("trajectories", plot.trajectories(full, cmp.predicted, held_out=held),
-                   "Data (dots) and free-run model (lines); held-out runs shaded")
-        doc.data["free_run"] = cmp.to_dict()
+        valid = cmp.valid_time.copy()
+        note = VALID_TIME_NOTE.format(threshold=threshold)
+        if ref_dyn is not None:
+            start = _start_states(mdl, model, full)
+            ref_cmp = an.compare(ref_dyn, full, threshold=threshold, settings=settings, initial=start)
+            valid.insert(1, "valid_time_reference", ref_cmp.valid_time["valid_time"])
+            note += (f". valid_time_reference is the same measure for the reference {_bare(ref_dyn.name)} "
+                     "started from the same initial states: the yardstick for this data's noise.")
+        else:
+            note += "."
+        doc.text(note)
+        doc.table(valid)
+        dense = an.predict(mdl, _dense_grid(full, model.input_interpolation), settings=settings)
+        doc.figure("trajectories", plot.trajectories(full, dense, held_out=held),
+                   "Data (dots) and the free-run model simulated densely (lines); held-out runs shaded")
+        doc.figure("residuals_time", plot.residuals(full, cmp.predicted, held_out=held),
+                   "Free-run residuals (data - model) against time; held-out runs dashed")
+        doc.data["free_run"] = {**cmp.to_dict(), "valid_time": an.jsonable(valid)}
 
     def k_step() -> None:
         pred = an.predict(mdl, full, k=k, settings=settings)
@@ -340,9 +469,17 @@ def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset,
         doc.heading(f"{k}-step-ahead prediction")
         doc.table(pooled)
         doc.data["k_step"] = {"k": k, "metrics": an.jsonable(tab)}
+        doc.heading(f"Residual whiteness ({k}-step residuals, as MATLAB resid)")
+        regular, steps = _sampling(full)
+        if not regular:
+            reason = (f"skipped: the runs are irregularly sampled ({steps}), so a lag of one sample "
+                      f"is not a fixed time lag and the autocorrelation test (Ljung-Box, bands "
+                      f"±z/√N) does not apply. The residuals-vs-time plot above shows any trend.")
+            doc.text(f"Residual whiteness {reason}")
+            doc.data["residuals"] = {"skipped": reason}
+            return
         acf = an.residual_autocorrelation(full, pred, max_lag=min(25, _min_len(full) // 3 or 1))
         white = an.whiteness_table(acf)
-        doc.heading(f"Residual whiteness ({k}-step residuals, as MATLAB resid)")
         doc.table(white)
         doc.figure("residuals", plot.residual_autocorrelation(acf),
                    "Residual autocorrelation with 99 % (shaded) and 95 % (dashed) bands")
@@ -374,16 +511,41 @@ def _reference_names(mdl: Any, reference: Any) -> tuple[str, ...] | None:
     return None
 
 
-def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
-                        params: Mapping[str, float] | None, full: xr.Dataset, train: xr.Dataset,
-                        held: list[str], pars: pd.DataFrame | None, threshold: float,
-                        settings: Any) -> None:
+def _bare(name: str) -> str:
+    """A reference's name without the " (reference)" that marks it in tables."""
+    return name.removesuffix(" (reference)")
+
+
+def _resolve_reference(an: Any, mdl: Any, reference: Any,
+                       params: Mapping[str, float] | None) -> tuple[Any, Any]:
+    """(the reference as given, a System for a catalogue name; its Dynamics with ``params`` and,
+    for a catalogue system the model was built from, the model's state names)."""
     if isinstance(reference, str):  # a catalogue name
         from sysid import systems
 
         reference = systems.get(reference)
-    ref = an.as_dynamics(reference, params=params, states=_reference_names(mdl, reference))
-    system = reference
+    return reference, an.as_dynamics(reference, params=params, states=_reference_names(mdl, reference))
+
+
+def _units_note(doc: _Doc, system: Any, ref: Any, full: xr.Dataset) -> None:
+    """Say so when the reference system writes a state's units differently from the data (the
+    parameter units below are the system's)."""
+    own = dict(zip(getattr(system, "states", ()), getattr(system, "state_units", ())))
+    pairs = []
+    for sys_name, name in zip(getattr(system, "states", ()), ref.states):
+        data_units = str(full[name].attrs.get("units", "")) if name in full else ""
+        if own.get(sys_name) and data_units and own[sys_name] != data_units:
+            pairs.append(f"{name}: '{data_units}' in the data, '{own[sys_name]}' in {_bare(ref.name)}")
+    if pairs:
+        doc.text("Units: " + "; ".join(pairs) + f". Tables below use the data's units; parameter "
+                 f"units are written in {_bare(ref.name)}'s.")
+
+
+def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, resolved: tuple[Any, Any],
+                        params: Mapping[str, float] | None, full: xr.Dataset, train: xr.Dataset,
+                        held: list[str], pars: pd.DataFrame | None, threshold: float,
+                        settings: Any) -> None:
+    system, ref = resolved
     reference = ref  # the analyses below take the reference with its parameters and names applied
     doc.heading(f"Comparison with {ref.name}")
     if tuple(ref.states) != tuple(mdl.state_names):
@@ -392,6 +554,7 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
             f"compare with a system over the same states (in the same order).")))
         return
     doc.data["reference"] = {"name": ref.name, "params": an.jsonable(dict(params or {}))}
+    _units_note(doc, system, ref, full)
     u = {n: 0.0 for n in ref.inputs} or None
     if u:
         doc.text(f"Vector fields, fixed points and cycles are evaluated at zero input ({', '.join(u)} = 0).")
@@ -400,8 +563,18 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
         cmp = an.compare(mdl, reference, data=full, held_out=held, threshold=threshold, params=params,
                          settings=settings)
         doc.heading("Trajectories from the same initial states", 3)
+        doc.text(f"Both models start from each run's first sample; here {_bare(ref.name)}'s trajectory "
+                 f"takes the place of the data (no measurement noise), so the metrics and the valid "
+                 f"prediction time say how long the two dynamics agree, not how well either fits "
+                 f"the data.")
         doc.table(cmp.table())
         doc.table(cmp.valid_time)
+        dense = an.predict(mdl, _dense_grid(full, mdl.input_interpolation), settings=settings)
+        doc.figure("reference_trajectories",
+                   plot.trajectories(cmp.reference, dense, held_out=held, data_label="reference",
+                                     model_label="learned"),
+                   f"Reference {_bare(ref.name)} (dots, at the sample times) and the learned model (lines) "
+                   f"from the same initial states")
         doc.data["reference"]["trajectories"] = cmp.to_dict()
 
     def fields() -> None:
@@ -413,8 +586,14 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
                  "RMS of the reference field on the data; support = within "
                  f"{fe.grid.attrs['threshold']:g} std units of a training sample.")
         doc.table(fe.summary.to_frame("value"))
-        doc.figure("phase_portrait", plot.phase_portrait(mdl, reference, data=train, params=params, u=u),
-                   "Learned (left) and reference (right) fields with the training data")
+        grid = _dense_grid(train, mdl.input_interpolation)
+        start = _start_states(fitted, mdl, train)
+        lo = an.predict(fitted, grid, settings=settings)
+        ro = an.predict(reference, grid, settings=settings, initial=start)
+        doc.figure("phase_portrait", plot.phase_portrait(mdl, reference, data=train, params=params, u=u,
+                                                         learned_orbits=lo, reference_orbits=ro),
+                   "Learned (left) and reference (right) fields with the training data and each "
+                   "model's orbits from the training runs' initial states")
         doc.figure("field_error", plot.field_error_map(fe, data=train).figure,
                    "Normalised field error; dashed: edge of the data's support")
         doc.data["reference"]["vector_field"] = fe.to_dict()
@@ -442,6 +621,12 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, reference: Any,
         duration = float(one["time"].values[-1] - one["time"].values[0])
         table = an.compare_limit_cycles(mdl, reference, y0, t_end=6 * duration, u=u, params=params,
                                         settings=settings)
+        # the data's spelling of units (the catalogue writes its own)
+        table["units"] = [
+            str(full["time"].attrs.get("units", "") or un) if q == "period" else
+            str(full[q.split(" ", 1)[1]].attrs.get("units", "") or un)
+            if q.startswith("amplitude ") and q.split(" ", 1)[1] in full else un
+            for q, un in zip(table.index, table["units"])]
         doc.heading("Periodic orbit from the first run's initial state", 3)
         doc.table(table)
         doc.data["reference"]["limit_cycle"] = {"table": an.jsonable(table), **table.attrs}

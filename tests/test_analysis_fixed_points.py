@@ -186,3 +186,22 @@ def test_continuum_of_equilibria_is_not_listed_as_points():
                            states=["x", "y"], n_seeds=12, residual_tol=1e-6, dedup=1e-2)
     assert len(sn) == 1 and sn["stability"].iloc[0] == "non-hyperbolic"
     assert sn.attrs["non_isolated"] == []
+
+
+def test_counterpart_outside_the_data_box_is_matched_not_missing():
+    """A learned logistic with K = 257.8 against a reference K = 190.7 on census data whose search
+    box ends at 253: the learned K lies outside the box, and is still paired with the reference's
+    (the issue's report said "missing in learned")."""
+    import sysid
+    from sysid.analysis import as_dynamics, compare_fixed_points
+
+    lg = systems.get("logistic")
+    data = sysid.datasets.load("us_population")
+    learned = sysid.models.physics(lg, values={"r": 0.03, "K": 257.8}, states=["population"])
+    reference = as_dynamics(lg, params={"K": 190.7}, states=["population"])
+    table = compare_fixed_points(learned, reference, data=data)
+    assert list(table["status"]) == ["matched", "matched"]
+    k = table.iloc[1]
+    assert k["population_reference"] == pytest.approx(190.7, rel=1e-6)
+    assert k["population_learned"] == pytest.approx(257.8, rel=1e-5)  # float32 model parameters
+    assert k["stability_learned"] == "stable"

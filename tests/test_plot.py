@@ -132,3 +132,60 @@ def test_parameter_recovery_bars():
     assert ax.get_ylabel() == "error vs reference [%]"
     with pytest.raises(DataError, match="needs columns"):
         plot.parameter_recovery(tab[["value"]])
+
+
+# --- report fixes (issue 15): readable labels, no empty legend entries, stages, orbits, residuals
+
+
+def test_long_axis_labels_wrap_and_markers_take_their_label(lv_data):
+    ds = lv_data.copy()
+    ds["prey"].attrs.update(long_name="snowshoe hare pelts", units="thousand pelts")
+    pred = predict(systems.get("lotka_volterra"), ds)
+    fig = plot.trajectories(ds, pred, runs=["run0"], data_label="reference", model_label="learned")
+    ax = fig.axes[0]
+    # 36 characters beside a 2.6-inch panel were clipped at the figure edge; now two lines
+    assert ax.get_ylabel() == "snowshoe hare pelts\n[thousand pelts]"
+    assert [ln.get_label() for ln in ax.get_lines()] == ["reference", "learned"]
+
+
+def test_training_curves_leave_out_empty_columns_and_mark_stages():
+    h = pd.DataFrame({"epoch": np.arange(1, 31), "horizon": [5] * 10 + [10] * 10 + [20] * 10,
+                      "loss": np.geomspace(1, 1e-2, 30), "full_loss": np.geomspace(2, 2e-2, 30),
+                      "val_nrmse": np.nan})
+    ax = plot.training_curves(h, columns=["loss", "full_loss", "val_nrmse"])
+    # val_nrmse was never computed (no validation data): no curve and no legend entry
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", "full_loss"]
+    stage_lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":"]
+    assert [ln.get_xdata()[0] for ln in stage_lines] == [11, 21]  # first epochs of stages 2 and 3
+    assert [t.get_text().strip() for t in ax.texts] == ["horizon 5", "horizon 10", "horizon 20"]
+
+
+def test_phase_portrait_draws_the_model_orbits(lv_data):
+    lv = systems.get("lotka_volterra")
+    orbits = predict(lv, lv_data)
+    fig = plot.phase_portrait(lv, lv, data=lv_data, learned_orbits=orbits, reference_orbits=orbits,
+                              fixed_points=False)
+    for ax, name in zip(fig.axes, ("model orbit", "reference orbit")):
+        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+        assert len(lines) == 3  # one per run
+        np.testing.assert_array_equal(lines[0].get_xdata(), orbits["prey"].values[0])
+        assert lines[0].get_label() == name
+    with pytest.raises(DataError, match="the orbits have no variables"):
+        plot.phase_portrait(lv, data=lv_data, learned_orbits=orbits[["prey"]])
+
+
+def test_residuals_against_time(lv_data):
+    lv = systems.get("lotka_volterra")
+    pred = predict(lv, lv_data)
+    fig = plot.residuals(lv_data, pred, held_out=["run2"])
+    assert len(fig.axes) == 2  # one panel per state
+    ax = fig.axes[0]
+    runs = [ln for ln in ax.get_lines() if ln.get_label().startswith("run")]
+    assert [ln.get_label() for ln in runs] == ["run0", "run1", "run2 (held-out)"]
+    assert runs[2].get_linestyle() == "--"
+    expected = lv_data["prey"].values[0] - pred["prey"].values[0]
+    np.testing.assert_allclose(runs[0].get_ydata(), expected[np.isfinite(expected)])
+    assert "residual of prey" in ax.get_ylabel()
+    with pytest.raises(DataError, match="not on the data's sample times"):
+        plot.residuals(lv_data, predict(lv, lv_data.isel(obs=slice(0, 30))))
+    assert _png(fig).startswith(b"\x89PNG")

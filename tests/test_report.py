@@ -42,8 +42,9 @@ def test_report_files_and_content(lv_fit, full_report):
     names = sorted(p.name for p in files)
     assert {"report.html", "report.md", "report.json"} <= set(names)
     pngs = sorted(p.name for p in files if p.suffix == ".png")
-    assert pngs == sorted(["training.png", "trajectories.png", "residuals.png", "phase_portrait.png",
-                           "field_error.png", "parameters.png"])
+    assert pngs == sorted(["training.png", "trajectories.png", "residuals_time.png", "residuals.png",
+                           "reference_trajectories.png", "phase_portrait.png", "field_error.png",
+                           "parameters.png"])
     assert not [p for p in out.rglob(".*")]  # no temporary files left behind
 
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -79,6 +80,13 @@ def test_report_files_and_content(lv_fit, full_report):
     assert doc["reference"]["limit_cycle"]["reference"]["found"]
     assert doc["data"]["runs"][2]["set"] == "held-out"
     assert doc["notes"] == []
+    # words a reader needs: plural runs, regular sampling stated, the valid time explained and given
+    # for the reference too (the yardstick of the data's noise)
+    assert "3 runs (1 held out); time unit: year; regular sampling" in md
+    assert "Valid prediction time: time from a run's start until the normalised error" in md
+    vt = {r["run"]: r for r in doc["free_run"]["valid_time"]}
+    assert set(vt) == {"run0", "run1", "run2"} and all(r["valid_time_reference"] > 0 for r in vt.values())
+    assert "takes the place of the data (no measurement noise)" in md
 
 
 def test_report_refuses_to_overwrite_and_records_skipped_sections(lv_fit, tmp_path):
@@ -118,3 +126,18 @@ def test_report_argument_errors(lv_fit, tmp_path):
         sysid.report(result, data, out=tmp_path / "c", k=0)
     with pytest.raises(ConfigError, match="model must be a sysid FitResult or Model"):
         sysid.report(lv, data, out=tmp_path / "d")
+
+
+def test_report_on_irregular_sampling_skips_whiteness_with_the_reason(lv_fit, tmp_path):
+    lv, _, result = lv_fit
+    data = systems.make_dataset(lv, n_runs=1, n_obs=40, noise=0.02, irregular=True, seed=1)
+    sysid.report(result.model, data, out=tmp_path / "irr")
+    md = (tmp_path / "irr" / "report.md").read_text(encoding="utf-8")
+    assert "1 run (0 held out)" in md and "irregular sampling (time steps from" in md
+    assert "Residual whiteness skipped: the runs are irregularly sampled" in md
+    doc = json.loads((tmp_path / "irr" / "report.json").read_text(encoding="utf-8"))
+    assert doc["residuals"]["skipped"].startswith("skipped: the runs are irregularly sampled")
+    figs = sorted(p.name for p in (tmp_path / "irr" / "figures").iterdir())
+    # the residuals-vs-time panel stays (it needs no even sampling); the autocorrelation goes
+    assert "residuals_time.png" in figs and "residuals.png" not in figs
+    assert "phase_portrait.png" in figs  # no reference: the learned field with its orbits

@@ -206,6 +206,7 @@ def find_fixed_points(
     tol: float = 1e-6,
     states: Sequence[str] | None = None,
     params: Mapping[str, float] | None = None,
+    starts: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Fixed points of ``model`` in a box, with eigenvalues and stability.
 
@@ -227,6 +228,8 @@ def find_fixed_points(
         Roots closer than this, in units of the box width per state, are the same fixed point.
     tol : float
         Zero tolerance of eigenvalue real parts (see :func:`classify`).
+    starts : array (K, S), optional
+        Starting points tried before the random seeds (e.g. another field's fixed points).
 
     Returns
     -------
@@ -245,6 +248,8 @@ def find_fixed_points(
     width = box[:, 1] - box[:, 0]
     rng = np.random.default_rng(seed)
     seeds = box[:, 0] + rng.random((n_seeds, dyn.n_states)) * width
+    if starts is not None:
+        seeds = np.concatenate([np.asarray(starts, float).reshape(-1, dyn.n_states), seeds])
     f_scale = max(1.0, float(np.median(np.linalg.norm(dyn(t, seeds, uc), axis=1))))
     roots: list[np.ndarray] = []
     for x0 in seeds:
@@ -408,15 +413,59 @@ def compare_fixed_points(
 ) -> pd.DataFrame:
     """Find the fixed points of both in the same box and match them (:func:`match_fixed_points`).
 
+    A fixed point of one field inside the box whose counterpart in the other field lies outside it
+    (a learned logistic's carrying capacity K = 258 beyond data that end at 114, say) is followed:
+    the other field's nearest root outside the box is searched in boxes up to 8 times as wide,
+    so the table pairs the two rather than calling one "missing". Distances are still measured in
+    units of the original box.
+
     ``params`` overrides the reference system's parameter values; the other options are those of
     :func:`find_fixed_points`.
     """
     ref = as_dynamics(reference, params=params)
+    lrn = as_dynamics(learned, states=ref.states)
     box = state_box(ref.states, bounds=bounds, data=data, margin=margin)
     bnds = {n: (lo, hi) for n, (lo, hi) in zip(ref.states, box)}
-    fr = find_fixed_points(ref, bounds=bnds, n_seeds=n_seeds, seed=seed, t=t, u=u)
-    fl = find_fixed_points(learned, bounds=bnds, n_seeds=n_seeds, seed=seed, t=t, u=u, states=ref.states)
-    return match_fixed_points(fl, fr)
+    opts = {"n_seeds": n_seeds, "seed": seed, "t": t, "u": u}
+    fr = find_fixed_points(ref, bounds=bnds, **opts)
+    fl = find_fixed_points(lrn, bounds=bnds, **opts)
+    fl_more = _follow_outside(lrn, fl, fr, box, opts)
+    fr_more = _follow_outside(ref, fr, fl, box, opts)
+    width = box[:, 1] - box[:, 0]
+    return match_fixed_points(fl_more, fr_more, scale=dict(zip(ref.states, width)))
+
+
+def _follow_outside(dyn: Dynamics, own: pd.DataFrame, other: pd.DataFrame, box: np.ndarray,
+                    opts: dict[str, Any]) -> pd.DataFrame:
+    """``own`` plus, for each fixed point of ``other`` with no counterpart in ``own`` (only when
+    ``own`` has fewer points), the nearest root of ``dyn`` outside ``box``: searched in boxes
+    2, 4 and 8 times as wide about the same centre (Newton from the other field's point alone can
+    run to a different root, e.g. to 0 from below K/2 for a logistic), stopping at the first that
+    holds one."""
+    names = list(dyn.states)
+    if len(own) >= len(other) or not len(other):
+        return own
+    width = box[:, 1] - box[:, 0]
+    centre = box.mean(axis=1)
+    have = own[names].to_numpy(float).reshape(-1, len(names))
+    lonely = [x for x in other[names].to_numpy(float)
+              if not len(have) or np.min(np.max(np.abs(have - x) / width, axis=1)) >= 0.05]
+    if not lonely:
+        return own
+    for factor in (2.0, 4.0, 8.0):
+        lo, hi = centre - factor * width / 2, centre + factor * width / 2
+        wide = find_fixed_points(dyn, bounds=dict(zip(names, zip(lo, hi))), starts=np.asarray(lonely),
+                                 **opts)
+        xs = wide[names].to_numpy(float).reshape(-1, len(names))
+        outside = np.flatnonzero(np.any((xs < box[:, 0]) | (xs > box[:, 1]), axis=1))
+        if outside.size:
+            picked = sorted({int(outside[np.argmin(np.linalg.norm((xs[outside] - x) / width, axis=1))])
+                             for x in lonely})
+            out = pd.concat([own, wide.iloc[picked]], ignore_index=True)
+            out.index.name = own.index.name
+            out.attrs = {**own.attrs, "outside_box": [list(map(float, xs[i])) for i in picked]}
+            return out
+    return own
 
 
 __all__ = [
