@@ -95,20 +95,123 @@ class FitResult:
         if not isinstance(self.stopped_reason, StopReason):
             object.__setattr__(self, "stopped_reason", StopReason(self.stopped_reason))
 
-    def summary(self) -> str:
-        """A short text report: why it stopped, the final metrics and the parameter table."""
-        lines = [f"fit stopped: {self.stopped_reason}" + (f" ({self.message})" if self.message else "")]
+    # ------------------------------------------------------------------ display
+    # Short on purpose: the history (one row per epoch) and the config are attributes to look at,
+    # not something to print whole.
+
+    def _reason(self) -> str:
+        return str(getattr(self.stopped_reason, "value", self.stopped_reason))
+
+    def _facts(self) -> list[tuple[str, str]]:
+        """(label, text) pairs shared by ``summary()`` and ``_repr_html_``."""
+        facts = [("stopped", self._reason() + (f" ({self.message})" if self.message else ""))]
         if len(self.history):
             last = self.history.iloc[-1]
-            lines.append(f"epochs: {int(last['epoch'])}, final loss {last['loss']:.4g}, "
-                         f"best epoch {self.best_epoch}")
-            val = self.history["val_nrmse"].dropna()
-            if len(val):
-                lines.append(f"best validation NRMSE: {val.min():.4g}")
-        lines.append(f"function evaluations: {self.solver_stats.get('nfe', 0)}")
-        if len(self.parameters):
-            lines.append(self.parameters.to_string(index=False))
+            facts.append(("epochs", f"{int(last['epoch'])} (model from epoch {self.best_epoch})"))
+            facts.append(("final training loss", f"{float(last['loss']):.4g}"))
+            if "val_nrmse" in self.history.columns:
+                val = self.history["val_nrmse"].dropna()
+                if len(val):
+                    facts.append(("best validation NRMSE", f"{float(val.min()):.4g}"))
+        secs = self.solver_stats.get("time_s")
+        if secs is not None:
+            facts.append(("time", f"{float(secs):.1f} s, {int(self.solver_stats.get('nfe', 0))} "
+                                  f"function evaluations"))
+        return facts
+
+    def _parameter_rows(self) -> pd.DataFrame:
+        """name, value, stderr, 95 % interval (value ± 1.96 stderr), units."""
+        p = self.parameters
+        if not len(p):
+            return pd.DataFrame()
+        se = p["stderr"].astype(float) if "stderr" in p.columns else pd.Series(np.nan, index=p.index)
+        z = 1.959963984540054
+        out = pd.DataFrame({
+            "name": p["name"].astype(str) if "name" in p.columns else p.index.astype(str),
+            "value": p["value"].astype(float),
+            "stderr": se,
+            "ci95_low": p["value"].astype(float) - z * se,
+            "ci95_high": p["value"].astype(float) + z * se,
+            "units": p["units"].astype(str) if "units" in p.columns else "",
+        })
+        if "vary" in p.columns:
+            out["vary"] = p["vary"].astype(bool)
+        return out.reset_index(drop=True)
+
+    def summary(self) -> str:
+        """A short text report of the fit.
+
+        Lines: why it stopped (``stopped_reason`` and ``message``), the number of epochs and the
+        epoch the model comes from, the final training loss, the best validation NRMSE (with
+        validation data), time and solver work, and one row per named parameter with its value,
+        Gauss-Newton standard error, 95 % interval (value ± 1.96 stderr; NaN where the parameter is
+        fixed or not identifiable) and units. ``print(result)`` shows the one-line ``repr``; the
+        full per-epoch record is ``result.history``.
+
+        Returns
+        -------
+        str
+        """
+        lines = [f"{label}: {text}" for label, text in self._facts()]
+        rows = self._parameter_rows()
+        if len(rows):
+            lines += ["parameters:", rows.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        """One line: stop reason, epochs, loss and up to six parameters (value ± stderr)."""
+        parts = [f"stopped={self._reason()!r}"]
+        if len(self.history):
+            last = self.history.iloc[-1]
+            parts += [f"epochs={int(last['epoch'])}", f"best_epoch={self.best_epoch}",
+                      f"loss={float(last['loss']):.4g}"]
+        rows = self._parameter_rows()
+        if len(rows):
+            shown = [f"{r.name}={r.value:.4g}" + (f"±{r.stderr:.2g}" if np.isfinite(r.stderr) else "")
+                     for r in rows.head(6).itertuples()]
+            more = f", +{len(rows) - 6} more" if len(rows) > 6 else ""
+            parts.append("parameters={" + ", ".join(shown) + more + "}")
+        states = list(getattr(self.model, "state_names", []))
+        parts.append(f"model={type(getattr(self.model, 'field', self.model)).__name__}{states}")
+        return "FitResult(" + ", ".join(parts) + ")"
+
+    def _repr_html_(self) -> str:
+        """HTML for Jupyter: the facts of ``summary()``, the parameters with 95 % intervals and a
+        small training-loss figure (an inline PNG)."""
+        import html
+
+        facts = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                        for k, v in self._facts())
+        parts = ["<div class='sysid-fit'><strong>sysid FitResult</strong>",
+                 f"<table>{facts}</table>"]
+        rows = self._parameter_rows()
+        if len(rows):
+            parts.append(rows.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}",
+                                      na_rep="—"))
+        png = self._loss_png()
+        if png:
+            parts.append(f"<img alt='training loss' src='data:image/png;base64,{png}'>")
+        parts.append("</div>")
+        return "".join(parts)
+
+    def _loss_png(self) -> str:
+        """The training loss against epoch as a base64 PNG (empty without a history)."""
+        if not len(self.history) or "loss" not in self.history.columns:
+            return ""
+        import base64
+        import io
+
+        from matplotlib.figure import Figure
+
+        from sysid.plot import training_curves
+
+        fig = Figure(figsize=(4.0, 2.2), layout="constrained")
+        cols = [c for c in ("loss", "val_nrmse") if c in self.history.columns]
+        training_curves(self.history, ax=fig.subplots(), columns=cols)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=72)
+        return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def gauss_newton_stderr(residual_fn, raw: torch.Tensor, value_fn) -> tuple[np.ndarray, float, int]:
