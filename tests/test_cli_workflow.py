@@ -237,7 +237,9 @@ def test_simulate_physics_model_matches_closed_form(population):
     ok(run_cli("simulate", "pop", "--y0", "N=3.929", "--t-start", "1790", "--t-end", "1970",
                "--dt", "10", "--out", "pop.csv", cwd=root))
     sim = pd.read_csv(root / "pop.csv")
-    t = sim["time [year]"].to_numpy()
+    # the data's own name for time and no run column (the fit read one run without one)
+    assert list(sim.columns) == ["year [year]", "N [million]"]
+    t = sim["year [year]"].to_numpy()
     np.testing.assert_allclose(t, np.arange(1790.0, 1971.0, 10.0))
     p = pd.read_csv(root / "pop" / "parameters.csv").set_index("name")["value"]
     # dopri5 at rtol 1e-6 (the CLI default): relative error well below 1e-4

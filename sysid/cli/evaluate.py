@@ -305,7 +305,8 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     markdown += ["", "### Fixed points", "", sysid.analysis.markdown_table(fixed, index=False)
                  if len(fixed) else "none found in the data's range"]
     figures = {"trajectories": (plot.trajectories(comparison.reference, comparison.predicted,
-                                                  held_out=held_in_data, model_label="learned"),
+                                                  held_out=held_in_data, model_label="learned",
+                                                  data_label="reference"),
                                 "Reference (markers) and learned model (lines) from the same "
                                 "initial states")}
     if fields is not None:

@@ -39,9 +39,14 @@ Examples:
   # a model with an input: new input signal in a CSV with the time column and one column per input
   sysid simulate rig_fit --y0 x=0,v=0 --t-end 10 --inputs step.csv --out step_response.csv
 
-The output has the same layout as the measurements: a 'trajectory' column, the time column, one
-column per state and input (.csv), or the trajectory schema as netCDF (.nc).
+The output has the same layout as the measurements: the fit's run column (left out when the fit
+read a single run without one), its time column, one column per state and input (.csv), or the
+trajectory schema as netCDF (.nc). Runs keep the ids of the --initial-from data; a --y0 run is
+called 'simulated'.
 """
+
+#: The run id of a simulation started from --y0.
+Y0_RUN = "simulated"
 
 
 def fit_data_options(run_dir: Path) -> CliFitOptions:
@@ -176,6 +181,23 @@ def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
     ds = read_data(str(path), read, what="--inputs")
     one = sysid.data.get_run(ds, sysid.data.run_ids(ds)[0])
     return pd.DataFrame({"time": one["time"].values, **{n: one[n].values for n in names}})
+
+
+def _csv_names(opts: CliFitOptions, result: Any) -> tuple[str, str | None]:
+    """The time and run column names of a simulated CSV: those the fit read (``--time``,
+    ``--run``), so the file reads back with the same flags; the time column is otherwise the
+    data's own name for time (a dataset's "year") or "time"; a single run without a run column in
+    the fit gets none, several runs get "run"."""
+    import sysid.data
+
+    states = set(sysid.data.state_names(result)) | set(sysid.data.input_names(result))
+    time_name = opts.time or str(result["time"].attrs.get("long_name") or "time")
+    if time_name in states:
+        time_name = "time"
+    run_name = opts.run
+    if run_name is None and len(sysid.data.run_ids(result)) > 1:
+        run_name = "run"
+    return time_name, run_name
 
 
 @click.command("simulate", epilog=_EPILOG)
@@ -314,12 +336,13 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
                         if times is not None else f"{n_times} samples of --initial-from")
     if isinstance(initial, dict):
         result = sysid.simulate(model, initial, times, inputs=inputs, solver=solver,
-                                runs=run_names)
+                                runs=run_names or [Y0_RUN])
     else:
         result = sysid.simulate(model, initial, inputs=inputs, solver=solver)
     with atomic_file(out, force=force) as tmp:
         if out.suffix.lower() == ".csv":
-            sysid.data.to_csv(result, tmp)
+            time_name, run_name = _csv_names(opts, result)
+            sysid.data.to_csv(result, tmp, time=time_name, trajectory=run_name)
         else:
             sysid.data.save(result, tmp)
     runs = sysid.data.run_ids(result)

@@ -148,7 +148,8 @@ def _header(name: str, units: str) -> str:
     return f"{name} [{units}]"
 
 
-def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False,
+           time: str = "time", trajectory: str | None = "trajectory") -> Path:
     """Write a trajectory dataset as long-format CSV, atomically.
 
     Columns: ``trajectory``, ``time [units]``, then states and inputs as ``name [units]``;
@@ -159,6 +160,10 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
     ``load_csv(path, time="time", states=..., inputs=..., trajectory="trajectory")``. The time
     origin and long names are not part of the CSV.
 
+    ``time`` and ``trajectory`` name those two columns (e.g. a user's ``t`` and ``run``, so
+    that a file written from their data reads back with the same options); ``trajectory=None``
+    leaves the run column out, which a dataset of one run allows.
+
     Returns
     -------
     pathlib.Path
@@ -167,7 +172,15 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
     path = Path(path)
     _check_target(path, "to_csv", overwrite)
     names = state_names(ds) + input_names(ds)
-    head = ["trajectory", _header(TIME, str(ds[TIME].attrs.get("units", "")))]
+    if trajectory is None and len(run_ids(ds)) != 1:
+        raise DataError(f"to_csv: trajectory=None leaves out the run column, which needs one run; "
+                        f"the data has {len(run_ids(ds))}. Name the column, e.g. trajectory='run'.")
+    clash = [c for c in (time, trajectory) if c in names]
+    if clash or time == trajectory:
+        raise DataError(f"to_csv: the column names time={time!r} and trajectory={trajectory!r} must "
+                        f"differ from each other and from the variables {names}.")
+    head = ([trajectory] if trajectory is not None else []) + [
+        _header(time, str(ds[TIME].attrs.get("units", "")))]
     head += [_header(n, str(ds[n].attrs.get("units", ""))) for n in names]
     with atomic.writing(path, overwrite=overwrite) as tmp:
         with open(tmp, "x", newline="", encoding="utf-8") as fh:
@@ -179,7 +192,8 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) 
                 cols = [one[TIME].values[:n]] + [one[v].values[:n] for v in names]
                 cell = safe_cell(str(rid))
                 for k in range(n):
-                    writer.writerow([cell] + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
+                    writer.writerow(([cell] if trajectory is not None else [])
+                                    + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
     return path
 
 
