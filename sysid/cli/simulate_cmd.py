@@ -61,6 +61,7 @@ def fit_data_options(run_dir: Path) -> CliFitOptions:
     try:
         keep = {k: _text(v, k) for k, v in data.items()
                 if k in ("time", "run", "sep", "decimal", "encoding")}
+        keep.update(_dataset_columns(str(data.get("path", "")), keep))
         return CliFitOptions(states=_texts(data.get("states", ()), "states"),
                              inputs=_texts(data.get("inputs", ()), "inputs"),
                              missing_values=_texts(data.get("missing_values", ()), "missing_values"),
@@ -81,6 +82,23 @@ def _texts(value: Any, key: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise TypeError(f"'{key}' must be a list of names, got {value!r}")
     return tuple(_text(v, key) for v in value)
+
+
+def _dataset_columns(path: str, given: dict[str, str]) -> dict[str, str]:
+    """For a fit of a shipped dataset (``dataset:NAME``), the time and run column names of its
+    file, where the fit's options do not name them (so a simulated CSV says "year", not "time")."""
+    if not path.startswith("dataset:"):
+        return {}
+    import sysid.datasets
+
+    try:
+        info = sysid.datasets.info(path.split(":", 1)[1])
+    except KeyError:
+        return {}
+    out = {} if "time" in given else {"time": info.time.column}
+    if info.trajectory is not None and "run" not in given:
+        out["run"] = str(info.trajectory)
+    return out
 
 
 def read_times(path: Path) -> Any:
