@@ -68,7 +68,9 @@ class _Doc:
         shown = df.copy()
         for c in shown.columns:
             shown[c] = [format_value(v) for v in shown[c].tolist()]
-        self.html.append(shown.to_html(index=index, escape=True, border=0, classes="tbl"))
+        # a wide table scrolls inside its box instead of widening the page
+        self.html.append('<div class="tblwrap">'
+                         + shown.to_html(index=index, escape=True, border=0, classes="tbl") + "</div>")
 
     def figure(self, name: str, fig: Any, caption: str) -> None:
         buf = io.BytesIO()
@@ -93,6 +95,7 @@ class _Doc:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+p{overflow-wrap:anywhere}div.tblwrap{max-width:100%;overflow-x:auto}
 table.tbl{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
 table.tbl td,table.tbl th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right}
 figure{margin:1em 0}img{max-width:100%}figcaption{color:#555;font-size:0.9em}"""
@@ -154,7 +157,10 @@ def _sampling(ds: xr.Dataset) -> tuple[bool, str]:
         if dt.max() - dt.min() > 1e-6 * max(abs(float(dt.max())), 1e-300):
             regular = False
     units = ds["time"].attrs.get("units", "")
-    return regular, f"time steps from {lo:.4g} to {hi:.4g}{' ' + units if units else ''}"
+    unit = f" {units}" if units else ""
+    if regular:
+        return True, f"every {lo:.4g}{unit}"
+    return False, f"time steps from {lo:.4g} to {hi:.4g}{unit}"
 
 
 def _data_summary(ds: xr.Dataset, held_out: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -671,7 +677,8 @@ def _write(doc: _Doc, out: Path) -> list[Path]:
             _write_atomic(p, png)
             written.append(p)
     title = html.escape(doc.title)
-    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title>"
+    page = (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title>"
             f"<style>{_CSS}</style></head><body><h1>{title}</h1>\n" + "\n".join(doc.html) + "\n</body></html>\n")
     md = "\n".join([f"# {doc.title}", "", *doc.md])
     payload = json.dumps(jsonable(doc.data), indent=1, allow_nan=False)
