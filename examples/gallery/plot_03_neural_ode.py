@@ -2,9 +2,10 @@
 A neural ODE learns a pendulum, and is checked against the truth
 ================================================================
 
-No equations given: a small multilayer perceptron is trained as ``dx/dt = f(x)`` on noisy runs of
-a damped pendulum, then compared with the pendulum's own equations on runs it never saw:
-trajectories, vector field and fixed points.
+No equations given: a small multilayer perceptron is trained as
+``dx/dt = f(x)`` on noisy runs of a damped pendulum, then compared with the
+pendulum's own equations on a run it never saw: trajectories, vector field
+and fixed points.
 """
 
 # %%
@@ -12,10 +13,12 @@ import sysid
 from sysid import plot
 
 pendulum = sysid.systems.get("pendulum")
-data = sysid.systems.make_dataset(pendulum, n_runs=5, n_obs=80, noise=0.02, seed=1)
+data = sysid.systems.make_dataset(pendulum, n_runs=5, n_obs=80, noise=0.02,
+                                  seed=1)
 train, test = sysid.data.split_runs(data, ["run4"])
 model = sysid.models.neural(["theta", "omega"], width=24, depth=2, seed=0)
-result = sysid.fit(model, train, sysid.FitConfig(epochs=300, seed=0, progress=False))
+config = sysid.FitConfig(epochs=300, seed=0, progress=False)
+result = sysid.fit(model, train, config)
 result
 
 # %%
@@ -28,8 +31,10 @@ print(cmp.valid_time)
 # %%
 # Vector fields and fixed points
 # ------------------------------
-# The hanging-down rest state is a stable focus in both; the stream plot is drawn over the range
-# of the training data (widened by 25 %), where the network had something to learn from.
+# The stream plot covers the range of the training data (widened by 25 %),
+# where the network had something to learn from.
 fig = plot.phase_portrait(result.model, pendulum, data=train)
-fixed = sysid.analysis.compare_fixed_points(result.model, pendulum, data=train)
-fixed[["theta_reference", "theta_learned", "stability_reference", "stability_learned", "status"]]
+fixed = sysid.analysis.compare_fixed_points(result.model, pendulum,
+                                            data=train)
+fixed[["theta_reference", "theta_learned", "stability_reference",
+       "stability_learned", "status"]]

@@ -2,9 +2,10 @@
 Judging dynamics without a fit: fields, fixed points, cycles
 ============================================================
 
-The analysis functions take any dynamics: a fitted model, a catalogue system, or a plain Python
-function ``f(t, y)``. Here a van der Pol oscillator with the wrong damping (mu = 1.4 instead of
-1.0) plays the learned model, so every difference has a known cause.
+The analysis functions take any dynamics: a fitted model, a catalogue
+system, or a plain Python function ``f(t, y)``. Here a van der Pol
+oscillator with the wrong damping (mu = 1.4 instead of 1.0) plays the
+learned model, so every difference has a known cause.
 """
 
 # %%
@@ -23,8 +24,10 @@ def learned(t, y):
     return np.array([v, 1.4 * (1 - x**2) * v - x])
 
 
-data = sysid.systems.make_dataset(vdp, n_runs=3, n_obs=100, noise=0.0, seed=0)
-lrn = analysis.as_dynamics(learned, states=["x", "v"])  # a plain function needs its state names
+data = sysid.systems.make_dataset(vdp, n_runs=3, n_obs=100, noise=0.0,
+                                  seed=0)
+# a plain function needs its state names
+lrn = analysis.as_dynamics(learned, states=["x", "v"])
 
 # %%
 # Vector-field error, inside and outside the data's support
@@ -37,6 +40,7 @@ ax = plot.field_error_map(fe, data=data)
 # Fixed points and the limit cycle
 # --------------------------------
 table = analysis.compare_fixed_points(lrn, vdp, data=data)
-print(table[["x_reference", "x_learned", "stability_reference", "stability_learned", "status"]])
+print(table[["x_reference", "x_learned", "stability_reference",
+             "stability_learned", "status"]])
 cycles = analysis.compare_limit_cycles(lrn, vdp, [2.0, 0.0], t_end=60.0)
 cycles
