@@ -37,6 +37,9 @@ exclude_patterns += ["_templates", "_ext"]
 
 # API reference from the NumPy-style docstrings.
 autosummary_generate = True
+# a package page lists what its __all__ exports (re-exported from its submodules)
+autosummary_ignore_module_all = False
+autosummary_imported_members = True
 autodoc_default_options = {"members": True, "inherited-members": False, "show-inheritance": True}
 autodoc_typehints = "none"  # the numpydoc Parameters sections say the types
 numpydoc_show_class_members = False
@@ -47,8 +50,8 @@ numpydoc_xref_param_type = False
 # several of them export (SolverConfig from sysid.models and sysid.simulation) is indexed on the
 # first page only; the others show it with :no-index: (the templates in _templates/autosummary).
 API_MODULES = ["sysid.data", "sysid.datasets", "sysid.systems", "sysid.models", "sysid.training",
-               "sysid.simulation", "sysid.io", "sysid.analysis", "sysid.plot", "sysid.reporting",
-               "sysid.errors"]
+               "sysid.estimation", "sysid.solvers", "sysid.simulation", "sysid.io", "sysid.analysis",
+               "sysid.plot", "sysid.reporting", "sysid.errors"]
 
 
 def _reexports(modules: list[str]) -> list[str]:

@@ -55,3 +55,14 @@ def test_build_settings_fail_on_warnings_and_example_errors():
     names = {re.split(r"[<>=]", d)[0] for d in extras["docs"]}
     assert {"sphinx", "sphinx-gallery", "numpydoc"} <= names
     assert "make docs" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_api_pages_list_the_modules_conf_indexes():
+    """conf.API_MODULES (which decides where a re-exported name is indexed) and the API page's
+    list are the same modules in the same order."""
+    conf = (DOCS / "conf.py").read_text(encoding="utf-8")
+    listed = re.search(r"API_MODULES = \[(.*?)\]", conf, re.S).group(1)
+    in_conf = re.findall(r'"(sysid[\w.]*)"', listed)
+    page = (DOCS / "api" / "index.rst").read_text(encoding="utf-8")
+    in_page = re.findall(r"^   (sysid[\w.]*)$", page, re.M)
+    assert in_conf == in_page
