@@ -114,7 +114,7 @@ def test_bod_default_fit_picks_single_shooting_and_lands_on_least_squares():
     y = np.array([0.0, 8.3, 10.3, 19.0, 16.0, 15.6, 19.8])
     data = from_arrays([t], {"y": [y]}, states=["y"])
     model = physics("first_order_kinetics", values={"A": 10.0, "k": 0.2}, dtype=torch.float64)
-    cfg = FitConfig(epochs=40, dtype="float64", progress=False,
+    cfg = FitConfig(epochs=40, loss="sse", dtype="float64", progress=False,
                     optimizer={"lr": 0.05}, solver={"substeps": 4}, refine=True)
     result = fit(model, data, cfg)
     shooting = result.solver_stats["shooting"]

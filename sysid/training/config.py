@@ -54,10 +54,9 @@ SHOOTING_METHODS = ("auto", "single", "multiple")
 INITIAL_STATES = ("measured", "free")
 DTYPES = ("float32", "float64")
 TIME_SCALES = ("characteristic", "duration")
-#: Loss kinds (error models). "log" is an alias of "lognormal".
+#: Loss kinds: the error models of :mod:`sysid.estimation.error_models`. "log" is an alias of
+#: "lognormal".
 LOSSES = ("nmse", "sse", "wls", "gaussian", "lognormal", "log", "poisson", "relative")
-#: Loss kinds whose math lives in the training loss today (the others in sysid.estimation).
-BUILTIN_LOSSES = ("nmse", "lognormal", "relative")
 
 
 # keys of the former flat FitConfig -> (part, key in that part)

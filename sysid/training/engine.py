@@ -34,13 +34,12 @@ import xarray as xr
 from sysid.data.scaling import Scaling
 from sysid.errors import ConfigError, SolverError
 from sysid.training.checkpoint import load_checkpoint, save_checkpoint
-from sysid.training.config import BUILTIN_LOSSES, FitConfig, flatten
+from sysid.training.config import FitConfig, flatten
 from sysid.training.loss import ScaledRhs
 from sysid.training.problem import (
     ModelSpec,
     Prepared,
     WindowProblem,
-    check_positive,
     fit_scaling,
     prepare,
     read_arrays,
@@ -327,16 +326,12 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
     train = prepare(arrays, spec, scaling, points, dtype)
     val = prepare(read_arrays(val_ds, spec, "fit validation"), spec, scaling, points, dtype) \
         if val_ds is not None else None
-    if cfg.loss.kind == "lognormal":
-        check_positive(train, spec)
     plan = plan_shooting(cfg, arrays.lengths, *arrays.select(spec.measured))
-    weights = torch.ones(len(spec.measured), dtype=dtype)
-    for j, n in enumerate(spec.measured):
-        weights[j] = (cfg.loss.weights or {}).get(n, 1.0)
     rhs = ScaledRhs(work.field, torch.tensor(states.mean, dtype=dtype),
                     torch.tensor(states.scale, dtype=dtype))
     counter = StepCounter()
-    problem = WindowProblem(rhs, train, spec, cfg, weights, counter, continuity=plan.continuity)
+    problem = WindowProblem(rhs, train, spec, cfg, counter, continuity=plan.continuity)
+    problem.check_data()
     problem.setup_penalty(work.field, scaling.time_scale)
     return _Context(cfg=cfg, spec=spec, plan=plan, scaling=states, work=work, rhs=rhs, train=train,
                     val=val, problem=problem, nodes=torch.nn.Parameter(train.z_guess.clone()),
@@ -345,7 +340,7 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
 
 
 def _check_loss(cfg: FitConfig, spec: ModelSpec) -> None:
-    """Loss settings that need the model: state names of weights and sigma, available kinds."""
+    """Loss settings that need the model: the names of weights and sigma."""
     loss = cfg.loss
     for what, given in (("weights", loss.weights), ("sigma", loss.sigma)):
         unknown = [n for n in (given or {}) if n not in spec.measured]
@@ -357,10 +352,6 @@ def _check_loss(cfg: FitConfig, spec: ModelSpec) -> None:
         if missing:
             raise ConfigError(f"fit: loss kind 'wls' needs sigma for every measured state; "
                               f"missing {missing}. Add them to Loss(sigma={{...}}).")
-    if loss.kind not in BUILTIN_LOSSES:
-        raise ConfigError(
-            f"fit: loss kind {loss.kind!r} is not available yet (its error model is being "
-            f"added in sysid.estimation); use one of {list(BUILTIN_LOSSES)} for now.")
 
 
 def _resume(ctx: _Context, path: str) -> None:

@@ -16,9 +16,9 @@ import xarray as xr
 
 from sysid.data.arrays import TrajectoryArrays
 from sysid.data.scaling import Scaling
-from sysid.errors import ConfigError, DataError
+from sysid.errors import DataError
 from sysid.training.config import FitConfig
-from sysid.training.loss import ScaledRhs, continuity_loss, data_loss, residuals
+from sysid.training.loss import ScaledRhs, continuity_loss
 from sysid.training.solvers import StepCounter, solve_windows
 from sysid.training.windows import WindowInputs, Windows, gather
 
@@ -271,21 +271,31 @@ class WindowProblem:
         The training data.
     spec : ModelSpec
     config : FitConfig
-    weights : Tensor (So,)
-        Per-state loss weights.
+        Its ``loss`` part names the error model (kind, weights, sigma).
     counter : StepCounter
         Accumulates function evaluations.
     continuity : float
         Weight of the continuity penalty of the free initial states (from the shooting plan).
+
+    Attributes
+    ----------
+    error_model : sysid.estimation.ErrorModel
+        What the data misfit is (:func:`sysid.estimation.make_error_model` over the measured
+        variables); it compares predictions and data in user units.
     """
 
     def __init__(self, rhs: ScaledRhs, data: Prepared, spec: ModelSpec, config: FitConfig,
-                 weights: torch.Tensor, counter: StepCounter, *, continuity: float = 0.0) -> None:
+                 counter: StepCounter, *, continuity: float = 0.0) -> None:
+        # the error models are shared with sysid.estimation (a local import: that package
+        # builds on this one)
+        from sysid.estimation.error_models import make_error_model
+
         self.rhs = rhs
         self.data = data
         self.spec = spec
         self.config = config
-        self.weights = weights
+        self.error_model = make_error_model(config.loss.kind, spec.measured,
+                                            sigma=config.loss.sigma, weights=config.loss.weights)
         self.counter = counter
         self.obs_idx = spec.obs_idx
         self.mean_o = rhs.mean[self.obs_idx]
@@ -385,13 +395,18 @@ class WindowProblem:
         y_z = (y - self.mean_o[n:]) / self.scale_o[n:]
         return torch.cat([pred[..., self.obs_idx], y_z.to(pred.dtype)], dim=-1)
 
-    def loss(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
-        """Data misfit plus the continuity penalty of the free initial states."""
-        pred = self.predict(nodes, windows, inputs)
+    def user_units(self, pred: torch.Tensor, windows: Windows) -> tuple[torch.Tensor, ...]:
+        """``(predicted, measured, mask)`` of the measured variables in user units ``(W, H, M)``."""
         y = gather(self.data.y, windows)
         mask = gather(self.data.mask, windows) & windows.valid[..., None]
-        total = data_loss(self.measured(pred, windows), y, mask, self.weights, self.config.loss.kind,
-                          self.mean_o, self.scale_o)
+        meas = self.measured(pred, windows)
+        return self.mean_o + self.scale_o * meas, self.mean_o + self.scale_o * y, mask
+
+    def loss(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
+        """Data misfit (the error model's objective) plus the continuity penalty of the free
+        initial states and the hybrid models' neural penalty."""
+        pred = self.predict(nodes, windows, inputs)
+        total = self.error_model.objective(*self.user_units(pred, windows), self.scale_o)
         if self.continuity > 0 and bool(self.free.any()) and windows.horizon > 1:
             fi = self.free.nonzero()[:, 0]
             later = windows.idx[:, 1:]
@@ -403,28 +418,19 @@ class WindowProblem:
         return total
 
     def residual_vector(self, nodes: torch.Tensor, windows: Windows, inputs=None) -> torch.Tensor:
-        """Unweighted residuals of all measured entries past each window's start (1-D)."""
+        """The error model's residuals of the measured entries past each window's start (1-D),
+        standardised by the noise level of each state where the model estimates one per state."""
         pred = self.predict(nodes, windows, inputs)
-        y = gather(self.data.y, windows)
-        mask = gather(self.data.mask, windows) & windows.valid[..., None]
+        yhat, y, mask = self.user_units(pred, windows)
         mask[:, 0] = False
-        meas = self.measured(pred, windows)
-        r = residuals(meas, torch.where(mask, y, meas.detach()),
-                      self.config.loss.kind, self.mean_o, self.scale_o)
-        return r[mask]
+        em = self.error_model
+        sigma = em.sigma(yhat, y, mask, self.scale_o) if em.sigma_kind == "state" else None
+        r = em.fisher_residuals(yhat, y, mask, self.scale_o, sigma)
+        return r[em.active(mask)]
 
-
-def check_positive(data: Prepared, spec: ModelSpec) -> None:
-    """``loss="lognormal"`` needs positive measurements: name the first state/run that is not."""
-    x = data.y.double() * torch.as_tensor(data.y_scale) + torch.as_tensor(data.y_mean)
-    bad = (x <= 0) & data.mask
-    if bool(bad.any()):
-        r, k, j = (int(v) for v in bad.nonzero()[0])
-        raise ConfigError(
-            f"fit: loss 'lognormal' needs positive measurements, but "
-            f"{'state' if j < len(spec.observed) else 'output'} {spec.measured[j]!r} "
-            f"of run {data.run_ids[r]!r} is {float(x[r, k, j]):.6g} at sample {k + 1}. Use loss "
-            f"'nmse' or 'relative', or shift the variable."
-        )
-
-
+    def check_data(self) -> None:
+        """Raise :class:`~sysid.errors.DataError` for a measurement the error model cannot have
+        (e.g. a value <= 0 under "lognormal", naming the state, run and sample)."""
+        d = self.data
+        obs = self.mean_o.double() + self.scale_o.double() * d.y.double()
+        self.error_model.check(obs, d.mask, list(d.run_ids))

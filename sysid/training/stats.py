@@ -46,8 +46,7 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
     """
     n = int(val.t.shape[1])
     windows = make_windows(val.lengths, n, stride=n)
-    weights = torch.ones(len(spec.measured), dtype=val.t.dtype)
-    problem = WindowProblem(rhs, val, spec, cfg, weights, counter)
+    problem = WindowProblem(rhs, val, spec, cfg, counter)
     problem.substeps = substeps
     with torch.no_grad():
         try:
@@ -98,8 +97,7 @@ def parameter_table(work: Any, spec: ModelSpec, scaling: Scaling, train: Prepare
     adaptive = cfg.solver.adaptive
     scfg = cfg if not adaptive else dataclasses.replace(cfg, solver=dataclasses.replace(
         cfg.solver, method="rk4", adjoint=False, substeps=max(cfg.solver.substeps, 4)))
-    weights = torch.ones(len(spec.measured), dtype=torch.float64)
-    problem = WindowProblem(rhs, data, spec, scfg, weights, StepCounter())
+    problem = WindowProblem(rhs, data, spec, scfg, StepCounter())
     problem.substeps = substeps if not adaptive else scfg.solver.substeps
     windows = make_windows(data.lengths, horizon, stride=max(horizon - 1, 1))
     inputs = problem.inputs_for(windows)
