@@ -324,12 +324,13 @@ class Loss(_Part):
     Parameters
     ----------
     kind : str
-        "nmse": squared error of each state divided by its spread in the data (scale-free, the
-        former "mse"); "sse": plain least squares in data units; "wls": weighted least squares
-        with known per-state ``sigma``; "gaussian": Gaussian maximum likelihood with an unknown
-        sigma per state, estimated; "lognormal" (alias "log"): squared error of logarithms
-        (positive quantities with multiplicative noise); "poisson": Poisson counts; "relative":
-        squared error relative to the measured magnitude.
+        The error model (:mod:`sysid.estimation.error_models`). "nmse": squared error of each
+        state divided by its spread in the data (scale-free, the former "mse"); "sse": plain
+        least squares in data units; "wls": weighted least squares with known per-state
+        ``sigma``; "gaussian": Gaussian maximum likelihood with an unknown sigma per state,
+        estimated; "lognormal" (alias "log"): squared error of logarithms (positive quantities
+        with multiplicative noise); "poisson": Poisson counts; "relative": squared error
+        relative to the measured magnitude.
     weights : mapping of str to float or None
         Per-state weights (measured states only; missing names weigh 1).
     sigma : mapping of str to float or None
