@@ -91,7 +91,7 @@ def test_parse_settings_reads_toml_values_or_bare_strings():
 
 
 @pytest.mark.parametrize("items, match", [
-    (["lr"], r"--set: expected KEY=VALUE such as 'lr=0.005', got 'lr'"),
+    (["lr"], r"--set: expected KEY=VALUE such as 'optimizer\.lr=0\.005', got 'lr'"),
     (["=3"], r"--set: expected KEY=VALUE"),
     (["lr=1", "lr=2"], r"--set: 'lr' is given twice"),
 ])

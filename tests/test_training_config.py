@@ -169,3 +169,17 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"format": "sysid-fit-checkpoint", "version": 1, "x": Fraction(1, 3)}, evil)
     with pytest.raises(ConfigError, match="cannot read checkpoint"):
         load_checkpoint(evil)
+
+
+def test_stop_reasons_are_strings_exported_from_training_and_sysid():
+    import json
+
+    import sysid
+    from sysid.training import StopReason
+
+    assert sysid.StopReason is StopReason
+    assert StopReason.COMPLETED == "completed" and f"{StopReason.MAX_TIME}" == "max_time"
+    assert json.dumps(StopReason.DIVERGED) == '"diverged"'
+    assert [r.value for r in StopReason] == ["completed", "converged", "iteration_limit",
+                                             "target_reached", "early_stopping", "max_time",
+                                             "interrupted", "diverged"]

@@ -52,7 +52,8 @@ def lv_data():
 @pytest.fixture(scope="module")
 def lv_physics_fit(lv_data):
     model = physics("lotka_volterra", values=LV_POOR)
-    return model, fit(model, lv_data, FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)))
+    return model, fit(model, lv_data,
+                      FitConfig(epochs=60, progress=False, optimizer=Optimizer(lr=2e-2)))
 
 
 def test_lv_physics_recovers_all_parameters_from_poor_start(lv_physics_fit):

@@ -411,7 +411,8 @@ def parse_settings(items: tuple[str, ...] | list[str], *, option: str = "--set")
         key, sep, text = str(item).partition("=")
         key, text = key.strip(), text.strip()
         if not sep or not key:
-            raise ConfigError(f"{option}: expected KEY=VALUE such as 'lr=0.005', got '{item}'.")
+            raise ConfigError(f"{option}: expected KEY=VALUE such as 'optimizer.lr=0.005', got "
+                              f"'{item}'.")
         if key in out:
             raise ConfigError(f"{option}: '{key}' is given twice.")
         try:
