@@ -373,6 +373,17 @@ def _model_section(doc: _Doc, mdl: Any, pars: pd.DataFrame | None, fit_info: dic
              + f"; {n_weights} trainable numbers; observed states {list(mdl.observed)}.")
     info = {"field": field_name, "states": list(mdl.state_names), "inputs": list(mdl.input_names),
             "observed": list(mdl.observed), "n_weights": n_weights}
+    lines = [f"{name} = {text}" for name, text in _equations_text(mdl).items()]
+    if lines:
+        info["equations"] = lines
+    if mdl.outputs is not None:
+        eqs = {n: mdl.outputs.expressions[n].text for n in mdl.output_names}
+        lines += [f"{n} = {e}" + (f"   [{u}]" if u else "")
+                  for (n, e), u in zip(eqs.items(), mdl.output_units)]
+        info["outputs"] = eqs
+    if lines:  # the equations as written (an equations file), and the measurement equations
+        doc.md += ["```", *lines, "```", ""]
+        doc.html.append("<pre>" + html.escape("\n".join(lines)) + "</pre>")
     if pars is not None and len(pars):
         doc.table(pars, index=False)
         info["parameters"] = jsonable(pars)
@@ -499,6 +510,16 @@ def _min_len(ds: xr.Dataset) -> int:
     from sysid.data import run_ids, run_length
 
     return min(run_length(ds, r) for r in run_ids(ds))
+
+
+def _equations_text(mdl: Any) -> dict[str, str]:
+    """The right-hand sides of an equations model as written (empty for other models)."""
+    from sysid.models import EquationsRhs, PhysicsField
+
+    for module in mdl.field.modules():
+        if isinstance(module, PhysicsField) and isinstance(module.fn, EquationsRhs):
+            return {f"d{s}/dt": text for s, text in module.fn.texts.items()}
+    return {}
 
 
 def _reference_names(mdl: Any, reference: Any) -> tuple[str, ...] | None:

@@ -75,6 +75,17 @@ def _showwarning(message, category, filename, lineno, file=None, line=None) -> N
         print_error(f"sysid: warning: {one_line(message)}")
 
 
+def _error_text(exc: BaseException) -> str:
+    """One line; an expression refused by the parser keeps its quoted line and the caret under
+    the offending column (two more lines) - the column is the point of that message."""
+    expressions = sys.modules.get("sysid.expressions")  # not loaded: not an expression error
+    if (expressions is not None and isinstance(exc, expressions.ExpressionError)
+            and exc.column is not None):
+        head, _, rest = str(exc).partition("\n")
+        return f"{one_line(head)}\n{rest}"
+    return one_line(exc)
+
+
 def _command_name(argv: Sequence[str]) -> str:
     """``sysid datasets export`` from the arguments, for error messages."""
     words = ["sysid"]
@@ -130,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SysidError as exc:
         if console.verbose:
             traceback.print_exc()
-        print_error(f"{name}: error: {one_line(exc)}")
+        print_error(f"{name}: error: {_error_text(exc)}")
         code = EXIT_USER
     except OSError as exc:
         if console.verbose:

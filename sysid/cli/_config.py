@@ -14,13 +14,21 @@ A config file holds every option of ``sysid fit`` in three tables::
     missing_values = ["-999"]   # extra cell texts meaning "not measured"
     sort = false                # sort each run by time instead of refusing unsorted time
     drop_duplicates = false     # drop repeated times (first kept) instead of refusing them
-    rename = { theta_deg = "theta" }  # file name = model name (e.g. a reference system's states)
+    rename = { angle = "theta" }  # DATA=SYSTEM: which catalogue state a column is (the data
+                                  # keeps its name; a neural fit renames the column)
     holdout = 0.25              # fraction of runs, or a list of run ids
+    where = "condition == 'mixture'"  # keep only the rows where this holds (any columns)
+    constant_inputs = { u = 0.0 }     # inputs the data lacks, held constant
 
     [model]
-    kind = "hybrid:pendulum"    # "neural", "physics:SYSTEM" or "hybrid:SYSTEM"
+    kind = "hybrid:pendulum"    # "neural", "physics:SYSTEM", "hybrid:SYSTEM",
+                                # "equations:FILE.toml" or "equations" (the equations below)
     free = ["g_over_l"]         # physical parameters to fit (physics/hybrid)
     params = { damping = 0.1 }  # fixed/initial parameter values
+    latent = { S = 990.0 }      # starting guesses of states the data does not measure
+    outputs = { cases = "gamma*I" }   # measurement equations (outputs the data measures)
+    # with kind = "equations": states, inputs, parameters, equations, outputs, neural tables
+    # as in an equations file (see sysid.models.from_toml)
 
     [fit]                       # top-level fields of sysid.training.FitConfig
     epochs = 200
@@ -50,10 +58,12 @@ from sysid.errors import ConfigError
 __all__ = ["CliFitOptions", "DATA_KEYS", "MODEL_KEYS", "read_config", "dumps_toml"]
 
 DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "encoding",
-             "missing_values", "sort", "drop_duplicates", "rename", "holdout")
-MODEL_KEYS = ("kind", "free", "params", "width", "depth")
+             "missing_values", "sort", "drop_duplicates", "rename", "holdout", "where",
+             "constant_inputs")
+MODEL_KEYS = ("kind", "free", "params", "width", "depth", "latent", "outputs")
 SECTIONS = ("data", "model", "fit")
-INLINE_TABLES = ("params", "rename", "weights", "sigma")
+INLINE_TABLES = ("params", "rename", "weights", "sigma", "latent", "constant_inputs")
+EQUATIONS = "equations"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +93,11 @@ class CliFitOptions:
     params: dict[str, float] = field(default_factory=dict)
     width: int | None = None
     depth: int | None = None
+    where: str | None = None
+    constant_inputs: dict[str, float] = field(default_factory=dict)
+    latent: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    equations: dict[str, Any] | None = None
     fit: dict[str, Any] = field(default_factory=dict)
 
     def merged(self, **overrides: Any) -> CliFitOptions:
@@ -105,11 +120,17 @@ class CliFitOptions:
             "sort": self.sort, "drop_duplicates": self.drop_duplicates,
             "rename": dict(self.rename),
             "holdout": list(self.holdout) if isinstance(self.holdout, tuple) else self.holdout,
+            "where": self.where, "constant_inputs": dict(self.constant_inputs),
         }
         model: dict[str, Any] = {"kind": self.kind,
                                  "free": list(self.free) if self.free is not None else None,
                                  "params": dict(self.params), "width": self.width,
-                                 "depth": self.depth}
+                                 "depth": self.depth, "latent": dict(self.latent),
+                                 "outputs": dict(self.outputs)}
+        if self.equations is not None:  # the equations themselves: the file stands alone
+            model = {"kind": EQUATIONS, **{k: v for k, v in self.equations.items() if k != "kind"}}
+            if self.latent:
+                model["latent"] = dict(self.latent)
         return {"data": data, "model": model, "fit": dict(self.fit)}
 
 
@@ -144,7 +165,13 @@ def read_config(path: Path) -> CliFitOptions:
         e.g. ``data.tme``), or a value of the wrong type.
     """
     # Local import: the CLI's helpers live in _support; the parsing rules are shared with flags.
-    from sysid.cli._support import existing_file, parse_assignments, parse_holdout, parse_renames
+    from sysid.cli._support import (
+        existing_file,
+        parse_assignments,
+        parse_holdout,
+        parse_outputs,
+        parse_renames,
+    )
 
     existing_file(path, what="config file")
     source = f"config file '{path}'"
@@ -162,6 +189,21 @@ def read_config(path: Path) -> CliFitOptions:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a table ([{key}]), got {value!r}.")
     kwargs: dict[str, Any] = {}
+    model_table = dict(raw.get("model", {}))
+    if model_table.get("kind") == EQUATIONS or (EQUATIONS in model_table and "kind" not in model_table):
+        # the [model] table is an equations table (read by sysid.models.from_toml); --latent
+        # may sit beside it
+        if "latent" in model_table:
+            kwargs["latent"] = parse_assignments(model_table.pop("latent"),
+                                                 option=f"{source}, [model] latent")
+        kwargs["kind"] = EQUATIONS
+        kwargs["equations"] = model_table
+        raw = {**raw, "model": {}}
+    elif str(model_table.get("kind", "")).startswith(EQUATIONS + ":"):
+        file = Path(str(model_table["kind"]).partition(":")[2].strip())
+        if not file.is_absolute():  # relative to the config file, like [data] path
+            model_table["kind"] = f"{EQUATIONS}:{path.parent / file}"
+        raw = {**raw, "model": model_table}
     for section, allowed in (("data", DATA_KEYS), ("model", MODEL_KEYS)):
         for key, value in raw.get(section, {}).items():
             if key not in allowed:
@@ -170,8 +212,10 @@ def read_config(path: Path) -> CliFitOptions:
             where = f"{source}, [{section}]"
             if key in ("states", "inputs", "free", "missing_values"):
                 kwargs[key] = _names(value, key, where)
-            elif key == "params":
-                kwargs[key] = parse_assignments(value, option=f"{where} params")
+            elif key in ("params", "latent", "constant_inputs"):
+                kwargs[key] = parse_assignments(value, option=f"{where} {key}")
+            elif key == "outputs":
+                kwargs[key] = parse_outputs(value, option=f"{where} outputs")
             elif key == "rename":
                 kwargs[key] = parse_renames(value, option=f"{where} rename")
             elif key == "holdout":

@@ -32,18 +32,27 @@ __all__ = [
 
 DATASET_PREFIX = "dataset:"
 CSV_SUFFIXES = (".csv", ".txt", ".tsv", ".dat")
-MODEL_KINDS = ("neural", "physics", "hybrid")
+MODEL_KINDS = ("neural", "physics", "hybrid", "equations")
+CATALOGUE_KINDS = ("physics", "hybrid")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """A parsed ``--model`` value: ``neural``, ``physics:SYSTEM`` or ``hybrid:SYSTEM``."""
+    """A parsed ``--model`` value: ``neural``, ``physics:SYSTEM``, ``hybrid:SYSTEM``,
+    ``equations:FILE.toml`` (``file``), or ``equations`` (the ``[model]`` table of the config)."""
 
     kind: str
     system: str | None = None
+    file: str | None = None
 
     def __str__(self) -> str:
-        return self.kind if self.system is None else f"{self.kind}:{self.system}"
+        tail = self.system or self.file
+        return self.kind if tail is None else f"{self.kind}:{tail}"
+
+
+def is_catalogue(kind: str) -> bool:
+    """Whether a ``--model`` value names a catalogue system (physics:SYSTEM or hybrid:SYSTEM)."""
+    return str(kind).partition(":")[0].strip().lower() in CATALOGUE_KINDS
 
 
 def parse_model_spec(text: str) -> ModelSpec:
@@ -60,8 +69,16 @@ def parse_model_spec(text: str) -> ModelSpec:
     kind, sep, system = s.partition(":")
     kind, system = kind.strip().lower(), system.strip()
     if kind not in MODEL_KINDS:
-        raise ConfigError(f"--model: expected 'neural', 'physics:SYSTEM' or 'hybrid:SYSTEM', got "
-                          f"'{text}'. List the systems with 'sysid systems list'.")
+        raise ConfigError(f"--model: expected 'neural', 'physics:SYSTEM', 'hybrid:SYSTEM' or "
+                          f"'equations:FILE.toml', got '{text}'. List the systems with 'sysid "
+                          f"systems list'.")
+    if kind == "equations":
+        if sep and not system:
+            raise ConfigError("--model: 'equations:' needs the equations file, as in "
+                              "'equations:pendulum.toml'.")
+        if system and not Path(system).is_file():
+            raise ConfigError(f"--model {text}: the equations file '{system}' does not exist.")
+        return ModelSpec(kind="equations", file=system or None)
     if kind == "neural":
         if sep:
             raise ConfigError(f"--model: 'neural' takes no system name; got '{text}'. Use "
@@ -132,19 +149,19 @@ def read_data(source: str, opts: CliFitOptions, *, what: str = "DATA") -> Any:
                               "inputs": list(opts.inputs), "trajectory": opts.run,
                               "decimal": opts.decimal, "encoding": opts.encoding,
                               "missing_values": list(opts.missing_values), "sort": opts.sort,
-                              "drop_duplicates": opts.drop_duplicates}
+                              "drop_duplicates": opts.drop_duplicates, "where": opts.where}
     if opts.sep is not None:
         kwargs["sep"] = opts.sep
     try:
         ds = sysid.data.load_csv(source if is_glob else path, **kwargs)
     except DataError as exc:
         raise DataError(cli_hints(str(exc))) from None
-    return _rename(sysid.data.validate(ds), opts, source)
+    return _constant_inputs(_rename(sysid.data.validate(ds), opts, source), opts, source)
 
 
 _HINTS = (
     (re.compile(r"\(in trajectory=\)"), "(in --run)"),
-    (re.compile(r"\(in (time|states|inputs)=\)"), r"(in --\1)"),
+    (re.compile(r"\(in (time|states|inputs|where)=\)"), r"(in --\1)"),
     (re.compile(r"\bdrop_duplicates=True"), "--drop-duplicates"),
     (re.compile(r"\bsort=True"), "--sort"),
     (re.compile(r"\bdecimal='([^']*)'"), r"--decimal '\1'"),
@@ -174,25 +191,101 @@ def _select(ds: Any, opts: CliFitOptions, source: str) -> Any:
         if unknown:
             raise ConfigError(f"{option}: {unknown} not found in '{source}', whose "
                               f"{option[2:]} are {have}; leave {option} out to use them all.")
+    if opts.where is not None:
+        ds = filter_samples(ds, opts.where, source)
     keep_s = list(opts.states) or have_s
     keep_i = list(opts.inputs) if opts.inputs else have_i
     if keep_s != have_s or keep_i != have_i:
         ds = ds[[*keep_s, *keep_i]]
-    return _rename(sysid.data.validate(ds), opts, source)
+    return _constant_inputs(_rename(sysid.data.validate(ds), opts, source), opts, source)
 
 
 def _rename(ds: Any, opts: CliFitOptions, source: str) -> Any:
-    """Apply ``--rename old=new`` (file names to model names) to a loaded dataset."""
+    """Apply ``--rename old=new`` to a loaded dataset.
+
+    For a catalogue model (physics:SYSTEM, hybrid:SYSTEM) the pairs say which system state a
+    column is (DATA=SYSTEM); the data keeps its names and units and the model takes them over,
+    so nothing is renamed here (only checked).
+    """
     if not opts.rename:
         return ds
     names = [str(n) for n in ds.data_vars]
     unknown = [n for n in opts.rename if n not in names]
     if unknown:
         raise ConfigError(f"--rename: {unknown} not found in '{source}'; its variables are {names}.")
+    if is_catalogue(opts.kind):
+        return ds
     clash = [new for old, new in opts.rename.items() if new in names and new not in opts.rename]
     if clash:
         raise ConfigError(f"--rename: '{source}' already has variables {clash}; rename those too.")
     return ds.rename(opts.rename)
+
+
+def _constant_inputs(ds: Any, opts: CliFitOptions, source: str) -> Any:
+    """Add the ``--u name=value`` inputs: held constant over every run (the data lacks them)."""
+    if not opts.constant_inputs:
+        return ds
+    import numpy as np
+
+    import sysid.data
+
+    present = [n for n in opts.constant_inputs if n in ds.data_vars]
+    if present:
+        raise ConfigError(f"--u: {present} {'is' if len(present) == 1 else 'are'} already in "
+                          f"'{source}'; --u adds an input the data lacks, held constant. Leave "
+                          f"{present[0]} out of --u (or out of --inputs).")
+    ds = ds.copy()
+    valid = np.isfinite(np.asarray(ds["time"].values, dtype=float))
+    for name, value in opts.constant_inputs.items():
+        values = np.where(valid, float(value), np.nan)
+        ds[name] = (("trajectory", "obs"), values,
+                    {"role": "input", "units": "", "long_name": name,
+                     "comment": f"held constant at {value:g} (--u)"})
+    return sysid.data.validate(ds)
+
+
+def filter_samples(ds: Any, where: str, source: str) -> Any:
+    """The samples of a trajectory dataset where ``where`` holds (packed to the front of each
+    run; runs with none left are dropped). Variables and per-run coordinates may be named."""
+    import numpy as np
+
+    from sysid.backend import NUMPY
+    from sysid.expressions import parse
+
+    expr = parse(where, where="--where", strings=True)
+    shape = ds["time"].shape
+    env: dict[str, Any] = {}
+    for name in expr.names:
+        if name in ds.data_vars or name in ds.coords:
+            env[name] = np.broadcast_to(np.asarray(ds[name].values)[..., None]
+                                        if ds[name].dims == ("trajectory",) else ds[name].values, shape)
+        else:
+            have = sorted({*map(str, ds.data_vars), *map(str, ds.coords)})
+            raise ConfigError(f"--where: '{name}' is not a variable or coordinate of '{source}'; it "
+                              f"has {have}.")
+    keep = np.asarray(expr.evaluate(env, NUMPY))
+    if keep.dtype != bool:
+        raise ConfigError(f"--where '{where}' must be a condition (a comparison); it gives "
+                          f"{keep.dtype} values.")
+    keep = np.broadcast_to(keep, shape) & np.isfinite(np.asarray(ds["time"].values, dtype=float))
+    runs = np.nonzero(keep.any(axis=1))[0]
+    if runs.size == 0:
+        raise DataError(f"--where '{where}': no sample of '{source}' satisfies it.")
+    n = int(keep[runs].sum(axis=1).max())
+    out = ds.isel(trajectory=runs, obs=slice(0, n)).copy(deep=True)
+    for name in [*out.data_vars, "time"]:
+        var = ds[name]
+        if var.dims != ("trajectory", "obs"):
+            continue
+        values = np.asarray(var.values, dtype=float)
+        packed = np.full((runs.size, n), np.nan)
+        for i, r in enumerate(runs):
+            picked = values[r][keep[r]]
+            packed[i, : picked.size] = picked
+        out[name].values = packed
+    done = out.attrs.get("processing", "")
+    out.attrs["processing"] = (f"{done}; " if done else "") + f"samples where {where}"
+    return out
 
 
 def data_source_files(source: str) -> list[Path]:

@@ -32,6 +32,7 @@ __all__ = [
     "parse_assignments",
     "parse_float",
     "parse_holdout",
+    "parse_outputs",
     "parse_settings",
     "parse_renames",
     "one_line",
@@ -392,6 +393,44 @@ def parse_renames(text: str | dict | None, *, option: str = "--rename") -> dict[
         if new in out.values():
             raise ConfigError(f"{option}: two variables would be called '{new}'.")
         out[old] = new
+    return out
+
+
+def parse_outputs(items: tuple[str, ...] | list[str] | dict | None, *,
+                  option: str = "--output") -> dict[str, object]:
+    """Measurement equations from repeated ``--output 'NAME=EXPRESSION'`` (or a TOML table
+    ``{NAME = "expression"}`` / ``{NAME = {equation = "...", units = "..."}}``).
+
+    The expressions are kept as text here and parsed by :mod:`sysid.expressions` when the model
+    is built (never evaluated as Python).
+
+    Raises
+    ------
+    ConfigError
+        On an item without ``=``, a name that is not an identifier, or a name given twice.
+    """
+    if items is None:
+        return {}
+    if isinstance(items, dict):
+        out: dict[str, object] = {}
+        for name, value in items.items():
+            ok = isinstance(value, str) or (isinstance(value, dict) and isinstance(value.get("equation"), str)
+                                            and set(value) <= {"equation", "units", "description"})
+            if not str(name).isidentifier() or not ok:
+                raise ConfigError(f"{option}: expected NAME = \"expression\" or NAME = {{ equation = "
+                                  f"\"...\", units = \"...\" }}; got {name} = {value!r}.")
+            out[str(name)] = value
+        return out
+    out = {}
+    for item in items:
+        name, sep, expression = str(item).partition("=")
+        name, expression = name.strip(), expression.strip()
+        if not sep or not name.isidentifier() or not expression:
+            raise ConfigError(f"{option}: expected NAME=EXPRESSION, as in --output "
+                              f"'y=clip(h2, 0, 0.5)'; got '{item}'.")
+        if name in out:
+            raise ConfigError(f"{option}: output '{name}' is given twice.")
+        out[name] = expression
     return out
 
 

@@ -175,8 +175,9 @@ def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str
     result : FitResult, optional
         The fit just run (``sysid fit``); its stop reason and solver statistics enter the report.
     reference, params : optional
-        A reference system (and its parameter values) to compare with; by default the system of a
-        ``physics:SYSTEM`` or ``hybrid:SYSTEM`` fit, at its catalogue values.
+        A reference system (and its parameter values) to compare with. None (default): no
+        comparison - a physics or hybrid fit is not compared with its system's catalogue values
+        unless they are asked for (``--reference``), since those are not the user's truth.
 
     Returns
     -------
@@ -188,9 +189,6 @@ def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str
 
     run = load_run(run_dir)
     manifest = run.manifest
-    if reference is None:
-        _kind, _, system = str(manifest.get("model", "neural")).partition(":")
-        reference = system or None
     if run.data is None:
         raise DataError(f"'{run.dir}' has no copy of its data ({DATA_COPY}); the report needs it.")
     return sysid.reporting.report(
@@ -260,7 +258,12 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
         raise ConfigError(f"--threshold must be positive, got {threshold}.")
     run = load_run(model_dir)
     model = run.model
-    missing = [s for s in model.field.state_names if s not in system.states]
+    from sysid.reporting import _reference_names
+
+    # a model built from this system under the data's names: the reference takes those names
+    names = _reference_names(model, system)
+    ref = sysid.analysis.as_dynamics(system, params=values or None, states=names)
+    missing = [s for s in model.field.state_names if s not in ref.states]
     if missing:
         raise ConfigError(f"--reference {system.name}: the model's states {missing} are not "
                           f"states of '{system.name}' ({list(system.states)}); fit with "
@@ -282,8 +285,7 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
             training, [r for r in sysid.data.run_ids(training) if r not in held_out])
     held_in_data = [r for r in held_out if r in sysid.data.run_ids(data)]
     comparison = sysid.analysis.compare(
-        model, system, data=data, params=values or None, threshold=thr,
-        training_data=train_only, held_out=held_in_data)
+        model, ref, data=data, threshold=thr, training_data=train_only, held_out=held_in_data)
     result: dict[str, Any] = {"reference": system.name, "params": {**system.defaults(), **values},
                               "trajectories": comparison.to_dict()}
     markdown = [f"# {model_dir} compared with {system.name} ({system.title})", "",
@@ -295,12 +297,11 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
         markdown += ["", f"Vector fields and fixed points below are at zero input ({', '.join(u)} = 0)."]
     fields = None
     if len(model.field.state_names) >= 2:
-        fields = sysid.analysis.field_error(model, system, support, params=values or None, u=u)
+        fields = sysid.analysis.field_error(model, ref, support, u=u)
         result["vector_field"] = fields.to_dict()
         markdown += ["", "### Vector-field error", "",
                      sysid.analysis.markdown_table(fields.summary.to_frame("value"))]
-    fixed = sysid.analysis.compare_fixed_points(model, system, data=support,
-                                                params=values or None, u=u)
+    fixed = sysid.analysis.compare_fixed_points(model, ref, data=support, u=u)
     result["fixed_points"] = sysid.analysis.jsonable(fixed)
     markdown += ["", "### Fixed points", "", sysid.analysis.markdown_table(fixed, index=False)
                  if len(fixed) else "none found in the data's range"]
@@ -310,8 +311,7 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
                                 "Reference (markers) and learned model (lines) from the same "
                                 "initial states")}
     if fields is not None:
-        figures["phase_portrait"] = (plot.phase_portrait(model, system, data=support, u=u,
-                                                         params=values or None),
+        figures["phase_portrait"] = (plot.phase_portrait(model, ref, data=support, u=u),
                                      f"Learned field (left) and {system.name} (right)")
         figures["field_error"] = (plot.field_error_map(fields, data=support).figure,
                                   "Normalised vector-field error; dashed: the data's support")
@@ -344,7 +344,8 @@ Example:
 @click.command("report", epilog=_REPORT_EPILOG)
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("--reference", metavar="SYSTEM", help="Also compare with this reference system "
-              "(default: the system of a physics/hybrid fit).")
+              "(only when asked: a physics/hybrid fit is not compared with catalogue values by "
+              "default).")
 @click.option("--params", metavar="k=v,..", help="Parameter values of the reference.")
 def report_cmd(model_dir: Path, reference: str | None, params: str | None) -> None:
     """Regenerate the report of the fit in MODEL_DIR (report.html, report.md, report.json, figures/).

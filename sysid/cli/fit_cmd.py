@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time as _time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from sysid.cli._support import (
     parse_assignments,
     parse_holdout,
     parse_names,
+    parse_outputs,
     parse_renames,
     parse_settings,
     print_error,
@@ -46,6 +48,25 @@ Examples:
   # known physics with two unknown parameters (the rest fixed at the given values)
   sysid fit pend.csv --time t --states theta,omega --model physics:pendulum \\
         --free w2,c --params w2=50 --out pend_fit
+\b
+  # your own equations, driven by the input column u (states and inputs come from the file)
+  sysid fit pend.csv --time t --run run --model equations:pendulum.toml --out pend_fit
+  # where pendulum.toml holds (adding + nn(theta, v) to dv would make it a hybrid model):
+  #   [model]
+  #   states = { theta = "rad", v = "rad/s" }
+  #   inputs = { u = "rad/s^2" }
+  #   equations = { dtheta = "v", dv = "-w2*sin(theta) - c*v + u" }
+  #   [model.parameters]
+  #   w2 = { value = 5.0, bounds = [0, 100], units = "1/s^2" }
+  #   c = { value = 0.5, bounds = [0, 10], units = "1/s" }
+\b
+  # a hidden state and a sensor that saturates: only 'level' is measured; the equations file
+  # declares h1, h2 and  [model.outputs] level = "clip(h2, 0, hmax)"
+  sysid fit tank.csv --time t --model equations:tank.toml --known-initial h1,h2 --out tank_fit
+\b
+  # a catalogue system under your names and units (--rename DATA=SYSTEM), rows of one condition
+  sysid fit lab.csv --time t --states theta,v --inputs u --model hybrid:duffing \\
+        --rename theta=x --where "condition == 'driven'" --out duffing_fit
 \b
   # every option in a file; flags override it; the resolved file is written to DIR/config.toml
   sysid fit --config rig_fit/config.toml --seed 1 --out rig_fit_seed1
@@ -81,17 +102,25 @@ def split_holdout(ds: Any, holdout: float | tuple[str, ...] | None) -> tuple[Any
 def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
     """The untrained :class:`sysid.models.Model` that ``--model`` names, for this data.
 
-    A catalogue system brings its own state names: the data's states must be among them (states
-    the data lacks are latent, estimated by the fit) and its inputs must be the system's inputs.
+    The data's names and units are kept: a catalogue system's states are called as the data
+    calls them (``--rename DATA=SYSTEM`` says which column is which state) and take the data's
+    units; states the data lacks are latent (estimated by the fit, started from ``--latent``
+    or the system's typical initial state). Data variables named like an output of the
+    measurement equations (``--output``, ``[model.outputs]``) are compared with those outputs.
     """
     import sysid.data
     import sysid.models
     import sysid.systems
 
-    states = sysid.data.state_names(ds)
+    if spec.kind == "equations":
+        return _equations_model(spec, opts, ds)
+    measured = sysid.data.state_names(ds)
+    outputs = _outputs_table(opts.outputs)
+    states = [n for n in measured if n not in outputs]
     inputs = sysid.data.input_names(ds)
-    units = {n: str(ds[n].attrs.get("units", "")) for n in (*states, *inputs)}
+    units = {n: str(ds[n].attrs.get("units", "")) for n in (*measured, *inputs)}
     time_units = str(ds["time"].attrs.get("units", ""))
+    out_kw = _output_kwargs(outputs, units)
     neural_kw: dict[str, Any] = {}
     if opts.width is not None:
         neural_kw["width"] = opts.width
@@ -102,33 +131,195 @@ def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
         if opts.free is not None or opts.params:
             raise ConfigError("--free and --params set physical parameters; they need "
                               "--model physics:SYSTEM or hybrid:SYSTEM, not 'neural'.")
+        if opts.latent:
+            raise ConfigError("--latent gives starting values of states the data lacks; a neural "
+                              "model has only the data's states. Use physics:SYSTEM, hybrid:SYSTEM "
+                              "or an equations file for hidden states.")
         return sysid.models.neural(states, inputs, seed=seed, state_units=[units[n] for n in states],
                                    input_units=[units[n] for n in inputs], time_units=time_units,
-                                   **neural_kw)
+                                   **neural_kw, **out_kw)
     system = sysid.systems.get(spec.system)
-    foreign = [n for n in states if n not in system.states]
+    # the data keeps its names: --rename DATA=SYSTEM says which column plays which state
+    data_name = {new: old for old, new in opts.rename.items()}
+    names = [data_name.get(s, s) for s in system.states]
+    input_names = [data_name.get(s, s) for s in system.inputs]
+    foreign = [n for n in states if n not in names]
     if foreign:
+        free = [s for s, n in zip(system.states, names) if n not in states]
         raise ConfigError(
             f"--model {spec}: the data's states {foreign} are not states of '{system.name}', whose "
-            f"states are {list(system.states)}; map them with --rename, e.g. --rename "
-            f"{foreign[0]}={system.states[0]} (see 'sysid systems show {system.name}').")
-    if list(inputs) != list(system.inputs):
-        raise ConfigError(f"--model {spec}: '{system.name}' takes inputs {list(system.inputs)} but "
-                          f"--inputs gives {list(inputs)}; they must match.")
-    names = [p.name for p in system.parameters]
+            f"states are {list(system.states)}; say which is which with --rename, e.g. --rename "
+            f"{foreign[0]}={(free or list(system.states))[0]} (the data keeps its names; see "
+            f"'sysid systems show {system.name}').")
+    if sorted(inputs) != sorted(input_names):
+        hint = (" (an input the data lacks can be held constant with --u NAME=VALUE)"
+                if set(inputs) < set(input_names) else "")
+        raise ConfigError(f"--model {spec}: '{system.name}' takes inputs {input_names} but the data "
+                          f"has inputs {list(inputs)}; they must match{hint}.")
+    pnames = [p.name for p in system.parameters]
     for option, given in (("--free", opts.free or ()), ("--params", tuple(opts.params))):
-        unknown = [n for n in given if n not in names]
+        unknown = [n for n in given if n not in pnames]
         if unknown:
             raise ConfigError(f"{option}: {unknown} {'is' if len(unknown) == 1 else 'are'} not a "
-                              f"parameter of '{system.name}'; its parameters are {names}.")
+                              f"parameter of '{system.name}'; its parameters are {pnames}.")
     if spec.kind == "physics" and (opts.width is not None or opts.depth is not None):
         raise ConfigError(f"--width/--depth size a neural network; --model {spec} has none "
                           f"(use hybrid:{system.name} for physics plus a network).")
-    common: dict[str, Any] = {"free": list(opts.free) if opts.free is not None else None,
-                              "values": dict(opts.params) or None, "observed": list(states)}
+    observed = [n for n in names if n in states]
+    common: dict[str, Any] = {
+        "free": list(opts.free) if opts.free is not None else None,
+        "values": dict(opts.params) or None, "observed": observed,
+        "states": names, "inputs": input_names,
+        # the data's units where it has them, else the system's
+        "state_units": {n: units[n] for n in names if units.get(n)},
+        "input_units": {n: units[n] for n in input_names if units.get(n)},
+        "time_units": time_units,
+        "latent_initial": _latent_guesses(system, names, observed, opts.latent),
+        **out_kw}
     if spec.kind == "physics":
         return sysid.models.physics(system, **common)
     return sysid.models.hybrid(system, seed=seed, **common, **neural_kw)
+
+
+def _outputs_table(outputs: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``--output``/``[model] outputs`` as ``{name: {"equation": ..., "units": ...}}``."""
+    return {n: ({"equation": v} if isinstance(v, str) else dict(v)) for n, v in outputs.items()}
+
+
+def _output_kwargs(outputs: dict[str, dict[str, str]], units: dict[str, str]) -> dict[str, Any]:
+    """The factories' ``outputs=``/``output_units=`` (units: given, else the data column's)."""
+    if not outputs:
+        return {}
+    return {"outputs": {n: o["equation"] for n, o in outputs.items()},
+            "output_units": {n: str(o.get("units") or units.get(n, "")) for n, o in outputs.items()}}
+
+
+def _latent_guesses(system: Any, names: list[str], observed: list[str],
+                    given: dict[str, float]) -> dict[str, float] | None:
+    """Starting values of the states the data lacks: ``--latent``, else the system's typical
+    initial state."""
+    latent = [n for n in names if n not in observed]
+    unknown = [n for n in given if n not in latent]
+    if unknown:
+        raise ConfigError(f"--latent: {unknown} {'is' if len(unknown) == 1 else 'are'} not a state "
+                          f"the data lacks; the unmeasured states are {latent}.")
+    if not latent:
+        return None
+    typical = dict(zip(names, system.y0)) if system.y0 is not None else {}
+    return {n: float(given.get(n, typical.get(n, 0.0))) for n in latent}
+
+
+def equations_table(spec: ModelSpec, opts: CliFitOptions) -> tuple[dict[str, Any], str]:
+    """The ``[model]`` table of an equations model and where it comes from (for messages)."""
+    if spec.file is None:
+        if opts.equations is None:
+            raise ConfigError("--model equations: the equations come from the [model] table of "
+                              "--config; give --model equations:FILE.toml or a config with "
+                              "[model] kind = \"equations\".")
+        return dict(opts.equations), "config file [model]"
+    import tomllib
+
+    path = Path(spec.file)
+    try:
+        with open(path, "rb") as fh:
+            content = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"equations file '{path}' is not valid TOML: {exc}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"equations file '{path}' is not UTF-8 text; save it as UTF-8.") from None
+    table = content.get("model")
+    if not isinstance(table, dict):
+        raise ConfigError(f"equations file '{path}' has no [model] table; see 'sysid fit --help' "
+                          "and sysid.models.from_toml.")
+    return dict(table), f"equations file '{path}'"
+
+
+def _declared(table: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    """``states``/``inputs``/``outputs`` of an equations table as ``{name: {...}}``."""
+    raw = table.get(key) or {}
+    if isinstance(raw, list):
+        return {str(n): {} for n in raw}
+    if not isinstance(raw, dict):
+        return {}
+    field = "equation" if key == "outputs" else "units"
+    return {str(n): (dict(v) if isinstance(v, dict) else {field: v}) for n, v in raw.items()}
+
+
+def equations_columns(spec: ModelSpec, opts: CliFitOptions) -> tuple[list[str], list[str]]:
+    """The columns an equations model reads when ``--states``/``--inputs`` are not given: its
+    measured states (all of them, or none when outputs are declared, unless ``measured`` says
+    otherwise) and its outputs; its inputs except the ``--u`` constants."""
+    table, _ = equations_table(spec, opts)
+    states, inputs = _declared(table, "states"), _declared(table, "inputs")
+    outputs = _declared(table, "outputs")
+    measured = [s for s, e in states.items() if e.get("measured", not outputs) is True]
+    return measured + list(outputs), [n for n in inputs if n not in opts.constant_inputs]
+
+
+def _equations_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
+    """An equations model for this data: its states present in the data are measured (unless
+    ``measured = false``), the others latent; empty units are filled from the data's."""
+    import sysid.data
+    from sysid.models.equations import from_dict
+
+    for option, given in (("--free", opts.free), ("--params", opts.params or None),
+                          ("--width", opts.width), ("--depth", opts.depth),
+                          ("--output", opts.outputs or None)):
+        if given is not None:
+            raise ConfigError(f"{option} does not apply to --model {spec}: parameters (fixed or "
+                              "free, with their values), networks ([model.neural]) and outputs "
+                              "are declared in the equations file.")
+    table, source = equations_table(spec, opts)
+    table = {k: (dict(v) if isinstance(v, dict) else v) for k, v in table.items()}
+    states, inputs = _declared(table, "states"), _declared(table, "inputs")
+    outputs = _declared(table, "outputs")
+    have_s, have_i = sysid.data.state_names(ds), sysid.data.input_names(ds)
+    stray = [n for n in have_s if n not in states and n not in outputs]
+    if stray:
+        raise ConfigError(f"{source}: the data's measured variables {stray} are neither states "
+                          f"{list(states)} nor outputs {list(outputs)} of the equations; name the "
+                          f"columns in --states as the equations do.")
+    extra = [n for n in have_i if n not in inputs]
+    missing_in = [n for n in inputs if n not in have_i]
+    if extra or missing_in:
+        hint = (f"; hold one constant with --u {missing_in[0]}=VALUE" if missing_in else "")
+        raise ConfigError(f"{source}: the equations take inputs {list(inputs)}; the data has "
+                          f"{list(have_i)}{hint}.")
+    missing_out = [n for n in outputs if n not in have_s]
+    if missing_out:
+        raise ConfigError(f"{source}: the outputs {missing_out} are not in the data; add them to "
+                          f"--states (the measured columns).")
+    observed = []
+    for s, entry in states.items():
+        flag = entry.get("measured")
+        if flag is True and s not in have_s:
+            raise ConfigError(f"{source}: state {s!r} is marked measured but the data has no "
+                              f"{s!r} (its measured variables are {have_s}).")
+        if s in have_s and flag is not False:
+            observed.append(s)
+    given = dict(opts.latent)
+    unknown = [n for n in given if n not in states or n in observed]
+    if unknown:
+        raise ConfigError(f"--latent: {unknown} {'is' if len(unknown) == 1 else 'are'} not an "
+                          f"unmeasured state; the unmeasured states are "
+                          f"{[s for s in states if s not in observed]}.")
+    # fill units the equations leave empty from the data; refuse contradictions
+    for key, entries in (("states", states), ("inputs", inputs), ("outputs", outputs)):
+        for name, entry in entries.items():
+            have = str(ds[name].attrs.get("units", "")) if name in ds.data_vars else ""
+            own = str(entry.get("units", "") or "")
+            if have and own and have != own:
+                raise ConfigError(f"{source}: {name!r} has units '{own}' in the equations but "
+                                  f"'{have}' in the data; convert the data or fix the units.")
+            if have and not own:
+                entry["units"] = have
+            if name in given:
+                entry["initial"] = given[name]
+        if entries:
+            table[key] = entries
+    if not table.get("time_units"):
+        table["time_units"] = str(ds["time"].attrs.get("units", ""))
+    return from_dict(table, source=source, observed=observed)
 
 
 def _resolve(config: Path | None, data: str | None, **flags: Any) -> CliFitOptions:
@@ -187,15 +378,28 @@ def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, An
               "measured', e.g. -999 (empty, NA, NaN are always missing).")
 @click.option("--sort", is_flag=True, help="Sort each run by time instead of refusing "
               "unsorted time.")
-@click.option("--rename", metavar="OLD=NEW,..", help="Rename variables after reading, e.g. "
-              "population=N to match a reference system's state names.")
+@click.option("--rename", metavar="OLD=NEW,..", help="With physics:/hybrid:SYSTEM, which "
+              "system state each column is (angle=theta; the data keeps its names and units); "
+              "otherwise rename variables after reading.")
+@click.option("--where", metavar="CONDITION", help="Keep only the rows where CONDITION holds, "
+              "e.g. \"condition == 'mixture' and dose > 1\" (any columns; comparisons, and/or/not).")
+@click.option("--u", "constant", metavar="NAME=VALUE,..", help="Inputs held constant instead of "
+              "read from the data (e.g. --u u=0 for undriven runs of a driven model).")
 @click.option("--drop-duplicates", is_flag=True, help="Drop rows repeating a time (first kept) "
               "instead of refusing them.")
-@click.option("--model", "model", metavar="KIND", help="neural (default), physics:SYSTEM or "
-              "hybrid:SYSTEM (see 'sysid systems list').")
+@click.option("--model", "model", metavar="KIND", help="neural (default), physics:SYSTEM, "
+              "hybrid:SYSTEM (see 'sysid systems list') or equations:FILE.toml (your own "
+              "equations; nn(...) terms make it hybrid).")
 @click.option("--free", metavar="P,..", help="Physical parameters to fit (default: all).")
 @click.option("--params", metavar="k=v,..", help="Parameter values: fixed ones, and starting "
               "values of free ones.")
+@click.option("--latent", metavar="STATE=VALUE,..", help="Starting guesses of states the data "
+              "does not measure (estimated per run by the fit).")
+@click.option("--known-initial", metavar="STATE,..", help="States whose value at each run's start "
+              "is known (the measurement, or the --latent/initial value) and not estimated.")
+@click.option("--output", "outputs", multiple=True, metavar="NAME=EXPR", help="A measurement "
+              "equation (repeatable), e.g. --output 'y=clip(x, 0, 0.5)': the data's column NAME "
+              "is compared with EXPR of the model's states, inputs and parameters.")
 @click.option("--width", type=click.IntRange(min=1), help="Neural network width.")
 @click.option("--depth", type=click.IntRange(min=1), help="Neural network hidden layers.")
 @click.option("--config", type=click.Path(path_type=Path), help="TOML file with every option "
@@ -221,7 +425,9 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
             model: str | None,
             free: str | None, params: str | None, width: int | None, depth: int | None,
             config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
-            settings: tuple[str, ...], out: Path, force: bool, max_memory: float | None) -> int:
+            settings: tuple[str, ...], out: Path, force: bool, max_memory: float | None,
+            where: str | None = None, constant: str | None = None, latent: str | None = None,
+            known_initial: str | None = None, outputs: tuple[str, ...] = ()) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
     DATA is a CSV file (give --time and --states), a quoted glob of CSV files with one run each
@@ -233,7 +439,9 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     with sigterm_as_interrupt():
         return _fit(data, time_col, states, inputs, run_col, sep, decimal, encoding,
                     missing_values, sort, rename, drop_duplicates, model, free, params, width,
-                    depth, config, holdout, epochs, seed, settings, out, force, max_memory)
+                    depth, config, holdout, epochs, seed, settings, out, force, max_memory,
+                    where=where, constant=constant, latent=latent, known_initial=known_initial,
+                    outputs=outputs)
 
 
 def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
@@ -242,9 +450,13 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
          model: str | None, free: str | None, params: str | None, width: int | None,
          depth: int | None, config: Path | None, holdout: str | None, epochs: int | None,
          seed: int | None, settings: tuple[str, ...], out: Path, force: bool,
-         max_memory: float | None = None) -> int:
+         max_memory: float | None = None, *, where: str | None = None, constant: str | None = None,
+         latent: str | None = None, known_initial: str | None = None,
+         outputs: tuple[str, ...] = ()) -> int:
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)
+    if known_initial is not None:
+        settings_d["known_initial"] = list(parse_names(known_initial, option="--known-initial"))
     opts = _resolve(
         config, data, time=time_col, states=parse_names(states, option="--states") or None,
         inputs=parse_names(inputs, option="--inputs") if inputs is not None else None,
@@ -255,8 +467,20 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
         free=parse_names(free, option="--free") if free is not None else None,
         params=parse_assignments(params, option="--params") if params is not None else None,
         holdout=parse_holdout(holdout), width=width, depth=depth, epochs=epochs, seed=seed,
-        settings=settings_d,
+        settings=settings_d, where=where,
+        constant_inputs=parse_assignments(constant, option="--u") if constant is not None else None,
+        latent=parse_assignments(latent, option="--latent") if latent is not None else None,
+        outputs=parse_outputs(outputs, option="--output") if outputs else None,
     )
+    spec = parse_model_spec(opts.kind)
+    if spec.kind == "equations" and spec.file is not None:
+        # kept in the resolved config.toml, so the run folder reproduces without the file
+        opts = replace(opts, equations=equations_table(spec, opts)[0])
+    if spec.kind == "equations" and (not opts.states or (inputs is None and not opts.inputs)):
+        # the equations say which columns are measured and which are inputs
+        cols, ins = equations_columns(spec, opts)
+        opts = replace(opts, states=opts.states or tuple(cols),
+                       inputs=opts.inputs if (inputs is not None or opts.inputs) else tuple(ins))
     # inputs are sacred: an output that is, holds or sits inside an input is refused up front
     check_output_apart(out, [*(("DATA", f) for f in data_source_files(opts.path)),
                              *((("--config", config),) if config is not None else ())])
@@ -265,7 +489,6 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
     from sysid.data.columns import check_magnitudes
 
     check_magnitudes(ds, context=f"DATA '{opts.path}'")
-    spec = parse_model_spec(opts.kind)
     fit_config = _fit_config(opts, config, settings_d)
     opts = opts.merged(seed=fit_config.seed)  # record the seed actually used
     train, test = split_holdout(ds, opts.holdout)
@@ -278,7 +501,7 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
         import sysid.data
 
         sysid.data.save(ds, build.path / DATA_COPY)
-        console.info(f"fitting a {spec} model to {opts.path}: {_describe(train, test)}")
+        console.info(f"fitting the {spec} model to {opts.path}: {_describe(train, test)}")
         console.detail(f"fit options: {fit_config}")
         import sysid
         from sysid import budget

@@ -57,16 +57,22 @@ def fit_data_options(run_dir: Path) -> CliFitOptions:
     if not cfg.exists():
         return CliFitOptions()
     where = f"MODEL_DIR '{run_dir}'"
-    data = sysid.io.read_toml(cfg, where=where).get("data", {})
+    content = sysid.io.read_toml(cfg, where=where)
+    data = content.get("data", {})
     try:
         keep = {k: _text(v, k) for k, v in data.items()
                 if k in ("time", "run", "sep", "decimal", "encoding")}
         keep.update(_dataset_columns(str(data.get("path", "")), keep))
+        # the model's kind decides what --rename means (catalogue: which column is which state)
+        kind = _text(dict(content.get("model", {})).get("kind", "neural"), "kind")
+        constant = {_text(k, "constant_inputs"): float(v)
+                    for k, v in dict(data.get("constant_inputs", {})).items()}
         return CliFitOptions(states=_texts(data.get("states", ()), "states"),
                              inputs=_texts(data.get("inputs", ()), "inputs"),
                              missing_values=_texts(data.get("missing_values", ()), "missing_values"),
                              rename={_text(k, "rename"): _text(v, "rename")
-                                     for k, v in dict(data.get("rename", {})).items()}, **keep)
+                                     for k, v in dict(data.get("rename", {})).items()},
+                             kind=kind, constant_inputs=constant, **keep)
     except (TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"{where}: config.toml [data] is malformed ({exc}); the file was "
                              "edited or damaged.") from None

@@ -531,6 +531,7 @@ def load_csv(
     sort: bool = False,
     drop_duplicates: bool = False,
     min_samples: int = 2,
+    where: str | None = None,
 ) -> xr.Dataset:
     """Load measured trajectories from CSV into the trajectory schema.
 
@@ -569,6 +570,12 @@ def load_csv(
         raising; recorded in the ``processing`` attribute.
     min_samples : int
         Fewest samples a run may have.
+    where : str, optional
+        Keep only the rows for which this condition holds, e.g. ``"condition == 'mixture'"`` or
+        ``"dose > 2 and site != 'B'"``: comparisons of any columns (named as in ``states``) with
+        numbers or text, joined by ``and``/``or``/``not`` (parsed by :mod:`sysid.expressions`,
+        never evaluated as Python). Rows keep their numbers in error messages; a file with no
+        row left is dropped (the condition is recorded in ``processing``).
 
     Returns
     -------
@@ -594,11 +601,55 @@ def load_csv(
                     drop_duplicates, min_samples)
     files = _expand(path_or_paths)
     parts = [_read_file(p, shown, sep=sep, decimal=decimal, encoding=encoding) for p, shown in files]
+    if where is not None:
+        parts = _keep_rows(parts, where, opts)
     stems = [p.run_id for p in parts]
     if len(set(stems)) != len(stems):
         for p in parts:
             p.run_id = p.label
-    return _assemble(parts, opts, source=", ".join(shown for _p, shown in files))
+    ds = _assemble(parts, opts, source=", ".join(shown for _p, shown in files))
+    if where is not None:
+        done = ds.attrs.get("processing", "")
+        ds.attrs["processing"] = (f"{done}; " if done else "") + f"rows where {where}"
+    return ds
+
+
+def _keep_rows(parts: list[_Part], where: str, opts: _Options) -> list[_Part]:
+    """The parts with only the rows where the condition ``where`` holds (empty parts dropped)."""
+    from sysid.backend import NUMPY
+    from sysid.expressions import parse
+
+    expr = parse(where, where=f"{opts.func}: where", strings=True)
+    missing = set(DEFAULT_MISSING) | set(opts.missing)
+    kept = []
+    for part in parts:
+        ctx = f"{opts.func}: {part.label}"
+        cols = parse_headers(part.headers, context=ctx)
+        env = {}
+        for name in expr.names:
+            cells = np.asarray(part.columns[find_column(cols, name, role="where", context=ctx).position],
+                               dtype=object)
+            absent = np.array([c in missing for c in cells], dtype=bool)
+            try:
+                numbers = np.array([float(str(c).replace(opts.decimal, ".")) if not a else np.nan
+                                    for c, a in zip(cells, absent)], dtype=float)
+                env[name] = numbers
+            except ValueError:  # a text column: compared as text
+                env[name] = np.where(absent, "", cells).astype(object)
+        value = np.asarray(expr.evaluate(env, NUMPY)) if expr.names else np.asarray(expr.evaluate({}, NUMPY))
+        if value.dtype != bool:
+            raise ConfigError(f"{opts.func}: where {where!r} must be a condition (a comparison such as "
+                              f"condition == 'mixture'); it gives {value.dtype} values.")
+        keep = np.broadcast_to(value, (len(part.rows),))
+        if keep.any():
+            part.columns = [np.asarray(c)[keep] for c in part.columns]
+            part.rows = part.rows[keep]
+            kept.append(part)
+    if not kept:
+        raise DataError(f"{opts.func}: no row of {', '.join(p.label for p in parts)} satisfies "
+                        f"where {where!r}; check the column values (text is compared exactly, "
+                        "with its case).")
+    return kept
 
 
 def from_dataframe(
