@@ -92,7 +92,7 @@ CASES = [
     ("holdout fraction out of range", ["good.csv", *CSV, "--holdout", "1.5"],
      r"--holdout: a fraction of runs must lie strictly between 0 and 1, got 1\.5"),
     ("bad --model kind", ["good.csv", *CSV, "--model", "blackbox"],
-     r"--model: expected 'neural', 'physics:SYSTEM' or 'hybrid:SYSTEM', got 'blackbox'"),
+     r"--model: expected 'neural', 'physics:SYSTEM', 'hybrid:SYSTEM' or 'equations:FILE.toml', got 'blackbox'"),
     ("bad --epochs", ["good.csv", *CSV, "--epochs", "zero"], r"Invalid value for '--epochs'"),
 ]
 

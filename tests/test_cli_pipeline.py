@@ -87,7 +87,7 @@ def test_parse_model_spec(text, kind, system):
 @pytest.mark.parametrize("text, match", [
     ("physics", r"--model: 'physics' needs a reference system, as in 'physics:lotka_volterra'"),
     ("neural:pendulum", r"--model: 'neural' takes no system name.*'hybrid:pendulum'"),
-    ("gp", r"--model: expected 'neural', 'physics:SYSTEM' or 'hybrid:SYSTEM', got 'gp'"),
+    ("gp", r"--model: expected 'neural', 'physics:SYSTEM', 'hybrid:SYSTEM' or 'equations:FILE.toml', got 'gp'"),
 ])
 def test_parse_model_spec_rejects(text, match):
     with pytest.raises(ConfigError, match=match):

@@ -234,7 +234,8 @@ def test_physics_fit_on_shipped_data_reports_parameters(population):
 
 def test_simulate_physics_model_matches_closed_form(population):
     root, _ = population
-    ok(run_cli("simulate", "pop", "--y0", "N=3.929", "--t-start", "1790", "--t-end", "1970",
+    # --rename population=N told the fit which column is the system's N; the names stay the data's
+    ok(run_cli("simulate", "pop", "--y0", "population=3.929", "--t-start", "1790", "--t-end", "1970",
                "--dt", "10", "--out", "pop.csv", cwd=root))
     sim = pd.read_csv(root / "pop.csv")
     # the data's own name for time and no run column (the fit read one run without one)
@@ -243,7 +244,7 @@ def test_simulate_physics_model_matches_closed_form(population):
     np.testing.assert_allclose(t, np.arange(1790.0, 1971.0, 10.0))
     p = pd.read_csv(root / "pop" / "parameters.csv").set_index("name")["value"]
     # dopri5 at rtol 1e-6 (the CLI default): relative error well below 1e-4
-    np.testing.assert_allclose(sim["N [million]"].to_numpy(),
+    np.testing.assert_allclose(sim["population [million people]"].to_numpy(),  # the data's units
                                logistic(t, 3.929, p["r"], p["K"]), rtol=1e-4)
 
 
@@ -257,7 +258,8 @@ def test_compare_reference_matches_closed_form(population):
     t = data["time"].values[0]
     n0 = float(data["population"].values[0, 0])
     # SciPy RK45 at rtol 1e-8 (sysid.analysis default): closed form within 1e-6
-    np.testing.assert_allclose(ref["N"].values[0], logistic(t, n0, 0.0313395, 197.27), rtol=1e-6)
+    np.testing.assert_allclose(ref["population"].values[0], logistic(t, n0, 0.0313395, 197.27),
+                               rtol=1e-6)
     result = json.loads((root / "cmp" / "metrics.json").read_text())
     assert result["params"] == {"r": 0.0313395, "K": 197.27}
     # one state: no phase plane, only the trajectories
@@ -347,7 +349,7 @@ def test_report_failure_keeps_the_trained_model(tmp_path, monkeypatch, capsys, f
     assert main(["fit", "dataset:us_population", "--rename", "population=N", "--model",
                  "physics:logistic", "--epochs", "3", "--out", str(out)]) == code
     assert re.search(message, capsys.readouterr().err)
-    assert sysid.load_model(out / "model").observed == ("N",)
+    assert sysid.load_model(out / "model").observed == ("population",)
     assert json.loads((out / "metrics.json").read_text())["trajectory"]
     assert not (out / "report.html").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit"]
@@ -363,7 +365,7 @@ def test_free_initial_states_are_written_and_used_for_the_metrics(tmp_path):
     import pandas as pd
 
     init = pd.read_csv(out / "initial_states.csv", index_col=0)
-    assert list(init.columns) == ["prey", "predator"] and list(init.index) == ["hare_lynx"]
+    assert list(init.columns) == ["hare", "lynx"] and list(init.index) == ["hare_lynx"]
     metrics = json.loads((out / "metrics.json").read_text())
     model = sysid.load_model(out / "model")
     data = sysid.data.load_netcdf(out / "data.nc")

@@ -26,10 +26,11 @@ EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 
 _EPILOG = """\b
-Worked example (census data shipped with sysid; the commands run as written):
+Worked example (census data shipped with sysid; the commands run as written; --rename says that
+the data's population is the logistic model's N, and the model keeps the name population):
   sysid datasets show us_population
   sysid fit dataset:us_population --rename population=N --model physics:logistic --out pop_fit
-  sysid simulate pop_fit --y0 N=3.929 --t-start 1790 --t-end 2020 --dt 10 --out pop_sim.csv
+  sysid simulate pop_fit --y0 population=3.929 --t-start 1790 --t-end 2020 --dt 10 --out pop_sim.csv
   sysid compare pop_fit --reference logistic --params r=0.0313395,K=197.27 --out pop_cmp
   sysid report pop_fit
 
