@@ -20,41 +20,44 @@ from sysid.training.shooting import (
 from sysid.training.windows import make_windows
 
 
-def _series(*runs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lengths, y, mask) of one-state runs, padded."""
+def _series(*runs: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(t, lengths, y, mask) of one-state runs sampled once per time unit, padded."""
     n = max(len(r) for r in runs)
+    t = np.zeros((len(runs), n))
     y = np.zeros((len(runs), n, 1))
     m = np.zeros((len(runs), n, 1), bool)
     for i, r in enumerate(runs):
+        t[i] = np.minimum(np.arange(n), len(r) - 1)  # padding repeats the last time
         y[i, : len(r), 0] = r
         m[i, : len(r), 0] = True
-    return np.array([len(r) for r in runs]), y, m
+    return t, np.array([len(r) for r in runs]), y, m
 
 
 def test_multiple_shooting_final_stride_depends_on_how_windows_start():
-    lengths, y, m = _series(np.linspace(0, 1, 30))
+    t, lengths, y, m = _series(np.linspace(0, 1, 30))
     multiple = Shooting(method="multiple", horizons=(5, 10, 20))
-    free = plan_shooting(FitConfig(epochs=9, initial_states="free", shooting=multiple), lengths, y, m)
-    measured = plan_shooting(FitConfig(epochs=9, shooting=multiple), lengths, y, m)
+    free = plan_shooting(FitConfig(epochs=9, initial_states="free", shooting=multiple),
+                         t, lengths, y, m)
+    measured = plan_shooting(FitConfig(epochs=9, shooting=multiple), t, lengths, y, m)
     # free starts: the last stage shares only end points (every sample counts once)
     assert free.stages == ((5, 3, 1), (10, 3, 1), (20, 3, 19))
     assert measured.stages == ((5, 3, 1), (10, 3, 1), (20, 3, 1))
     assert free.continuity == 1.0 and free.method == "multiple"
     given = Shooting(horizons=(5, 20), final_stride=3)
     assert plan_shooting(FitConfig(epochs=4, initial_states="free", shooting=given),
-                         lengths, y, m).stages == ((5, 2, 1), (20, 2, 3))
+                         t, lengths, y, m).stages == ((5, 2, 1), (20, 2, 3))
     # stage epochs as given; fewer epochs than stages keeps the longest horizons
     staged = Shooting(horizons=(4, 8), stage_epochs=(2, 8))
-    assert plan_shooting(FitConfig(epochs=10, shooting=staged), lengths, y, m).stages == (
+    assert plan_shooting(FitConfig(epochs=10, shooting=staged), t, lengths, y, m).stages == (
         (4, 2, 1), (8, 8, 1))
     assert plan_shooting(FitConfig(epochs=1, shooting=Shooting(horizons=(4, 8, 16))),
-                         lengths, y, m).stages == ((16, 1, 1),)
+                         t, lengths, y, m).stages == ((16, 1, 1),)
 
 
 def test_free_start_windows_count_every_sample_once_but_shared_end_points():
-    lengths, y, m = _series(np.linspace(0, 1, 21), np.linspace(0, 1, 7))
+    t, lengths, y, m = _series(np.linspace(0, 1, 21), np.linspace(0, 1, 7))
     plan = plan_shooting(FitConfig(epochs=1, initial_states="free",
-                                   shooting=Shooting(horizons=(20,))), lengths, y, m)
+                                   shooting=Shooting(horizons=(20,))), t, lengths, y, m)
     horizon, stride = plan.final
     w = make_windows(torch.as_tensor(lengths), horizon, stride)
     counts = torch.zeros(2, 21, dtype=torch.long)
@@ -67,8 +70,8 @@ def test_free_start_windows_count_every_sample_once_but_shared_end_points():
 
 
 def test_single_shooting_is_one_window_per_run_from_its_first_sample():
-    lengths, y, m = _series(np.linspace(0, 1, 9), np.linspace(0, 1, 5))
-    plan = plan_shooting(FitConfig(epochs=7, shooting="single"), lengths, y, m)
+    t, lengths, y, m = _series(np.linspace(0, 1, 9), np.linspace(0, 1, 5))
+    plan = plan_shooting(FitConfig(epochs=7, shooting="single"), t, lengths, y, m)
     assert plan.method == "single" and plan.reason == "as configured"
     assert plan.stages == ((9, 7, 9),) and plan.continuity == 0.0
     w = make_windows(torch.as_tensor(lengths), *plan.final)
@@ -82,7 +85,7 @@ def test_turns_count_swings_larger_than_the_threshold_only():
     assert count_turns(np.sin(t), 0.5) == 6  # three periods: 3 maxima, 3 minima (first excluded)
     assert count_turns(np.exp(-t), 0.25) == 0
     assert count_turns(np.sin(t / 6), 0.25) == 1  # one rise and fall (an epidemic wave)
-    # the BOD series dips by 17 % of its range (noise); with 25 % hysteresis it does not turn
+    # hysteresis: the BOD series from y(0) = 0 dips by 17 % of its range (noise)
     bod = np.array([0.0, 8.3, 10.3, 19.0, 16.0, 15.6, 19.8])
     assert count_turns(bod, 0.25 * np.ptp(bod)) == 0
     assert count_turns(bod, 0.1 * np.ptp(bod)) == 2
@@ -102,10 +105,17 @@ def test_auto_rule_picks_single_for_short_smooth_series_and_multiple_otherwise()
     method, reason = choose_method(Shooting(horizons=(4, 8)), *_series(short))
     assert method == "multiple" and "multiple-shooting settings were given" in reason
     assert choose_method(Shooting(method="multiple"), *_series(short)) == ("multiple", "as configured")
+    # noise does not count: the raw BOD series dips by 30 % of its range at day 4, but the
+    # smoothed series rises throughout; 10 % noise on a decay does not make it oscillate
+    bod = np.array([8.3, 10.3, 19.0, 16.0, 15.6, 19.8])
+    assert count_turns(bod, 0.25 * np.ptp(bod)) == 2
+    assert choose_method(auto, *_series(bod))[0] == "single"
+    noisy = np.exp(-np.linspace(0, 3, 20)) * (1 + 0.1 * np.random.default_rng(0).standard_normal(20))
+    assert choose_method(auto, *_series(noisy))[0] == "single"
     # a missing value in the middle does not break the count
-    lengths, y, m = _series(wave)
+    t, lengths, y, m = _series(wave)
     m[0, 5, 0] = False
-    assert choose_method(auto, lengths, y, m)[0] == "multiple"
+    assert choose_method(auto, t, lengths, y, m)[0] == "multiple"
 
 
 def test_bod_default_fit_picks_single_shooting_and_lands_on_least_squares():

@@ -326,7 +326,7 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
     train = prepare(arrays, spec, scaling, points, dtype)
     val = prepare(read_arrays(val_ds, spec, "fit validation"), spec, scaling, points, dtype) \
         if val_ds is not None else None
-    plan = plan_shooting(cfg, arrays.lengths, *arrays.select(spec.measured))
+    plan = plan_shooting(cfg, arrays.t, arrays.lengths, *arrays.select(spec.measured))
     rhs = ScaledRhs(work.field, torch.tensor(states.mean, dtype=dtype),
                     torch.tensor(states.scale, dtype=dtype))
     counter = StepCounter()

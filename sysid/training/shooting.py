@@ -19,9 +19,12 @@ The "auto" rule (:func:`choose_method`)
    model compound over a long horizon, so the single-shooting loss is rough there, and each
    step integrates sequentially over every sample.
 3. A measured state that turns at least :data:`OSCILLATION_TURNS` times within a run
-   (oscillation; a turn counts when the series retreats from its last extreme by more than
-   :data:`TURN_FRACTION` of that state's range in the run, so noise does not count): multiple
-   shooting; single shooting of an oscillation from a wrong frequency has many local optima.
+   (oscillation): multiple shooting; single shooting of an oscillation from a wrong frequency
+   has many local optima. Turns are counted on the smoothed series (the local quadratic fits of
+   the warm start, ``WarmStart.smoothing_points`` samples each), and a turn counts when the series
+   retreats from its last extreme by more than :data:`TURN_FRACTION` of that state's range in
+   the run, so measurement noise does not count (the raw BOD series dips by 30 % of its range
+   at day 4; smoothed it rises throughout, while the hare-lynx pelts turn 3-4 times).
 4. Otherwise (short, non-oscillating series such as kinetics, growth curves, one epidemic
    wave): single shooting.
 """
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sysid.data.smoothing import smooth_runs
 from sysid.training.config import FitConfig, Shooting
 
 __all__ = ["ShootingPlan", "plan_shooting", "choose_method", "count_turns", "LONG_RUN",
@@ -41,8 +45,8 @@ __all__ = ["ShootingPlan", "plan_shooting", "choose_method", "count_turns", "LON
 LONG_RUN = 50
 #: A state turning this many times in a run (up-down-up or down-up-down) oscillates.
 OSCILLATION_TURNS = 2
-#: A turn counts when the series retreats from its extreme by this fraction of its range
-#: (the BOD series dips by 17 % of its range from measurement noise; hare-lynx swings ~100 %).
+#: A turn counts when the smoothed series retreats from its extreme by this fraction of its range
+#: (hare-lynx swings by ~100 %).
 TURN_FRACTION = 0.25
 
 
@@ -114,19 +118,23 @@ def count_turns(values: np.ndarray, threshold: float) -> int:
     return turns
 
 
-def choose_method(shooting: Shooting, lengths: np.ndarray, y: np.ndarray,
-                  mask: np.ndarray) -> tuple[str, str]:
+def choose_method(shooting: Shooting, t: np.ndarray, lengths: np.ndarray, y: np.ndarray,
+                  mask: np.ndarray, points: int = 7) -> tuple[str, str]:
     """``(method, reason)`` for the training data (see the module docstring for the rule).
 
     Parameters
     ----------
     shooting : Shooting
+    t : ndarray (R, N)
+        Padded sample times.
     lengths : ndarray (R,)
         Samples per run.
     y : ndarray (R, N, So)
-        Measured states in any units (padded).
+        Measured variables in any units (padded).
     mask : ndarray of bool (R, N, So)
         Which entries are measured.
+    points : int
+        Samples per local quadratic fit of the smoother.
     """
     if shooting.method != "auto":
         return shooting.method, "as configured"
@@ -135,9 +143,11 @@ def choose_method(shooting: Shooting, lengths: np.ndarray, y: np.ndarray,
     longest = int(np.max(lengths)) if lengths.size else 0
     if longest > LONG_RUN:
         return "multiple", f"auto: runs up to {longest} samples long (> {LONG_RUN})"
+    smooth, _, _ = smooth_runs(t, y, mask, lengths, points)
     for r in range(y.shape[0]):
         for j in range(y.shape[-1]):
-            v = y[r, : int(lengths[r]), j][mask[r, : int(lengths[r]), j]]
+            v = smooth[r, : int(lengths[r]), j]
+            v = v[np.isfinite(v)]
             if v.size < 3:
                 continue
             turns = count_turns(v, TURN_FRACTION * float(v.max() - v.min()))
@@ -167,7 +177,7 @@ def _multiple_stages(shooting: Shooting, epochs: int, free: bool) -> tuple[tuple
     return tuple(out)
 
 
-def plan_shooting(cfg: FitConfig, lengths: np.ndarray, y: np.ndarray,
+def plan_shooting(cfg: FitConfig, t: np.ndarray, lengths: np.ndarray, y: np.ndarray,
                   mask: np.ndarray) -> ShootingPlan:
     """The stages a fit runs, from its config and training data (see :func:`choose_method`).
 
@@ -176,13 +186,14 @@ def plan_shooting(cfg: FitConfig, lengths: np.ndarray, y: np.ndarray,
     >>> import numpy as np
     >>> t = np.linspace(0, 1, 9)
     >>> y, m = np.exp(-t)[None, :, None], np.ones((1, 9, 1), bool)
-    >>> plan = plan_shooting(FitConfig(epochs=30), np.array([9]), y, m)
+    >>> plan = plan_shooting(FitConfig(epochs=30), t[None], np.array([9]), y, m)
     >>> plan.method, plan.stages
     ('single', ((9, 30, 9),))
-    >>> plan_shooting(FitConfig(epochs=30, shooting="multiple"), np.array([9]), y, m).stages
+    >>> plan_shooting(FitConfig(epochs=30, shooting="multiple"), t[None], np.array([9]), y, m).stages
     ((5, 10, 1), (10, 10, 1), (20, 10, 1))
     """
-    method, reason = choose_method(cfg.shooting, np.asarray(lengths), y, mask)
+    method, reason = choose_method(cfg.shooting, t, np.asarray(lengths), y, mask,
+                                   cfg.warm_start.smoothing_points)
     if method == "single":
         n = max(int(np.max(lengths)), 2)
         return ShootingPlan("single", reason, ((n, cfg.epochs, n),), 0.0)
