@@ -242,3 +242,65 @@ def test_user_errors_exit_2_and_write_nothing(small_data, monkeypatch, capsys, a
 
     assert re.search(match, err), err
     assert not (root / "never").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# building the model from the options (no fit): fast checks of the rules
+
+
+def _opts(**kw):
+    from sysid.cli._config import CliFitOptions
+
+    return CliFitOptions(**kw)
+
+
+def test_catalogue_model_with_a_hidden_state_an_output_and_latent_guesses():
+    from sysid.cli._pipeline import parse_model_spec
+    from sysid.cli.fit_cmd import build_model
+
+    data = sysid.systems.make_dataset("sir", n_runs=1, n_obs=20, noise=0.0, seed=0)
+    data = data[["I"]].assign(cases=data["I"] * 0.1)  # I measured, and a reported-cases column
+    data["cases"].attrs.update(role="state", units="people/day", long_name="cases")
+    model = build_model(parse_model_spec("physics:sir"),
+                        _opts(kind="physics:sir", outputs={"cases": "gamma * I"}, latent={"S": 990.0}),
+                        data)
+    assert model.observed == ("I",) and model.output_names == ("cases",)
+    assert model.output_units == ("people/day",)  # from the data column
+    assert model.latent_initial["S"] == 990.0  # --latent
+    assert model.latent_initial["R"] == dict(zip(sysid.systems.get("sir").states,
+                                                 sysid.systems.get("sir").y0))["R"]  # the system's
+    with pytest.raises(sysid.errors.ConfigError, match=r"--latent: \['I'\] is not a state the data lacks"):
+        build_model(parse_model_spec("physics:sir"), _opts(kind="physics:sir", latent={"I": 1.0}),
+                    data[["I"]])
+
+
+def test_catalogue_model_takes_the_data_names_and_units_and_says_which_rename_is_missing():
+    from sysid.cli._pipeline import parse_model_spec
+    from sysid.cli.fit_cmd import build_model
+
+    data = sysid.systems.make_dataset("lotka_volterra", n_runs=1, n_obs=10, seed=0)
+    data = data.rename(prey="hare", predator="lynx")
+    data["hare"].attrs["units"] = "thousand pelts"
+    spec = parse_model_spec("physics:lotka_volterra")
+    model = build_model(spec, _opts(kind=str(spec), rename={"hare": "prey", "lynx": "predator"}), data)
+    assert model.state_names == ("hare", "lynx") and model.state_units[0] == "thousand pelts"
+    with pytest.raises(sysid.errors.ConfigError, match=r"\['hare', 'lynx'\] are not states .* "
+                                                       r"--rename hare=prey"):
+        build_model(spec, _opts(kind=str(spec)), data)
+
+
+def test_equations_model_fills_empty_units_from_the_data_and_refuses_stray_columns(tmp_path):
+    from sysid.cli._pipeline import parse_model_spec
+    from sysid.cli.fit_cmd import build_model
+
+    (tmp_path / "eq.toml").write_text('[model]\nstates = ["x", "v"]\ninputs = ["F"]\n'
+                                      '[model.parameters]\nk = 1.0\nc = 0.1\n'
+                                      '[model.equations]\ndx = "v"\ndv = "-k*x - c*v + F"\n')
+    data = sysid.systems.make_dataset("mass_spring_damper", n_runs=1, n_obs=10, seed=0)
+    spec = parse_model_spec(f"equations:{tmp_path / 'eq.toml'}")
+    model = build_model(spec, _opts(kind=str(spec)), data[["x", "F"]])
+    assert model.observed == ("x",) and model.latent_names == ("v",)  # v is not in the data
+    assert model.state_units == ("m", "") and model.input_units == ("N",)  # x and F from the data
+    assert model.time_units == "s"
+    with pytest.raises(sysid.errors.ConfigError, match=r"measured variables \['w'\] are neither states"):
+        build_model(spec, _opts(kind=str(spec)), data.assign(w=data["x"]))
