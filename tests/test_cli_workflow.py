@@ -239,7 +239,7 @@ def test_simulate_physics_model_matches_closed_form(population):
                "--dt", "10", "--out", "pop.csv", cwd=root))
     sim = pd.read_csv(root / "pop.csv")
     # the data's own name for time and no run column (the fit read one run without one)
-    assert list(sim.columns) == ["year [year]", "N [million]"]
+    assert list(sim.columns) == ["year [year]", "population [million people]"]  # the data's names
     t = sim["year [year]"].to_numpy()
     np.testing.assert_allclose(t, np.arange(1790.0, 1971.0, 10.0))
     p = pd.read_csv(root / "pop" / "parameters.csv").set_index("name")["value"]
