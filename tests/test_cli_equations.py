@@ -175,6 +175,23 @@ def test_two_tanks_hidden_state_and_saturating_sensor_from_the_command_line(tmp_
     assert "| level | state | m |" in report
 
 
+def test_two_tanks_hybrid_network_inside_a_hidden_state_model(tmp_path):
+    """A network of the hidden levels added to dh2, trained through the sensor output."""
+    tanks_csv(tmp_path / "tanks.csv")
+    text = (EXAMPLES / "two_tanks.toml").read_text().replace(
+        'dh2 = "k1*sqrt(max(h1, 0)) - k2*sqrt(max(h2, 0))"',
+        'dh2 = "k1*sqrt(max(h1, 0)) - k2*sqrt(max(h2, 0)) + nn(h1, h2)"\n[model.neural]\nwidth = 8')
+    (tmp_path / "hybrid.toml").write_text(text)
+    ok(run_cli("fit", "tanks.csv", "--time", "t", "--run", "run", "--model", "equations:hybrid.toml",
+               "--known-initial", "h1,h2", "--set", "shooting=single", "--epochs", "3", "--out",
+               "fit", cwd=tmp_path))
+    model = sysid.load_model(tmp_path / "fit" / "model")
+    assert isinstance(model.field, HybridField) and model.field.neural.arguments == ("h1", "h2")
+    assert model.output_names == ("level",) and model.observed == ()
+    report = (tmp_path / "fit" / "report.md").read_text()
+    assert "| level | state | m |" in report and "level = clip(h2, 0, hmax)" in report
+
+
 def test_catalogue_system_keeps_the_users_names_and_units(tmp_path):
     """hybrid:duffing on pendulum data: theta stays theta, in rad; no comparison with the
     catalogue's alpha = -1 unless asked for."""
