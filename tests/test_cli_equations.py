@@ -321,3 +321,21 @@ def test_equations_model_fills_empty_units_from_the_data_and_refuses_stray_colum
     assert model.time_units == "s"
     with pytest.raises(sysid.errors.ConfigError, match=r"measured variables \['w'\] are neither states"):
         build_model(spec, _opts(kind=str(spec)), data.assign(w=data["x"]))
+
+
+def test_simulate_holds_an_input_constant_and_filters_initial_rows(pendulum_fit):
+    """The fitted equations, unforced (--u u=0), against SciPy with the fitted parameters."""
+    root, *_ = pendulum_fit
+    ok(run_cli("simulate", "pend_fit", "--y0", "theta=0.5,v=0", "--t-end", "4", "--dt", "0.5",
+               "--u", "u=0", "--rtol", "1e-9", "--atol", "1e-11", "--out", "free.csv", cwd=root))
+    sim = pd.read_csv(root / "free.csv")
+    assert np.all(sim["u [rad/s^2]"] == 0.0)
+    p = pd.read_csv(root / "pend_fit" / "parameters.csv").set_index("name")["value"]
+    t = sim["t [s]"].to_numpy()
+    ref = solve_ivp(lambda tt, y: [y[1], -p["w2"] * np.sin(y[0]) - p["c"] * y[1]], (0, 4), [0.5, 0.0],
+                    t_eval=t, rtol=1e-11, atol=1e-12).y
+    # dopri5 at rtol 1e-9 against RK45 at 1e-11: the same trajectory to ~1e-8
+    np.testing.assert_allclose(sim["theta [rad]"], ref[0], atol=1e-6)
+    ok(run_cli("simulate", "pend_fit", "--initial-from", "pend.csv", "--where", "run == 'r1'",
+               "--out", "r1.csv", cwd=root))
+    assert set(pd.read_csv(root / "r1.csv")["run"]) == {"r1"}

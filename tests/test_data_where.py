@@ -70,3 +70,11 @@ def test_filter_samples_of_a_dataset_packs_each_run():
     assert np.all(t0 < 2)
     with pytest.raises(ConfigError, match="not a variable or coordinate"):
         filter_samples(data, "dose > 1", "logistic")
+
+
+def test_filter_samples_knows_the_files_run_and_time_columns():
+    data = sysid.systems.make_dataset("logistic", n_runs=2, n_obs=6, noise=0.0, seed=0)
+    kept = filter_samples(data, "run == 'run1' and t < 3", "logistic",
+                          aliases={"run": "trajectory", "t": "time"})
+    assert sysid.data.run_ids(kept) == ["run1"]
+    assert np.nanmax(kept["time"].values) < 3

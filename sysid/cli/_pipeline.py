@@ -192,7 +192,8 @@ def _select(ds: Any, opts: CliFitOptions, source: str) -> Any:
             raise ConfigError(f"{option}: {unknown} not found in '{source}', whose "
                               f"{option[2:]} are {have}; leave {option} out to use them all.")
     if opts.where is not None:
-        ds = filter_samples(ds, opts.where, source)
+        ds = filter_samples(ds, opts.where, source, aliases={opts.run or "": "trajectory",
+                                                             opts.time or "": "time"})
     keep_s = list(opts.states) or have_s
     keep_i = list(opts.inputs) if opts.inputs else have_i
     if keep_s != have_s or keep_i != have_i:
@@ -244,9 +245,11 @@ def _constant_inputs(ds: Any, opts: CliFitOptions, source: str) -> Any:
     return sysid.data.validate(ds)
 
 
-def filter_samples(ds: Any, where: str, source: str) -> Any:
+def filter_samples(ds: Any, where: str, source: str, *,
+                   aliases: dict[str, str] | None = None) -> Any:
     """The samples of a trajectory dataset where ``where`` holds (packed to the front of each
-    run; runs with none left are dropped). Variables and per-run coordinates may be named."""
+    run; runs with none left are dropped). Variables and per-run coordinates may be named, and
+    the file's time and run columns by their own names (``aliases``: name -> "time"/"trajectory")."""
     import numpy as np
 
     from sysid.backend import NUMPY
@@ -255,10 +258,12 @@ def filter_samples(ds: Any, where: str, source: str) -> Any:
     expr = parse(where, where="--where", strings=True)
     shape = ds["time"].shape
     env: dict[str, Any] = {}
+    aliases = {k: v for k, v in (aliases or {}).items() if k and k not in ds.variables}
     for name in expr.names:
-        if name in ds.data_vars or name in ds.coords:
-            env[name] = np.broadcast_to(np.asarray(ds[name].values)[..., None]
-                                        if ds[name].dims == ("trajectory",) else ds[name].values, shape)
+        key = aliases.get(name, name)
+        if key in ds.data_vars or key in ds.coords:
+            env[name] = np.broadcast_to(np.asarray(ds[key].values)[..., None]
+                                        if ds[key].dims == ("trajectory",) else ds[key].values, shape)
         else:
             have = sorted({*map(str, ds.data_vars), *map(str, ds.coords)})
             raise ConfigError(f"--where: '{name}' is not a variable or coordinate of '{source}'; it "

@@ -18,7 +18,13 @@ from typing import Any
 import click
 
 from sysid import atomic
-from sysid.cli._pipeline import data_source_files, find_model_dir, read_data, write_json
+from sysid.cli._pipeline import (
+    data_source_files,
+    filter_samples,
+    find_model_dir,
+    read_data,
+    write_json,
+)
 from sysid.cli._support import (
     atomic_dir,
     check_new_output,
@@ -229,12 +235,14 @@ DIR/predicted.nc and DIR/reference.nc.
               "the catalogue's).")
 @click.option("--data", "data_source", metavar="DATA", help="Runs to compare on (CSV read as in "
               "the fit, .nc, or dataset:NAME); default the fit's data.")
+@click.option("--where", metavar="CONDITION", help="Compare on the rows where CONDITION holds "
+              "(of --data, or of the fit's data), e.g. \"condition == 'mixture'\".")
 @click.option("--threshold", default="0.4", show_default=True, help="Normalised error that ends "
               "the valid prediction time.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source: str | None,
-                threshold: str, out: Path, force: bool) -> None:
+                threshold: str, out: Path, force: bool, where: str | None = None) -> None:
     """Compare the model fitted in MODEL_DIR with a reference ODE integrated by SciPy."""
     import sysid.analysis
     import sysid.data
@@ -272,10 +280,13 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     training = run.data
     held_out = run.held_out
     if data_source is not None:
-        opts = fit_data_options(run.dir)
+        opts = fit_data_options(run.dir).merged(where=where)
         data = read_data(data_source, opts, what="--data")
     elif training is not None:
-        data = training
+        fitted = fit_data_options(run.dir)
+        data = training if where is None else filter_samples(
+            training, where, str(run.dir), aliases={fitted.run or "": "trajectory",
+                                                    fitted.time or "": "time"})
     else:
         raise DataError(f"MODEL_DIR '{model_dir}' has no copy of its data ({DATA_COPY}); give the "
                         f"runs to compare on with --data.")

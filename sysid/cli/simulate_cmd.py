@@ -237,6 +237,10 @@ def _csv_names(opts: CliFitOptions, result: Any) -> tuple[str, str | None]:
               "output times, one per line (or a CSV with a time column).")
 @click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), help="CSV with the "
               "input signal (time column and one column per model input).")
+@click.option("--u", "constant", metavar="NAME=VALUE,..", help="Inputs held constant (default: "
+              "those the fit held constant with --u).")
+@click.option("--where", metavar="CONDITION", help="Keep only the rows of --initial-from where "
+              "CONDITION holds, e.g. \"condition == 'mixture'\".")
 @click.option("--time", "time_col", metavar="COL", help="Time column of CSV files given to "
               "--initial-from/--inputs (default: as in the fit).")
 @click.option("--run", "run_col", metavar="COL", help="Run-id column of the --initial-from CSV "
@@ -256,7 +260,8 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
                  t_end: str | None, dt: str | None, times_file: Path | None,
                  inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
                  rtol: str, atol: str, out: Path, force: bool, max_points: float | None,
-                 max_time: float | None) -> None:
+                 max_time: float | None, constant: str | None = None,
+                 where: str | None = None) -> None:
     """Simulate the model fitted in MODEL_DIR and write the trajectories to --out."""
     from sysid import budget
 
@@ -273,13 +278,14 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
             budget.limits(output_points=max_points) if max_points else contextlib.nullcontext(), \
             budget.active(budget.Deadline(max_time, what="--max-time") if max_time else None):
         _simulate(model_dir, y0, initial_from, t_start, t_end, dt, times_file, inputs_file,
-                  time_col, run_col, method, rtol, atol, out, force)
+                  time_col, run_col, method, rtol, atol, out, force, constant=constant, where=where)
 
 
 def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
               t_end: str | None, dt: str | None, times_file: Path | None,
               inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
-              rtol: str, atol: str, out: Path, force: bool) -> None:
+              rtol: str, atol: str, out: Path, force: bool, *, constant: str | None = None,
+              where: str | None = None) -> None:
     import numpy as np
 
     import sysid
@@ -307,7 +313,16 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
         check_run(run_dir)  # the sizes and sha256 its manifest lists, before reading any file
     model = sysid.load_model(model_path)
     states = tuple(model.field.state_names)
-    opts = fit_data_options(run_dir).merged(time=time_col, run=run_col)
+    opts = fit_data_options(run_dir).merged(time=time_col, run=run_col, where=where)
+    if constant is not None:
+        given = parse_assignments(constant, option="--u")
+        unknown = [n for n in given if n not in model.input_names]
+        if unknown:
+            raise ConfigError(f"--u: {unknown} {'is' if len(unknown) == 1 else 'are'} not an input "
+                              f"of the model; its inputs are {list(model.input_names)}.")
+        opts = dataclasses.replace(opts, constant_inputs={**opts.constant_inputs, **given})
+    if where is not None and initial_from is None:
+        raise ConfigError("--where selects rows of --initial-from; give --initial-from DATA.")
 
     times = None
     data_inputs: Any = None
@@ -325,8 +340,9 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
             times = time_grid(t0, parse_float(t_end, what="--t-end"),
                               parse_float(dt, what="--dt") if dt is not None else None)
     else:
-        read = dataclasses.replace(opts, states=opts.states or tuple(model.observed),
-                                   inputs=opts.inputs or tuple(model.field.input_names))
+        read = dataclasses.replace(opts, states=opts.states or tuple(model.measured),
+                                   inputs=tuple(n for n in (opts.inputs or model.field.input_names)
+                                                if n not in opts.constant_inputs))
         data = read_data(initial_from, read, what="--initial-from")
         initial = data
         if times is None and t_end is not None:
@@ -345,13 +361,22 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
             run_names = sysid.data.run_ids(data)
             if sysid.data.input_names(data) and inputs_file is None:
                 data_inputs = data
+    held = {n: v for n, v in opts.constant_inputs.items() if n in model.input_names}
     if inputs_file is not None:
+        if held and y0 is not None:
+            raise ConfigError(f"--inputs gives the input signal and --u (or the fit) holds "
+                              f"{list(held)} constant; give every input in the file, or all "
+                              f"with --u.")
         inputs = _read_inputs(inputs_file, model, opts)
+    elif y0 is not None and held and set(model.input_names) <= set(held):
+        values = np.array([held[n] for n in model.input_names], dtype=float)
+        inputs = lambda t: values  # noqa: E731 - held constant over the whole simulation
     else:
         inputs = data_inputs
     if model.field.input_names and inputs is None and initial_from is None:
         raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
-                          f"signal with --inputs FILE.csv (a time column and one column each).")
+                          f"signal with --inputs FILE.csv (a time column and one column each), "
+                          f"or hold them constant with --u NAME=VALUE.")
     n_runs = len(run_names) if run_names else (
         len(sysid.data.run_ids(initial)) if not isinstance(initial, dict) else 1)
     n_times = len(times) if times is not None else int(np.isfinite(initial["time"].values).sum())
