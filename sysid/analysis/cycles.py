@@ -22,10 +22,11 @@ from typing import Any, final
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import optimize
 
 from sysid.analysis.dynamics import Dynamics, as_dynamics
-from sysid.analysis.fixed_points import _const_input, _point
+from sysid.analysis.fixed_points import _const_input, _distance_to_data, _point
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.solvers import SolverConfig, solve_scipy
 
@@ -55,6 +56,9 @@ class LimitCycle:
         Their times.
     units : dict
         Units of each state and of time (key "time").
+    distance_to_data : float
+        The orbit's largest distance (data-std units) from the nearest sample of the ``data``
+        given to :func:`find_limit_cycle` (NaN without data or without an orbit).
     """
 
     found: bool
@@ -69,6 +73,7 @@ class LimitCycle:
     n_crossings: int
     crossing_times: np.ndarray = field(repr=False)
     units: dict[str, str] = field(default_factory=dict)
+    distance_to_data: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able summary."""
@@ -82,6 +87,7 @@ class LimitCycle:
             "section": self.section,
             "n_crossings": int(self.n_crossings),
             "units": dict(self.units),
+            "distance_to_data": None if np.isnan(self.distance_to_data) else float(self.distance_to_data),
         }
 
 
@@ -112,6 +118,8 @@ def find_limit_cycle(
     settings: SolverConfig | None = None,
     states: Sequence[str] | None = None,
     params: Mapping[str, float] | None = None,
+    data: xr.Dataset | None = None,
+    support_threshold: float = 0.25,
 ) -> LimitCycle:
     """Detect a periodic orbit reached from ``y0`` and measure its period and amplitude.
 
@@ -134,10 +142,19 @@ def find_limit_cycle(
         Intervals must agree, and crossings coincide (in units of each state's spread), to ``rtol``.
     settings : SolverConfig, optional
         A SciPy method and tolerances; default the analysis default (RK45, rtol 1e-8, atol 1e-10).
+    data : xarray.Dataset, optional
+        Training data: the orbit's ``distance_to_data`` is measured against its support.
+    support_threshold : float
+        Orbit points farther than this (std units) from every sample are outside the support.
 
     Returns
     -------
     LimitCycle
+
+    Warns
+    -----
+    ExtrapolationWarning
+        When ``data`` is given and part of the orbit lies outside its support.
     """
     dyn = as_dynamics(model, states=states, params=params)
     if not 0 <= transient < 1:
@@ -199,11 +216,13 @@ def find_limit_cycle(
     cyc = sol.sol(np.linspace(last[-2], last[-1], 2001))
     lo, hi = cyc.min(axis=1), cyc.max(axis=1)
     idx_names = list(dyn.states)
+    dist = _distance_to_data(dyn, cyc.T[::20], data, support_threshold, "orbit point")
     return LimitCycle(
         found=True, reason="periodic orbit", period=period, period_spread=spread_rel,
         amplitude=pd.Series((hi - lo) / 2, index=idx_names), minimum=pd.Series(lo, index=idx_names),
         maximum=pd.Series(hi, index=idx_names), mean=pd.Series(cyc.mean(axis=1), index=idx_names),
         section=name, n_crossings=int(tc.size), crossing_times=tc, units=_units(dyn),
+        distance_to_data=float(np.max(dist)),
     )
 
 

@@ -15,6 +15,8 @@ A real part counts as zero when ``|Re λ| <= tol * max(1, max|λ|)``.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
@@ -207,6 +209,7 @@ def find_fixed_points(
     states: Sequence[str] | None = None,
     params: Mapping[str, float] | None = None,
     starts: np.ndarray | None = None,
+    support_threshold: float = 0.25,
 ) -> pd.DataFrame:
     """Fixed points of ``model`` in a box, with eigenvalues and stability.
 
@@ -230,6 +233,9 @@ def find_fixed_points(
         Zero tolerance of eigenvalue real parts (see :func:`classify`).
     starts : array (K, S), optional
         Starting points tried before the random seeds (e.g. another field's fixed points).
+    support_threshold : float
+        With ``data``: a fixed point farther than this from every sample (std units, see
+        :class:`~sysid.analysis.fields.DataSupport`) is outside the data's support.
 
     Returns
     -------
@@ -239,6 +245,14 @@ def find_fixed_points(
         ``eigenvalues`` (a complex array per row); ordered by the state coordinates. Empty (same
         columns) when none is found. Roots on a continuum of equilibria (e.g. the ``I = 0`` plane
         of an SIR model) are not rows: ``attrs["non_isolated"]`` lists those found.
+        ``distance_to_data``: distance in data-std units to the nearest sample of ``data`` (NaN
+        without data, or when the data lacks a state).
+
+    Warns
+    -----
+    ExtrapolationWarning
+        When ``data`` is given and a fixed point lies outside its support: a learned field says
+        little there, so the point's position and eigenvalues are extrapolations.
     """
     dyn = as_dynamics(model, states=states, params=params)
     if n_seeds < 1:
@@ -287,12 +301,35 @@ def find_fixed_points(
                 "eigenvalues": lin.eigenvalues,
             }
         )
-    cols = [*dyn.states, "residual", "stability", "oscillatory", "max_real", "eigenvalues"]
+    cols = [*dyn.states, "residual", "stability", "oscillatory", "max_real", "eigenvalues",
+            "distance_to_data"]
     out = pd.DataFrame(rows, columns=cols)
+    out["distance_to_data"] = _distance_to_data(dyn, out[list(dyn.states)].to_numpy(float), data,
+                                                support_threshold, "fixed point")
     out.index.name = "fixed_point"
     out.attrs = {"states": list(dyn.states), "box": box.tolist(), "name": dyn.name,
                  "non_isolated": continuum}
     return out
+
+
+def _distance_to_data(dyn: Dynamics, x: np.ndarray, data: xr.Dataset | None, threshold: float,
+                      what: str) -> np.ndarray:
+    """Distance (std units) of each point to the data's support; warn for those outside it."""
+    if data is None or not len(x) or any(s not in data.data_vars for s in dyn.states):
+        return np.full(len(x), np.nan)
+    from sysid.analysis.fields import DataSupport, ExtrapolationWarning
+
+    support = DataSupport.from_data(data, states=dyn.states, threshold=threshold)
+    dist = support.distance(x)
+    out = np.flatnonzero(dist > threshold)
+    if out.size:
+        where = "; ".join(", ".join(f"{n}={v:.4g}" for n, v in zip(dyn.states, x[i]))
+                          + f" ({dist[i]:.2f} std)" for i in out[:3])
+        warnings.warn(ExtrapolationWarning(
+            f"{dyn.name}: {out.size} {what}(s) lie outside the data's support (farther than "
+            f"{threshold:g} data-std units from every sample): {where}; the field there is an "
+            "extrapolation - treat the location and stability with caution."), stacklevel=3)
+    return dist
 
 
 def _isolated(dyn: Dynamics, x: np.ndarray, lin: Linearisation, width: np.ndarray, t: float,
