@@ -344,3 +344,52 @@ def test_parameter_table_units_and_values():
     assert list(table["units"]) == ["kg", "N s/m", "N/m"]
     np.testing.assert_allclose(table["value"], [1.5, 0.3, 4.0], rtol=1e-14)
     assert table.loc[0, "lower"] == 0.1 and table.loc[0, "upper"] == 10.0
+
+
+def _unfolded_neural(f, t, x, u):
+    """The NeuralField formula written out without folding (normalise, MLP, rescale)."""
+    z = (x - f.x_mean) / f.x_scale
+    parts = [z[..., f._arg_idx]]
+    if f.input_names:
+        parts.append((u - f.u_mean) / f.u_scale)
+    if f.time_dependent:
+        parts.append((t / f.time_scale).reshape(-1, 1).expand(*x.shape[:-1], 1))
+    h = torch.cat(parts, dim=-1)
+    for layer in list(f.layers)[:-1]:
+        h = f._act(layer(h))
+    return f.layers[-1](h) * (f.x_scale[f._out_idx] / f.time_scale)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("kw", [
+    {},
+    {"depth": 0},
+    {"inputs": ["u"], "time_dependent": True, "arguments": ["v", "x"], "outputs": ["v"]},
+])
+def test_folded_forward_equals_unfolded_formula(dtype, tol, kw):
+    # forward folds the scales into the first/last layer; it must equal the plain formula up to
+    # rounding (tol: a few ulp of float32 / float64, relative to the output's largest entry) in
+    # value and in the gradients of weights and inputs. Offsets (1e3) far above the scales test
+    # that the means are not folded into the bias (which would cancel in float32).
+    f = NeuralField(["x", "v"], width=8, depth=kw.pop("depth", 2), seed=3, **kw).to(dtype)
+    f.set_scaling({"names": ["x", "v", "u"], "mean": [1e3, -2.0, 3.0], "scale": [5.0, 0.5, 2.0],
+                   "time_scale": 7.0})
+    with torch.no_grad():
+        for layer in f.layers:
+            layer.bias.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(1))
+            layer.weight.mul_(3.0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 2, generator=gen, dtype=dtype) * torch.tensor([5.0, 0.5], dtype=dtype)
+    x = (x + torch.tensor([1e3, -2.0], dtype=dtype)).requires_grad_(True)
+    u = (torch.randn(16, 1, generator=gen, dtype=dtype) + 3.0) if f.input_names else None
+    t = torch.linspace(0, 10, 16, dtype=dtype)
+    grads = []
+    for fn in (f, lambda t_, x_, u_: _unfolded_neural(f, t_, x_, u_)):
+        f.zero_grad()
+        x.grad = None
+        out = fn(t, x, u)
+        (out * torch.arange(1.0, out.shape[-1] + 1, dtype=dtype)).sum().backward()
+        grads.append([out.detach().clone(), x.grad.clone()]
+                     + [p.grad.clone() for p in f.parameters()])
+    for a, b in zip(*grads):
+        assert float((a - b).abs().max()) <= tol * float(b.abs().max())

@@ -9,6 +9,7 @@ from typing import Any, final
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from sysid.errors import ConfigError
 from sysid.models.base import NumpyField, ScalingLike, VectorField, scaling_arrays
@@ -167,6 +168,7 @@ class NeuralField(VectorField):
         self.register_buffer("_out_idx", torch.tensor(out_idx, dtype=torch.long), persistent=False)
         arg_idx = [self.state_names.index(n) for n in self.arguments]
         self._all_args = self.arguments == self.state_names
+        self._all_outputs = self.output_names == self.state_names
         self.register_buffer("_arg_idx", torch.tensor(arg_idx, dtype=torch.long), persistent=False)
 
     def set_scaling(self, scaling: ScalingLike | Mapping[str, Any] | None) -> None:
@@ -189,21 +191,40 @@ class NeuralField(VectorField):
             self.time_scale.fill_(ts)
 
     def forward(self, t: torch.Tensor, x: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
-        """Derivatives of ``output_names`` for ``x`` (B, S), ``u`` (B, I), ``t`` 0-d or (B,)."""
+        """Derivatives of ``output_names`` for ``x`` (B, S), ``u`` (B, I), ``t`` 0-d or (B,).
+
+        The input scales are folded into the first layer's weights and the output scale
+        (``x_scale / time_scale`` of the outputs) into the last layer's, recomputed every call
+        from the current weights and buffers (tiny tensors), so training and :meth:`set_scaling`
+        stay exact. The means are still subtracted from the batch: folding them into the bias
+        would cancel large offsets (e.g. 300 K with a scale of 1) in float32.
+        """
         self._check_xu(x, u)
-        z = (x - self.x_mean) / self.x_scale
-        parts = [z if self._all_args else z[..., self._arg_idx]]
-        if self.input_names:
-            parts.append((u - self.u_mean) / self.u_scale)  # type: ignore[operator]
-        if self.time_dependent:
-            tt = torch.as_tensor(t, dtype=x.dtype, device=x.device) / self.time_scale
-            parts.append(tt.reshape(-1, 1).expand(*x.shape[:-1], 1) if tt.ndim else
-                         tt.expand(*x.shape[:-1], 1))
-        h = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        for layer in self.layers[:-1]:
-            h = self._act(layer(h))
-        out = self.layers[-1](h)
-        return out * (self.x_scale[self._out_idx] / self.time_scale)
+        xm = self.x_mean
+        z = x - xm if self._all_args else x[..., self._arg_idx] - xm[self._arg_idx]
+        in_scale = self.x_scale if self._all_args else self.x_scale[self._arg_idx]
+        if self.input_names or self.time_dependent:
+            parts, scales = [z], [in_scale]
+            if self.input_names:
+                parts.append(u - self.u_mean)  # type: ignore[operator]
+                scales.append(self.u_scale)
+            if self.time_dependent:
+                tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+                parts.append(tt.reshape(-1, 1).expand(*x.shape[:-1], 1) if tt.ndim else
+                             tt.expand(*x.shape[:-1], 1))
+                scales.append(self.time_scale.reshape(1))
+            z = torch.cat(parts, dim=-1)
+            in_scale = torch.cat(scales)
+        out_scale = self.x_scale if self._all_outputs else self.x_scale[self._out_idx]
+        out_scale = out_scale / self.time_scale
+        params = [(layer.weight, layer.bias) for layer in self.layers]
+        w, b = params[0]
+        w = w / in_scale
+        act = self._act
+        for w_next, b_next in params[1:]:
+            z = act(F.linear(z, w, b))
+            w, b = w_next, b_next
+        return F.linear(z, w * out_scale[:, None], b * out_scale)
 
     def numpy_function(self) -> NumpyField:
         """Pure-NumPy float64 copy of :meth:`forward`."""
