@@ -24,8 +24,9 @@ Variants, all in one process with one torch thread, interleaved per seed:
   in one batch, fixed-step RK4 (one step per sample interval) unrolled in torch, MSE on z-scored
   states, Adam lr 1e-2, the same 2-32-32-2 tanh MLP as sysid's default-sized network.
 - ``rk4 compiled``: the same loop with the whole-window rollout passed through ``torch.compile``
-  (only when compilation works here). The compile time (the first step's time less a typical
-  step's) is reported on its own; one ratio excludes it, a second includes it.
+  (only when compilation works here). It is compiled by one warm-up step without an update
+  before the clock starts; the compile time (that step's time less a typical step's) is reported
+  on its own; one ratio excludes it, a second includes it (the budget counts training only).
 
 Each baseline checks the held-out NRMSE every 20 iterations with the clock stopped (this favours
 the baselines). Each baseline run is given at most ``--budget`` seconds of training: a run that
@@ -223,6 +224,12 @@ def run_rk4(prob: Problem, seed: int, horizon: int, budget: float, compiled: boo
 
     roll = torch.compile(rollout) if compiled else rollout
     opt = torch.optim.Adam(func.parameters(), lr=1e-2)
+    warm = 0.0
+    if compiled:  # compile (forward and backward) before the clock: one step without an update
+        t0 = time.perf_counter()
+        torch.mean((roll(y0) - target) ** 2).backward()
+        opt.zero_grad()
+        warm = time.perf_counter() - t0
 
     def step(_: int) -> None:
         opt.zero_grad()
@@ -230,7 +237,7 @@ def run_rk4(prob: Problem, seed: int, horizon: int, budget: float, compiled: boo
         loss.backward()
         opt.step()
 
-    return train_until(prob, func, step, budget)
+    return (*train_until(prob, func, step, budget), warm)
 
 
 def compile_works() -> bool:
@@ -278,7 +285,7 @@ def main() -> None:
     rk4c_total: dict[int, float | None] = {}
 
     def show(label: str, res) -> float | None:
-        spent, best, ok, iters, _ = res
+        spent, best, ok, iters = res[:4]
         if ok:
             print(f"  {label}: reached in {spent:.2f} s ({iters} iterations)", flush=True)
             return spent
@@ -306,14 +313,14 @@ def main() -> None:
         rk4[seed] = show("rk4 batched", run_rk4(prob, seed, args.horizon, args.budget, False))
         if use_compile:
             res = run_rk4(prob, seed, args.horizon, args.budget, True)
-            typical = statistics.median(res[4][1:]) if len(res[4]) > 1 else 0.0
-            compile_s = res[4][0] - typical
-            print(f"  rk4 compiled: compile time {compile_s:.2f} s (first step less a typical step)")
-            t_c = show("rk4 compiled (incl. compile)", res)
-            rk4c_total[seed] = t_c
-            rk4c[seed] = None if t_c is None else t_c - compile_s
+            compile_s = res[5] - statistics.median(res[4])
+            print(f"  rk4 compiled: compile time {compile_s:.2f} s (the warm-up step, before the "
+                  f"clock, less a typical step)")
+            t_c = show("rk4 compiled (training, compile excluded)", res)
+            rk4c[seed] = t_c
+            rk4c_total[seed] = None if t_c is None else t_c + compile_s
             if t_c is not None:
-                print(f"  rk4 compiled (excl. compile): {t_c - compile_s:.2f} s")
+                print(f"  rk4 compiled (compile included): {t_c + compile_s:.2f} s")
     print(f"ratios (baseline time / sysid time to held-out NRMSE < {TARGET}, per seed; "
           f"initial_states={args.initial_states!r}):")
     summarise(f"  vs demo lr={args.lrs[0]:g} (published)", ours, demo)

@@ -352,3 +352,26 @@ def test_blank_lines_keep_spreadsheet_row_numbers(tmp_path):
     f = write(tmp_path, "blank.csv", "t,x\n0,1\n\n1,oops\n")
     with pytest.raises(DataError, match=r"column 'x' must hold numbers; it has row 4 'oops'"):
         load_csv(f, time="t", states=["x"])
+
+
+def test_numeric_fast_path_keeps_text_semantics(tmp_path):
+    # plain-number columns are parsed by pandas; the cells must still mean what the careful
+    # path made of them: a numeric run id keeps its spelling ("01" is not run "1.0"), a missing
+    # marker that is a number ("-999") is missing, values are exactly float(text)
+    text = "run,t,x\n01,0,0.1\n01,1,-999\n02,0,1e-3\n02,1,2.5000000000000004\n"
+    ds = load_csv(write(tmp_path, "n.csv", text), time="t", states=["x"], trajectory="run",
+                  missing_values=["-999"])
+    assert run_ids(ds) == ["01", "02"]
+    np.testing.assert_array_equal(ds["x"].values, [[0.1, np.nan], [1e-3, 2.5000000000000004]])
+    ds = load_csv(write(tmp_path, "m.csv", "t,x\n0,1\n1,-999\n"), time="t", states=["x"])
+    np.testing.assert_array_equal(ds["x"].values, [[1.0, -999.0]])
+
+
+def test_numeric_fast_path_falls_back_per_column(tmp_path):
+    # one bad cell sends only its column through the careful path, with its usual message; a
+    # blank line and a missing marker are handled as before
+    with pytest.raises(DataError, match=r"column 'x' must hold numbers; it has row 3 'abc'"):
+        load_csv(write(tmp_path, "b.csv", "t,x\n0,1\n1,abc\n"), time="t", states=["x"])
+    ds = load_csv(write(tmp_path, "c.csv", "t,x,y\n0,1,NA\n\n1,2,3\n"), time="t", states=["x", "y"])
+    np.testing.assert_array_equal(ds["y"].values, [[np.nan, 3.0]])
+    np.testing.assert_array_equal(ds["x"].values, [[1.0, 2.0]])

@@ -18,6 +18,7 @@ import csv
 import glob
 import hashlib
 import io
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -82,9 +83,21 @@ class _Part:
     run_id: str = "run0"
     sha256: str | None = None
     extracted: dict[str, object] = field(default_factory=dict)
+    # numeric fast path: the file's text and delimiter, and the body records kept (for re-reading
+    # a column that was parsed as numbers as text, e.g. a numeric run id such as "01")
+    source: tuple[str, str] | None = None
+    kept: np.ndarray | None = None
 
     def labels(self, idx: np.ndarray) -> list[str]:
         return [f"{self.row_word} {self.rows[i]}" for i in np.asarray(idx, dtype=int)]
+
+    def text(self, j: int) -> np.ndarray:
+        """Column ``j``'s cells as stripped text, exactly as the file spells them."""
+        col = self.columns[j]
+        if self.source is None or (isinstance(col, np.ndarray) and col.dtype.kind == "U"):
+            return as_text(col)
+        cells = _read_column_text(*self.source, j)
+        return cells if self.kept is None else cells[self.kept]
 
 
 def _sniff(text: str) -> str:
@@ -181,7 +194,46 @@ def _decode(data: bytes, *, path: str, encoding: str | None) -> str:
     return text.lstrip("\ufeff")
 
 
-def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encoding: str | None) -> _Part:
+_READ_OPTIONS = {"header": None, "keep_default_na": False, "na_filter": False, "skip_blank_lines": False}
+
+
+def _read_column_text(text: str, delim: str, j: int) -> np.ndarray:
+    """Body column ``j`` (header row skipped) as stripped text (the careful path's cells)."""
+    col = pd.read_csv(io.StringIO(text), sep=delim, skiprows=1, usecols=[j], dtype=str, engine="c",
+                      **_READ_OPTIONS)[j]
+    return np.char.strip(col.fillna("").to_numpy(dtype=object).astype(str))
+
+
+def _read_fast(text: str, delim: str, headers: list[str]) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """Columns of plain finite numbers parsed by pandas, the others as the careful path's text.
+
+    Returns the columns and the 0-based body records kept, or None when the fast path does not
+    apply (a parser error, a field-count mismatch, no column of finite numbers; a blank line makes
+    every column non-numeric); the careful path then reads the file and gives its usual messages.
+    """
+    try:
+        body = pd.read_csv(io.StringIO(text), sep=delim, skiprows=1, engine="c", low_memory=False,
+                           **_READ_OPTIONS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OverflowError):
+        return None
+    if body.shape[1] != len(headers) or body.shape[0] == 0:
+        return None
+    columns: list[np.ndarray | None] = []
+    for j in range(body.shape[1]):
+        c = body[j]
+        values = c.to_numpy(dtype=np.float64) if c.dtype.kind in "iuf" else None
+        columns.append(values if values is not None and np.isfinite(values).all() else None)
+    if all(c is None for c in columns):
+        return None
+    del body
+    # a record with a number is never blank, so every record is kept (as the careful path does)
+    kept = np.arange(len(next(c for c in columns if c is not None)))
+    out = [c if c is not None else _read_column_text(text, delim, j) for j, c in enumerate(columns)]
+    return out, kept
+
+
+def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encoding: str | None,
+               missing: tuple[str, ...] = ()) -> _Part:
     ctx = f"load_csv: {shown}"
     if not path.exists():
         raise DataError(f"load_csv: file not found: {shown}. Check the path and the working folder.")
@@ -199,6 +251,11 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
     if delim == decimal:
         raise ConfigError(f"{ctx}: sep and decimal are both {decimal!r}; a decimal-comma file needs "
                           "another delimiter such as sep=';'.")
+    fast = _fast_part(text, delim, decimal, missing, ctx)
+    if fast is not None:
+        headers, columns, kept = fast
+        return _Part(label=shown, headers=headers, columns=columns, rows=kept + 2, run_id=_stem(path),
+                     sha256=sha, source=(text, delim), kept=kept)
     try:
         raw = pd.read_csv(io.StringIO(text), sep=delim, header=None, dtype=str, keep_default_na=False,
                           na_filter=False, skip_blank_lines=False,
@@ -234,6 +291,38 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
                         "naming the columns.")
     return _Part(label=shown, headers=headers, columns=[body[:, j] for j in range(body.shape[1])], rows=rows,
                  run_id=_stem(path), sha256=sha)
+
+
+def _fast_part(text: str, delim: str, decimal: str, missing: tuple[str, ...], ctx: str
+               ) -> tuple[list[str], list[np.ndarray], np.ndarray] | None:
+    """Headers, columns and kept records by the numeric fast path, or None where it does not apply.
+
+    It applies to single-character delimiters, decimal points, missing-value markers that are not
+    numbers (a marker such as "-999" must be seen as text) and headers that do not look like data.
+    """
+    if len(delim) != 1 or decimal != ".":
+        return None
+    if any(_is_number(m) and math.isfinite(float(m)) for m in missing):
+        return None
+    try:
+        head = pd.read_csv(io.StringIO(text), sep=delim, nrows=1, dtype=str, engine="c", **_READ_OPTIONS)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+    headers = [str(h).strip() for h in head.fillna("").iloc[0]]
+    if not any(headers):
+        return None
+    if all(_is_number(h) for h in headers):
+        return None
+    read = _read_fast(text, delim, headers)
+    return None if read is None else (headers, *read)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
 
 
 def _check_readable(path: Path, shown: str) -> None:
@@ -345,7 +434,7 @@ def _extract(part: _Part, opts: _Options) -> None:
     runs = None
     for wanted in opts.trajectory:
         rcol = find_column(cols, wanted, role="trajectory", context=ctx)
-        text = as_text(part.columns[rcol.position])
+        text = part.text(rcol.position)
         empty = text == ""
         if empty.any():
             raise DataError(f"{ctx}: the run column {rcol.header!r} is empty at "
@@ -600,7 +689,8 @@ def load_csv(
     opts = _options("load_csv", time, states, inputs, trajectory, units, decimal, missing_values, sort,
                     drop_duplicates, min_samples)
     files = _expand(path_or_paths)
-    parts = [_read_file(p, shown, sep=sep, decimal=decimal, encoding=encoding) for p, shown in files]
+    parts = [_read_file(p, shown, sep=sep, decimal=decimal, encoding=encoding, missing=opts.missing)
+             for p, shown in files]
     if where is not None:
         parts = _keep_rows(parts, where, opts)
     stems = [p.run_id for p in parts]
@@ -644,6 +734,8 @@ def _keep_rows(parts: list[_Part], where: str, opts: _Options) -> list[_Part]:
         if keep.any():
             part.columns = [np.asarray(c)[keep] for c in part.columns]
             part.rows = part.rows[keep]
+            if part.kept is not None:
+                part.kept = part.kept[keep]
             kept.append(part)
     if not kept:
         raise DataError(f"{opts.func}: no row of {', '.join(p.label for p in parts)} satisfies "
