@@ -373,11 +373,12 @@ def _unquote(ids: np.ndarray) -> np.ndarray:
     """Run ids as written before :func:`~sysid.data.files.safe_cell` put a ``'`` in front."""
     from sysid.data.files import FORMULA_STARTS
 
-    series = pd.Series(ids, dtype=object)
+    codes, uniques = pd.factorize(np.asarray(ids, dtype=object))  # few distinct ids: work on those
+    series = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
     quoted = (series.str.len() > 1) & series.str.startswith("'") & series.str[1].isin(FORMULA_STARTS)
     if quoted.any():
         series[quoted] = series[quoted].str[1:]
-    return series.to_numpy(dtype=str)
+    return series.to_numpy(dtype=str)[codes] if len(codes) else np.asarray(ids, dtype=str)
 
 
 def _unit_for(opts: _Options, keys: Sequence[str], header_units: str, *, ctx: str, header: str) -> str:
