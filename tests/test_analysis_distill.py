@@ -146,6 +146,23 @@ def test_untrained_network_goes_through_the_same_path():
     assert all(d.r2[s] > 0.5 for s in d.targets) and all(d.equations[s] for s in d.targets)
 
 
+def test_network_of_an_input():
+    t = np.linspace(0, 10, 201)
+    sol = solve_ivp(lambda tt, z: [-0.5 * z[0] + 2 * np.sin(tt)], (0, 10), [1.0], t_eval=t,
+                    rtol=1e-10, atol=1e-10)
+    data = from_arrays([t], {"x": [sol.y[0]], "u": [np.sin(t)]}, states=["x"], inputs=["u"])
+    m = from_toml({"model": {"states": {"x": "mol"}, "inputs": {"u": "mol/s"},
+                             "parameters": {"k": {"value": 0.5, "units": "1/s"}},
+                             "equations": {"dx": "-k*x + nn(x, u)"}}}, dtype=torch.float64)
+    m.field.neural = PhysicsField(lambda t, x, u, p, xp: xp.stack([2 * u[..., 0]]), {}, ["x"], ["u"],
+                                  outputs=["x"], dtype=torch.float64)
+    d = distill(m, data)
+    assert d.variables == ("x", "u") and d.equations["x"] == (("u", pytest.approx(2.0, rel=1e-8)),)
+    table = d.to_dict()["model"]
+    assert table["equations"] == {"dx": "-k*x + (c_x_1*u)"}
+    assert table["parameters"]["k"]["units"] == "1/s" and table["inputs"] == {"u": {"units": "mol/s"}}
+
+
 def test_errors_say_what_must_be():
     data = _lv_data()
     m = _lv_model()

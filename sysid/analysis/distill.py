@@ -422,6 +422,8 @@ class Distillation:
             for name, p in with_specs.items():
                 params[name] = {"value": float(p.value), "bounds": [float(b) for b in p.bounds],
                                 "fixed": not p.vary}
+                if p.units:
+                    params[name]["units"] = str(p.units)
         taken = {*m.state_names, *m.input_names, *params}
         eqs = {}
         for s in m.state_names:
