@@ -84,3 +84,11 @@ def test_output_weights_and_missing_output_column_name_the_output():
         sysid.fit(model, ds.rename({"y": "level"}), FitConfig(epochs=1, progress=False))
     with pytest.raises(sysid.errors.ConfigError, match=r"weights name \['h2'\].*measured states are \['y'\]"):
         sysid.fit(model, ds, FitConfig(epochs=1, progress=False, loss={"weights": {"h2": 2.0}}))
+
+
+def test_joint_least_squares_refuses_outputs_until_it_compares_them():
+    from sysid.estimation.problem import from_data
+
+    ds, _ = two_tank_record(n_runs=1, n_obs=11)
+    with pytest.raises(sysid.errors.ConfigError, match=r"measurement equations \(outputs \['y'\]\)"):
+        from_data(from_toml(TANK), ds)

@@ -162,6 +162,7 @@ class ShootingProblem:
     def __init__(self, field: nn.Module, spec: ModelSpec, data: Prepared, scales: Scaling,
                  error_model: ErrorModel, free: torch.Tensor, z0: torch.Tensor, *,
                  step: float | None = None, hold: Mapping[str, float] | None = None) -> None:
+        _no_outputs(spec)
         dt = torch.float64
         self.spec = spec
         self.data = data
@@ -438,6 +439,15 @@ def check_finite(theta: np.ndarray, names: Sequence[str]) -> None:
         raise ParameterError(f"estimation: unknowns {bad} start at a non-finite value (on a bound?).")
 
 
+def _no_outputs(spec: ModelSpec) -> None:
+    """Measurement equations are not compared here yet: say so instead of failing on shapes."""
+    if spec.outputs:
+        raise ConfigError(
+            f"estimation: the model has measurement equations (outputs {list(spec.outputs)}); "
+            "the joint least squares compares states only so far. Fit it with sysid.fit, "
+            "whose loss compares the outputs with the data.")
+
+
 def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
               sigma: Mapping[str, float] | None = None, weights: Mapping[str, float] | None = None,
               initial_states: str = "measured", known_initial: Sequence[str] = (),
@@ -472,6 +482,7 @@ def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
     if initial_states not in ("measured", "free"):
         raise ConfigError(f"estimation: initial_states must be 'measured' or 'free'; got {initial_states!r}.")
     spec = _model_spec(model)
+    _no_outputs(spec)
     unknown = [n for n in known_initial if n not in spec.states]
     if unknown:
         raise ConfigError(f"estimation: known_initial names {unknown} are not states of the model; "
