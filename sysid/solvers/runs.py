@@ -96,17 +96,7 @@ def _torchdiffeq(rhs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: 
                               method=solver.method, options=options)
 
 
-def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: list[int],
-             prefix: str) -> dict[str, Any]:
-    """torchdiffeq options: the budget and the input jumps, or the fixed-step grid."""
-    if solver.adaptive:
-        options: dict[str, Any] = {"max_num_steps": solver.max_steps}
-        if jump_times is not None:
-            jt = torch.as_tensor(jump_times, dtype=tt.dtype).flatten()
-            jt = torch.unique(jt[(jt > tt[0]) & (jt <= tt[-1])])  # the end too: never step past it
-            if jt.numel():
-                options["jump_t"] = jt
-        return options
+def _check_budget(solver: SolverConfig, tt: torch.Tensor, counts: list[int], prefix: str) -> None:
     n_steps = sum(counts)
     if n_steps > solver.max_steps:
         size = f"a fixed step of {solver.step}" if solver.step else f"{solver.substeps} steps per interval"
@@ -115,8 +105,43 @@ def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: li
             f"than max_steps={solver.max_steps}. Raise max_steps or the step.",
             t_reached=float(tt[0]),
         )
-    grid = _grid(tt, counts)
-    return {"grid_constructor": _grid_for(grid)}
+
+
+def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: list[int]) -> dict[str, Any]:
+    """torchdiffeq options: the budget and the input jumps, or the fixed-step grid."""
+    if not solver.adaptive:
+        grid = _grid(tt, counts)
+        return {"grid_constructor": _grid_for(grid)}
+    options: dict[str, Any] = {"max_num_steps": solver.max_steps}
+    if jump_times is not None:
+        jt = torch.as_tensor(jump_times, dtype=tt.dtype).flatten()
+        jt = torch.unique(jt[(jt > tt[0]) & (jt <= tt[-1])])  # the end too: never step past it
+        if jt.numel():
+            options["jump_t"] = jt
+    return options
+
+
+def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor,
+           tt: torch.Tensor, counts: list[int], method: str, cnt: SolveCounter,
+           prefix: str) -> torch.Tensor:
+    """sysid's own explicit Runge-Kutta steps; finiteness is checked once at the end (fixed steps
+    cannot loop, and NaN propagates), which spares a synchronisation per evaluation."""
+    tab = TABLEAUS[method]
+    out = torch.stack(march(lambda s, y, u: func(s, y), y0, tt, counts, tab))
+    cnt.nfe = sum(counts) * len(tab.c)
+    finite = torch.isfinite(out.detach().reshape(len(tt), -1)).all(dim=1)
+    if not bool(finite.all()):
+        k = int(torch.nonzero(~finite)[0, 0])
+        lo, hi = float(tt[k - 1]), float(tt[k])
+        cnt.t_reached = lo
+        raise SolverError(
+            f"{prefix}Integration failed at t={lo:.6g}: the vector field returned NaN or inf between "
+            f"t={lo:.6g} and t={hi:.6g} (the state blew up or left the region where the model is "
+            f"defined). {_HINT}",
+            t_reached=lo,
+        )
+    cnt.t_reached = float(tt[-1])
+    return out
 
 
 def _grid_for(grid: torch.Tensor) -> Callable[[Any, Any, torch.Tensor], torch.Tensor]:
@@ -194,7 +219,7 @@ def solve(
     prefix = f"{context}: " if context else ""
     if solver.backend != "torch":
         raise ConfigError(f"{prefix}{solver.method!r} is a SciPy method; this solve runs in torch. "
-                          "Use sysid.solvers.solve_ivp, or a torch method such as 'dopri5'.")
+                          "Use sysid.solvers.solve_scipy, or a torch method such as 'dopri5'.")
     times = check_times(t, context or "solve")
     tt = torch.as_tensor(t, dtype=y0.dtype)
     t0 = float(times[0])
@@ -208,18 +233,17 @@ def solve(
     if tt.numel() == 1:
         return y0.unsqueeze(0)
     counts = [] if solver.adaptive else steps_per_gap(times.tolist(), solver.step, solver.substeps)
-    options = _options(solver, tt, jump_times, counts, prefix)
+    _check_budget(solver, tt, counts, prefix)
     # forward pass (and the adjoint's backward pass, which makes about as many evaluations)
     budget = (solver.max_steps * _STAGES[solver.method] + 20) * (2 if solver.adjoint else 1)
     cnt = counter if counter is not None else SolveCounter()
     cnt.nfe = 0
     cnt.t_reached = t0
+    if solver.method in TABLEAUS and not solver.adjoint:
+        return _fixed(func, y0, tt, counts, solver.method, cnt, prefix)
     rhs = _guarded(func, cnt, budget, solver.max_steps)
     try:
-        if solver.method in TABLEAUS and not solver.adjoint:
-            out = torch.stack(march(lambda s, y, u: rhs(s, y), y0, tt, counts, TABLEAUS[solver.method]))
-        else:
-            out = _torchdiffeq(rhs, y0, tt, solver, options, adjoint_params)
+        out = _torchdiffeq(rhs, y0, tt, solver, _options(solver, tt, jump_times, counts), adjoint_params)
     except _Abort as exc:
         raise SolverError(
             f"{prefix}Integration failed at t={exc.t:.6g}: {exc.reason}. {_HINT}", t_reached=exc.t
