@@ -204,7 +204,7 @@ def phase_portrait(
         One Axes per field; titles "learned" and "reference".
     """
     from sysid.analysis.dynamics import as_dynamics
-    from sysid.analysis.fixed_points import _const_input, find_fixed_points
+    from sysid.analysis.fixed_points import find_fixed_points
 
     ref = as_dynamics(reference, params=params) if reference is not None else None
     lrn = as_dynamics(learned, states=ref.states if ref is not None else None)
@@ -214,7 +214,7 @@ def phase_portrait(
     axs = fig.subplots(1, len(fields), squeeze=False, sharex=True, sharey=True)[0]
     i, j = lrn.states.index(pair[0]), lrn.states.index(pair[1])
     for ax, (title, dyn) in zip(axs, fields):
-        uc = _const_input(dyn, u)
+        uc = dyn.constant_inputs(u, purpose="phase portraits")
         f = dyn(t, pts, uc)
         U = f[:, i].reshape(gy.size, gx.size)
         V = f[:, j].reshape(gy.size, gx.size)

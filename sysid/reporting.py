@@ -213,7 +213,9 @@ def _merge(train: xr.Dataset, validation: xr.Dataset | None) -> tuple[xr.Dataset
 
 def _model_parts(model: Any) -> tuple[Any, pd.DataFrame | None, pd.DataFrame | None, dict[str, Any]]:
     """(model, history, parameters, fit info) from a FitResult or a Model."""
-    if type(model).__module__.startswith("sysid.training"):
+    from sysid.training import FitResult
+
+    if isinstance(model, FitResult):
         info = {"stopped_reason": model.stopped_reason, "message": model.message,
                 "best_epoch": model.best_epoch, "solver_stats": model.solver_stats}
         return model.model, model.history, model.parameters, info
@@ -293,8 +295,10 @@ def report(
         )
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"report: k must be a positive integer; got {k!r}.")
+    from sysid.models import Model
+
     mdl, hist, pars, fit_info = _model_parts(model)
-    if not type(mdl).__module__.startswith("sysid.models"):
+    if not isinstance(mdl, Model):
         raise ConfigError(f"report: model must be a sysid FitResult or Model; got {type(model).__name__}.")
     hist = history if history is not None else hist
     pars = parameters if parameters is not None else pars
@@ -527,10 +531,11 @@ def _reference_names(mdl: Any, reference: Any) -> tuple[str, ...] | None:
     from that same system under the data's names (``physics("lotka_volterra", states=[...])``):
     the order is the system's, so the names map one to one. None otherwise."""
     from sysid.models import PhysicsField
+    from sysid.systems import System
 
-    name = getattr(reference, "name", None)
-    if not type(reference).__module__.startswith("sysid.systems"):
+    if not isinstance(reference, System):
         return None
+    name = reference.name
     for module in mdl.field.modules():
         if isinstance(module, PhysicsField) and module.system == name and \
                 tuple(module.state_names) == tuple(mdl.state_names):
@@ -572,6 +577,8 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, re
                         params: Mapping[str, float] | None, full: xr.Dataset, train: xr.Dataset,
                         held: list[str], pars: pd.DataFrame | None, threshold: float,
                         settings: Any) -> None:
+    from sysid.systems import System
+
     system, ref = resolved
     reference = ref  # the analyses below take the reference with its parameters and names applied
     doc.heading(f"Comparison with {ref.name}")
@@ -661,8 +668,8 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, re
     def parameters() -> None:
         if pars is None or not len(pars):
             return
-        refvals = {**system.defaults(), **dict(params or {})} if type(system).__module__.startswith(
-            "sysid.systems") else dict(params or {})
+        refvals = ({**system.defaults(), **dict(params or {})} if isinstance(system, System)
+                   else dict(params or {}))
         units = {p.name: p.units for p in getattr(system, "parameters", ())}
         names = set(map(str, pars["name"] if "name" in pars.columns else pars.index))
         common = {n: v for n, v in refvals.items() if n in names}

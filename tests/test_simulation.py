@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -241,7 +243,8 @@ def test_input_errors():
         simulate(model, {"x": 1.0, "v": 0.0}, t, inputs=lambda s: [0.0, 1.0])
     with pytest.raises(ConfigError, match="times is required"):
         simulate(model, {"x": 1.0, "v": 0.0})
-    with pytest.raises(ConfigError, match="strictly increasing; time 0.5 follows 1 "):
+    # output times are values the user supplies: DataError, as everywhere (sysid.solvers.check_times)
+    with pytest.raises(DataError, match=r"times must be strictly increasing; times\[2\] = 0.5 follows times\[1\] = 1\."):
         simulate(model, {"x": 1.0, "v": 0.0}, [0.0, 1.0, 0.5], inputs=lambda s: [0.0])
     with pytest.raises(DataError, match=r"initial value of state 'v' in run 'run0' is not finite"):
         simulate(model, {"x": 1.0, "v": np.nan}, t, inputs=lambda s: [0.0])
@@ -257,7 +260,8 @@ def test_dataset_errors():
     data = from_arrays([np.array([0.0, 1.0])], {"x": [np.array([np.nan, 1.0])], "v": [np.zeros(2)],
                                                 "F": [np.array([0.0, np.nan])]},
                        states=["x", "v"], inputs=["F"], runs=["B"])
-    with pytest.raises(DataError, match=r"state 'x' is missing \(NaN\) at the first sample of run 'B' \(time 0\)"):
+    with pytest.raises(DataError, match=r"no initial value for the observed states \['x'\] in run 'B': missing "
+                                        r"\(NaN\) at the first sample of the run \(time 0\)"):
         simulate(model, data)
     data["x"].values[0, 0] = 0.5
     with pytest.raises(DataError, match=r"input 'F' of run 'B' is missing \(NaN\) at time 1"):
@@ -265,7 +269,8 @@ def test_dataset_errors():
     with pytest.raises(ConfigError, match="times comes from the dataset"):
         simulate(model, data, [0.0, 1.0])
     only_x = from_arrays([np.array([0.0, 1.0])], {"x": [np.zeros(2)]}, states=["x"])
-    with pytest.raises(DataError, match=r"no variables for the observed states \['v'\]"):
+    with pytest.raises(DataError, match=r"no initial value for the observed states \['v'\] in run 'run0': the "
+                                        r"dataset has no variables for them"):
         simulate(model, only_x)
     with pytest.raises(SolverError, match="initial state is not finite"):
         sm.solve(lambda t, y: -y, torch.tensor([float("nan")]), torch.tensor([0.0, 1.0]))
@@ -331,3 +336,133 @@ def test_solve_counter_and_jump_times():
                  SolverConfig(rtol=1e-8, atol=1e-10), counter=counter, jump_times=[0.5])
     assert counter.nfe > 6 and counter.t_reached >= 1.0
     assert float(y[-1, 0]) == pytest.approx(np.exp(-1.0), rel=1e-7)  # exact solution e^-t
+
+
+# --------------------------------------------------------------------------------------------- #
+# the one solver layer and the one free run (issue 10)
+# --------------------------------------------------------------------------------------------- #
+def test_python_and_cli_share_the_simulate_default():
+    from sysid.cli.simulate_cmd import simulate_cmd
+    from sysid.solvers import default_solver
+
+    default = default_solver("simulate")
+    assert default == SolverConfig()  # the bare settings object is the simulate default
+    options = {p.name: p.default for p in simulate_cmd.params}
+    assert (options["method"], float(options["rtol"]), float(options["atol"])) == (
+        default.method, default.rtol, default.atol)
+
+
+def _stiff_model(k=1e4):
+    # x' = -k (x - cos t): stiff for large k; with x(0) = 0 the exact solution is
+    # x = (k^2 cos t + k sin t) / (k^2 + 1) - k^2 / (k^2 + 1) exp(-k t)
+    return sm.physics(lambda t, x, u, p, xp: xp.stack([-p["k"] * (x[..., 0] - xp.cos(t))]), {"k": k},
+                      ["x"], dtype=torch.float64)
+
+
+def test_stiff_system_simulates_with_radau_and_explicit_failure_names_the_remedy():
+    k = 1e4
+    t = np.linspace(0.0, 10.0, 21)
+    exact = (k**2 * np.cos(t) + k * np.sin(t)) / (k**2 + 1) - k**2 / (k**2 + 1) * np.exp(-k * t)
+    for method in ("Radau", "BDF"):
+        sim = simulate(_stiff_model(k), {"x": 0.0}, t, solver=SolverConfig(method=method, rtol=1e-8, atol=1e-10))
+        # implicit methods at rtol 1e-8 over 1e5 time constants of the fast mode: global error
+        # measured 4e-7 (Radau) and 2e-9 (BDF) on a solution of size 1
+        np.testing.assert_allclose(sim["x"].values[0], exact, atol=1e-6)
+        assert json.loads(sim.attrs["solver"])["method"] == method
+    # an explicit method is stability-limited to steps ~ 3/k: 3e4 steps over [0, 10]; with a
+    # budget of 300 it stops and the message says why (stiffness) and what to do (Radau/BDF)
+    with pytest.raises(SolverError, match=r"stiff.*SolverConfig\(method=\"Radau\"\) or method=\"BDF\""):
+        simulate(_stiff_model(k), {"x": 0.0}, t, solver=SolverConfig(method="dopri5", max_steps=300))
+    with pytest.raises(SolverError, match=r"simulate \(run 'run0'\): integration stopped at t=.*stiff.*"
+                                          r"Try method='Radau' or 'BDF'"):
+        simulate(_stiff_model(k), {"x": 0.0}, t, solver=SolverConfig(method="RK45", max_steps=300))
+
+
+def test_scipy_method_agrees_with_the_torch_batched_solve():
+    system = catalogue.get("mass_spring_damper")
+    t_in = np.linspace(0.0, 8.0, 33)
+    force = 0.8 * np.sin(1.3 * t_in) + 0.2 * np.cos(3.1 * t_in)
+    data = from_arrays([t_in, t_in + 3.0], {"x": [np.full(33, 0.2), np.full(33, -0.1)],
+                                             "v": [np.zeros(33), np.zeros(33)], "F": [force, force]},
+                       states=["x", "v"], inputs=["F"], runs=["a", "b"])
+    model = sm.Model(sysid.models.physics(system, dtype=torch.float64).field, input_interpolation="cubic")
+    torch_run = simulate(model, data, solver=SolverConfig(rtol=1e-10, atol=1e-12))
+    scipy_run = simulate(model, data, solver=SolverConfig(method="DOP853", rtol=1e-10, atol=1e-12))
+    # two integrators at rtol 1e-10: DOP853 run by run, crossing the 32 PCHIP knots (jumps in the
+    # input's second derivative), dopri5 batched, stepping onto them; measured 8e-9 apart
+    for n in ("x", "v"):
+        np.testing.assert_allclose(scipy_run[n].values, torch_run[n].values, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(scipy_run["F"].values, data["F"].values)  # the samples, exactly
+    np.testing.assert_array_equal(scipy_run["time"].values, data["time"].values)
+
+
+def test_fixed_step_substeps_and_step_hit_every_output_time():
+    model = sm.physics(lambda t, x, u, p, xp: xp.stack([-p["k"] * x[..., 0]]), {"k": 0.5}, ["c"],
+                       dtype=torch.float64)
+    t = np.array([0.0, 0.3, 0.5, 1.0, 1.2])
+    exact = np.exp(-0.5 * t)
+
+    def err(**kw):
+        sim = simulate(model, {"c": 1.0}, t, solver=SolverConfig(method="rk4", **kw))
+        return float(np.max(np.abs(sim["c"].values[0] - exact)))
+
+    e1, e4 = err(substeps=1), err(substeps=4)
+    # RK4 is fourth order: 4x smaller steps cut the error ~4^4 = 256x (measured 298 on these
+    # uneven gaps, h k <= 0.25)
+    assert 200 < e1 / e4 < 350
+    # step=0.1 splits each interval into ceil(gap / 0.1) equal steps (3, 2, 5, 2): every output
+    # time is a step end, no interpolation; error of RK4 with h = 0.1 (measured 1.8e-8)
+    assert err(step=0.1) < 1e-7
+    with pytest.raises(SolverError, match=r"needs 12 steps, more than max_steps=10"):
+        simulate(model, {"c": 1.0}, t, solver=SolverConfig(method="rk4", step=0.1, max_steps=10))
+
+
+def test_constant_inputs_equal_a_constant_function():
+    model = sysid.models.physics(catalogue.get("mass_spring_damper"), dtype=torch.float64)
+    t = np.linspace(0.0, 5.0, 26)
+    as_mapping = simulate(model, {"x": 0.1, "v": 0.0}, t, inputs={"F": 0.5}, solver=TIGHT)
+    as_function = simulate(model, {"x": 0.1, "v": 0.0}, t, inputs=lambda s: [0.5], solver=TIGHT)
+    np.testing.assert_array_equal(as_mapping["x"].values, as_function["x"].values)
+    np.testing.assert_array_equal(as_mapping["F"].values[0], np.full(26, 0.5))
+    per_run = simulate(model, {"x": [0.1, 0.1], "v": 0.0}, t, inputs={"F": [0.5, -0.5]}, solver=TIGHT)
+    assert per_run["x"].values[0, -1] != per_run["x"].values[1, -1]
+    with pytest.raises(DataError, match=r"constant inputs must name exactly the inputs \['F'\]; missing "
+                                        r"\['F'\], unknown \['G'\]"):
+        simulate(model, {"x": 0.1, "v": 0.0}, t, inputs={"G": 0.5})
+
+
+def test_one_rule_for_initial_states_override_latent_data_default():
+    model = sm.second_order(["q"], ["w"], acceleration=lambda t, x, u, p, xp: xp.stack([-p["k"] * x[..., 0]]),
+                            parameters={"k": Parameter(4.0, bounds=(0, 10))}, observed=["q"],
+                            dtype=torch.float64, latent_initial={"w": 0.0})
+    t = np.linspace(0.0, 1.0, 11)
+    data = from_arrays([t, t], {"q": [np.cos(2 * t), np.r_[np.nan, np.cos(2 * t[1:])]]}, states=["q"],
+                       runs=["a", "b"])
+    # run b has no first sample of q: override gives it; w falls to the model's default 0 in run a
+    # and to latent= in run b (a DataFrame row per run; run a's row is absent: "not given")
+    start = pd.DataFrame({"q": [0.5]}, index=["b"])
+    sim = simulate(model, data, override=start, latent=pd.DataFrame({"w": [1.0]}, index=["b"]),
+                   solver=SolverConfig(rtol=1e-10, atol=1e-12))
+    np.testing.assert_allclose(sim["q"].values[:, 0], [1.0, 0.5])
+    np.testing.assert_allclose(sim["w"].values[:, 0], [0.0, 1.0])
+    # q(t) = q0 cos 2t + w0 / 2 sin 2t
+    np.testing.assert_allclose(sim["q"].values[1], 0.5 * np.cos(2 * t) + 0.5 * np.sin(2 * t), atol=1e-8)
+    with pytest.raises(DataError, match=r"latent values for \['q'\], which are not latent states \['w'\]"):
+        simulate(model, data, latent={"q": 1.0})
+    with pytest.raises(DataError, match=r"no initial value for the observed states \['q'\] in run 'b': "
+                                        r"missing \(NaN\) at the first sample"):
+        simulate(model, data)
+
+
+def test_numpy_dynamics_are_simulated_with_scipy_only():
+    from sysid.models import Dynamics
+
+    dyn = Dynamics(fn=lambda t, x, u: -x, states=("x",))
+    t = np.linspace(0.0, 2.0, 5)
+    sim = simulate(dyn, {"x": 1.0}, t, solver="RK45")
+    np.testing.assert_allclose(sim["x"].values[0], np.exp(-t), rtol=1e-5)  # rtol 1e-6 of the defaults
+    with pytest.raises(ConfigError, match=r"'dopri5' integrates a torch model; these dynamics are NumPy"):
+        simulate(dyn, {"x": 1.0}, t)
+    with pytest.raises(ConfigError, match=r"model must be a sysid.models.Model, or dynamics as "
+                                          r"sysid.models.Dynamics"):
+        simulate(lambda t, y: -y, {"x": 1.0}, t)

@@ -94,7 +94,8 @@ def test_solve_ivp_of_export_matches_simulate():
 
 def test_export_errors():
     model = CASES["physics_fn"](torch.float64)
-    with pytest.raises(ConfigError, match=r"the model has inputs \['F'\]; give inputs="):
+    # the same message and type as simulate's (one input normaliser, sysid.inputs)
+    with pytest.raises(DataError, match=r"the model has inputs \['F'\]; give inputs="):
         to_numpy_rhs(model)
     t = np.linspace(0, 1, 3)
     two = from_arrays([t, t], {"F": [t, t]}, states=[], inputs=["F"])

@@ -26,7 +26,7 @@ import xarray as xr
 from scipy import optimize
 
 from sysid.analysis.dynamics import Dynamics, as_dynamics
-from sysid.analysis.fixed_points import _const_input, _distance_to_data, _point
+from sysid.analysis.fixed_points import distance_to_data
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.solvers import SolverConfig, solve_scipy
 
@@ -165,8 +165,8 @@ def find_limit_cycle(
         raise ConfigError(f"min_cycles must be >= 1; got {min_cycles}.")
     if section is not None and section not in dyn.states:
         raise ConfigError(f"section {section!r} is not a state; the states are {list(dyn.states)}.")
-    x0 = _point(dyn, y0)
-    uc = _const_input(dyn, u)
+    x0 = dyn.point(y0)
+    uc = dyn.constant_inputs(u, purpose="limit cycles")
     t0 = transient * t_end
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
@@ -216,7 +216,7 @@ def find_limit_cycle(
     cyc = sol.sol(np.linspace(last[-2], last[-1], 2001))
     lo, hi = cyc.min(axis=1), cyc.max(axis=1)
     idx_names = list(dyn.states)
-    dist = _distance_to_data(dyn, cyc.T[::20], data, support_threshold, "orbit point")
+    dist = distance_to_data(dyn, cyc.T[::20], data, support_threshold, "orbit point")
     return LimitCycle(
         found=True, reason="periodic orbit", period=period, period_spread=spread_rel,
         amplitude=pd.Series((hi - lo) / 2, index=idx_names), minimum=pd.Series(lo, index=idx_names),

@@ -17,131 +17,13 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, final
+from typing import Any
 
 import numpy as np
-import xarray as xr
 
 from sysid.errors import ConfigError, DataError
+from sysid.models.dynamics import INTERPOLATIONS, BatchFn, Dynamics
 from sysid.solvers import SolverConfig, default_solver, solve_scipy
-
-BatchFn = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
-
-INTERPOLATIONS = ("zoh", "linear", "cubic")
-
-
-@final
-@dataclass(frozen=True, kw_only=True)
-class Dynamics:
-    """A right-hand side ``dX/dt = f(t, X, U)`` as batched NumPy, with names and units.
-
-    Parameters
-    ----------
-    fn : callable
-        ``fn(t, X, U)`` with ``t`` of shape ``(M,)`` (each row's own time), ``X`` of shape
-        ``(M, S)``, ``U`` of shape ``(M, I)`` or None when there are no inputs; returns an array of
-        shape ``(M, S)``.
-    states, inputs : tuple of str
-        State and input names, in the order of the last axes of ``X`` and ``U``.
-    state_units, input_units : tuple of str
-        Units of each state and input ("" when unknown).
-    time_units : str
-        Units of time.
-    name : str
-        A short description used in tables and plot titles.
-    interpolation : {"zoh", "linear", "cubic"}
-        How measured inputs are interpolated when this dynamics is simulated on data (a Model's
-        own ``input_interpolation``; "linear" otherwise).
-    latent_initial : mapping
-        Initial values of states that data does not measure (a Model's ``latent_initial``).
-    outputs, output_units : tuple of str
-        Names and units of a Model's measurement equations (empty otherwise).
-    observe : callable, optional
-        ``observe(t, X, U) -> (M, O)``: the outputs at each row (a Model's measurement equations).
-    """
-
-    fn: BatchFn
-    states: tuple[str, ...]
-    inputs: tuple[str, ...] = ()
-    state_units: tuple[str, ...] = ()
-    input_units: tuple[str, ...] = ()
-    time_units: str = ""
-    name: str = "dynamics"
-    interpolation: str = "linear"
-    latent_initial: Mapping[str, float] = field(default_factory=dict)
-    outputs: tuple[str, ...] = ()
-    output_units: tuple[str, ...] = ()
-    observe: BatchFn | None = None
-
-    def __post_init__(self) -> None:
-        if not self.states:
-            raise ConfigError(f"Dynamics {self.name!r}: at least one state name is needed; got none.")
-        if len(set(self.states)) != len(self.states):
-            raise ConfigError(f"Dynamics {self.name!r}: state names must be unique; got {self.states}.")
-        if self.interpolation not in INTERPOLATIONS:
-            raise ConfigError(
-                f"Dynamics {self.name!r}: interpolation must be one of {list(INTERPOLATIONS)}; "
-                f"got {self.interpolation!r}."
-            )
-        if not self.state_units:
-            object.__setattr__(self, "state_units", ("",) * len(self.states))
-        if not self.input_units:
-            object.__setattr__(self, "input_units", ("",) * len(self.inputs))
-        if len(self.state_units) != len(self.states):
-            raise ConfigError(
-                f"Dynamics {self.name!r}: {len(self.state_units)} state units for "
-                f"{len(self.states)} states {self.states}."
-            )
-
-    @property
-    def n_states(self) -> int:
-        """Number of states ``S``."""
-        return len(self.states)
-
-    def __call__(self, t: float, x: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
-        """Evaluate the field at one state ``(S,)`` or a batch ``(M, S)``; same shape back."""
-        x = np.asarray(x, dtype=float)
-        single = x.ndim == 1
-        xb = np.atleast_2d(x)
-        if xb.shape[-1] != self.n_states:
-            raise DataError(
-                f"{self.name}: states have {xb.shape[-1]} columns but the dynamics has "
-                f"{self.n_states} states {list(self.states)}."
-            )
-        ub = None
-        if self.inputs:
-            if u is None:
-                raise DataError(
-                    f"{self.name}: the dynamics has inputs {list(self.inputs)}; pass their values as u."
-                )
-            ub = np.broadcast_to(np.atleast_2d(np.asarray(u, dtype=float)), (xb.shape[0], len(self.inputs)))
-        tb = np.broadcast_to(np.asarray(t, dtype=float), (xb.shape[0],))
-        out = np.asarray(self.fn(tb, xb, ub), dtype=float).reshape(xb.shape)
-        return out[0] if single else out
-
-    def jacobian(
-        self, x: np.ndarray, *, t: float = 0.0, u: np.ndarray | None = None, rel_step: float = 1e-6
-    ) -> np.ndarray:
-        """Jacobian ``df/dx`` at one state by central differences (``S x S``).
-
-        The step for state ``i`` is ``rel_step * max(1, |x_i|)``; for smooth fields the error is of
-        order ``rel_step**2`` times the third derivative.
-        """
-        x = np.asarray(x, dtype=float).ravel()
-        n = x.size
-        h = rel_step * np.maximum(1.0, np.abs(x))
-        pts = np.empty((2 * n, n))
-        for i in range(n):
-            pts[2 * i] = x
-            pts[2 * i, i] += h[i]
-            pts[2 * i + 1] = x
-            pts[2 * i + 1, i] -= h[i]
-        f = self(t, pts, None if u is None else np.broadcast_to(np.asarray(u, float), (2 * n, len(self.inputs))))
-        jac = np.empty((n, n))
-        for i in range(n):
-            jac[:, i] = (f[2 * i] - f[2 * i + 1]) / (2 * h[i])
-        return jac
 
 
 def _from_system(system: Any, params: Mapping[str, float] | None) -> Dynamics:
@@ -169,28 +51,6 @@ def _from_system(system: Any, params: Mapping[str, float] | None) -> Dynamics:
         input_units=tuple(system.input_units),
         time_units=str(system.time_units),
         name=f"{system.name} (reference)",
-    )
-
-
-def _from_field(vf: Any, name: str, interpolation: str = "linear",
-                latent_initial: Mapping[str, float] | None = None) -> Dynamics:
-    f = vf.numpy_function()
-    has_inputs = bool(vf.input_names)
-
-    def fn(t: np.ndarray, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-        tt = float(t[0]) if np.ptp(t) == 0 else t
-        return np.asarray(f(tt, x, u if has_inputs else None), dtype=float).reshape(x.shape)
-
-    return Dynamics(
-        fn=fn,
-        states=tuple(vf.state_names),
-        inputs=tuple(vf.input_names),
-        state_units=tuple(vf.state_units),
-        input_units=tuple(vf.input_units),
-        time_units=str(vf.time_units),
-        name=name,
-        interpolation=interpolation,
-        latent_initial=dict(latent_initial or {}),
     )
 
 
@@ -247,12 +107,13 @@ def as_dynamics(
     """
     if isinstance(obj, Dynamics):
         return obj
-    if isinstance(obj, str):  # a catalogue name
-        from sysid import systems
+    from sysid.models import Model, VectorField
+    from sysid.systems import System, get
+    from sysid.training import FitResult
 
-        obj = systems.get(obj)
-    kind = type(obj).__module__
-    if kind.startswith("sysid.systems"):
+    if isinstance(obj, str):  # a catalogue name
+        obj = get(obj)
+    if isinstance(obj, System):
         dyn = _from_system(obj, params)
         if states is not None and tuple(states) != dyn.states:
             if len(tuple(states)) != len(dyn.states):
@@ -262,24 +123,12 @@ def as_dynamics(
                 )
             dyn = dataclasses.replace(dyn, states=tuple(states))  # the data's names, same order
         return dyn
-    if kind.startswith("sysid.training"):
+    if isinstance(obj, FitResult):
         return as_dynamics(obj.model)
-    if kind.startswith("sysid.models"):
-        from sysid.models import Model
-
-        if isinstance(obj, Model):
-            dyn = _from_field(obj.field, name="learned model", interpolation=obj.input_interpolation,
-                              latent_initial=obj.latent_initial)
-            if obj.outputs is None:
-                return dyn
-            import torch
-
-            with torch.no_grad():
-                shared = {k: float(v.double()) for k, v in obj.field.physical_parameters().items()}
-            g = obj.outputs.numpy_function(shared)
-            return dataclasses.replace(dyn, outputs=obj.output_names, output_units=obj.output_units,
-                                       observe=lambda t, x, u: g(t, x, u))
-        return _from_field(obj, name=type(obj).__name__)
+    if isinstance(obj, Model):
+        return Dynamics.from_model(obj, name="learned model")
+    if isinstance(obj, VectorField):
+        return Dynamics.from_field(obj, name=type(obj).__name__)
     if callable(obj):
         return _from_callable(obj, states, units, vectorized)
     raise ConfigError(
@@ -321,22 +170,6 @@ def input_function(
         return np.stack([p(t)[..., 0] for p in parts], axis=-1)
 
     return u
-
-
-def run_inputs(
-    ds: xr.Dataset, run: str, names: Sequence[str], *, kind: str = "linear"
-) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The input function of one run of a schema dataset, or None when ``names`` is empty."""
-    if not names:
-        return None
-    from sysid.data import get_run
-
-    one = get_run(ds, run)
-    missing = [n for n in names if n not in one]
-    if missing:
-        raise DataError(f"run {run!r} has no input variables {missing}; the dynamics needs {list(names)}.")
-    vals = np.stack([one[n].values for n in names], axis=-1)
-    return input_function(one["time"].values, vals, kind=kind, names=names)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -418,11 +251,11 @@ def step_batch(
 
 
 __all__ = [
+    "BatchFn",
     "Dynamics",
     "Integration",
     "as_dynamics",
     "input_function",
-    "run_inputs",
     "integrate",
     "step_batch",
 ]

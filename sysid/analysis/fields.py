@@ -29,7 +29,7 @@ import xarray as xr
 from scipy.spatial import cKDTree
 
 from sysid.analysis.dynamics import Dynamics, as_dynamics
-from sysid.analysis.fixed_points import _const_input, state_box
+from sysid.analysis.fixed_points import state_box
 from sysid.errors import ConfigError, DataError
 
 
@@ -272,7 +272,7 @@ def field_error(
     if bad or len(axes) != 2 or axes[0] == axes[1]:
         raise ConfigError(f"field_error: axes must be two different states of {list(ref.states)}; got {list(axes)}.")
     support = DataSupport.from_data(data, states=ref.states, threshold=threshold)
-    uc = _const_input(ref, u)
+    uc = ref.constant_inputs(u, purpose="field comparisons")
     box = state_box(list(axes), bounds=bounds, data=data, margin=margin)
     gx = np.linspace(box[0, 0], box[0, 1], n)
     gy = np.linspace(box[1, 0], box[1, 1], n)
@@ -347,7 +347,7 @@ def field_error_at(
     """Raw difference ``f_learned - f_reference`` at points ``(M, S)`` (user units per time)."""
     ref = as_dynamics(reference, params=params)
     lrn: Dynamics = as_dynamics(learned, states=ref.states)
-    uc = _const_input(ref, u)
+    uc = ref.constant_inputs(u, purpose="field comparisons")
     pts = np.atleast_2d(np.asarray(points, float))
     return lrn(t, pts, uc) - ref(t, pts, uc)
 

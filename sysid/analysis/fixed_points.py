@@ -92,39 +92,6 @@ class Linearisation:
     oscillatory: bool
 
 
-def _const_input(dyn: Dynamics, u: Any) -> np.ndarray | None:
-    if not dyn.inputs:
-        if u is not None:
-            raise ConfigError(f"{dyn.name} has no inputs; u must be None, got {u!r}.")
-        return None
-    if u is None:
-        raise ConfigError(
-            f"{dyn.name} has inputs {list(dyn.inputs)}: fixed points need constant input values, "
-            f"e.g. u={{{dyn.inputs[0]!r}: 0.0}}."
-        )
-    if isinstance(u, Mapping):
-        missing = [n for n in dyn.inputs if n not in u]
-        if missing:
-            raise ConfigError(f"u has no values for inputs {missing}; the inputs are {list(dyn.inputs)}.")
-        return np.array([float(u[n]) for n in dyn.inputs])
-    arr = np.asarray(u, dtype=float).ravel()
-    if arr.size != len(dyn.inputs):
-        raise ConfigError(f"u has {arr.size} values for {len(dyn.inputs)} inputs {list(dyn.inputs)}.")
-    return arr
-
-
-def _point(dyn: Dynamics, point: Any) -> np.ndarray:
-    if isinstance(point, Mapping):
-        missing = [n for n in dyn.states if n not in point]
-        if missing:
-            raise DataError(f"point has no values for states {missing}; the states are {list(dyn.states)}.")
-        return np.array([float(point[n]) for n in dyn.states])
-    arr = np.asarray(point, dtype=float).ravel()
-    if arr.size != dyn.n_states:
-        raise DataError(f"point has {arr.size} values but {dyn.name} has {dyn.n_states} states {list(dyn.states)}.")
-    return arr
-
-
 def linearise(
     model: Any,
     point: Mapping[str, float] | Sequence[float],
@@ -144,8 +111,8 @@ def linearise(
     [-1.0, -2.0]
     """
     dyn = as_dynamics(model, states=states, params=params)
-    x = _point(dyn, point)
-    uc = _const_input(dyn, u)
+    x = dyn.point(point)
+    uc = dyn.constant_inputs(u)
     jac = dyn.jacobian(x, t=t, u=uc)
     lam, vec = np.linalg.eig(jac)
     order = np.lexsort((-lam.imag, -lam.real))
@@ -258,7 +225,7 @@ def find_fixed_points(
     if n_seeds < 1:
         raise ConfigError(f"n_seeds must be >= 1; got {n_seeds}.")
     box = state_box(dyn.states, bounds=bounds, data=data, margin=margin)
-    uc = _const_input(dyn, u)
+    uc = dyn.constant_inputs(u)
     width = box[:, 1] - box[:, 0]
     rng = np.random.default_rng(seed)
     seeds = box[:, 0] + rng.random((n_seeds, dyn.n_states)) * width
@@ -304,7 +271,7 @@ def find_fixed_points(
     cols = [*dyn.states, "residual", "stability", "oscillatory", "max_real", "eigenvalues",
             "distance_to_data"]
     out = pd.DataFrame(rows, columns=cols)
-    out["distance_to_data"] = _distance_to_data(dyn, out[list(dyn.states)].to_numpy(float), data,
+    out["distance_to_data"] = distance_to_data(dyn, out[list(dyn.states)].to_numpy(float), data,
                                                 support_threshold, "fixed point")
     out.index.name = "fixed_point"
     out.attrs = {"states": list(dyn.states), "box": box.tolist(), "name": dyn.name,
@@ -312,9 +279,11 @@ def find_fixed_points(
     return out
 
 
-def _distance_to_data(dyn: Dynamics, x: np.ndarray, data: xr.Dataset | None, threshold: float,
+def distance_to_data(dyn: Dynamics, x: np.ndarray, data: xr.Dataset | None, threshold: float,
                       what: str) -> np.ndarray:
-    """Distance (std units) of each point to the data's support; warn for those outside it."""
+    """Distance (std units) of each point ``x (M, S)`` to the data's support (NaN without data);
+    an :class:`~sysid.analysis.ExtrapolationWarning` names those farther than ``threshold``
+    (fixed points, orbit points: ``what``)."""
     if data is None or not len(x) or any(s not in data.data_vars for s in dyn.states):
         return np.full(len(x), np.nan)
     from sysid.analysis.fields import DataSupport, ExtrapolationWarning
@@ -510,6 +479,7 @@ __all__ = [
     "classify",
     "linearise",
     "state_box",
+    "distance_to_data",
     "find_fixed_points",
     "match_fixed_points",
     "compare_fixed_points",

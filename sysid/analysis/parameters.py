@@ -24,10 +24,12 @@ def _estimates(estimated: Any) -> pd.DataFrame:
     elif isinstance(estimated, Mapping):
         df = pd.DataFrame({"value": {str(k): float(v) for k, v in estimated.items()}})
     else:
-        kind = type(estimated).__module__
-        if kind.startswith("sysid.training"):
+        from sysid.models import Model, VectorField
+        from sysid.training import FitResult
+
+        if isinstance(estimated, FitResult):
             df = estimated.parameters.copy()
-        elif kind.startswith("sysid.models"):
+        elif isinstance(estimated, (Model, VectorField)):
             df = estimated.parameter_table()
         else:
             raise ConfigError(
@@ -48,7 +50,9 @@ def _reference(reference: Any) -> tuple[dict[str, float], dict[str, str]]:
         return {}, {}
     if isinstance(reference, Mapping):
         return {str(k): float(v) for k, v in reference.items()}, {}
-    if type(reference).__module__.startswith("sysid.systems"):
+    from sysid.systems import System
+
+    if isinstance(reference, System):
         return reference.defaults(), {p.name: p.units for p in reference.parameters}
     raise ConfigError(
         f"parameter_table: reference must be a sysid System or a mapping name -> value; got "

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.analysis.dynamics import Dynamics, as_dynamics, integrate, run_inputs, step_batch
+from sysid.analysis.dynamics import Dynamics, as_dynamics, step_batch
 from sysid.errors import ConfigError, DataError
-from sysid.solvers import SolverConfig
+from sysid.inputs import input_source
+from sysid.solvers import SolverConfig, default_solver
 
 Initial = Mapping[str, "float | Sequence[float]"]
 
@@ -29,52 +30,35 @@ Initial = Mapping[str, "float | Sequence[float]"]
 def _fitted_initial_states(model: object) -> pd.DataFrame | None:
     """The initial states a fit estimated, per training run: all states when the fit treated them
     as free (``FitConfig(initial_states="free")``), else only the unmeasured (latent) ones."""
-    if not type(model).__module__.startswith("sysid.training"):
+    from sysid.training import FitResult
+
+    if not isinstance(model, FitResult):
         return None
     if getattr(model.config, "initial_states", "measured") == "free" and not model.initial_states.empty:
         return model.initial_states
     return model.latent_initial
 
 
-def _initial_states(
-    dyn: Dynamics,
-    data: xr.Dataset,
-    runs: list[str],
-    initial: Initial | None,
-    estimated: pd.DataFrame | None = None,
-) -> np.ndarray:
-    """Initial states (R, S): ``initial`` if given, else the fit's estimate for that run
-    (``estimated``: runs x states), else the run's first sample, else the model's default."""
-    from sysid.data import get_run
-
+def _start_values(dyn: Dynamics, runs: list[str], initial: Initial | None,
+                  estimated: pd.DataFrame | None) -> pd.DataFrame:
+    """Runs x states: ``initial`` where given, else the fit's estimate for that run, else NaN (the
+    data's first sample or the model's default then, by :func:`sysid.simulate`'s rule)."""
+    table = pd.DataFrame(np.nan, index=pd.Index(runs, name="trajectory"), columns=list(dyn.states))
+    if estimated is not None:
+        est = estimated.copy()
+        est.index = est.index.map(str)
+        for name in est.columns.intersection(table.columns):
+            table[name] = est[name].reindex(runs).to_numpy(dtype=float)
     initial = dict(initial or {})
     unknown = sorted(set(initial) - set(dyn.states))
     if unknown:
         raise DataError(f"initial: {unknown} are not states of {dyn.name}; its states are {list(dyn.states)}.")
-    y0 = np.full((len(runs), dyn.n_states), np.nan)
-    for i, run in enumerate(runs):
-        one = get_run(data, run)
-        for j, name in enumerate(dyn.states):
-            if name in initial:
-                v = np.atleast_1d(np.asarray(initial[name], dtype=float))
-                if v.size not in (1, len(runs)):
-                    raise DataError(
-                        f"initial[{name!r}] has {v.size} values; give one, or one per run ({len(runs)})."
-                    )
-                y0[i, j] = v[0] if v.size == 1 else v[i]
-            elif estimated is not None and name in estimated.columns and run in estimated.index:
-                y0[i, j] = float(estimated.loc[run, name])
-            elif name in one.data_vars and one.sizes["time"] > 0:
-                y0[i, j] = float(one[name].values[0])
-            elif name in dyn.latent_initial:
-                y0[i, j] = float(dyn.latent_initial[name])
-        bad = [dyn.states[j] for j in range(dyn.n_states) if not np.isfinite(y0[i, j])]
-        if bad:
-            raise DataError(
-                f"run {run!r}: no initial value for states {bad} (not measured at the first sample, "
-                f"t={float(one['time'].values[0]):g}); pass initial={{{bad[0]!r}: value}}."
-            )
-    return y0
+    for name, value in initial.items():
+        v = np.atleast_1d(np.asarray(value, dtype=float))
+        if v.ndim != 1 or v.size not in (1, len(runs)):
+            raise DataError(f"initial[{name!r}] has {v.size} values; give one, or one per run ({len(runs)}).")
+        table[name] = np.broadcast_to(v, (len(runs),))
+    return table
 
 
 def _to_dataset(
@@ -133,17 +117,20 @@ def predict(
     k : int, optional
         Steps ahead; None for free-run simulation.
     initial : mapping, optional
-        Initial values for states (a number for all runs or one per run). Free run only. States
-        the data does not measure at a run's first sample start from, in this order: ``initial``,
-        a FitResult's estimate for that run (``latent_initial``), the model's
-        ``latent_initial``.
+        Initial values for states (a number for all runs or one per run). Free run only. Each
+        state starts from the first of: ``initial``, a FitResult's estimate for that run
+        (``initial_states`` of a fit with free initial states, else ``latent_initial``), the run's
+        first sample, the model's ``latent_initial`` - :func:`sysid.simulate`'s one rule, with
+        ``initial`` and the estimates as its ``override``.
     runs : sequence of str, optional
         Runs to predict; default all.
     interpolation : {"zoh", "linear", "cubic"}, optional
         How the measured inputs are interpolated between samples; default the model's own
         (``Model.input_interpolation``), "linear" for other dynamics.
     settings : SolverConfig, optional
-        How to integrate; default the analysis default (SciPy RK45, rtol 1e-8, atol 1e-10).
+        How to integrate; default the analysis default (SciPy RK45, rtol 1e-8, atol 1e-10). A
+        free run is :func:`sysid.simulate`; a torch method (e.g. "dopri5") needs a Model or
+        FitResult, and k-step prediction needs a SciPy method.
     states, params : optional
         Forwarded to :func:`as_dynamics` (state names of a plain callable; system parameters).
 
@@ -152,7 +139,8 @@ def predict(
     xarray.Dataset
         The prediction in the trajectory schema, same runs and times as ``data``.
     """
-    from sysid.data import get_run, run_ids
+    from sysid.data import get_run, run_ids, select_runs
+    from sysid.training import FitResult
 
     dyn = as_dynamics(model, states=states, params=params)
     interpolation = interpolation or dyn.interpolation
@@ -168,17 +156,17 @@ def predict(
         )
     times = [get_run(data, r)["time"].values for r in runs]
     if k is None:
-        estimated = _fitted_initial_states(model)
-        y0 = _initial_states(dyn, data, runs, initial, estimated)
-        out = []
-        for i, r in enumerate(runs):
-            if len(times[i]) == 1:  # a single sample: the prediction is the initial state
-                out.append(y0[i][None, :])
-                continue
-            u = run_inputs(data, r, dyn.inputs, kind=interpolation)
-            sol = integrate(dyn, y0[i], times[i], u=u, settings=settings)
-            out.append(sol.y.T)
-        return _to_dataset(dyn, data, runs, times, out, {"prediction": "free run"})
+        from sysid.models import Model
+        from sysid.simulation import simulate
+
+        target = model.model if isinstance(model, FitResult) else model
+        sub = data if runs == all_runs else select_runs(data, runs)
+        start = _start_values(dyn, runs, initial, _fitted_initial_states(model))
+        out = simulate(target if isinstance(target, Model) else dyn, sub, override=start,
+                       solver=settings if settings is not None else default_solver("analysis"),
+                       interpolation=interpolation)
+        out.attrs["prediction"] = "free run"
+        return out
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"predict: k must be a positive integer (steps ahead) or None; got {k!r}.")
     if initial:
@@ -195,7 +183,7 @@ def _k_step(
     interpolation: str,
     settings: SolverConfig | None,
 ) -> xr.Dataset:
-    from sysid.data import get_run
+    from sysid.data import get_run, select_runs
 
     latent = [n for n in dyn.states if n not in data.data_vars]
     if latent:
@@ -219,8 +207,9 @@ def _k_step(
         rr = np.asarray(rows_run)
         ss = np.asarray(rows_start)
         x = np.asarray(x0, dtype=float)
-        ufns = [run_inputs(data, r, dyn.inputs, kind=interpolation) for r in runs]
-        u = _batch_inputs(ufns, rr) if dyn.inputs else None
+        src = input_source(select_runs(data, runs) if dyn.inputs else None, dyn.inputs, runs,
+                           kind=interpolation, where="predict")
+        u = _batch_inputs([src.numpy(i) for i in range(len(runs))], rr) if src is not None else None
         for j in range(k):
             t0 = np.array([times[a][b + j] for a, b in zip(rr, ss)])
             t1 = np.array([times[a][b + j + 1] for a, b in zip(rr, ss)])

@@ -43,20 +43,16 @@ DATA_COPY = "data.nc"
 def fit_metrics(model: Any, ds: Any, *, held_out: list[str]) -> dict[str, Any]:
     """Free-run metrics of ``model`` on every run of ``ds`` (training and held-out marked).
 
-    Each run is simulated with its own inputs from its first sample, or, for a FitResult, from
-    the initial state the fit estimated for that training run (as the report does); a simulation
-    that fails is reported in the result (``"error"``) instead of aborting, so the fit's outputs
-    are kept.
+    Each run is a free run of :func:`sysid.analysis.predict` (that is :func:`sysid.simulate` with
+    the analysis' solver default) with its own inputs, from the initial states of the one rule
+    (for a FitResult, the states the fit estimated for that training run, as the report does); a
+    simulation that fails is reported in the result (``"error"``) instead of aborting, so the fit's
+    outputs are kept.
     """
-    import sysid
     import sysid.analysis
-    from sysid.training import FitResult
 
     try:
-        if isinstance(model, FitResult):
-            predicted = sysid.analysis.predict(model, ds)
-        else:
-            predicted = sysid.simulate(model, ds)
+        predicted = sysid.analysis.predict(model, ds)
     except SolverError as exc:
         warnings.warn(f"the fitted model could not be simulated over the data: {exc}",
                       stacklevel=2)

@@ -22,10 +22,12 @@ from sysid.cli._support import (
     sigterm_as_interrupt,
 )
 from sysid.errors import ConfigError, DataError, ModelFileError
+from sysid.solvers import default_solver, solver_from
 
 __all__ = ["simulate_cmd", "read_times", "time_grid", "fit_data_options"]
 
 _OUT_SUFFIXES = (".csv", ".nc")
+_SIM = default_solver("simulate")  # the same defaults as sysid.simulate (sysid.solvers.config)
 DEFAULT_POINTS = 201
 
 _EPILOG = """\b
@@ -245,9 +247,11 @@ def _csv_names(opts: CliFitOptions, result: Any) -> tuple[str, str | None]:
               "--initial-from/--inputs (default: as in the fit).")
 @click.option("--run", "run_col", metavar="COL", help="Run-id column of the --initial-from CSV "
               "(default: as in the fit).")
-@click.option("--method", default="dopri5", show_default=True, help="ODE solver (dopri5, rk4, ...).")
-@click.option("--rtol", default="1e-6", show_default=True, help="Relative tolerance.")
-@click.option("--atol", default="1e-8", show_default=True, help="Absolute tolerance.")
+@click.option("--method", default=_SIM.method, show_default=True,
+              help="ODE solver: torch (dopri5, rk4, ...) or SciPy (RK45, DOP853, and Radau or BDF for "
+                   "stiff dynamics).")
+@click.option("--rtol", default=f"{_SIM.rtol:g}", show_default=True, help="Relative tolerance.")
+@click.option("--atol", default=f"{_SIM.atol:g}", show_default=True, help="Absolute tolerance.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output FILE.csv or "
               "FILE.nc.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
@@ -306,8 +310,8 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
     if t_start is not None and initial_from is not None:
         raise ConfigError("--t-start goes with --y0; with --initial-from each run starts at its "
                           "first sample.")
-    solver = sysid.SolverConfig(method=method, rtol=parse_float(rtol, what="--rtol"),
-                                atol=parse_float(atol, what="--atol"))
+    solver = solver_from({"method": method, "rtol": parse_float(rtol, what="--rtol"),
+                          "atol": parse_float(atol, what="--atol")}, "simulate")
     run_dir, model_path = find_model_dir(model_dir)
     if run_dir != model_path:
         check_run(run_dir)  # the sizes and sha256 its manifest lists, before reading any file

@@ -5,11 +5,13 @@ Build a model from what is known: nothing (:func:`neural`), a formula with unkno
 :func:`second_order`; or from equations written as text in a TOML file (:func:`from_toml`). Any
 of them may declare measurement equations (``outputs=``, :class:`Outputs`). Every factory returns a :class:`Model`; the fields behind it
 (:class:`NeuralField`, :class:`PhysicsField`, :class:`HybridField`, :class:`SecondOrderField`) can
-also be composed directly.
+also be composed directly. :class:`Dynamics` is the same kind of right-hand side as batched NumPy
+(what SciPy integrates; :func:`sysid.analysis.as_dynamics` makes one from anything).
 """
 
 from sysid.models.base import ScalingLike, VectorField, scaling_arrays, scaling_to_dict
 from sysid.models.composite import HybridField, SecondOrderField
+from sysid.models.dynamics import Dynamics
 from sysid.models.interpolation import INTERPOLATIONS, InputInterpolator, numpy_interpolant
 from sysid.models.model import Model, hybrid, neural, physics, second_order
 from sysid.models.neural import ACTIVATIONS, NeuralField
@@ -17,7 +19,7 @@ from sysid.models.outputs import Outputs
 from sysid.models.equations import EquationsRhs, from_toml
 from sysid.models.parameters import Parameter, raw_from_value, value_from_raw
 from sysid.models.physics import PhysicsField
-from sysid.models.solver import (
+from sysid.solvers import (
     ADAPTIVE_METHODS,
     FIXED_METHODS,
     SolveCounter,
@@ -28,6 +30,7 @@ from sysid.models.solver import (
 __all__ = [
     "ACTIVATIONS",
     "ADAPTIVE_METHODS",
+    "Dynamics",
     "EquationsRhs",
     "FIXED_METHODS",
     "from_toml",

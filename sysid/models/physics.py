@@ -56,7 +56,6 @@ def _fn_name(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
-@final
 def _renamed(system: str, kind: str, names: tuple[str, ...], new: Sequence[str] | None) -> tuple[str, ...]:
     """The system's state or input names, or the user's names for them (same count, same order)."""
     if new is None:
@@ -72,6 +71,7 @@ def _renamed(system: str, kind: str, names: tuple[str, ...], new: Sequence[str] 
     return new
 
 
+@final
 class PhysicsField(VectorField):
     """A known right-hand side ``fn(t, x, u, p, xp)`` with named :class:`Parameter` values.
 

@@ -45,9 +45,10 @@ __all__ = [
 
 # torchdiffeq's adaptive methods (names kept: ADAPTIVE_METHODS / FIXED_METHODS are public)
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-# torch fixed-step methods: the explicit Runge-Kutta ones are stepped by sysid itself
-# (sysid.solvers.steps), the Adams multistep ones by torchdiffeq
-FIXED_METHODS = ("rk4", "euler", "midpoint", "heun2", "heun3", "explicit_adams", "implicit_adams")
+# torch fixed-step methods: explicit Runge-Kutta, stepped by sysid itself (sysid.solvers.steps).
+# torchdiffeq's Adams multistep methods are not offered: their fixed coefficients assume equal
+# steps, and output grids and windows have unequal ones (they gave wrong answers silently).
+FIXED_METHODS = ("rk4", "euler", "midpoint", "heun2", "heun3")
 # scipy.integrate.solve_ivp methods: explicit (RK45, RK23, DOP853), implicit for stiff dynamics
 # (Radau, BDF) and LSODA, which switches between the two
 SCIPY_METHODS = ("RK45", "RK23", "DOP853", "LSODA", "Radau", "BDF")
@@ -84,8 +85,7 @@ class SolverConfig:
     ----------
     method : str
         torch, adaptive: "dopri5" (default), "dopri8", "bosh3", "fehlberg2", "adaptive_heun".
-        torch, fixed step: "rk4", "euler", "midpoint", "heun2", "heun3", "explicit_adams",
-        "implicit_adams". SciPy (:func:`scipy.integrate.solve_ivp`, NumPy float64, no gradients):
+        torch, fixed step: "rk4", "euler", "midpoint", "heun2", "heun3". SciPy (:func:`scipy.integrate.solve_ivp`, NumPy float64, no gradients):
         "RK45", "RK23", "DOP853", and for stiff dynamics "Radau", "BDF", "LSODA".
     rtol, atol : float
         Relative and absolute tolerances of adaptive methods (positive). See the module docstring
@@ -135,10 +135,12 @@ class SolverConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
+            note = (" (torchdiffeq's Adams methods assume equal steps, which output grids and "
+                    "windows do not have)" if str(self.method).endswith("_adams") else "")
             raise ConfigError(
                 f"SolverConfig: unknown method {self.method!r}; adaptive methods are "
                 f"{list(ADAPTIVE_METHODS)}, fixed-step methods {list(FIXED_METHODS)} (torch), "
-                f"SciPy methods {list(SCIPY_METHODS)}."
+                f"SciPy methods {list(SCIPY_METHODS)}{note}."
             )
         _positive(self, "rtol")
         _positive(self, "atol")

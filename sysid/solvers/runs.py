@@ -18,14 +18,14 @@ import torchdiffeq
 
 from sysid.errors import ConfigError, SolverError
 from sysid.solvers.config import STIFF_REMEDY, SolverConfig
-from sysid.solvers.steps import TABLEAUS, march, steps_per_gap
+from sysid.solvers.steps import TABLEAUS, grid_between, march, steps_per_gap
 from sysid.solvers.times import check_times
 
 __all__ = ["solve", "SolveCounter"]
 
 # right-hand-side evaluations per step (upper bound, with the adaptive first-step guess)
 _STAGES = {"dopri5": 7, "dopri8": 14, "bosh3": 4, "fehlberg2": 3, "adaptive_heun": 2, "rk4": 4,
-           "euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "explicit_adams": 4, "implicit_adams": 8}
+           "euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3}
 
 _HINT = ('Try SolverConfig(method="rk4", step=...) for a fixed step, looser rtol/atol, or (during '
          "training) a smaller learning rate.")
@@ -109,9 +109,9 @@ def _check_budget(solver: SolverConfig, tt: torch.Tensor, counts: list[int], pre
 
 def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: list[int]) -> dict[str, Any]:
     """torchdiffeq options: the budget and the input jumps, or the fixed-step grid."""
-    if not solver.adaptive:
+    if not solver.adaptive:  # (with the adjoint) the grid of the forward and of each backward interval
         grid = _grid(tt, counts)
-        return {"grid_constructor": _grid_for(grid)}
+        return {"perturb": True, "grid_constructor": lambda f, y, t: grid_between(grid, t)}
     options: dict[str, Any] = {"max_num_steps": solver.max_steps}
     if jump_times is not None:
         jt = torch.as_tensor(jump_times, dtype=tt.dtype).flatten()
@@ -142,27 +142,6 @@ def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch
         )
     cnt.t_reached = float(tt[-1])
     return out
-
-
-def _grid_for(grid: torch.Tensor) -> Callable[[Any, Any, torch.Tensor], torch.Tensor]:
-    """The fixed-step grid for the span torchdiffeq asks about.
-
-    The forward solve asks for the whole output grid. The adjoint's backward pass integrates each
-    interval between two outputs backwards, which torchdiffeq does forwards in negated time: it
-    asks for ``[-t_k, -t_{k-1}]``. Both get the steps of the forward grid inside their span, with
-    the span's own end points (torchdiffeq checks them for exact equality).
-    """
-
-    def construct(f: Any, y: Any, t: torch.Tensor) -> torch.Tensor:
-        g = grid.to(t.dtype)
-        lo, hi = t[0], t[-1]
-        for cand in (g, -g.flip(0)):
-            inner = cand[(cand > lo) & (cand < hi)]
-            if bool((cand <= lo).any()) and bool((cand >= hi).any()):
-                return torch.cat([t[:1], inner, t[-1:]])
-        return grid
-
-    return construct
 
 
 def solve(

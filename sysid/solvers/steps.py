@@ -19,7 +19,7 @@ from typing import final
 
 import torch
 
-__all__ = ["Tableau", "TABLEAUS", "rk_step", "march", "steps_per_gap"]
+__all__ = ["Tableau", "TABLEAUS", "rk_step", "march", "steps_per_gap", "grid_between"]
 
 # rhs(t, z, u) -> dz/dt, with t of shape () or (B,), z (B, ...) and u the inputs or None
 Rhs = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -119,6 +119,17 @@ def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], ta
             z = rk_step(rhs, tk, h, z, tab, u_at)
         out.append(z)
     return out
+
+
+def grid_between(grid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The points of an increasing step ``grid`` from ``t[0]`` to ``t[-1]``, in that direction.
+
+    A ``grid_constructor`` for torchdiffeq's fixed-grid solvers: the adjoint's backward pass asks
+    for each output interval from its end to its start.
+    """
+    lo, hi = torch.minimum(t[0], t[-1]), torch.maximum(t[0], t[-1])
+    part = grid[(grid >= lo) & (grid <= hi)]
+    return part.flip(0) if bool(t[0] > t[-1]) else part
 
 
 def steps_per_gap(t: Sequence[float], step: float | None, substeps: int) -> list[int]:

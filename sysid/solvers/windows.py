@@ -5,7 +5,7 @@ steps of ``h = (t[k+1] - t[k]) / substeps`` per window between consecutive sampl
 once, with the same loop as single runs (:func:`sysid.solvers.steps.march`): one vectorised call of
 the vector field per stage, no Python loop per window.
 
-torchdiffeq's solvers (the adaptive ones, the Adams methods, and any method with the adjoint) need
+torchdiffeq's solvers (the adaptive ones, and any method with the adjoint) need
 one time grid shared by the batch, so each window is integrated in a shared "sample clock"
 ``s in [0, H-1]``: between samples ``k`` and ``k+1`` real time is ``t = t[k] + (s - k) * dt[k]``
 and ``dz/ds = dt[k] * dz/dt``. The clock is already normalised (one unit per sample gap), so the
@@ -25,7 +25,7 @@ from torch import nn
 
 from sysid.errors import ConfigError, SolverError
 from sysid.solvers.config import SolverConfig
-from sysid.solvers.steps import TABLEAUS, march
+from sysid.solvers.steps import TABLEAUS, grid_between, march
 
 __all__ = ["solve_windows", "StepCounter"]
 
@@ -102,14 +102,17 @@ class _ClockField(nn.Module):
 
 def _on_clock(rhs: nn.Module, z0: torch.Tensor, t: torch.Tensor, inputs: Inputs | None,
               cfg: SolverConfig, substeps: int, counter: StepCounter) -> torch.Tensor:
-    """torchdiffeq on the shared sample clock (adaptive methods, Adams methods, the adjoint)."""
+    """torchdiffeq on the shared sample clock (adaptive methods, and any method with the adjoint)."""
     func = _ClockField(rhs, t, inputs, counter, budget=6 * cfg.max_steps + 8, method=cfg.method)
     grid = torch.arange(t.shape[1], dtype=z0.dtype)
+    # the field jumps at every sample (dt[k] changes): adaptive steps land on the samples and
+    # evaluate both one-sided limits there (torchdiffeq's jump_t), fixed steps evaluate a step's
+    # last stage just before the sample (perturb), so each stage sees its own gap's dt
     if cfg.adaptive:
-        options: dict[str, object] = {"max_num_steps": cfg.max_steps}
+        options: dict[str, object] = {"max_num_steps": cfg.max_steps, "jump_t": grid[1:-1]}
     else:  # substeps steps per sample gap; k * m / m is exactly k, so the samples are grid points
         clock = torch.arange((t.shape[1] - 1) * substeps + 1, dtype=z0.dtype) / substeps
-        options = {"grid_constructor": lambda f, y, s: clock}
+        options = {"perturb": True, "grid_constructor": lambda f, y, s: grid_between(clock, s)}
     try:
         if cfg.adjoint:
             zs = torchdiffeq.odeint_adjoint(func, z0, grid, method=cfg.method, rtol=cfg.rtol,
