@@ -115,13 +115,14 @@ def _dense_grid(ds: xr.Dataset, interpolation: str, n: int = DENSE_POINTS) -> xr
     at its first sample), inputs are interpolated as the model interpolates them. Runs with at
     least ``n`` samples keep their own grid. Simulating on it draws the model as the continuous
     curve it is rather than a polyline through the sample times."""
-    from sysid.analysis.dynamics import run_inputs
     from sysid.data import from_arrays, get_run, input_names, run_ids, state_names
+    from sysid.inputs import input_source
 
     states, inputs = state_names(ds), input_names(ds)
     times: list[np.ndarray] = []
     values: dict[str, list[np.ndarray]] = {v: [] for v in states + inputs}
-    for r in run_ids(ds):
+    source = input_source(ds if inputs else None, inputs, run_ids(ds), kind=interpolation, where="report")
+    for i, r in enumerate(run_ids(ds)):
         one = get_run(ds, r)
         t = one["time"].values
         grid = t if t.size >= n else np.union1d(t, np.linspace(t[0], t[-1], n))
@@ -131,9 +132,10 @@ def _dense_grid(ds: xr.Dataset, interpolation: str, n: int = DENSE_POINTS) -> xr
             col = np.full(grid.size, np.nan)
             col[at] = one[v].values
             values[v].append(col)
-        u = run_inputs(ds, r, inputs, kind=interpolation)
-        for j, v in enumerate(inputs):
-            values[v].append(np.asarray(u(grid))[:, j])
+        if source is not None:
+            u = source.values_at(i, grid)
+            for j, v in enumerate(inputs):
+                values[v].append(u[:, j])
     return from_arrays(
         times, values, states=states, inputs=inputs, runs=run_ids(ds),
         units={**{v: ds[v].attrs.get("units", "") for v in states + inputs},
