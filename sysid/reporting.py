@@ -419,10 +419,10 @@ def _start_states(fitted: Any, mdl: Any, full: xr.Dataset) -> dict[str, list[flo
     """Per run and state, where the model's free run starts: the fit's estimate for that run where
     it made one, else the first sample, else the model's default. None when some state has no
     value for some run (then the simulation picks its own start)."""
-    from sysid.analysis.prediction import _fitted_initial_states
+    from sysid.analysis.prediction import fitted_initial_states
     from sysid.data import get_run, run_ids
 
-    est = _fitted_initial_states(fitted)
+    est = fitted_initial_states(fitted)
     out: dict[str, list[float]] = {}
     for s_ in mdl.state_names:
         vals = []
@@ -528,7 +528,7 @@ def _equations_text(mdl: Any) -> dict[str, str]:
     return {}
 
 
-def _reference_names(mdl: Any, reference: Any) -> tuple[str, ...] | None:
+def reference_names(mdl: Any, reference: Any) -> tuple[str, ...] | None:
     """The model's state names for a catalogue reference when the model's physics term was built
     from that same system under the data's names (``physics("lotka_volterra", states=[...])``):
     the order is the system's, so the names map one to one. None otherwise."""
@@ -558,7 +558,7 @@ def _resolve_reference(an: Any, mdl: Any, reference: Any,
         from sysid import systems
 
         reference = systems.get(reference)
-    return reference, an.as_dynamics(reference, params=params, states=_reference_names(mdl, reference))
+    return reference, an.as_dynamics(reference, params=params, states=reference_names(mdl, reference))
 
 
 def _units_note(doc: _Doc, system: Any, ref: Any, full: xr.Dataset) -> None:
@@ -719,4 +719,4 @@ def _write(doc: _Doc, out: Path) -> list[Path]:
     return written
 
 
-__all__ = ["report", "REPORT_FILES"]
+__all__ = ["report", "REPORT_FILES", "reference_names"]

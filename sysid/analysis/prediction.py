@@ -27,7 +27,7 @@ from sysid.solvers import SolverConfig, default_solver
 Initial = Mapping[str, "float | Sequence[float]"]
 
 
-def _fitted_initial_states(model: object) -> pd.DataFrame | None:
+def fitted_initial_states(model: object) -> pd.DataFrame | None:
     """The initial states a fit estimated, per training run: all states when the fit treated them
     as free (``FitConfig(initial_states="free")``), else only the unmeasured (latent) ones."""
     from sysid.training import FitResult
@@ -161,7 +161,7 @@ def predict(
 
         target = model.model if isinstance(model, FitResult) else model
         sub = data if runs == all_runs else select_runs(data, runs)
-        start = _start_values(dyn, runs, initial, _fitted_initial_states(model))
+        start = _start_values(dyn, runs, initial, fitted_initial_states(model))
         out = simulate(target if isinstance(target, Model) else dyn, sub, override=start,
                        solver=settings if settings is not None else default_solver("analysis"),
                        interpolation=interpolation)
@@ -238,4 +238,4 @@ def _batch_inputs(
     return u
 
 
-__all__ = ["predict"]
+__all__ = ["predict", "fitted_initial_states"]

@@ -262,10 +262,10 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
         raise ConfigError(f"--threshold must be positive, got {threshold}.")
     run = load_run(model_dir)
     model = run.model
-    from sysid.reporting import _reference_names
+    from sysid.reporting import reference_names
 
     # a model built from this system under the data's names: the reference takes those names
-    names = _reference_names(model, system)
+    names = reference_names(model, system)
     ref = sysid.analysis.as_dynamics(system, params=values or None, states=names)
     missing = [s for s in model.field.state_names if s not in ref.states]
     if missing:
