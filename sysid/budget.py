@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import final
+from typing import Any, final
 
 from sysid.errors import ConfigError, SysidError
 
@@ -52,11 +52,12 @@ __all__ = [
     "check_memory",
     "check_work",
     "check_points",
+    "check_fit",
     "format_bytes",
 ]
 
 
-class BudgetExceeded(SysidError, TimeoutError):
+class BudgetExceeded(SysidError, RuntimeError):
     """The time budget (``max_time``) ran out inside a long computation.
 
     Attributes
@@ -185,16 +186,17 @@ class Limits:
         physical memory).
     work : float
         Estimated work of a fit without ``max_time``, in row-evaluations of the vector field
-        (each call of the field counts its rows plus 1000 for its fixed overhead). The default
-        1e13 is many hours on one CPU core; with ``max_time`` set the deadline bounds the time
-        instead and this limit is not applied.
+        (each call of the field counts its rows plus :data:`CALL_OVERHEAD` for its fixed cost
+        in Python and torch). The default 1e11 is a few hours on one CPU core (about 1e7 such
+        units per second were measured for small fields); with ``max_time`` set the deadline
+        bounds the time instead and this limit is not applied.
     output_points : float
         Output times x runs one simulation may produce (1e6 points took about a minute with
         an adaptive solver on one core).
     """
 
     memory_bytes: float = 0.5 * _physical_memory()
-    work: float = 1e13
+    work: float = 1e11
     output_points: float = 2e6
 
     def __post_init__(self) -> None:
@@ -203,6 +205,10 @@ class Limits:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"Limits: {name} must be a positive number; got {value!r}.")
 
+
+#: Row-evaluations that one call of the vector field costs beyond its rows (a forward and
+#: backward pass and an optimiser step take ~0.3 ms on one core for a small field; a row ~0.1 us).
+CALL_OVERHEAD = 3000.0
 
 _LIMITS: contextvars.ContextVar[Limits] = contextvars.ContextVar("sysid_limits", default=Limits())
 
@@ -288,7 +294,7 @@ def check_work(estimate: float, *, what: str, drivers: str, remedy: str = "") ->
     if not math.isfinite(estimate) or estimate > limit:
         raise ConfigError(
             f"{what}: would take about {estimate:.3g} field evaluations ({drivers}), above the "
-            f"limit of {limit:.3g} (many hours). {remedy + ' ' if remedy else ''}Set max_time "
+            f"limit of {limit:.3g} (a few hours). {remedy + ' ' if remedy else ''}Set max_time "
             f"to bound the time instead (--set max_time=SECONDS), or raise the limit with "
             f"`with sysid.budget.limits(work=...)`."
         )
@@ -310,3 +316,60 @@ def check_points(points: float, *, what: str, drivers: str) -> None:
             f"raise the limit: --max-points N on the command line, or "
             f"`with sysid.budget.limits(output_points=...)` in Python."
         )
+
+
+def check_fit(*, stages: Any, lengths: Any, substeps: int, stages_per_step: int,
+              floats_per_row: int, batch_windows: int | None, warm_epochs: int, warm_rows: int,
+              bytes_per_float: int, timed: bool, what: str = "fit") -> None:
+    """Estimate a fit's peak memory and work from its windows before it starts; refuse above
+    :class:`Limits`.
+
+    Parameters
+    ----------
+    stages : sequence of (horizon, epochs, stride)
+        The curriculum (see :class:`sysid.training.shooting.ShootingPlan`).
+    lengths : array of int
+        Samples per training run.
+    substeps, stages_per_step : int
+        Solver steps per sample gap and field evaluations per step.
+    floats_per_row : int
+        Floats one field evaluation keeps per batch row for the backward pass.
+    batch_windows : int or None
+        Windows per optimiser step (None: all).
+    warm_epochs, warm_rows : int
+        Warm-start epochs and the samples each sees.
+    bytes_per_float : int
+    timed : bool
+        Whether ``max_time`` bounds the time (then only memory is checked).
+
+    Raises
+    ------
+    ConfigError
+        Naming the estimate, the setting that drives it and how to lower or allow it.
+    """
+    import numpy as np
+
+    lengths = np.asarray(lengths, dtype=np.int64)
+    peak, work, driver = 0.0, 0.0, ""
+    for horizon, epochs, stride in stages:
+        windows = float(np.ceil(np.maximum(lengths - 1, 0) / max(int(stride), 1)).sum())
+        rows = windows if batch_windows is None else min(float(batch_windows), windows)
+        steps = float(max(int(horizon) - 1, 1)) * float(substeps)
+        calls = steps * stages_per_step
+        memory = (rows * calls * floats_per_row * bytes_per_float * 1.5  # the autograd graph
+                  + windows * float(horizon) * 8 * 4)  # window index tensors and masks
+        if memory > peak:
+            peak = memory
+            driver = (f"{windows:.0f} window{'s' if windows != 1 else ''} of {horizon} samples, "
+                      f"{substeps} substep{'s' if substeps != 1 else ''} per sample, {rows:.0f} "
+                      f"window{'s' if rows != 1 else ''} per step")
+        work += float(epochs) * (windows * calls + np.ceil(windows / max(rows, 1.0)) * calls
+                                 * CALL_OVERHEAD)
+    work += float(warm_epochs) * (float(warm_rows) + CALL_OVERHEAD)
+    check_memory(peak, what=what, drivers=driver,
+                 remedy="Use fewer windows per step (optimizer.batch_windows), a larger "
+                        "shooting.stride, shorter shooting.horizons or fewer solver.substeps.")
+    if not timed:
+        check_work(work, what=what,
+                   drivers=f"the epochs of every stage and {warm_epochs} warm-start epochs",
+                   remedy="Use fewer epochs or warm_start.epochs, or larger strides.")

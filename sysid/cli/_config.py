@@ -48,6 +48,7 @@ file; ``--set PART.KEY=VALUE`` changes one field of a ``[fit.PART]`` table.
 from __future__ import annotations
 
 import math
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +65,7 @@ MODEL_KEYS = ("kind", "free", "params", "width", "depth", "latent", "outputs")
 SECTIONS = ("data", "model", "fit")
 INLINE_TABLES = ("params", "rename", "weights", "sigma", "latent", "constant_inputs")
 EQUATIONS = "equations"
+MAX_CONFIG_BYTES = 1024 * 1024  # a config file is a few lines; /dev/zero is refused
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,10 +177,17 @@ def read_config(path: Path) -> CliFitOptions:
 
     existing_file(path, what="config file")
     source = f"config file '{path}'"
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{source} is not a regular file (a device, pipe or folder); give a "
+                          f"TOML file.")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source} has {st.st_size} bytes; a config file is a few lines of TOML "
+                          f"(at most {MAX_CONFIG_BYTES} bytes are read).")
     try:
         with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
+            raw = tomllib.loads(fh.read(MAX_CONFIG_BYTES + 1).decode("utf-8"))
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{source} is not UTF-8 text; save it as UTF-8.") from None

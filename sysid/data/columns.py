@@ -332,7 +332,7 @@ def _check_zones(text: np.ndarray, absent: np.ndarray, *, column: str, context: 
         i, j = int(np.flatnonzero(naive)[0]), int(np.flatnonzero(zoned)[0])
         raise DataError(
             f"{context}: time column {column!r} mixes timestamps without a time zone "
-            f"({text[i]!r} at {label(np.array([i]))[0]}) and with one ({text[j]!r} at "
+            f"({str(text[i])!r} at {label(np.array([i]))[0]}) and with one ({str(text[j])!r} at "
             f"{label(np.array([j]))[0]}); sysid will not guess the zone of the first. Give every "
             "timestamp a zone (e.g. append 'Z' or '+01:00') or none."
         )

@@ -176,22 +176,31 @@ def _decode(data: bytes, *, path: str, encoding: str | None) -> str:
         text = data.decode(enc)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        head = data[:4096]
-        zeros = head.count(b"\x00")
-        if encoding is None and zeros > len(head) // 4:
-            # UTF-16 without a byte-order mark: every other byte of ASCII text is zero
-            order = "le" if head[1::2].count(b"\x00") > head[0::2].count(b"\x00") else "be"
-            hint = (f"it looks like UTF-16 text without a byte-order mark; pass "
-                    f"encoding='utf-16-{order}'")
-        else:
-            hint = "pass the file's encoding, e.g. encoding='latin-1' or encoding='cp1252'"
         raise DataError(
             f"load_csv: {path} is not valid {enc} text (byte 0x{data[exc.start]:02x} on line {line}); "
-            f"{hint}."
+            f"{_utf16_hint(data) if encoding is None else ''}"
+            f"{'' if encoding is None and _utf16_hint(data) else _ENCODING_HINT}."
         ) from None
     except LookupError:
         raise ConfigError(f"load_csv: unknown encoding {encoding!r}.") from None
+    if "\x00" in text[:4096]:
+        hint = _utf16_hint(data) if encoding is None else ""
+        raise DataError(f"load_csv: {path} holds NUL characters, which a text table never has; "
+                        f"{hint or 'it is binary, or text in another encoding: ' + _ENCODING_HINT}.")
     return text.lstrip("\ufeff")
+
+
+_ENCODING_HINT = "pass the file's encoding, e.g. encoding='latin-1' or encoding='cp1252'"
+
+
+def _utf16_hint(data: bytes) -> str:
+    """A hint for UTF-16 text without a byte-order mark (every other byte of ASCII text is 0)."""
+    head = data[:4096]
+    even, odd = head[0::2].count(b"\x00"), head[1::2].count(b"\x00")
+    if max(even, odd) < len(head) // 4:
+        return ""
+    return (f"it looks like UTF-16 text without a byte-order mark; pass "
+            f"encoding='utf-16-{'le' if odd > even else 'be'}'")
 
 
 _READ_OPTIONS = {"header": None, "keep_default_na": False, "na_filter": False, "skip_blank_lines": False}

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import integrate as _spi
 
+from sysid import budget as time_budget
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.solvers.config import SolverConfig, default_solver
 from sysid.solvers.times import check_times
@@ -118,6 +119,7 @@ def solve_scipy(
     seen = {"nfe": 0, "t": float(t[0])}
 
     def guarded(tt: float, y: np.ndarray) -> np.ndarray:
+        time_budget.check("integration")  # max_time and stop requests hold inside long solves
         seen["nfe"] += 1
         if seen["nfe"] > limit:
             raise _Stop(float(tt), np.array(y, dtype=float), None)

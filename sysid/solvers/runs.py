@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torchdiffeq
 
+from sysid import budget as time_budget
 from sysid.errors import ConfigError, SolverError
 from sysid.solvers.config import STIFF_REMEDY, SolverConfig
 from sysid.solvers.steps import TABLEAUS, grid_between, march, steps_per_gap
@@ -71,6 +72,7 @@ def _guarded(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cnt: So
         tf = float(tk.detach())
         if tf > cnt.t_reached:
             cnt.t_reached = tf
+        time_budget.check("integration")  # max_time and stop requests hold inside long solves
         if cnt.nfe > budget:
             raise _Abort(f"more than {budget} right-hand-side evaluations (max_steps={max_steps}); "
                          f"{STIFF_REMEDY}", tf)

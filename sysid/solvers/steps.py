@@ -19,6 +19,8 @@ from typing import final
 
 import torch
 
+from sysid import budget as time_budget
+
 __all__ = ["Tableau", "TABLEAUS", "rk_step", "march", "steps_per_gap", "grid_between"]
 
 # rhs(t, z, u) -> dz/dt, with t of shape () or (B,), z (B, ...) and u the inputs or None
@@ -115,6 +117,7 @@ def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], ta
         h = dt[..., k] / m
         u_at = None if inputs is None else (lambda tt, k=k: inputs(tt, k))
         for j in range(m):
+            time_budget.check("integration")  # max_time and stop requests hold inside long solves
             tk = t[..., k] + dt[..., k] * (j / m)
             z = rk_step(rhs, tk, h, z, tab, u_at)
         out.append(z)

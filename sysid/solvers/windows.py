@@ -23,6 +23,7 @@ import torch
 import torchdiffeq
 from torch import nn
 
+from sysid import budget as time_budget
 from sysid.errors import ConfigError, SolverError
 from sysid.solvers.config import SolverConfig
 from sysid.solvers.steps import TABLEAUS, grid_between, march
@@ -81,6 +82,7 @@ class _ClockField(nn.Module):
         self.calls = 0
 
     def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        time_budget.check("integration")  # max_time and stop requests hold inside long solves
         self.calls += 1
         self.counter.add(1)
         H = self.t.shape[1]

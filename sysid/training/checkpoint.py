@@ -18,7 +18,7 @@ import torch
 from sysid import atomic
 from sysid.errors import ConfigError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_compatible", "data_fingerprint", "FORMAT"]
 
 FORMAT = "sysid-fit-checkpoint"
 VERSION = 1
@@ -70,3 +70,56 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"version {VERSION}."
         )
     return state
+
+
+def data_fingerprint(run_ids: Any, *tensors: torch.Tensor) -> str:
+    """sha256 of the training data as the fit sees it (run ids, times, values, masks), so that a
+    checkpoint is never resumed on other data."""
+    import hashlib
+
+    h = hashlib.sha256("\x1f".join(map(str, run_ids)).encode("utf-8"))
+    for t in tensors:
+        if t is None:
+            continue
+        a = t.detach().cpu().contiguous()
+        h.update(str((tuple(a.shape), str(a.dtype))).encode())
+        h.update(a.numpy().tobytes() if a.dtype != torch.bool else a.to(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_compatible(state: dict[str, Any], *, model_state: dict[str, torch.Tensor],
+                     nodes: torch.Tensor, fingerprint: str, path: str | os.PathLike) -> None:
+    """Refuse a checkpoint written by another model or on other data, before loading any of it.
+
+    Raises
+    ------
+    ConfigError
+        Naming what differs: the model's tensors (names or shapes), the runs and samples, or
+        the data's values.
+    """
+    where = f"fit: checkpoint {str(path)!r}"
+    saved = state.get("model")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{where} holds no model state; it is not a complete sysid checkpoint.")
+    names_now, names_then = set(model_state), set(saved)
+    if names_now != names_then:
+        raise ConfigError(
+            f"{where} was written for another model: its tensors {sorted(names_then - names_now)[:4]} "
+            f"are not in this model, which has {sorted(names_now - names_then)[:4]} instead. Resume "
+            "with the model the checkpoint was written for.")
+    shapes = [k for k in model_state if tuple(model_state[k].shape) != tuple(saved[k].shape)]
+    if shapes:
+        raise ConfigError(
+            f"{where} was written for another model: tensor {shapes[0]!r} has shape "
+            f"{tuple(saved[shapes[0]].shape)} there and {tuple(model_state[shapes[0]].shape)} here.")
+    got = state.get("nodes")
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(nodes.shape):
+        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else None
+        raise ConfigError(
+            f"{where} was written on other data: (runs, samples, states) {shape} there, "
+            f"{tuple(nodes.shape)} here. Resume with the data the checkpoint was written for.")
+    then = state.get("data")
+    if then is not None and then != fingerprint:
+        raise ConfigError(
+            f"{where} was written on other data (same shape, other values or run ids). Resume with "
+            "the data the checkpoint was written for, or start a new fit.")

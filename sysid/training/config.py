@@ -140,6 +140,28 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
+def _plain(obj: Any) -> None:
+    """NumPy scalars (``np.int64(3)``, ``np.float32(0.1)``, also inside tuples and mappings) as
+    the Python numbers they hold, so that settings computed with NumPy are accepted and written
+    to JSON/TOML like any other."""
+    import numpy as np
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, (list, tuple)) and any(isinstance(x, np.generic) for x in v):
+            return type(v)(convert(x) for x in v)
+        if isinstance(v, Mapping) and any(isinstance(x, np.generic) for x in v.values()):
+            return {k: convert(x) for k, x in v.items()}
+        return v
+
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        new = convert(value)
+        if new is not value:
+            _set(obj, f.name, new)
+
+
 def _unknown_key(where: str, key: Any, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(str(key), known, n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -150,6 +172,17 @@ class _Part:
     """Shared conversions of the parts (``from_dict`` rejecting unknown keys, ``to_dict``)."""
 
     _table: ClassVar[str] = ""  # the TOML table, e.g. "fit.optimizer"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every part first turns NumPy scalars into Python numbers, then checks its values
+        super().__init_subclass__(**kwargs)
+        post = cls.__dict__.get("__post_init__")
+        if post is not None:
+            def __post_init__(self: Any, _check: Any = post) -> None:
+                _plain(self)
+                _check(self)
+
+            cls.__post_init__ = __post_init__  # type: ignore[attr-defined]
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> Any:
@@ -629,10 +662,14 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         o = "FitConfig"
+        _plain(self)
         for name in _PARTS:
             _set(self, name, _coerce_part(name, getattr(self, name)))
         _int(o, "epochs", self.epochs, 1)
         _int(o, "seed", self.seed, 0)
+        if self.seed > 2**63 - 1:
+            raise ConfigError(f"FitConfig: seed must be at most 2**63 - 1 (a 64-bit seed); got "
+                              f"{self.seed}.")
         _choice(o, "dtype", self.dtype, DTYPES)
         if self.max_time is not None:
             _set(self, "max_time", _pos(o, "max_time", self.max_time))
@@ -648,6 +685,10 @@ class FitConfig:
                 _is_num(ts) and math.isfinite(ts) and ts > 0):
             raise ConfigError(f"FitConfig: time_scale must be one of {list(TIME_SCALES)} or a "
                               f"positive number; got {ts!r}.")
+        if not isinstance(ts, str) and not 1e-150 <= ts <= 1e150:
+            raise ConfigError(f"FitConfig: time_scale {ts!r} is outside 1e-150 to 1e150, where "
+                              f"float64 time steps and their squares stay finite; give the time "
+                              f"unit of the dynamics in the data's time units.")
         _int(o, "starts", self.starts, 1)
         self._check_across_parts()
 

@@ -31,9 +31,15 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from sysid import budget as time_budget
 from sysid.data.scaling import Scaling
-from sysid.errors import ConfigError, SolverError
-from sysid.training.checkpoint import load_checkpoint, save_checkpoint
+from sysid.errors import ConfigError, FitError, SolverError
+from sysid.training.checkpoint import (
+    check_compatible,
+    data_fingerprint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from sysid.training.config import FitConfig, flatten
 from sysid.training.loss import ScaledRhs
 from sysid.training.problem import (
@@ -93,6 +99,11 @@ def _model_spec(model: Any) -> ModelSpec:
             f"fit: model must be a sysid.models.Model (build one with sysid.models.neural, physics "
             f"or hybrid); got {type(model).__name__}."
         )
+    meta = [k for k, v in model.state_dict().items() if v.is_meta]
+    if meta:
+        raise ConfigError(
+            f"fit: the model's tensors {meta[:3]} are on the meta device (shapes without values); "
+            f"build the model on the CPU (or call model.to_empty(device='cpu') and initialise it).")
     field_ = model.field
     states = tuple(field_.state_names)
     velocity_of: dict[int, int] = {}
@@ -264,15 +275,31 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         raise ConfigError(f"fit: config must be a FitConfig; got {type(cfg).__name__}. "
                           f"Build one with FitConfig(...) or FitConfig.from_dict({{...}}).")
     ctx = _setup(model, data, cfg, validation)
+    # max_time and Ctrl-C/SIGTERM hold everywhere: the warm start, every solve, the refinement
+    deadline = time_budget.Deadline(cfg.max_time) if cfg.max_time is not None else None
+    old_handler = _install_sigterm()
+    try:
+        with time_budget.active(deadline):
+            return _run(ctx, resume_from)
+    finally:
+        _restore_sigterm(old_handler)
+
+
+def _run(ctx: _Context, resume_from: str | None) -> FitResult:
+    """Warm start, training, refinement and the result; an interruption or a spent budget at any
+    point returns the best model so far (never a NaN one)."""
+    cfg = ctx.cfg
     interrupted = False
     before_warm = _clone_state(ctx.work)
     try:
         ctx.warm_info = {"skipped": "resumed"} if resume_from else _warm_start(ctx)
+        if resume_from is None:
+            _shoot_latent(ctx)
     except KeyboardInterrupt:  # Ctrl-C during the warm start: keep the model as it was given
         ctx.work.load_state_dict(before_warm)
         ctx.warm_info, interrupted = {"skipped": "interrupted"}, True
-    if resume_from is None and not interrupted:
-        _shoot_latent(ctx)
+    except time_budget.BudgetExceeded:  # the latent guesses keep their start
+        ctx.warm_info = {**ctx.warm_info, "note": "max_time spent in the warm start"}
     ctx.opt = _optimizer(_param_groups(ctx.work, ctx.nodes, cfg), cfg)
     if resume_from is not None:
         _resume(ctx, resume_from)
@@ -286,10 +313,40 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     ctx.work.load_state_dict(loop.best_model)
     with torch.no_grad():
         ctx.nodes.copy_(loop.best_nodes)
+    if not _finite(ctx.work):  # a NaN model is never returned as the best one
+        ctx.work.load_state_dict(before_warm)
+        if not _finite(ctx.work):
+            raise FitError("fit: the model given to fit has NaN or infinite parameters; build it "
+                           "again (or load a saved one) before fitting.")
+        stopped, message = StopReason.DIVERGED, (
+            "every trained state had NaN or infinite parameters; the model is returned as given")
     ctx.problem.substeps = loop.substeps
     if stopped != StopReason.INTERRUPTED:
-        _refine(ctx)
+        stopped, message = _guarded_refine(ctx, stopped, message)
     return _result(ctx, stopped, message)
+
+
+def _finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in model.state_dict().values()
+               if v.is_floating_point())
+
+
+def _guarded_refine(ctx: _Context, stopped: StopReason, message: str) -> tuple[StopReason, str]:
+    """:func:`_refine`, undone when Ctrl-C or a spent ``max_time`` cuts it short."""
+    if time_budget.expired():
+        return stopped, "; ".join(m for m in (message, "refinement skipped: max_time spent") if m)
+    saved, nodes = _clone_state(ctx.work), ctx.nodes.detach().clone()
+    try:
+        _refine(ctx)
+        return stopped, message
+    except (KeyboardInterrupt, time_budget.BudgetExceeded) as exc:
+        ctx.work.load_state_dict(saved)
+        with torch.no_grad():
+            ctx.nodes.copy_(nodes)
+        if isinstance(exc, KeyboardInterrupt):
+            return StopReason.INTERRUPTED, "interrupted during the refinement (not applied)"
+        return StopReason.MAX_TIME, (f"the time budget of {ctx.cfg.max_time} s ran out in the "
+                                     "refinement (not applied)")
 
 
 def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
@@ -297,6 +354,7 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
     """Check the inputs (each dataset validated once), scale and prepare the data, build the
     problem and the loop state."""
     from sysid.data import split_time, validate
+    from sysid.data.columns import check_magnitudes
 
     started = time.perf_counter()
     spec = _model_spec(model)
@@ -308,6 +366,7 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
             f"{list(spec.states)}."
         )
     validate(data, where="fit data")
+    check_magnitudes(data, context="fit data")
     if validation is not None:
         validate(validation, where="fit validation")
     train_ds, val_ds = data, validation
@@ -333,10 +392,39 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
     problem = WindowProblem(rhs, train, spec, cfg, counter, continuity=plan.continuity)
     problem.check_data()
     problem.setup_penalty(work.field, scaling.time_scale)
-    return _Context(cfg=cfg, spec=spec, plan=plan, scaling=states, work=work, rhs=rhs, train=train,
-                    val=val, problem=problem, nodes=torch.nn.Parameter(train.z_guess.clone()),
-                    counter=counter, gen=torch.Generator().manual_seed(cfg.seed),
-                    loop=_Loop(cfg), started=started)
+    ctx = _Context(cfg=cfg, spec=spec, plan=plan, scaling=states, work=work, rhs=rhs, train=train,
+                   val=val, problem=problem, nodes=torch.nn.Parameter(train.z_guess.clone()),
+                   counter=counter, gen=torch.Generator().manual_seed(cfg.seed),
+                   loop=_Loop(cfg), started=started)
+    _check_size(ctx)
+    return ctx
+
+
+def _check_size(ctx: _Context) -> None:
+    """Refuse, before any work, a fit whose memory (or, without ``max_time``, whose work) would
+    exceed :class:`sysid.budget.Limits` (``horizons=[100000]``, ``substeps=1e9``,
+    ``warm_start.epochs=1e8``)."""
+    cfg, train = ctx.cfg, ctx.train
+    lengths = train.lengths.numpy()
+    ok = np.isfinite(train.deriv.numpy()).all(-1).sum() if cfg.warm_start.enabled else 0
+    time_budget.check_fit(
+        stages=ctx.plan.stages, lengths=lengths, substeps=cfg.solver.substeps,
+        stages_per_step=_rk_stages(cfg.solver.method), floats_per_row=_activation_floats(ctx.work),
+        batch_windows=cfg.optimizer.batch_windows, warm_epochs=cfg.warm_start.epochs if ok else 0,
+        warm_rows=int(ok), bytes_per_float=train.t.element_size(), timed=cfg.max_time is not None)
+
+
+def _rk_stages(method: str) -> int:
+    return {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4, "bosh3": 4,
+            "dopri8": 13}.get(method, 6)
+
+
+def _activation_floats(model: torch.nn.Module) -> int:
+    """Floats one evaluation of the field keeps per batch row for the backward pass (layer
+    outputs before and after the activation, the state and the stage values)."""
+    states = len(getattr(model, "state_names", ())) or 1
+    linear = sum(2 * m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear))
+    return linear + 8 * states
 
 
 def _check_loss(cfg: FitConfig, spec: ModelSpec) -> None:
@@ -366,6 +454,8 @@ def _resume(ctx: _Context, path: str) -> None:
             f"(saved {[saved.get(k) for k in diff]}, now {[now.get(k) for k in diff]}); resume with "
             f"the same FitConfig (only {list(_RESUME_FREE)} may change)."
         )
+    check_compatible(state, model_state=ctx.work.state_dict(), nodes=ctx.nodes,
+                     fingerprint=_fingerprint(ctx), path=path)
     ctx.work.load_state_dict(state["model"])
     with torch.no_grad():
         ctx.nodes.copy_(state["nodes"])
@@ -390,9 +480,16 @@ def _result(ctx: _Context, stopped: StopReason, message: str) -> FitResult:
     """The FitResult (and the provenance written into the model's metadata)."""
     cfg, loop, spec, train = ctx.cfg, ctx.loop, ctx.spec, ctx.train
     horizon, stride = ctx.plan.final
-    params = parameter_table(ctx.work, spec, ctx.scaling, train, ctx.nodes, cfg, horizon,
-                             loop.substeps) \
-        if cfg.refine.stderr else ctx.work.parameter_table().assign(stderr=np.nan)
+    try:
+        params = parameter_table(ctx.work, spec, ctx.scaling, train, ctx.nodes, cfg, horizon,
+                                 loop.substeps) if cfg.refine.stderr and not time_budget.expired() \
+            else ctx.work.parameter_table().assign(stderr=np.nan)
+    except (KeyboardInterrupt, time_budget.BudgetExceeded) as exc:  # keep the model, skip them
+        params = ctx.work.parameter_table().assign(stderr=np.nan)
+        message = "; ".join(m for m in (message, "standard errors skipped (" + (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) else "max_time spent") + ")") if m)
+        if isinstance(exc, KeyboardInterrupt):
+            stopped = StopReason.INTERRUPTED
     history = pd.DataFrame(loop.history, columns=["epoch", "stage", "horizon", "loss", "full_loss",
                                                   "val_nrmse", "lr", "nfe", "time_s", "event"])
     problem = ctx.problem
@@ -542,15 +639,16 @@ def _train(ctx: _Context) -> tuple[StopReason, str]:
     cfg, loop, plan = ctx.cfg, ctx.loop, ctx.plan
     stage_of = [i for i, (_, n, _) in enumerate(plan.stages) for _ in range(n)]
     total = len(stage_of)
-    if loop.epoch == 0 and loop.best_key[0] == math.inf:  # the start (after the warm start)
-        v0, f0 = _select(ctx)
-        loop.initial_metric = v0 if ctx.val is not None else f0
-        _track_best(ctx, loop.initial_metric)
-    good = previous = _Snapshot.take(ctx)
     progress = _Progress(cfg, total, loop.epoch, ctx.started)
     old_handler = _install_sigterm()
     stopped, message = StopReason.COMPLETED, ""
+    good = previous = None
     try:
+        if loop.epoch == 0 and loop.best_key[0] == math.inf:  # the start (after the warm start)
+            v0, f0 = _select(ctx)
+            loop.initial_metric = v0 if ctx.val is not None else f0
+            _track_best(ctx, loop.initial_metric)
+        good = previous = _Snapshot.take(ctx)
         while loop.epoch < total:
             if cfg.max_time is not None and time.perf_counter() - ctx.started > cfg.max_time:
                 stopped, message = StopReason.MAX_TIME, f"the time budget of {cfg.max_time} s was spent"
@@ -582,9 +680,14 @@ def _train(ctx: _Context) -> tuple[StopReason, str]:
     except KeyboardInterrupt:
         stopped, message = StopReason.INTERRUPTED, f"interrupted after {loop.epoch} epochs"
         # back to the end of the last complete epoch, so a resume repeats the partial one
-        good.restore(ctx, everything=True)
-        if cfg.checkpoint.path:
-            _write(ctx)
+        if good is not None:
+            good.restore(ctx, everything=True)
+            if cfg.checkpoint.path:
+                _write(ctx)
+    except time_budget.BudgetExceeded:  # max_time ran out inside a solve of the epoch
+        stopped, message = StopReason.MAX_TIME, f"the time budget of {cfg.max_time} s was spent"
+        if good is not None:
+            good.restore(ctx, everything=True)
     finally:
         progress.close()
         _restore_sigterm(old_handler)
@@ -698,7 +801,7 @@ def _plateau(cfg: FitConfig, loop: _Loop, metric: float, measured: bool) -> None
 
 def _track_best(ctx: _Context, metric: float) -> None:
     loop = ctx.loop
-    if math.isnan(metric) or not metric < loop.best_key[0]:
+    if math.isnan(metric) or not metric < loop.best_key[0] or not _finite(ctx.work):
         return
     loop.best_key = [metric, 0.0]
     loop.best_epoch = loop.epoch
@@ -721,7 +824,13 @@ def _write(ctx: _Context) -> None:
         "rng": ctx.gen.get_state(), "loop": ctx.loop.to_dict(), "nfe": ctx.counter.nfe,
         "warm_start": {k: (v if isinstance(v, (str, int, float)) else str(v))
                        for k, v in ctx.warm_info.items()},
+        "data": _fingerprint(ctx),
     })
+
+
+def _fingerprint(ctx: _Context) -> str:
+    train = ctx.train
+    return data_fingerprint(train.run_ids, train.t, train.y, train.mask, train.u)
 
 
 def _install_sigterm() -> Any:

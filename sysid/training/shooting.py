@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sysid.data.smoothing import smooth_runs
+from sysid.errors import ConfigError
 from sysid.training.config import FitConfig, Shooting
 
 __all__ = ["ShootingPlan", "plan_shooting", "choose_method", "count_turns", "LONG_RUN",
@@ -198,4 +199,13 @@ def plan_shooting(cfg: FitConfig, t: np.ndarray, lengths: np.ndarray, y: np.ndar
         n = max(int(np.max(lengths)), 2)
         return ShootingPlan("single", reason, ((n, cfg.epochs, n),), 0.0)
     stages = _multiple_stages(cfg.shooting, cfg.epochs, cfg.initial_states == "free")
+    longest = int(np.max(lengths))
+    too_long = [h for h, _, _ in stages if h > longest]
+    if too_long and tuple(cfg.shooting.horizons) != Shooting().horizons:
+        # the default curriculum on short runs is fine (windows are cut at the run's end); a
+        # horizon the user chose beyond every run is a mistake that only costs memory
+        raise ConfigError(
+            f"Shooting: horizons {too_long} are longer than the longest training run ({longest} "
+            f"samples); a window cannot be longer than its run. Use horizons up to {longest}, or "
+            f"shooting='single' for one window per run.")
     return ShootingPlan("multiple", reason, stages, cfg.shooting.continuity)

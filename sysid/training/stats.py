@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sysid import budget as time_budget
 from sysid.data.scaling import Scaling
 from sysid.errors import SolverError
 from sysid.training.config import FitConfig
@@ -158,6 +159,7 @@ def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: 
                             line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
+        time_budget.check("refinement")  # a spent max_time ends L-BFGS (undone below)
         opt.zero_grad()
         loss = problem.loss(nodes.detach(), windows, inputs)
         loss.backward()
@@ -167,8 +169,13 @@ def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: 
         opt.step(closure)
         with torch.no_grad():
             after = float(problem.loss(nodes, windows, inputs))
-    except (SolverError, RuntimeError):
+    except (SolverError, RuntimeError):  # BudgetExceeded too: a refinement cut short is undone
         after = math.inf
+    except KeyboardInterrupt:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)
+        raise
     if not (math.isfinite(after) and after <= before):
         with torch.no_grad():
             for p, s in zip(params, saved):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from sysid import budget as time_budget
 from sysid.data.smoothing import local_polynomial, smooth_runs
 
 __all__ = ["local_polynomial", "smooth_runs", "regress_derivatives"]  # the first two re-exported
@@ -62,7 +63,7 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
     if not math.isfinite(start):
         return {"loss_before": start, "loss_after": start, "samples": float(len(t))}
     best, best_state = _adam(objective, parameters, epochs, lr, start)
-    if use_lbfgs:
+    if use_lbfgs and not time_budget.expired():
         best = _lbfgs(objective, parameters, best, best_state)
     return {"loss_before": start, "loss_after": best, "samples": float(len(t))}
 
@@ -84,6 +85,8 @@ def _adam(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter],
     best, best_state = start, _snapshot(parameters)
     opt = torch.optim.Adam(parameters, lr=lr)
     for step in range(epochs):
+        if time_budget.expired():  # max_time or a stop request: keep the best state so far
+            break
         opt.zero_grad()
         loss = objective()
         value = float(loss.detach())
@@ -110,6 +113,7 @@ def _lbfgs(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter]
     lbfgs = torch.optim.LBFGS(parameters, lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
+        time_budget.check("warm start")  # a spent budget ends L-BFGS (restored below)
         lbfgs.zero_grad()
         loss = objective()
         loss.backward()
