@@ -256,7 +256,8 @@ def _read_file(path: Path, shown: str, *, sep: str | None, decimal: str, encodin
     if not data.strip():
         raise DataError(f"{ctx}: the file is empty; expected a header row and data rows.")
     text = _decode(data, path=shown, encoding=encoding)
-    delim = _sniff(text) if sep is None else sep
+    # a delimiter of several characters is taken literally (pandas would read it as a regex)
+    delim = _sniff(text) if sep is None else (re.escape(sep) if len(sep) > 1 else sep)
     if delim == decimal:
         raise ConfigError(f"{ctx}: sep and decimal are both {decimal!r}; a decimal-comma file needs "
                           "another delimiter such as sep=';'.")
@@ -698,6 +699,9 @@ def load_csv(
     """
     opts = _options("load_csv", time, states, inputs, trajectory, units, decimal, missing_values, sort,
                     drop_duplicates, min_samples)
+    if sep is not None and (not isinstance(sep, str) or not sep or any(c in sep for c in "\"\r\n")):
+        raise ConfigError(f"load_csv: sep must be the column delimiter, such as ',' or ';' (or None to "
+                          f"detect it); got {sep!r}.")
     files = _expand(path_or_paths)
     parts = [_read_file(p, shown, sep=sep, decimal=decimal, encoding=encoding, missing=opts.missing)
              for p, shown in files]
