@@ -31,10 +31,14 @@ _LAZY = {
     "StopReason": "sysid.training",
     "compare": "sysid.analysis",
     "report": "sysid.reporting",
+    "fit_many": "sysid.parallel",
+    "ensemble": "sysid.parallel",
+    "sweep": "sysid.parallel",
+    "fit_per_run": "sysid.parallel",
 }
 
 _SUBMODULES = {"data", "systems", "models", "training", "analysis", "plot", "io", "simulation",
-               "datasets", "errors", "backend", "reporting", "cli", "atomic", "budget"}
+               "datasets", "errors", "backend", "reporting", "cli", "atomic", "budget", "parallel"}
 
 
 def __getattr__(name: str) -> Any:

@@ -239,7 +239,8 @@ def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
-        validation: xr.Dataset | None = None, resume_from: str | None = None) -> FitResult:
+        validation: xr.Dataset | None = None, resume_from: str | None = None,
+        data_parallel: Any = None) -> FitResult:
     """Fit a model to trajectory data.
 
     Parameters
@@ -259,6 +260,9 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     resume_from : str, optional
         A checkpoint written with ``FitConfig(checkpoint=...)``: continue that fit (same data and
         settings) and get the same result as if it had never stopped.
+    data_parallel : sysid.parallel.distributed.DataParallel, optional
+        Split every window batch across the processes of a torch.distributed job (use
+        :func:`sysid.parallel.fit_distributed`, which passes it).
 
     Returns
     -------
@@ -275,6 +279,8 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         raise ConfigError(f"fit: config must be a FitConfig; got {type(cfg).__name__}. "
                           f"Build one with FitConfig(...) or FitConfig.from_dict({{...}}).")
     ctx = _setup(model, data, cfg, validation)
+    if data_parallel is not None:  # the one hook of sysid.parallel.distributed
+        data_parallel.attach(ctx.problem)
     # max_time and Ctrl-C/SIGTERM hold everywhere: the warm start, every solve, the refinement
     deadline = time_budget.Deadline(cfg.max_time) if cfg.max_time is not None else None
     old_handler = _install_sigterm()

@@ -1,0 +1,35 @@
+"""Importable pieces for the parallel tests (worker processes import them by name)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+
+# the test process sets this; a worker (another pid) that evaluates ``decay_or_die`` kills itself
+PARENT_ENV = "SYSID_TEST_PARENT_PID"
+
+
+def decay(t, x, u, p, xp):
+    """dx/dt = -k x."""
+    return xp.stack([-p["k"] * x[..., 0]])
+
+
+def decay_or_die(t, x, u, p, xp):
+    """dx/dt = -k x, except in a worker process, which it kills (SIGKILL) mid-fit."""
+    parent = os.environ.get(PARENT_ENV)
+    if parent is not None and int(parent) != os.getpid():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return xp.stack([-p["k"] * x[..., 0]])
+
+
+def decay_data(k: float = 0.7, runs: int = 3, n: int = 12, noise: float = 0.02, seed: int = 0):
+    """Noisy exponential decays x(t) = x0 exp(-k t), one per run (float64)."""
+    from sysid.data import from_arrays
+
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 3.0, n)
+    x0 = 1.0 + 0.5 * np.arange(runs)
+    values = [x * np.exp(-k * t) * np.exp(noise * rng.standard_normal(n)) for x in x0]
+    return from_arrays([t] * runs, {"x": values}, states=["x"], runs=[f"r{i}" for i in range(runs)])
