@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PIP) --upgrade pip $(QUIET)
 	@# The CPU wheel of torch lies on this machine; install it first so pip never fetches a CUDA build.
 	@$(PIP) torch==$(TORCH_VERSION) $(QUIET)
-	@$(PIP) -e ".[test,distill]" $(QUIET)
+	@$(PIP) -e ".[test,distill,parallel]" $(QUIET)
 	@touch $@
 
 $(VENV)/.docs-installed: $(VENV)/.installed

@@ -493,6 +493,103 @@ def parameter_recovery(table: pd.DataFrame, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
+# ----------------------------------------------------------------------------------------------
+# Ensemble bands (sysid.parallel)
+
+
+def band(
+    data: xr.Dataset | None,
+    band: xr.Dataset,
+    *,
+    runs: Sequence[str] | None = None,
+    variables: Sequence[str] | None = None,
+    lower: float | None = None,
+    upper: float | None = None,
+    held_out: Sequence[str] = (),
+    after: float | None = None,
+    max_runs: int = 8,
+    inner: xr.Dataset | None = None,
+) -> Figure:
+    """An ensemble's quantile band (shaded), its median (line) and the data (markers).
+
+    Parameters
+    ----------
+    data : xarray.Dataset or None
+        Measurements to draw over the band (None: the band alone).
+    band : xarray.Dataset
+        A band with a ``quantile`` dimension (:meth:`sysid.parallel.Ensemble.predict` or
+        ``.simulate``).
+    runs, variables : sequence of str, optional
+        Which runs (rows, default the first ``max_runs``) and variables (columns, default the
+        band's states).
+    lower, upper : float, optional
+        Quantile levels of the band's edges (default its lowest and highest).
+    held_out : sequence of str
+        Runs not trained on (titled and shaded as in :func:`trajectories`).
+    after : float, optional
+        Shade times after this (a held-out end of every run, e.g. the last training year).
+    inner : xarray.Dataset, optional
+        A second, narrower band drawn darker on top (e.g. the trajectory band inside the
+        observation band).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from sysid.data import run_ids, state_names
+
+    if "quantile" not in band.dims:
+        raise DataError("band: the dataset has no 'quantile' dimension; pass the result of "
+                        "Ensemble.predict or Ensemble.simulate.")
+    levels = [float(q) for q in band["quantile"].values]
+    lo = levels[0] if lower is None else lower
+    hi = levels[-1] if upper is None else upper
+    for q in (lo, hi):
+        if not any(abs(q - v) < 1e-12 for v in levels):
+            raise DataError(f"band: quantile {q} is not in the band (it has {levels}).")
+    all_runs = run_ids(band)
+    runs = list(runs) if runs is not None else all_runs[:max_runs]
+    bad = [r for r in runs if r not in all_runs]
+    if bad:
+        raise DataError(f"band: runs {bad} are not in the band; its runs are {all_runs}.")
+    names = list(variables) if variables is not None else [
+        n for n in state_names(band) if "quantile" in band[n].dims
+        and (data is None or n in data.data_vars)]
+    if not names:
+        raise DataError("band: no state variable of the band has a 'quantile' dimension.")
+    fig = Figure(figsize=(3.6 * len(names), 2.4 * len(runs)), layout="constrained")
+    axs = fig.subplots(len(runs), len(names), squeeze=False, sharex="row")
+    data_runs = set(run_ids(data)) if data is not None else set()
+    for i, r in enumerate(runs):
+        b = band.sel(trajectory=r)
+        t = b["time"].values
+        ok = np.isfinite(t)
+        for j, n in enumerate(names):
+            ax = axs[i, j]
+            for ds, alpha, tag in ((band, 0.25, "band"), (inner, 0.35, "inner band")):
+                if ds is None:
+                    continue
+                v = ds[n].sel(trajectory=r)
+                ax.fill_between(t[ok], v.sel(quantile=lo, method="nearest").values[ok],
+                                v.sel(quantile=hi, method="nearest").values[ok], color="C0",
+                                alpha=alpha, lw=0, label=f"{tag} {lo:g}-{hi:g}")
+            if any(abs(v - 0.5) < 1e-12 for v in levels):
+                ax.plot(t[ok], b[n].sel(quantile=0.5, method="nearest").values[ok], "-", color="C0",
+                        lw=1.5, label="median")
+            if r in data_runs and n in data.data_vars:
+                d = data.sel(trajectory=r)
+                ax.plot(d["time"].values, d[n].values, "o", ms=3, color="0.2", label="data")
+            if after is not None:
+                ax.axvspan(after, float(np.nanmax(t)), color=HELD_OUT_COLOUR, zorder=0)
+            ax.set_ylabel(_var_label(band, n))
+            ax.set_xlabel(_time_label(band))
+            ax.set_title(str(r) + (" (held-out)" if r in held_out else ""), fontsize=9)
+            if r in held_out:
+                ax.set_facecolor(HELD_OUT_COLOUR)
+    axs[0, 0].legend(fontsize=8)
+    return fig
+
+
 __all__ = [
     "label",
     "trajectories",
@@ -503,4 +600,5 @@ __all__ = [
     "residuals",
     "residual_autocorrelation",
     "parameter_recovery",
+    "band",
 ]

@@ -241,6 +241,7 @@ def report(
     threshold: float = 0.4,
     settings: Any = None,
     overwrite: bool = False,
+    band: xr.Dataset | None = None,
 ) -> list[Path]:
     """Write the report of one fit (HTML, Markdown, JSON and figures) into the folder ``out``.
 
@@ -278,6 +279,9 @@ def report(
         fast).
     overwrite : bool
         Replace existing report files in ``out``.
+    band : xarray.Dataset, optional
+        A quantile band over ``data`` from an ensemble (:meth:`sysid.parallel.Ensemble.predict`):
+        adds the "Prediction band" section (figure and coverage of the data by the band).
 
     Returns
     -------
@@ -336,6 +340,8 @@ def report(
                            "Phase portrait of the learned field with the model's orbits from the "
                            "training runs' initial states")
             doc.section("phase portrait", portrait)
+        if band is not None:  # hook: the ensemble band section, defined at the end of this module
+            doc.section("prediction band", lambda: _band_section(doc, band, full, held))
     for w in caught:
         doc.notes.append(f"{w.category.__name__}: {w.message}")
     if doc.notes:
@@ -720,3 +726,29 @@ def _write(doc: _Doc, out: Path) -> list[Path]:
 
 
 __all__ = ["report", "REPORT_FILES", "reference_names"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The ensemble band section (sysid.parallel); kept apart from the single-fit sections above.
+
+
+def _band_section(doc: _Doc, band: xr.Dataset, full: xr.Dataset, held: list[str]) -> None:
+    """Figure of the quantile band over the data, and how much of the data it covers."""
+    from sysid import plot
+    from sysid.parallel.ensembles import band_coverage
+
+    levels = [float(q) for q in band["quantile"].values]
+    lower, upper = levels[0], levels[-1]
+    doc.heading("Prediction band")
+    doc.text(f"{band.attrs.get('ensemble_members', '?')} ensemble members "
+             f"({band.attrs.get('ensemble_kind', '')}); band of {band.attrs.get('band', '')}, "
+             f"quantiles {lower:g} to {upper:g}.")
+    doc.figure("band", plot.band(full, band, held_out=held),
+               f"Ensemble band ({lower:g}-{upper:g} quantiles) and the data")
+    rows = {"all runs": band_coverage(full, band, lower=lower, upper=upper).loc["all"]}
+    if held:
+        rows["held-out runs"] = band_coverage(full, band, lower=lower, upper=upper,
+                                              runs=held).loc["all"]
+    table = pd.DataFrame(rows).T[["n", "inside", "coverage", "nominal"]]
+    doc.table(table)
+    doc.data["band"] = {k: {c: float(v) for c, v in r.items()} for k, r in table.iterrows()}

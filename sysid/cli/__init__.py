@@ -166,9 +166,11 @@ def _register() -> None:
     from sysid.cli.catalog import datasets_group, systems_group
     from sysid.cli.evaluate import compare_cmd, report_cmd
     from sysid.cli.fit_cmd import fit_cmd
+    from sysid.cli.parallel_cmd import sweep_cmd
     from sysid.cli.simulate_cmd import simulate_cmd
 
-    for command in (fit_cmd, simulate_cmd, compare_cmd, report_cmd, datasets_group, systems_group):
+    for command in (fit_cmd, simulate_cmd, compare_cmd, report_cmd, sweep_cmd, datasets_group,
+                    systems_group):
         cli.add_command(command)
     _add_common_options(cli)
 

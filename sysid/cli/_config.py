@@ -157,8 +157,9 @@ def _opt_int(value: Any, key: str, source: str) -> int:
     return value
 
 
-def read_config(path: Path) -> CliFitOptions:
-    """Read a ``fit`` config file.
+def read_config(path: Path, *, extra: tuple[str, ...] = ()) -> CliFitOptions:
+    """Read a ``fit`` config file (``extra``: more tables allowed and left to the caller, such as
+    ``sysid sweep``'s ``[sweep]``).
 
     Raises
     ------
@@ -192,7 +193,7 @@ def read_config(path: Path) -> CliFitOptions:
     except UnicodeDecodeError:
         raise ConfigError(f"{source} is not UTF-8 text; save it as UTF-8.") from None
     for key, value in raw.items():
-        if key not in SECTIONS:
+        if key not in SECTIONS + tuple(extra):
             raise ConfigError(f"{source}: unknown key '{key}'; the file may hold the tables "
                               f"{list(SECTIONS)} (see 'sysid fit --help').")
         if not isinstance(value, dict):

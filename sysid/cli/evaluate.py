@@ -165,7 +165,7 @@ def load_run(run_dir: Path) -> FitRun:
 
 
 def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str | None = None,
-                 params: dict[str, float] | None = None) -> list[Path]:
+                 params: dict[str, float] | None = None, band: Any = None) -> list[Path]:
     """Write ``report.html``, ``report.md``, ``report.json`` and ``figures/`` of a fit run into ``out``.
 
     Parameters
@@ -180,6 +180,9 @@ def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str
         A reference system (and its parameter values) to compare with. None (default): no
         comparison - a physics or hybrid fit is not compared with its system's catalogue values
         unless they are asked for (``--reference``), since those are not the user's truth.
+    band : xarray.Dataset, optional
+        An ensemble's quantile band over the data (``sysid fit --ensemble``), drawn in its own
+        section.
 
     Returns
     -------
@@ -199,7 +202,7 @@ def write_report(run_dir: Path, out: Path, *, result: Any = None, reference: str
         held_out=run.held_out,
         history=run.history if result is None else None,
         parameters=run.parameters if result is None else None,
-        metrics=run.metrics, overwrite=True,
+        metrics=run.metrics, overwrite=True, band=band,
         title=f"sysid fit of {manifest.get('data', {}).get('source', run.dir.name)} "
               f"({manifest.get('model', 'neural')} model)",
     )

@@ -36,6 +36,14 @@ from sysid.cli._support import (
     sigterm_as_interrupt,
     start_output_dir,
 )
+from sysid.cli.parallel_cmd import (
+    ParallelRequest,
+    fit_one,
+    is_output_process,
+    launch_torchrun,
+    parallel_options,
+    run_ensemble,
+)
 from sysid.errors import ConfigError, SysidError
 
 __all__ = ["fit_cmd", "build_model", "split_holdout"]
@@ -419,6 +427,7 @@ def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, An
 @click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), metavar="GB",
               help="Largest memory the fit may be estimated to need (default: half the "
               "machine's memory); larger fits are refused before they start.")
+@parallel_options
 def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
             run_col: str | None, sep: str | None, decimal: str | None, encoding: str | None,
             missing_values: str | None, sort: bool, rename: str | None, drop_duplicates: bool,
@@ -427,7 +436,8 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
             config: Path | None, holdout: str | None, epochs: int | None, seed: int | None,
             settings: tuple[str, ...], out: Path, force: bool, max_memory: float | None,
             where: str | None = None, constant: str | None = None, latent: str | None = None,
-            known_initial: str | None = None, outputs: tuple[str, ...] = ()) -> int:
+            known_initial: str | None = None, outputs: tuple[str, ...] = (),
+            **parallel: Any) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
     DATA is a CSV file (give --time and --states), a quoted glob of CSV files with one run each
@@ -441,7 +451,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
                     missing_values, sort, rename, drop_duplicates, model, free, params, width,
                     depth, config, holdout, epochs, seed, settings, out, force, max_memory,
                     where=where, constant=constant, latent=latent, known_initial=known_initial,
-                    outputs=outputs)
+                    outputs=outputs, parallel=ParallelRequest.from_flags(**parallel))
 
 
 def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
@@ -452,7 +462,7 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
          seed: int | None, settings: tuple[str, ...], out: Path, force: bool,
          max_memory: float | None = None, *, where: str | None = None, constant: str | None = None,
          latent: str | None = None, known_initial: str | None = None,
-         outputs: tuple[str, ...] = ()) -> int:
+         outputs: tuple[str, ...] = (), parallel: ParallelRequest = ParallelRequest()) -> int:
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)
     if known_initial is not None:
@@ -493,6 +503,11 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
     opts = opts.merged(seed=fit_config.seed)  # record the seed actually used
     train, test = split_holdout(ds, opts.holdout)
     untrained = build_model(spec, opts, train)
+    if parallel.nproc is not None:  # the same fit under torchrun (sysid.cli.parallel_cmd)
+        return launch_torchrun(parallel.nproc, opts, out, force)
+    if not is_output_process():  # processes 1.. of a --nproc job train along and write nothing
+        fit_one(untrained, train, fit_config, test)
+        return 0
     # the destination is checked before training: writable, room for the results, and the data
     # written there once (a variable name netCDF cannot store fails now, not after the fit)
     build = start_output_dir(out, force=force, need_bytes=_estimate_output_bytes(ds, untrained))
@@ -506,13 +521,24 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
         import sysid
         from sysid import budget
 
+        band, stopped_early = None, False
         with budget.limits(memory_gb=max_memory) if max_memory else contextlib.nullcontext():
-            result = sysid.fit(untrained, train, fit_config, validation=test)
+            if parallel.ensemble is not None:  # members, bands: sysid.cli.parallel_cmd
+                result, band, stopped_early = run_ensemble(parallel, untrained, ds, train, test,
+                                                           fit_config, build.path)
+            else:
+                result = fit_one(untrained, train, fit_config, test)
     except BaseException:
         build.discard()
         raise
     console.detail(f"solver statistics: {result.solver_stats}")
-    return _finish(build, out, result=result, ds=ds, test=test, opts=opts, started=started)
+    code = _finish(build, out, result=result, ds=ds, test=test, opts=opts, started=started,
+                   band=band)
+    if stopped_early and code == 0:
+        print_error(f"sysid fit: interrupted; the ensemble members that finished were written to "
+                    f"{out}.")
+        return 130
+    return code
 
 
 def _estimate_output_bytes(ds: Any, model: Any) -> float:
@@ -554,7 +580,7 @@ _LATER = ("tables and metrics", "report", "manifest.json")
 
 
 def _finish(build: Any, out: Path, *, result: Any, ds: Any, test: Any | None,
-            opts: CliFitOptions, started: float) -> int:
+            opts: CliFitOptions, started: float, band: Any = None) -> int:
     """Write the results (the model first), move them into place and say what happened.
 
     The model is written with Ctrl-C held back, so it is always complete; every later output is
@@ -577,7 +603,8 @@ def _finish(build: Any, out: Path, *, result: Any, ds: Any, test: Any | None,
     except Exception as exc:  # noqa: BLE001 - save the model elsewhere rather than lose it
         return _model_not_saved(build, out, result, exc)
     try:
-        _write_later(tmp, done, result=result, ds=ds, test=test, opts=opts, started=started)
+        _write_later(tmp, done, result=result, ds=ds, test=test, opts=opts, started=started,
+                     band=band)
     except KeyboardInterrupt as exc:  # between two steps: the rest is skipped
         for name in _LATER:
             if name not in done.missing:
@@ -586,7 +613,7 @@ def _finish(build: Any, out: Path, *, result: Any, ds: Any, test: Any | None,
 
 
 def _write_later(tmp: Path, done: _Outputs, *, result: Any, ds: Any, test: Any | None,
-                 opts: CliFitOptions, started: float) -> None:
+                 opts: CliFitOptions, started: float, band: Any = None) -> None:
     """Everything after the model: tables, metrics, config, report, and the manifest last."""
     metrics_interrupted = done.attempt("tables and metrics", lambda: _write_fit_outputs(
         tmp, result=result, ds=ds, test=test, opts=opts, elapsed=_time.time() - started))
@@ -596,7 +623,8 @@ def _write_later(tmp: Path, done: _Outputs, *, result: Any, ds: Any, test: Any |
         from sysid.cli.evaluate import write_report
 
         console.info("writing the report (Ctrl-C skips it; the model is kept)")
-        if done.attempt("report", lambda: write_report(tmp, tmp, result=result)) is None:
+        if done.attempt("report", lambda: write_report(tmp, tmp, result=result,
+                                                       band=band)) is None:
             for name in ("report.html", "report.md", "report.json"):
                 (tmp / name).unlink(missing_ok=True)
     else:

@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from sysid.errors import ConfigError, DataError, SolverError
-from sysid.parallel.executors import TaskFailure, run_tasks
+from sysid.parallel.executors import Interrupted, TaskFailure, run_tasks
 from sysid.parallel.many import FitTask, fit_task
 from sysid.parallel.resampling import (
     MULTIPLICATIVE_LOSSES,
@@ -516,11 +516,18 @@ def ensemble(model: Any, data: xr.Dataset, config: Any = None, *, members: int =
         if kind == "bootstrap":  # the point estimate, fitted alongside the members
             tasks.append(FitTask(model=model, data=data, config=config, validation=validation,
                                  label="base fit"))
-    results = run(tasks)
+    interrupted: Interrupted | None = None
+    try:
+        results = run(tasks)
+    except Interrupted as exc:  # keep the members that finished
+        results, interrupted = list(exc.results), exc
     if kind == "bootstrap" and mode == "runs":
         base = results.pop()
-    return Ensemble(kind=kind, resample=mode, members=tuple(results), member_data=tuple(datasets),
-                    base=base, data=data, seed=seed)
+    out = Ensemble(kind=kind, resample=mode, members=tuple(results), member_data=tuple(datasets),
+                   base=base, data=data, seed=seed)
+    if interrupted is not None:
+        raise Interrupted(interrupted.results, partial=out) from None
+    return out
 
 
 def _predict_fitted(result: Any, data: xr.Dataset) -> xr.Dataset:

@@ -63,12 +63,16 @@ class Interrupted(KeyboardInterrupt):
         One entry per task, in task order: the result of every task that came back (fits that
         were running when Ctrl-C came stop early and come back with ``stopped_reason ==
         "interrupted"``), a :class:`TaskFailure` with ``error_type == "Interrupted"`` for the rest.
+    partial : object or None
+        What the interrupted call builds from those results (an :class:`~sysid.parallel.Ensemble`
+        or :class:`~sysid.parallel.SweepResult` of the finished fits), when it has one.
     """
 
-    def __init__(self, results: list[Any]) -> None:
+    def __init__(self, results: list[Any], partial: Any = None) -> None:
         super().__init__(f"interrupted; {sum(not isinstance(r, TaskFailure) for r in results)} of "
                          f"{len(results)} tasks came back")
         self.results = results
+        self.partial = partial
 
 
 def default_workers() -> int:
@@ -298,18 +302,30 @@ def _connect(address: str) -> Any:
                           f"leave the scheduler out to use local processes.") from None
 
 
-def resolve_executor(executor: Any, n_tasks: int) -> tuple[cf.Executor, Callable[[], None]]:
-    """The executor to use and how to release it (closes only what this call opened)."""
+def _dask_slots(client: Any) -> Callable[[], int]:
+    """Tasks in flight on a Dask cluster: one per worker thread (at least one). A task handed to
+    a worker that is busy would be charged with that worker's death too (Dask counts every task
+    a dead worker held), so no more are submitted than can run."""
+    return lambda: max(1, sum(client.nthreads().values()))
+
+
+def resolve_executor(executor: Any, n_tasks: int) -> tuple[cf.Executor, Callable[[], None],
+                                                            Callable[[], int]]:
+    """The executor to use, how to release it (closes only what this call opened), and how many
+    tasks to keep in flight."""
+    everything = lambda: n_tasks  # noqa: E731 - the executor queues them itself
     if executor is None:
         pool = LocalPool(max(1, min(default_workers(), n_tasks)))
-        return pool, lambda: pool.shutdown(wait=True, cancel_futures=True)
+        return pool, lambda: pool.shutdown(wait=True, cancel_futures=True), everything
     if isinstance(executor, str):
         client = _connect(executor)
-        return client.get_executor(pure=False), client.close
+        return client.get_executor(pure=False), client.close, _dask_slots(client)
     if _is_dask_client(executor):
-        return executor.get_executor(pure=False), lambda: None
+        return executor.get_executor(pure=False), lambda: None, _dask_slots(executor)
+    if isinstance(executor, SerialExecutor):
+        return executor, lambda: None, lambda: 1
     if isinstance(executor, cf.Executor):
-        return executor, lambda: None
+        return executor, lambda: None, everything
     raise ConfigError(
         f"executor must be None (local processes), a concurrent.futures.Executor (e.g. "
         f"sysid.parallel.LocalPool(4)), a dask distributed.Client or a scheduler address such "
@@ -368,14 +384,14 @@ def run_tasks(fn: Callable[[Any], Any], payloads: Sequence[Any], *, executor: An
     results: list[Any] = [None] * n
     if n == 0:
         return results
-    ex, release = resolve_executor(executor, n)
+    ex, release, slots = resolve_executor(executor, n)
     serial = isinstance(ex, SerialExecutor)
-    capacity = 1 if serial else n
     pending: dict[cf.Future, int] = {}
     started = 0
     bar = tqdm(total=n, desc=desc, unit="task", disable=None if progress else True, leave=False)
     try:
         while started < n or pending:
+            capacity = slots()
             while started < n and len(pending) < capacity:
                 pending[_submit(ex, fn, payloads[started], started, labels[started], serial)] = started
                 started += 1

@@ -14,7 +14,6 @@ included) and draws ``samples`` trials.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import time
@@ -27,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from sysid.errors import ConfigError, SolverError
-from sysid.parallel.executors import TaskFailure, run_tasks
+from sysid.parallel.executors import Interrupted, TaskFailure, run_tasks
 from sysid.parallel.many import FitTask
 
 __all__ = ["sweep", "SweepResult", "Holdout", "split_holdout", "held_out_error", "DISTRIBUTIONS"]
@@ -385,9 +384,13 @@ def sweep(model: Any, data: xr.Dataset, base_config: Any = None, *,
         payloads.append(_TrialTask(task=FitTask(model=m, data=train, config=cfg,
                                                 label=f"trial {i}"),
                                    evaluation=evaluation, scoring=scoring, spread=spread))
-    out = run_tasks(trial_task, payloads, executor=executor, labels=[f"trial {i}" for i in
-                                                                     range(len(payloads))],
-                    progress=progress, callback=callback, desc="sweep")
+    try:
+        out = run_tasks(trial_task, payloads, executor=executor,
+                        labels=[f"trial {i}" for i in range(len(payloads))], progress=progress,
+                        callback=callback, desc="sweep")
+    except Interrupted as exc:  # keep the trials that finished
+        raise Interrupted(exc.results, partial=_result(settings, configs, exc.results, where)) \
+            from None
     return _result(settings, configs, out, where)
 
 
