@@ -23,8 +23,9 @@ def problem():
     data = sysid.systems.make_dataset("lotka_volterra", n_runs=5, n_obs=16, noise=0.05, seed=1)
     model = sysid.models.hybrid("lotka_volterra", width=6, depth=1, seed=0,
                                 values={"a": 0.5, "b": 0.02, "c": 0.7, "d": 0.02})
-    config = FitConfig(epochs=6, dtype="float64", horizons=(4, 8), warm_start_epochs=20,
-                       validate_every=2, polish=True, polish_iterations=3, progress=False,
+    config = FitConfig(epochs=6, dtype="float64", shooting={"horizons": (4, 8)},
+                       warm_start={"epochs": 20}, validation={"every": 2},
+                       refine={"enabled": True, "max_iterations": 3}, progress=False,
                        initial_states="free")
     return data, model, config
 
@@ -37,13 +38,15 @@ def main(out: str) -> None:
     checkpoint = str(Path(out) / "checkpoint.pt")
     import dataclasses
 
-    result = fit_distributed(model, data, dataclasses.replace(config, checkpoint=checkpoint,
-                                                              checkpoint_every=2))
+    from sysid.training.config import Checkpoint
+
+    result = fit_distributed(model, data, dataclasses.replace(
+        config, checkpoint=Checkpoint(path=checkpoint, every=2)))
     rank = int(os.environ.get("RANK", "0"))
     (Path(out) / f"rank{rank}.json").write_text(json.dumps({
         "loss": result.history["loss"].tolist(),
         "weights": [p.detach().reshape(-1).tolist() for p in result.model.parameters()],
-        "checkpoint": result.config.checkpoint,
+        "checkpoint": result.config.checkpoint.path,
         "world": int(os.environ.get("WORLD_SIZE", "1")),
     }))
 

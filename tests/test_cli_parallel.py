@@ -17,8 +17,8 @@ from sysid.cli import main
 from sysid.cli._config import read_config
 from test_cli_framework import run_cli
 
-TINY = ["--width", "4", "--depth", "1", "--epochs", "3", "--set", "horizons=[4]",
-        "--set", "warm_start_epochs=5", "--set", "dtype=float64"]
+TINY = ["--width", "4", "--depth", "1", "--epochs", "3", "--set", "shooting.horizons=[4]",
+        "--set", "warm_start.epochs=5", "--set", "dtype=float64"]
 
 
 @pytest.fixture(scope="module")
@@ -101,15 +101,15 @@ depth = 1
 
 [fit]
 epochs = 3
-horizons = [4]
-warm_start_epochs = 5
 dtype = "float64"
+shooting = {{ horizons = [4] }}
+warm_start = {{ epochs = 5 }}
 
 [sweep]
 holdout = ["r3"]
 
 [sweep.grid]
-"fit.lr" = [0.001, 0.02]
+fit.optimizer.lr = [0.001, 0.02]
 model.width = [3]
 """)
     out = tmp_path / "sw"
@@ -117,9 +117,9 @@ model.width = [3]
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(out / "sweep.csv")
     assert len(table) == 2 and table["score"].is_monotonic_increasing
-    assert set(table["fit.lr"]) == {0.001, 0.02} and set(table["model.width"]) == {3}
+    assert set(table["fit.optimizer.lr"]) == {0.001, 0.02} and set(table["model.width"]) == {3}
     best = read_config(out / "best.toml")
-    assert best.width == 3 and best.fit["lr"] == table["fit.lr"].iloc[0]
+    assert best.width == 3 and best.fit["optimizer"]["lr"] == table["fit.optimizer.lr"].iloc[0]
     assert tomllib.loads((out / "best.toml").read_text())["fit"]["epochs"] == 3
     assert (out / "best_model" / "model.json").is_file()
     doc = json.loads((out / "sweep.json").read_text())

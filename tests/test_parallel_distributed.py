@@ -56,7 +56,7 @@ def test_fit_distributed_outside_torchrun_is_a_plain_fit(monkeypatch):
     data, model, config = problem()
     from dataclasses import replace
 
-    cfg = replace(config, epochs=2, polish=False, warm_start=False)
+    cfg = replace(config, epochs=2, refine=False, warm_start=False)
     a = sysid.parallel.fit_distributed(model, data, cfg)
     b = sysid.fit(model, data, cfg)
     assert a.history["loss"].equals(b.history["loss"])

@@ -19,7 +19,8 @@ from sysid.models import Parameter
 from sysid.parallel import FitTask, Interrupted, LocalPool, SerialExecutor, TaskFailure, fit_many
 from sysid.training import FitConfig, FitResult
 
-CFG = FitConfig(epochs=12, dtype="float64", horizons=(4,), warm_start_epochs=20, progress=False)
+CFG = FitConfig(epochs=12, dtype="float64", shooting={"horizons": (4,)}, warm_start={"epochs": 20},
+                progress=False)
 
 
 def _model(fn=decay, k=0.3):
@@ -32,7 +33,8 @@ def _tasks():
     # different settings per task, so a mix-up of results between tasks would show
     return [(_model(), data, CFG), (_model(k=1.5), data, CFG),
             FitTask(model=_model(), data=data, config=FitConfig(
-                epochs=8, lr=0.05, dtype="float64", horizons=(4,), progress=False), label="lr 0.05")]
+                epochs=8, optimizer={"lr": 0.05}, dtype="float64", shooting={"horizons": (4,)},
+                progress=False), label="lr 0.05")]
 
 
 def _same(a: FitResult, b: FitResult) -> None:
@@ -100,8 +102,8 @@ def test_a_task_that_cannot_be_sent_is_a_failure_with_a_hint(pool):
 
 def test_ctrl_c_keeps_finished_fits_and_stops_the_running_ones(pool):
     data = decay_data()
-    long = FitConfig(epochs=100_000, dtype="float64", horizons=(4,), warm_start=False,
-                     progress=False, validate_every=1000)
+    long = FitConfig(epochs=100_000, dtype="float64", shooting={"horizons": (4,)},
+                     warm_start=False, progress=False, validation={"every": 1000})
     tasks = [(_model(), data, CFG), (_model(), data, long), (_model(), data, long),
              (_model(), data, long)]
 

@@ -18,7 +18,8 @@ from sysid.parallel.sweeps import apply_settings, held_out_error, split_holdout,
 from sysid.training import FitConfig
 
 SERIAL = SerialExecutor()
-BASE = FitConfig(epochs=10, dtype="float64", horizons=(4,), warm_start_epochs=10, progress=False)
+BASE = FitConfig(epochs=10, dtype="float64", shooting={"horizons": (4,)}, warm_start={"epochs": 10},
+                 progress=False)
 
 
 def _physics(k=0.3):
@@ -57,8 +58,10 @@ def test_trials_refuse_bad_specs(grid, random, samples, match):
 
 
 def test_apply_settings_changes_fit_keys_and_names_bad_ones():
-    cfg = apply_settings(BASE, {"fit.lr": 0.5, "epochs": 3, "model.width": 8})
-    assert cfg.lr == 0.5 and cfg.epochs == 3 and cfg.horizons == (4,)
+    cfg = apply_settings(BASE, {"fit.optimizer.lr": 0.5, "epochs": 3, "model.width": 8})
+    assert cfg.optimizer.lr == 0.5 and cfg.epochs == 3 and cfg.shooting.horizons == (4,)
+    with pytest.raises(ConfigError, match=r"sweep: key 'epochs.x': 'epochs' is not a part"):
+        apply_settings(BASE, {"epochs.x": 1})
     with pytest.raises(ConfigError, match=r"sweep: trial .*'lrr'"):
         apply_settings(BASE, {"lrr": 0.1})
 
@@ -80,8 +83,8 @@ def test_holdout_settings_and_splits():
 def test_held_out_error_is_zero_for_the_true_model_on_clean_data():
     t = np.linspace(0, 3, 10)
     data = sysid.data.from_arrays([t], {"x": [np.exp(-0.3 * t)]}, states=["x"], runs=["a"])
-    result = sysid.fit(_physics(0.3), data, FitConfig(epochs=1, lr=1e-12, warm_start=False,
-                                                       dtype="float64", progress=False))
+    result = sysid.fit(_physics(0.3), data, FitConfig(
+        epochs=1, optimizer={"lr": 1e-12}, warm_start=False, dtype="float64", progress=False))
     err = held_out_error(result, data, {"after": {"a": 2.0}}, {"x": 1.0})
     # the model is the true system (lr 1e-12: unchanged); RK45 at rtol 1e-6
     assert err["score"] < 1e-5 and set(err) == {"error_x", "score"}
@@ -93,16 +96,18 @@ def test_sweep_over_a_model_factory_ranks_trials_by_held_out_error():
     def factory(k0=0.3):
         return _physics(k0)
 
-    frozen = FitConfig(epochs=2, dtype="float64", horizons=(4,), warm_start=False, progress=False)
-    res = sysid.sweep(factory, data, frozen, grid={"model.k0": [0.05, 0.7], "lr": [1e-6]},
+    frozen = FitConfig(epochs=2, dtype="float64", shooting={"horizons": (4,)}, warm_start=False,
+                       progress=False)
+    res = sysid.sweep(factory, data, frozen, grid={"model.k0": [0.05, 0.7],
+                                                   "optimizer.lr": [1e-6]},
                       executor=SERIAL, validation=Holdout(runs=("r3",)), progress=False)
     assert isinstance(res, SweepResult) and len(res.table) == 2
     assert res.holdout == "runs ['r3']"
     scores = res.table["score"].to_numpy()
     assert np.all(np.diff(scores) >= 0)
     # no warm start and lr 1e-6 leave k at its start: starting at the true 0.7 must win
-    assert res.best_settings == {"model.k0": 0.7, "lr": 1e-6}
-    assert res.best_config.lr == 1e-6
+    assert res.best_settings == {"model.k0": 0.7, "optimizer.lr": 1e-6}
+    assert res.best_config.optimizer.lr == 1e-6
     assert float(res.best_result.parameters["value"].iloc[0]) == pytest.approx(0.7, abs=1e-3)
 
 

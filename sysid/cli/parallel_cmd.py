@@ -298,10 +298,10 @@ The config file is a 'sysid fit' config ([data], [model], [fit]) plus a [sweep] 
   [sweep]
   holdout_time = 0.2            # score on the last 20 % of every run (or holdout = 0.25 / ["B"])
   [sweep.grid]                  # every combination
-  "fit.lr" = [0.003, 0.01, 0.03]
-  "model.width" = [16, 32]
+  fit.optimizer.lr = [0.003, 0.01, 0.03]
+  model.width = [16, 32]
   [sweep.random]                # or: 'samples' random draws
-  "fit.weight_decay" = { log_uniform = [1e-5, 1e-2] }
+  fit.optimizer.weight_decay = { log_uniform = [1e-5, 1e-2] }
   # samples = 8  (in [sweep])
 \b
 Keys are "fit.<FitConfig field>" (a dotted path reaches into a part) or "model.<kind|width|depth|
@@ -345,7 +345,7 @@ def _sweep_table(raw: dict, source: str) -> dict:
                 space, _, name = key.partition(".")
                 if space not in ("fit", "model") or not name:
                     raise ConfigError(f"{source}: [sweep.{part}] key '{key}' must start with "
-                                      f"'fit.' or 'model.' (e.g. \"fit.lr\", \"model.width\").")
+                                      f"'fit.' or 'model.' (e.g. fit.optimizer.lr, model.width).")
                 if space == "model" and name not in MODEL_KEYS:
                     raise ConfigError(f"{source}: [sweep.{part}] key '{key}': the model options "
                                       f"are {['model.' + k for k in MODEL_KEYS]}.")

@@ -161,13 +161,8 @@ class _Gather(torch.autograd.Function):
 
 def _without_checkpoint(config: Any) -> Any:
     """The config for processes other than 0: no checkpoint file, no progress bar."""
-    changes: dict[str, Any] = {"progress": False}
-    checkpoint = config.checkpoint
-    if isinstance(checkpoint, (str, os.PathLike)) or checkpoint is None:
-        changes["checkpoint"] = None
-    else:  # a Checkpoint part
-        changes["checkpoint"] = dataclasses.replace(checkpoint, path=None)
-    return dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, progress=False,
+                               checkpoint=dataclasses.replace(config.checkpoint, path=None))
 
 
 def fit_distributed(model: Any, data: Any, config: Any = None, *, validation: Any = None,

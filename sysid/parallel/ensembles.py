@@ -139,8 +139,9 @@ class Ensemble:
         rows = {}
         for name, g in long.groupby("name", sort=False):
             v = g["value"].to_numpy(float)
-            rows[name] = {"estimate": float(base.get(name, np.median(v))), "median": float(np.median(v)),
-                          "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else math.nan,
+            rows[name] = {"estimate": float(base.get(name, np.median(v))),
+                          "median": float(np.median(v)), "mean": float(v.mean()),
+                          "sd": float(v.std(ddof=1)) if v.size > 1 else math.nan,
                           "low": float(np.quantile(v, lo)), "high": float(np.quantile(v, hi)),
                           "units": g["units"].iloc[0], "n_members": int(v.size),
                           "vary": bool(g["vary"].iloc[0])}
@@ -183,13 +184,16 @@ class Ensemble:
         forecast held-out years, pass the data that includes them (the band covers every
         sample; :func:`band_coverage` with ``after=`` scores the held-out part).
         """
-        from sysid.analysis import Integration, predict
+        from sysid.analysis import predict
+        from sysid.solvers import SolverConfig
 
-        settings = settings if settings is not None else Integration(rtol=1e-6, atol=1e-9)
+        settings = settings if settings is not None else SolverConfig(method="RK45", rtol=1e-6,
+                                                                        atol=1e-9)
         preds = self._each("predict", lambda m, _i: predict(_renamed(m), data, settings=settings))
         return self._band(preds, quantiles, noise, draws)
 
-    def _each(self, what: str, fn: Callable[[Any, int], xr.Dataset]) -> list[tuple[int, xr.Dataset]]:
+    def _each(self, what: str,
+              fn: Callable[[Any, int], xr.Dataset]) -> list[tuple[int, xr.Dataset]]:
         out = []
         for i, m in enumerate(self.members):
             if isinstance(m, TaskFailure):
@@ -245,13 +249,14 @@ class Ensemble:
         the error model's units (log units for "log"/"relative"; data units otherwise)."""
         if member in self._noise:
             return self._noise[member]
-        from sysid.analysis import Integration, predict
+        from sysid.analysis import predict
+        from sysid.solvers import SolverConfig
         from sysid.data import state_names
 
         m = self.members[member]
         data = self.member_data[member]
         loss = _loss_kind(m.config)
-        pred = predict(m, data, settings=Integration(rtol=1e-6, atol=1e-9))
+        pred = predict(m, data, settings=SolverConfig(method="RK45", rtol=1e-6, atol=1e-9))
         sd = {}
         for s in state_names(data):
             y, f = data[s].values, pred[s].values
@@ -375,7 +380,8 @@ def _check(model: Any, data: xr.Dataset, config: Any, members: int, kind: str, r
     from sysid.training import FitConfig
 
     if not isinstance(model, Model):
-        raise ConfigError(f"ensemble: model must be a sysid.models.Model; got {type(model).__name__}.")
+        raise ConfigError(f"ensemble: model must be a sysid.models.Model; got "
+                          f"{type(model).__name__}.")
     validate(data, where="ensemble data")
     config = config if config is not None else FitConfig()
     if not isinstance(config, FitConfig):
@@ -390,12 +396,13 @@ def _check(model: Any, data: xr.Dataset, config: Any, members: int, kind: str, r
         raise ConfigError(f"ensemble: resample={resample!r} applies to kind='bootstrap' only.")
     if not (isinstance(spread, (int, float)) and spread > 0 and math.isfinite(spread)):
         raise ConfigError(f"ensemble: spread must be a positive number; got {spread!r}.")
-    if kind == "seeds" and not has_neural(model) and config.batch_windows is None:
+    if kind == "seeds" and not has_neural(model) and config.optimizer.batch_windows is None:
         raise ConfigError(
-            "ensemble(kind='seeds'): a seed changes only the initial weights of neural terms and the "
-            "order of window batches; this model has no neural term and the config takes all "
-            "windows at once (batch_windows=None), so every member would be the same fit. Use "
-            "kind='bootstrap' (uncertainty from the data) or kind='starts' (random starting values).")
+            "ensemble(kind='seeds'): a seed changes only the initial weights of neural terms and "
+            "the order of window batches; this model has no neural term and the config takes all "
+            "windows at once (optimizer.batch_windows=None), so every member would be the same "
+            "fit. Use kind='bootstrap' (uncertainty from the data) or kind='starts' (random "
+            "starting values).")
     return config
 
 
@@ -490,7 +497,8 @@ def ensemble(model: Any, data: xr.Dataset, config: Any = None, *, members: int =
                             label="base fit")])[0]
         if isinstance(base, TaskFailure):
             raise DataError(f"ensemble(kind='bootstrap'): the fit to the original data failed, so "
-                            f"there are no residuals to resample: {base.error_type}: {base.message}")
+                            f"there are no residuals to resample: {base.error_type}: "
+                            f"{base.message}")
         fitted = _predict_fitted(base, data)
         states = [s for s in model.observed if s in data.data_vars]
         for i in range(members):
@@ -531,13 +539,16 @@ def ensemble(model: Any, data: xr.Dataset, config: Any = None, *, members: int =
 
 
 def _predict_fitted(result: Any, data: xr.Dataset) -> xr.Dataset:
-    from sysid.analysis import Integration, predict
+    from sysid.analysis import predict
+    from sysid.solvers import SolverConfig
 
     try:
-        return predict(result, data, settings=Integration(rtol=1e-8, atol=1e-10))
+        return predict(result, data,
+                       settings=SolverConfig(method="RK45", rtol=1e-8, atol=1e-10))
     except SolverError as exc:
         raise DataError(f"ensemble(kind='bootstrap'): the fit to the original data cannot be "
-                        f"simulated over the data ({exc}); there are no residuals to resample.") from None
+                        f"simulated over the data ({exc}); there are no residuals to "
+                        f"resample.") from None
 
 
 def summary(ens: Ensemble, level: float = 0.9) -> Mapping[str, Any]:

@@ -1,4 +1,5 @@
-"""Where many independent tasks run: a local process pool, any ``concurrent.futures`` executor, Dask.
+"""Where many independent tasks run: a local process pool, any ``concurrent.futures`` executor,
+or Dask.
 
 Every engine is used through the :class:`concurrent.futures.Executor` interface, so the same call
 runs on a laptop or a cluster and only the executor changes:
@@ -393,7 +394,8 @@ def run_tasks(fn: Callable[[Any], Any], payloads: Sequence[Any], *, executor: An
         while started < n or pending:
             capacity = slots()
             while started < n and len(pending) < capacity:
-                pending[_submit(ex, fn, payloads[started], started, labels[started], serial)] = started
+                future = _submit(ex, fn, payloads[started], started, labels[started], serial)
+                pending[future] = started
                 started += 1
             done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
             for future in done:

@@ -152,6 +152,7 @@ def residual_bootstrap(data: xr.Dataset, fitted: xr.Dataset, rng: np.random.Gene
             y = data[s].values[i, :n]
             new = f[i, :n] * np.exp(drawn) if mult else f[i, :n] + drawn
             out[s].values[i, :n] = np.where(np.isfinite(y), new, np.nan)
-    out.attrs["processing"] = (f"residual block bootstrap of {data.attrs.get('source', 'the data')} "
-                               f"(block {block or 'auto'}, {'log' if mult else 'additive'} residuals)")
+    source = data.attrs.get("source", "the data")
+    out.attrs["processing"] = (f"residual block bootstrap of {source} (block {block or 'auto'}, "
+                               f"{'log' if mult else 'additive'} residuals)")
     return out

@@ -4,10 +4,10 @@ Every trial is one fit on the training part of the data, scored by its free-run 
 held-out part (whole runs held out, or the end of every run); the trials run at once on an
 executor like :func:`sysid.fit_many`.
 
-Keys name what a trial changes: ``"lr"`` or ``"fit.lr"`` (a :class:`~sysid.training.FitConfig`
-field; a dotted path such as ``"fit.optimizer.lr"`` reaches into a part), and ``"model.width"``
-(a keyword of the model factory). Values: a grid lists the values of each key (every
-combination is tried); a random search gives per key a list (uniform choice) or one of
+Keys name what a trial changes: ``"epochs"`` or ``"fit.epochs"`` (a
+:class:`~sysid.training.FitConfig` field; a dotted path such as ``"optimizer.lr"`` reaches into a
+part), and ``"model.width"`` (a keyword of the model factory). Values: a grid lists the values of
+each key (every combination is tried); a random search gives per key a list (uniform choice) or one of
 ``{"uniform": [lo, hi]}``, ``{"log_uniform": [lo, hi]}``, ``{"int_uniform": [lo, hi]}`` (both ends
 included) and draws ``samples`` trials.
 """
@@ -101,11 +101,13 @@ def held_out_error(result: Any, evaluation: xr.Dataset, scoring: Mapping[str, An
                    spread: Mapping[str, float]) -> dict[str, float]:
     """Free-run error on the scored samples: per measured state RMSE / ``spread[state]`` and their
     mean as ``"score"`` (inf when the simulation fails)."""
-    from sysid.analysis import Integration, predict
+    from sysid.analysis import predict
+    from sysid.solvers import SolverConfig
     from sysid.data import run_ids
 
     try:
-        pred = predict(result, evaluation, settings=Integration(rtol=1e-6, atol=1e-9))
+        pred = predict(result, evaluation,
+                       settings=SolverConfig(method="RK45", rtol=1e-6, atol=1e-9))
     except SolverError:
         return {"score": math.inf}
     after = scoring.get("after")
@@ -236,7 +238,8 @@ def trials(grid: Mapping[str, Sequence[Any]] | None, random: Mapping[str, Any] |
     grid = dict(grid or {})
     for key, values in grid.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            raise ConfigError(f"sweep: grid key '{key}' must list at least one value; got {values!r}.")
+            raise ConfigError(f"sweep: grid key '{key}' must list at least one value; got "
+                              f"{values!r}.")
     combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
     if not random:
         if samples is not None:
