@@ -52,7 +52,10 @@ class TaskFailure:
 
     def __str__(self) -> str:
         where = f" on {self.worker}" if self.worker else ""
-        return f"task {self.index} ({self.label}) failed{where}: {self.error_type}: {self.message}"
+        name = f"task {self.index}"
+        if self.label and self.label != name:
+            name += f" ({self.label})"
+        return f"{name} failed{where}: {self.error_type}: {self.message}"
 
 
 def worker_pid() -> int:

@@ -201,9 +201,15 @@ class LocalPool(cf.Executor):
         exc = inner.exception() if not inner.cancelled() else cf.CancelledError()
         with self._lock:
             if isinstance(exc, BrokenProcessPool):
-                pid = f" (pid {lane.pid})" if lane.pid is not None else ""
-                exc = WorkerDied(f"the worker process{pid} died while running this task (killed "
-                                 f"by a signal, out of memory, or a crash in native code).")
+                if lane.pid is None:  # it never started: usually a script without a main guard
+                    exc = WorkerDied(
+                        "the worker process could not start (see the error it printed above). A "
+                        "script that uses worker processes must run its code under "
+                        "'if __name__ == \"__main__\":', because each worker imports the script.")
+                else:
+                    exc = WorkerDied(f"the worker process (pid {lane.pid}) died while running this "
+                                     f"task (killed by a signal, out of memory, or a crash in "
+                                     f"native code).")
                 lane.pool.shutdown(wait=False)
                 if not self._closed:
                     self._lanes[self._lanes.index(lane)] = _Lane(self._ctx, self._threads)
