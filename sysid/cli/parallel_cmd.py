@@ -293,6 +293,10 @@ def _write_members(ens: Any, ds: Any, test: Any | None, folder: Path) -> Any:
 SWEEP_KEYS = ("grid", "random", "samples", "seed", "holdout", "holdout_time")
 
 _SWEEP_EPILOG = """\b
+Example (from the repository root; 4 trials of a hybrid Lotka-Volterra model):
+  sysid sweep case_studies/sweep_hare_lynx.toml --out hl_sweep
+  sysid fit --config hl_sweep/best.toml --out hl_best
+\b
 The config file is a 'sysid fit' config ([data], [model], [fit]) plus a [sweep] table:
 \b
   [sweep]
