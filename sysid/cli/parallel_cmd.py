@@ -294,7 +294,7 @@ SWEEP_KEYS = ("grid", "random", "samples", "seed", "holdout", "holdout_time")
 
 _SWEEP_EPILOG = """\b
 Example (from the repository root; 4 trials of a hybrid Lotka-Volterra model):
-  sysid sweep case_studies/sweep_hare_lynx.toml --out hl_sweep
+  sysid sweep examples/sweep_hare_lynx.toml --out hl_sweep
   sysid fit --config hl_sweep/best.toml --out hl_best
 \b
 The config file is a 'sysid fit' config ([data], [model], [fit]) plus a [sweep] table:
