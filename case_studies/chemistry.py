@@ -15,9 +15,10 @@ Question
     (2000): lKe = -2.4327, lKa = 0.4514, lCl = -3.2145 (natural logs; Cl = ke V).
 Model
     ``sysid.models.physics("first_order_kinetics")`` and ``physics("pk_one_compartment")``, all
-    parameters free, single shooting from the known initial state (BOD: y = 0 at t = 0 is added
-    as the first sample; theophylline: the dose as gut(0), the t = 0 sample as C(0) - 0 for 9 of
-    the 12 subjects, 0.15-0.74 mg/L for the others), squared error, L-BFGS polish.
+    parameters free, fitted with sysid's defaults and ``loss="sse"``: a model without network
+    weights goes straight to the joint least-squares estimator, single shooting from the known
+    initial state (BOD: y = 0 at t = 0 is added as the first sample; theophylline: the dose as
+    gut(0), the t = 0 sample as C(0) - 0 for 9 of the 12 subjects, 0.15-0.74 mg/L for the others).
 Result (full mode; see case_studies/README.md)
     BOD: A and k equal the least-squares values to 4 digits and the standard errors match R's.
     Theophylline: one pooled parameter set for all subjects (no random effects), and a two-stage
@@ -45,22 +46,13 @@ NLME = {"lKe": -2.4327, "lKa": 0.4514, "lCl": -3.2145}
 NLME_SOURCE = "nlme fixed effects for Theoph (Pinheiro & Bates 2000)"
 
 
-def _settings(fast: bool) -> dict:
-    # Fast mode: fewer Adam epochs and coarser rk4 substeps; the L-BFGS polish converges these
-    # 2-3 parameter fits either way (measured: BOD identical to 4 digits, theophylline log-
-    # parameters within 0.01 of full mode).
-    if fast:
-        return {"bod_epochs": 80, "pk_epochs": 80, "pk_substeps": 4, "subject_epochs": 40}
-    return {"bod_epochs": 200, "pk_epochs": 250, "pk_substeps": 8, "subject_epochs": 150}
-
-
-def _config(*, epochs: int, lr: float, substeps: int, stderr: bool = True, **kw):
-    """Single shooting from the known initial state, float64, L-BFGS refinement."""
+def _config(**kw):
+    """sysid's defaults with the least-squares error model: a physics model without network
+    weights goes straight to the joint least-squares estimator (single shooting from the known
+    initial state), so there are no training settings to choose (fast mode changes nothing)."""
     from sysid.training import FitConfig
 
-    return FitConfig(epochs=epochs, shooting="single", dtype="float64", progress=False,
-                     optimizer={"lr": lr}, solver={"substeps": substeps},
-                     refine={"enabled": True, "stderr": stderr}, **kw)
+    return FitConfig(loss="sse", dtype="float64", progress=False, **kw)
 
 
 def fit_bod(fast: bool):
@@ -73,8 +65,7 @@ def fit_bod(fast: bool):
 
     data = with_initial_sample(datasets.load("bod"), 0.0, {"y": 0.0}, rename={"demand": "y"})
     model = physics("first_order_kinetics", values={"A": 10.0, "k": 0.2}, dtype=torch.float64)
-    cfg = _config(epochs=_settings(fast)["bod_epochs"], lr=0.05, substeps=4)
-    return data, fit(model, data, cfg)
+    return data, fit(model, data, _config())
 
 
 def theophylline_data():
@@ -108,12 +99,9 @@ def fit_theophylline(data, fast: bool):
     from sysid.models import physics
     from sysid.training import fit
 
-    s = _settings(fast)
     model = physics("pk_one_compartment", values={"ka": 1.0, "ke": 0.1, "V": 0.5}, dtype=torch.float64)
-    # gut is measured at t = 0 only (the dose, the initial state): it carries no loss
-    cfg = _config(epochs=s["pk_epochs"], lr=0.03, substeps=s["pk_substeps"],
-                  loss={"weights": {"gut": 0.0}})
-    return fit(model, data, cfg)
+    # gut is measured at t = 0 only (the dose, the initial state): it is no residual
+    return fit(model, data, _config())
 
 
 def fit_theophylline_per_subject(data, fast: bool):
@@ -128,12 +116,9 @@ def fit_theophylline_per_subject(data, fast: bool):
     import sysid
     from sysid.models import physics
 
-    s = _settings(fast)
     model = physics("pk_one_compartment", values={"ka": 1.0, "ke": 0.1, "V": 0.5},
                     dtype=torch.float64)
-    cfg = _config(epochs=s["subject_epochs"], lr=0.03, substeps=s["pk_substeps"],
-                  loss={"weights": {"gut": 0.0}}, stderr=False)
-    per = sysid.fit_per_run(model, data, cfg, progress=False)
+    per = sysid.fit_per_run(model, data, _config(refine={"stderr": False}), progress=False)
     if per.failures:
         first = next(iter(per.failures.values()))
         raise RuntimeError(f"{len(per.failures)} subject fits failed; first: {first}")
@@ -162,14 +147,14 @@ def main(argv: Sequence[str] | None = None) -> Study:
     table["reference_stderr"] = [BOD_SE[n] for n in table.index]
     study.table("bod_parameters", table[["value", "reference", "percent_error", "stderr",
                                          "reference_stderr", "units"]])
-    # 1 % in full mode (a two-parameter least-squares problem converges fully); 3 % in fast mode
-    tol = 0.03 if args.fast else 0.01
+    # 1 % in both modes: the least-squares estimator converges this two-parameter problem
+    tol = 0.01
     for name in ("A", "k"):
         study.check(f"BOD {name}", table.loc[name, "value"], BOD_REF[name], tol, source=BOD_SOURCE)
-    # Gauss-Newton standard errors vs R's: same approximation, so 5 % (fast: 10 %)
+    # Gauss-Newton standard errors vs R's: same approximation, so 5 %
     for name in ("A", "k"):
         study.check(f"BOD stderr({name})", table.loc[name, "stderr"], BOD_SE[name],
-                    0.10 if args.fast else 0.05, source=BOD_SOURCE)
+                    0.05, source=BOD_SOURCE)
     pred = predict(bod.model, bod_data)
     resid = rmse(bod_data["y"].values[0][1:], pred["y"].values[0][1:])
     study.notes.append(f"BOD residual RMSE {resid:.3f} mg/L")

@@ -13,7 +13,8 @@ from sysid import datasets
 from sysid.data import from_arrays
 from sysid.errors import ConfigError, ParameterError
 from sysid.estimation.covariance import uncertainty
-from sysid.estimation.least_squares import Refine, solve
+from sysid.estimation.least_squares import solve
+from sysid.training import Refine
 from sysid.estimation.problem import from_data
 from sysid.models import Parameter, physics
 
@@ -83,7 +84,7 @@ def test_free_initial_state_moves_and_matches_scipy():
 
 def test_iteration_limit_is_reported_not_hidden():
     p = from_data(physics("first_order_kinetics", values={"A": 10.0, "k": 0.2}), bod_data(), loss="sse")
-    x, conv = solve(p, Refine(max_evaluations=2))
+    x, conv = solve(p, Refine(max_iterations=2))
     assert conv.reason == "iteration_limit" and not conv.converged
     assert conv.predicted_decrease > 1e-6
 
@@ -124,7 +125,7 @@ def test_product_of_parameters_is_named_as_not_identifiable():
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ConfigError, match="Refine: method must be one of"):
         Refine(method="newton")
-    with pytest.raises(ConfigError, match="Refine: accuracy must be a positive number"):
+    with pytest.raises(ConfigError, match="Refine: accuracy must be a finite number > 0"):
         Refine(accuracy=-1.0)
     with pytest.raises(ConfigError, match="initial_states must be 'measured' or 'free'"):
         from_data(physics("first_order_kinetics"), bod_data(), initial_states="guess")

@@ -182,4 +182,4 @@ def test_stop_reasons_are_strings_exported_from_training_and_sysid():
     assert json.dumps(StopReason.DIVERGED) == '"diverged"'
     assert [r.value for r in StopReason] == ["completed", "converged", "iteration_limit",
                                              "target_reached", "early_stopping", "max_time",
-                                             "interrupted", "diverged"]
+                                             "interrupted", "diverged", "skipped"]

@@ -333,8 +333,10 @@ def test_log_loss_needs_positive_data_and_fits_populations(lv_data):
 @pytest.mark.parametrize("loss", ["sse", {"kind": "wls", "sigma": {"prey": 2.0, "predator": 1.0}},
                                   "gaussian", "poisson", "relative", "nmse"])
 def test_every_error_model_trains(lv_data, loss):
+    # the first-order stage only (the joint least-squares refinement of each error model is
+    # tested in test_estimation_*; from this poor a start it would take minutes)
     cfg = FitConfig(epochs=4, loss=loss, optimizer=Optimizer(lr=1e-2), shooting={"horizons": (4,)},
-                    warm_start=False, refine={"stderr": False}, progress=False)
+                    warm_start=False, refine={"enabled": False, "stderr": False}, progress=False)
     result = fit(physics("lotka_volterra", values=LV_POOR), lv_data, cfg)
     losses = result.history["loss"].to_numpy()
     # a poor start (45-100 % off) and four small steps: the misfit must fall whatever its model
@@ -346,7 +348,7 @@ def test_adaptive_solver_with_adjoint_trains(lv_data):
     start = physics("lotka_volterra", values={"a": 0.5, "b": 0.03, "c": 0.85, "d": 0.022})
     cfg = FitConfig(epochs=6, progress=False, optimizer=Optimizer(lr=1e-2),
                     shooting=Shooting(horizons=(6,)), solver={"method": "dopri5", "adjoint": True},
-                    warm_start=False, refine=Refine(stderr=False))
+                    warm_start=False, refine=Refine(enabled=False, stderr=False))
     result = fit(start, lv_data, cfg)
     losses = result.history["loss"].to_numpy()
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
@@ -370,15 +372,16 @@ def test_validation_tail_and_early_stopping(lv_data):
     assert math.isfinite(best_row["val_nrmse"]) and best_row["val_nrmse"] < 0.1
 
 
-def test_lbfgs_polish_refines_the_physical_parameters(lv_data):
+def test_least_squares_refinement_finishes_the_physical_parameters(lv_data):
     start = {"a": 0.5, "b": 0.03, "c": 0.85, "d": 0.022}  # 5-10 % off
     cfg = dict(epochs=3, optimizer=Optimizer(lr=1e-3), shooting=Shooting(horizons=(20,)),
                warm_start=False, progress=False)
-    rough = fit(physics("lotka_volterra", values=start), lv_data, FitConfig(**cfg))
+    rough = fit(physics("lotka_volterra", values=start), lv_data, FitConfig(**cfg, refine=False))
     polished = fit(physics("lotka_volterra", values=start), lv_data,
                    FitConfig(**cfg, refine=Refine(enabled=True, max_iterations=30)))
-    # three small Adam steps barely move the rates; L-BFGS on the 4 parameters converges to the
-    # least-squares optimum, which lies within 3 % of the truth for these data (see above)
+    # three small Adam steps barely move the rates; the joint least-squares refinement (rates and
+    # the free latent/initial states together) converges to the optimum, which lies within 3 % of
+    # the truth for these data (see above)
     assert max(rel_err(rough.parameters, LV_TRUE).values()) > 0.04
     assert max(rel_err(polished.parameters, LV_TRUE).values()) < 0.03
 
@@ -413,7 +416,7 @@ def test_progress_bar_on_a_terminal_shows_loss_validation_and_nfe(lv_data, monke
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     cfg = dict(epochs=2, shooting=Shooting(horizons=(4,)), warm_start=False,
-               refine=Refine(stderr=False), validation=Validation(every=1))
+               refine=Refine(enabled=False, stderr=False), validation=Validation(every=1))
     fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg, progress=True), validation=lv_data)
     fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg, progress=False))
     monkeypatch.setenv("TQDM_DISABLE", "1")
@@ -431,7 +434,7 @@ def test_progress_off_a_terminal_is_a_line_every_interval(lv_data, monkeypatch, 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     monkeypatch.setattr(engine, "_LOG_INTERVAL_S", 0.0)  # a line after every epoch
     cfg = dict(epochs=3, shooting=Shooting(horizons=(4,)), warm_start=False,
-               refine=Refine(stderr=False), validation=Validation(every=1))
+               refine=Refine(enabled=False, stderr=False), validation=Validation(every=1))
     fit(physics("lotka_volterra"), lv_data, FitConfig(**cfg), validation=lv_data)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3, lines
@@ -453,7 +456,7 @@ def test_progress_off_a_terminal_is_a_line_every_interval(lv_data, monkeypatch, 
 def test_plateau_schedule_halves_the_rate_and_float64_runs(lv_data):
     start = {"a": 0.55, "b": 0.028, "c": 0.8, "d": 0.024}  # at the truth: the loss plateaus at once
     cfg = dict(epochs=8, shooting=Shooting(horizons=(10,)), warm_start=False,
-               refine=Refine(stderr=False), progress=False, dtype="float64")
+               refine=Refine(enabled=False, stderr=False), progress=False, dtype="float64")
     result = fit(physics("lotka_volterra", values=start), lv_data,
                  FitConfig(**cfg, optimizer=Optimizer(schedule="plateau", plateau_patience=1)))
     lrs = result.history["lr"].to_numpy()

@@ -33,11 +33,13 @@ def test_the_rule_finds_long_functions_and_accepts_a_reason():
     assert _long_functions(f'def f():\n    """Long: a table of cases."""\n{body}\n') == []
 
 
-def test_the_polish_is_called_from_one_place_in_the_engine():
-    # the joint refinement (sysid.estimation) hooks in where the polish is called today
+def test_the_joint_refinement_is_called_from_one_place_in_the_engine():
+    # sysid.estimation's refinement runs from _least_squares only (instead of the first-order
+    # stage for a model without network weights, or after it)
     tree = ast.parse((TRAINING / "engine.py").read_text(encoding="utf-8"))
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
-             and getattr(node.func, "id", None) == "polish"]
+             and getattr(node.func, "id", None) == "refine_model"]
     assert len(calls) == 1
-    refine = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_refine")
-    assert any(c is call for c in ast.walk(refine) for call in calls)
+    hook = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_least_squares")
+    assert any(c is call for c in ast.walk(hook) for call in calls)
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == "polish"]

@@ -23,7 +23,7 @@ def test_state_measured_only_at_the_start_does_not_make_the_loss_nan():
     ds = from_arrays([t], {"x": [x], "y": [y]}, states=["x", "y"])
     model = hybrid(_transfer, {"k": 0.5}, ["x", "y"], width=4)
     result = fit(model, ds, FitConfig(epochs=40, progress=False, shooting=Shooting(horizons=(8,)),
-                                      warm_start=False, refine=Refine(stderr=False),
+                                      warm_start=False, refine=Refine(enabled=False, stderr=False),
                                       optimizer=Optimizer(lr=0.05)))
     assert result.stopped_reason == "completed"
     assert all(math.isfinite(v) for v in result.history["loss"])

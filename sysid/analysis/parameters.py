@@ -1,7 +1,8 @@
 """Recovered physical parameters against reference values: units, % error, standard errors.
 
 ``percent_error = 100 (value - reference) / |reference|``. When a standard error is known the
-table gives the 95 % normal interval ``value ± 1.96 stderr`` and whether the reference lies in it.
+table gives the 95 % interval (the fit's own ``ci95_low``/``ci95_high`` when it has them, else the
+normal ``value ± 1.96 stderr``) and whether the reference lies in it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ def parameter_table(
     out["stderr"] = se
     out["ci95_low"] = out["value"] - Z95 * out["stderr"]
     out["ci95_high"] = out["value"] + Z95 * out["stderr"]
+    if stderr is None and {"ci95_low", "ci95_high"} <= set(est.columns):
+        # the fit's own intervals (Student t when the noise level was estimated)
+        given = est["ci95_low"].notna() & est["ci95_high"].notna()
+        out.loc[given, "ci95_low"] = est.loc[given, "ci95_low"].astype(float)
+        out.loc[given, "ci95_high"] = est.loc[given, "ci95_high"].astype(float)
     known = out["stderr"].notna() & out["reference"].notna()
     out["reference_in_ci"] = pd.Series(pd.NA, index=out.index, dtype="boolean")
     out.loc[known, "reference_in_ci"] = (

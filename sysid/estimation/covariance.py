@@ -131,7 +131,7 @@ def uncertainty(problem: ShootingProblem, theta: torch.Tensor, *, names_shown: i
     saved = problem.sigma
     if em.sigma_kind == "common":
         problem.sigma = None
-    _, jac = problem.jacobian(theta, fisher=True)
+    r_fisher, jac = problem.jacobian(theta, fisher=True)
     problem.sigma = saved
     j = np.where(np.isfinite(jac.numpy()), jac.numpy(), 0.0)
     # invert in the solver's coordinates (raw parameters, scaled initial states; well scaled),
@@ -150,11 +150,8 @@ def uncertainty(problem: ShootingProblem, theta: torch.Tensor, *, names_shown: i
         warns.append(f"no degrees of freedom left ({n} residuals, {p} estimated quantities): "
                      f"standard errors cannot be estimated")
     elif em.sigma_kind == "common":
-        problem.sigma = None
-        with torch.no_grad():
-            r = problem.residuals(theta)
-        problem.sigma = saved
-        factor = float(r @ r) / dof
+        # common noise level: the Fisher residuals are the residuals before it (e / a)
+        factor = float(r_fisher @ r_fisher) / dof
     else:
         factor = n / dof
     cov = factor * inv

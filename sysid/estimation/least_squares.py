@@ -32,73 +32,23 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
+from sysid.budget import BudgetExceeded
 from sysid.errors import ConfigError, SolverError
 from sysid.estimation.problem import ShootingProblem
+from sysid.training.config import Refine
+from sysid.training.result import StopReason
 
 __all__ = ["Refine", "Convergence", "solve"]
 
-_METHODS = ("auto", "lm", "trf")
+# fixed SciPy tolerances: the convergence test that counts is the Gauss-Newton decrease
+_XTOL = 1e-12
+_GTOL = 1e-12
+# RK4 steps per longest sample gap, at most
+_MAX_SUBSTEPS = 1024
+
 # a trial point whose solve fails gets residuals this large: the step is rejected, the trust
 # region shrinks
 _FAILED = 1e10
-
-
-@dataclass(frozen=True, kw_only=True)
-class Refine:
-    """Settings of the joint least-squares refinement (see :mod:`sysid.estimation.least_squares`).
-
-    Parameters
-    ----------
-    enabled : bool
-        Refine after the first-order stage (physical parameters, free and latent initial states,
-        noise levels; never network weights).
-    method : {"auto", "lm", "trf"}
-        SciPy's least-squares method: "lm" (MINPACK Levenberg-Marquardt) needs at least as many
-        residuals as unknowns; "auto" uses it then and "trf" otherwise.
-    max_evaluations : int
-        Budget of residual evaluations per least-squares solve (SciPy's ``max_nfev``).
-    ftol : float
-        Converged when a full Gauss-Newton step would lower the cost by less than this fraction.
-    xtol, gtol : float
-        SciPy's step and gradient tolerances.
-    accuracy : float
-        Largest change of the predictions from one RK4 step to half of it, as a fraction of each
-        state's residual noise level (RMS residual; at least 1e-4 of its spread); the step halves
-        until it holds.
-    max_substeps : int
-        Upper limit of the RK4 steps per longest sample gap.
-    max_unknowns : int
-        Refine only problems with at most this many unknowns (dense Jacobians).
-    stderr : bool
-        Compute the covariance, standard errors and intervals at the optimum.
-    """
-
-    enabled: bool = True
-    method: str = "auto"
-    max_evaluations: int = 400
-    ftol: float = 1e-10
-    xtol: float = 1e-12
-    gtol: float = 1e-12
-    accuracy: float = 1e-2
-    max_substeps: int = 1024
-    max_unknowns: int = 400
-    stderr: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise ConfigError(f"Refine: enabled must be True or False; got {self.enabled!r}.")
-        if self.method not in _METHODS:
-            raise ConfigError(f"Refine: method must be one of {list(_METHODS)}; got {self.method!r}.")
-        for name in ("max_evaluations", "max_substeps", "max_unknowns"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"Refine: {name} must be an integer >= 1; got {v!r}.")
-        for name in ("ftol", "xtol", "gtol", "accuracy"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"Refine: {name} must be a positive number; got {v!r}.")
-        if not isinstance(self.stderr, bool):
-            raise ConfigError(f"Refine: stderr must be True or False; got {self.stderr!r}.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +57,7 @@ class Convergence:
 
     Attributes
     ----------
-    reason : str
+    reason : StopReason
         "converged", "iteration_limit", "max_time", "interrupted", "diverged" (the solves failed)
         or "skipped" (nothing to refine, or refinement disabled / too large; see ``message``).
     converged : bool
@@ -132,7 +82,7 @@ class Convergence:
         In words (SciPy's message, the reason for skipping, ...).
     """
 
-    reason: str
+    reason: StopReason
     converged: bool
     gradient_norm: float = math.nan
     relative_step: float = math.nan
@@ -143,9 +93,12 @@ class Convergence:
     step: float = math.nan
     message: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", StopReason(self.reason))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON-able)."""
-        return {k: (str(v) if k == "reason" else v) for k, v in self.__dict__.items()}
+        return {k: (str(v.value) if k == "reason" else v) for k, v in self.__dict__.items()}
 
 
 class _Stop(Exception):
@@ -191,10 +144,10 @@ class _Tracker:
 
 def _choose_step(problem: ShootingProblem, theta: torch.Tensor, settings: Refine) -> None:
     """Halve ``problem.step`` until the predictions agree with half the step to ``accuracy``."""
-    shortest = problem.longest_gap / settings.max_substeps
+    shortest = problem.longest_gap / _MAX_SUBSTEPS
     with torch.no_grad():
         try:
-            pred = problem.observed(problem.predict(theta))
+            pred = problem.predict(theta, measured=True)
             diff = torch.where(problem.mask, pred - problem.obs, torch.zeros_like(pred))
             n = problem.mask.reshape(-1, pred.shape[-1]).sum(0).clamp(min=1)
             noise = torch.sqrt((diff * diff).reshape(-1, pred.shape[-1]).sum(0) / n)
@@ -248,7 +201,7 @@ def _method(settings: Refine, problem: ShootingProblem) -> str:
 
 def _scipy(tracker: _Tracker, x0: np.ndarray, settings: Refine, method: str, budget: int) -> Any:
     kw: dict[str, Any] = {"method": method, "x_scale": "jac", "ftol": min(settings.ftol, 1e-8) * 1e-2,
-                          "xtol": settings.xtol, "gtol": settings.gtol, "max_nfev": budget}
+                          "xtol": _XTOL, "gtol": _GTOL, "max_nfev": budget}
     return least_squares(tracker.fun, x0, jac=tracker.jac, **kw)
 
 
@@ -280,13 +233,13 @@ def solve(problem: ShootingProblem, settings: Refine | None = None, *,
     if problem.n_residuals == 0:
         return x, Convergence(reason="skipped", converged=False, message="no residuals")
     method = _method(settings, problem)
-    _choose_step(problem, torch.as_tensor(x), settings)
     per_state = problem.error_model.sigma_kind == "state"
-    if per_state:
-        problem.sigma = _safe_sigma(problem, x)
     reason, message = "iteration_limit", ""
-    budget = settings.max_evaluations
+    budget = settings.max_iterations
     try:
+        _choose_step(problem, torch.as_tensor(x), settings)
+        if per_state:
+            problem.sigma = _safe_sigma(problem, x)
         for _ in range(50):  # re-weighting and substep rounds; each usually converges in few steps
             res = _scipy(tracker, x, settings, method, max(budget - tracker.nfev, 1))
             x = tracker.best_x.copy() if tracker.best_x is not None else res.x
@@ -308,6 +261,8 @@ def solve(problem: ShootingProblem, settings: Refine | None = None, *,
             break
     except _Stop:
         reason, message = "max_time", f"the time budget of {max_time} s was spent"
+    except BudgetExceeded:
+        reason, message = "max_time", "the fit's max_time was spent during the least-squares solve"
     except KeyboardInterrupt:
         reason, message = "interrupted", "interrupted during the least-squares refinement"
     if reason in ("max_time", "interrupted") and tracker.best_x is not None:

@@ -161,8 +161,8 @@ class ShootingProblem:
 
     def __init__(self, field: nn.Module, spec: ModelSpec, data: Prepared, scales: Scaling,
                  error_model: ErrorModel, free: torch.Tensor, z0: torch.Tensor, *,
-                 step: float | None = None, hold: Mapping[str, float] | None = None) -> None:
-        _no_outputs(spec)
+                 step: float | None = None, hold: Mapping[str, float] | None = None,
+                 observer: Any = None) -> None:
         dt = torch.float64
         self.spec = spec
         self.data = data
@@ -175,7 +175,17 @@ class ShootingProblem:
         self.rhs = _UserRhs(field)
         oi = spec.obs_idx
         self.obs_idx = oi
-        self.spread = self.scale[oi]
+        # the measured variables: observed states, then the outputs of measurement equations
+        self.observer = observer if spec.outputs else None
+        if spec.outputs and observer is None:
+            raise ConfigError("estimation: a model with output equations needs observer= (the model "
+                              "whose observe() gives them).")
+        if data.y_mean is not None:
+            y_mean = torch.tensor(np.asarray(data.y_mean), dtype=dt)
+            y_scale = torch.tensor(np.asarray(data.y_scale), dtype=dt)
+        else:
+            y_mean, y_scale = self.mean[oi], self.scale[oi]
+        self.spread = y_scale
         if int(data.lengths.min()) < 2:
             raise ConfigError("estimation: every run needs at least two samples for single shooting.")
         self.t = data.t.to(dt)
@@ -186,14 +196,16 @@ class ShootingProblem:
             raise ConfigError("estimation: every run must span a positive time.")
         self.step = self.longest_gap if step is None else float(step)
         self._grids: dict[float, _Grid] = {}
-        self.obs = self.mean[oi] + self.scale[oi] * data.y.to(dt)
+        self.obs = y_mean + y_scale * data.y.to(dt)
         inside = torch.arange(self.t.shape[1])[None, :] < data.lengths[:, None]
         mask = data.mask & inside[..., None]
         first = torch.zeros_like(mask)
         first[:, 0] = True
-        free_o = free[:, oi].to(torch.bool)
-        # the first sample is a residual only where that initial state is estimated
-        mask = mask & (~first | free_o[:, None, :])
+        counts0 = torch.ones(len(data.run_ids), mask.shape[-1], dtype=torch.bool)
+        counts0[:, : len(oi)] = free[:, oi].to(torch.bool)
+        # the first sample of an observed state is a residual only where its initial state is
+        # estimated (else it is the initial condition); outputs always count
+        mask = mask & (~first | counts0[:, None, :])
         self.mask = error_model.active(mask)
         error_model.check(self.obs, self.mask, data.run_ids)
         self.free = free.to(torch.bool).clone()
@@ -319,23 +331,30 @@ class ShootingProblem:
             self._grids[h] = _Grid(self.t, self.data.lengths, h, self.u, self.spec.interpolation)
         return self._grids[h]
 
-    def predict(self, theta: torch.Tensor, step: float | None = None) -> torch.Tensor:
-        """States ``(R, N, S)`` of every run at its samples (user units)."""
+    def predict(self, theta: torch.Tensor, step: float | None = None, *,
+                measured: bool = False) -> torch.Tensor:
+        """States ``(R, N, S)`` of every run at its samples (user units), or with ``measured``
+        the measured variables ``(R, N, M)`` (:meth:`observed`, with ``theta``'s parameters)."""
         raws, x0 = self._split(theta)
         grid = self.grid(step)
         with ExitStack() as stack:
             for (_, term), raw in zip(self.terms, raws):
                 stack.enter_context(term.values_from(raw))
             out = solve_windows(self.rhs, x0, grid.t, inputs=grid.inputs, method="rk4", substeps=1)
-        return out[torch.arange(out.shape[0])[:, None], grid.pos]
+            states = out[torch.arange(out.shape[0])[:, None], grid.pos]
+            return self.observed(states) if measured else states
 
     def observed(self, pred: torch.Tensor) -> torch.Tensor:
-        """The observed states of predictions ``(..., S)``."""
-        return pred[..., self.obs_idx]
+        """The measured variables ``(R, N, M)`` of predicted states ``(R, N, S)``: the observed
+        states, then the outputs of the model's measurement equations."""
+        if self.observer is None:
+            return pred[..., self.obs_idx]
+        y = self.observer.observe(self.t, pred, self.u)
+        return torch.cat([pred[..., self.obs_idx], y.to(pred.dtype)], dim=-1)
 
     def residuals(self, theta: torch.Tensor, *, fisher: bool = False) -> torch.Tensor:
         """Standardised residuals ``(m,)`` of every measured entry (see the module docstring)."""
-        pred = self.observed(self.predict(theta))
+        pred = self.predict(theta, measured=True)
         fn = self.error_model.fisher_residuals if fisher else self.error_model.residuals
         r = fn(pred, self.obs, self.mask, self.spread, self.sigma)
         return r[self.mask]
@@ -387,8 +406,8 @@ class ShootingProblem:
         of ``step`` to half that (the RK4 error at ``step`` is about 16/15 of it), and the
         predictions at the half step. ``coarse``: the predictions at ``step`` if known."""
         with torch.no_grad():
-            a = self.observed(self.predict(theta, step)) if coarse is None else coarse
-            b = self.observed(self.predict(theta, step / 2))
+            a = self.predict(theta, step, measured=True) if coarse is None else coarse
+            b = self.predict(theta, step / 2, measured=True)
         inside = torch.arange(self.t.shape[1])[None, :] < self.data.lengths[:, None]
         d = torch.where(inside[..., None], (a - b).abs(), torch.zeros_like(a))
         return d.reshape(-1, d.shape[-1]).max(0).values, b
@@ -417,13 +436,13 @@ class ShootingProblem:
     def nll(self, theta: torch.Tensor, sigma: torch.Tensor | None = None) -> float:
         """Negative log-likelihood at ``theta`` (ML noise levels unless ``sigma`` is given)."""
         with torch.no_grad():
-            pred = self.observed(self.predict(theta))
+            pred = self.predict(theta, measured=True)
             return float(self.error_model.nll(pred, self.obs, self.mask, self.spread, sigma))
 
     def sigma_at(self, theta: torch.Tensor, dof: int = 0) -> torch.Tensor:
         """Noise level per observed state at ``theta`` (ML, or ``SSE / (n - dof)``)."""
         with torch.no_grad():
-            pred = self.observed(self.predict(theta))
+            pred = self.predict(theta, measured=True)
             return self.error_model.sigma(pred, self.obs, self.mask, self.spread, dof=dof)
 
 
@@ -437,15 +456,6 @@ def check_finite(theta: np.ndarray, names: Sequence[str]) -> None:
     bad = [n for n, v in zip(names, theta) if not math.isfinite(v)]
     if bad:
         raise ParameterError(f"estimation: unknowns {bad} start at a non-finite value (on a bound?).")
-
-
-def _no_outputs(spec: ModelSpec) -> None:
-    """Measurement equations are not compared here yet: say so instead of failing on shapes."""
-    if spec.outputs:
-        raise ConfigError(
-            f"estimation: the model has measurement equations (outputs {list(spec.outputs)}); "
-            "the joint least squares compares states only so far. Fit it with sysid.fit, "
-            "whose loss compares the outputs with the data.")
 
 
 def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
@@ -482,7 +492,6 @@ def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
     if initial_states not in ("measured", "free"):
         raise ConfigError(f"estimation: initial_states must be 'measured' or 'free'; got {initial_states!r}.")
     spec = _model_spec(model)
-    _no_outputs(spec)
     unknown = [n for n in known_initial if n not in spec.states]
     if unknown:
         raise ConfigError(f"estimation: known_initial names {unknown} are not states of the model; "
@@ -492,7 +501,7 @@ def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
     scaling = fit_scaling(arrays, spec, smoothing_points)
     prepared = prepare(arrays, spec, scaling, smoothing_points, torch.float64)
     scales = scaling.select(spec.states)
-    em = loss if isinstance(loss, ErrorModel) else make_error_model(loss, spec.observed, sigma=sigma,
+    em = loss if isinstance(loss, ErrorModel) else make_error_model(loss, spec.measured, sigma=sigma,
                                                                      weights=weights)
     work = copy.deepcopy(model).double()
     R, S = len(prepared.run_ids), len(spec.states)
@@ -503,4 +512,4 @@ def from_data(model: Any, data: Any, *, loss: str | ErrorModel = "sse",
     for n in known_initial:
         free[:, spec.states.index(n)] = False
     return ShootingProblem(work.field, spec, prepared, scales, em, free, prepared.z_guess[:, 0],
-                           hold=hold)
+                           hold=hold, observer=work if spec.outputs else None)

@@ -524,29 +524,61 @@ class Checkpoint(_Part):
 @final
 @dataclass(frozen=True, kw_only=True)
 class Refine(_Part):
-    """What happens after the first-order optimiser: a refinement of the physical parameters,
-    and their standard errors.
+    """The joint least-squares refinement after (or, for small physics models, instead of) the
+    first-order stage, and the standard errors (see :mod:`sysid.estimation`).
+
+    Every estimated quantity that is not a network weight - free physical parameters, free and
+    latent initial states, noise levels - is refined together by single-shooting least squares
+    (SciPy's Levenberg-Marquardt / trust-region method, Jacobians by torch), network weights held
+    fixed; the fit reports how it converged.
 
     Parameters
     ----------
     enabled : bool
-        Refine the physical parameters with L-BFGS on the windows of the final stage (kept only
-        when the loss goes down).
+        Run the refinement.
+    first_order : {"auto", "always"}
+        "auto": a model without network weights goes straight to the least-squares estimator from
+        its starting values; the first-order stage (warm start and epochs) runs only when that fit
+        is poor (not converged, or explaining less than 75 % of the data's variation as the error
+        model weighs it), and the better of the two is kept; a first-order setting changed from
+        its default (``epochs``, ``optimizer``, ``shooting``, ``warm_start``, ``validation``,
+        ``checkpoint``) means a planned first-order stage, which then runs first. "always": run
+        the first-order stage first.
+    method : {"auto", "lm", "trf"}
+        SciPy's least-squares method ("lm" needs at least as many residuals as unknowns; "auto"
+        uses it then and "trf" otherwise).
     max_iterations : int
-        Iterations of the refinement.
+        Budget of residual evaluations (SciPy's ``max_nfev``; one per iteration plus rejected steps).
+    ftol : float
+        Converged when a full Gauss-Newton step would lower the cost by less than this fraction.
+    accuracy : float
+        The RK4 step of the refinement is halved until the predictions change by less than this
+        fraction of each state's residual noise level.
+    max_unknowns : int
+        Refine only problems with at most this many unknowns.
     stderr : bool
-        Compute standard errors of the physical parameters (Gauss-Newton approximation).
+        Covariance, standard errors and 95 % intervals from the Jacobian at the optimum.
     """
 
     _table: ClassVar[str] = "fit.refine"
 
-    enabled: bool = False
-    max_iterations: int = 50
+    enabled: bool = True
+    first_order: str = "auto"
+    method: str = "auto"
+    max_iterations: int = 400
+    ftol: float = 1e-10
+    accuracy: float = 1e-2
+    max_unknowns: int = 400
     stderr: bool = True
 
     def __post_init__(self) -> None:
         _bool("Refine", "enabled", self.enabled)
+        _choice("Refine", "first_order", self.first_order, ("auto", "always"))
+        _choice("Refine", "method", self.method, ("auto", "lm", "trf"))
         _int("Refine", "max_iterations", self.max_iterations, 1)
+        _set(self, "ftol", _pos("Refine", "ftol", self.ftol))
+        _set(self, "accuracy", _pos("Refine", "accuracy", self.accuracy))
+        _int("Refine", "max_unknowns", self.max_unknowns, 1)
         _bool("Refine", "stderr", self.stderr)
 
 

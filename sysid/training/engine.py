@@ -8,8 +8,9 @@ non-finite loss or a failed solve rolls back to it, halves the learning rate (an
 solvers, doubles the substeps) and goes on; after ``max_rollbacks`` failures the fit stops with a
 warning and the best model. Ctrl-C (and SIGTERM) stop cleanly with the best model. Checkpoints
 are atomic and resuming from one gives the same result as an uninterrupted run with the same
-seed. After the first-order stage, :func:`_refine` is the one place where the parameters are
-refined further.
+seed. :func:`_least_squares` is the one place where the joint least-squares refinement of
+:mod:`sysid.estimation` runs: instead of the first-order stage for a model without network
+weights (unless that fit is poor), after it otherwise.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ from sysid.training.stats import (
     latent_table,
     parameter_table,
     physics_raw,
-    polish,
     validation_nrmse,
 )
 from sysid.training.warmstart import regress_derivatives
@@ -295,6 +295,9 @@ def _run(ctx: _Context, resume_from: str | None) -> FitResult:
     """Warm start, training, refinement and the result; an interruption or a spent budget at any
     point returns the best model so far (never a NaN one)."""
     cfg = ctx.cfg
+    direct = _direct(ctx) if resume_from is None and _direct_route(ctx) else None
+    if isinstance(direct, FitResult):
+        return direct
     interrupted = False
     before_warm = _clone_state(ctx.work)
     try:
@@ -327,9 +330,18 @@ def _run(ctx: _Context, resume_from: str | None) -> FitResult:
         stopped, message = StopReason.DIVERGED, (
             "every trained state had NaN or infinite parameters; the model is returned as given")
     ctx.problem.substeps = loop.substeps
+    estimate = None
     if stopped != StopReason.INTERRUPTED:
-        stopped, message = _guarded_refine(ctx, stopped, message)
-    return _result(ctx, stopped, message)
+        stopped, message, estimate = _guarded_refine(ctx, stopped, message)
+        if direct is not None and _better(direct.estimate, estimate):
+            ctx.work.load_state_dict(direct.model)
+            with torch.no_grad():
+                ctx.nodes.copy_(direct.nodes)
+            estimate = direct.estimate
+            message = "; ".join(m for m in (message, "the least-squares fit from the model's start "
+                                            "was better than the one after the first-order stage") if m)
+    return _result(ctx, stopped, message, estimate,
+                   route="fallback" if direct is not None else "first-order")
 
 
 def _finite(model: torch.nn.Module) -> bool:
@@ -337,22 +349,28 @@ def _finite(model: torch.nn.Module) -> bool:
                if v.is_floating_point())
 
 
-def _guarded_refine(ctx: _Context, stopped: StopReason, message: str) -> tuple[StopReason, str]:
-    """:func:`_refine`, undone when Ctrl-C or a spent ``max_time`` cuts it short."""
+def _guarded_refine(ctx: _Context, stopped: StopReason,
+                    message: str) -> tuple[StopReason, str, Any]:
+    """:func:`_least_squares` after the first-order stage, undone when Ctrl-C or a spent
+    ``max_time`` cuts it short outside the least-squares solve (which itself stops cleanly with
+    its best point and says so); returns the stop reason, message and the estimate (or None)."""
     if time_budget.expired():
-        return stopped, "; ".join(m for m in (message, "refinement skipped: max_time spent") if m)
+        return stopped, "; ".join(m for m in (message, "refinement skipped: max_time spent") if m), None
     saved, nodes = _clone_state(ctx.work), ctx.nodes.detach().clone()
     try:
-        _refine(ctx)
-        return stopped, message
+        estimate = _least_squares(ctx)
     except (KeyboardInterrupt, time_budget.BudgetExceeded) as exc:
         ctx.work.load_state_dict(saved)
         with torch.no_grad():
             ctx.nodes.copy_(nodes)
         if isinstance(exc, KeyboardInterrupt):
-            return StopReason.INTERRUPTED, "interrupted during the refinement (not applied)"
+            return StopReason.INTERRUPTED, "interrupted during the refinement (not applied)", None
         return StopReason.MAX_TIME, (f"the time budget of {ctx.cfg.max_time} s ran out in the "
-                                     "refinement (not applied)")
+                                     "refinement (not applied)"), None
+    reason = estimate.convergence.reason
+    if reason in (StopReason.INTERRUPTED, StopReason.MAX_TIME):
+        stopped = reason
+    return stopped, message, estimate
 
 
 def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
@@ -472,26 +490,132 @@ def _resume(ctx: _Context, path: str) -> None:
     ctx.warm_info = dict(state.get("warm_start", ctx.warm_info))
 
 
-def _refine(ctx: _Context) -> None:
-    """The refinement after the first-order stage (the one place it happens): L-BFGS on the
-    physical parameters over the final stage's windows when ``FitConfig.refine.enabled``."""
-    if not ctx.cfg.refine.enabled:
-        return
-    horizon, stride = ctx.plan.final
-    polish(ctx.work, ctx.problem, ctx.nodes, ctx.train, horizon, stride,
-           ctx.cfg.refine.max_iterations)
+@dataclass(frozen=True)
+class _Fallback:
+    """The direct least-squares fit kept aside while the first-order stage runs."""
+
+    estimate: Any
+    model: dict[str, torch.Tensor]
+    nodes: torch.Tensor
 
 
-def _result(ctx: _Context, stopped: StopReason, message: str) -> FitResult:
+# a direct least-squares fit that explains less than this share of the data's variation (as the
+# error model weighs it) is "poor" (a local optimum such as an oscillator's mean): the first-order
+# stage runs as well and the better fit is kept
+_GOOD_FIT = 0.75
+
+
+def _first_order_planned(cfg: FitConfig) -> list[str]:
+    """Settings of the first-order stage that differ from their defaults (a planned stage)."""
+    from sysid.training.config import Checkpoint, Optimizer, Shooting, Validation, WarmStart
+
+    default = FitConfig()
+    changed = [name for name, value, base in (
+        ("epochs", cfg.epochs, default.epochs), ("optimizer", cfg.optimizer, Optimizer()),
+        ("shooting", cfg.shooting, Shooting()), ("warm_start", cfg.warm_start, WarmStart()),
+        ("validation", cfg.validation, Validation()), ("checkpoint", cfg.checkpoint, Checkpoint()))
+        if value != base]
+    return changed
+
+
+def _direct_route(ctx: _Context) -> bool:
+    """A model without network weights goes straight to least squares (``Refine.first_order``
+    "auto"), unless a first-order setting was changed from its default (a planned stage)."""
+    from sysid.estimation.refinement import has_network_weights
+
+    r = ctx.cfg.refine
+    return (r.enabled and r.first_order == "auto" and not has_network_weights(ctx.work)
+            and not _first_order_planned(ctx.cfg))
+
+
+def _direct(ctx: _Context) -> FitResult | _Fallback | None:
+    """Least squares from the model's start: the result when it is good (or interrupted), the
+    fit kept aside (the model back at its start) when it is poor, None when it did not run."""
+    start_state, start_nodes = _clone_state(ctx.work), ctx.nodes.detach().clone()
+    estimate = _least_squares(ctx)
+    if estimate.convergence.reason == StopReason.INTERRUPTED or _good(estimate):
+        _record_direct(ctx)
+        return _result(ctx, estimate.convergence.reason, "", estimate, route="direct")
+    if estimate.convergence.reason == StopReason.SKIPPED:
+        return None
+    kept = _Fallback(estimate, _clone_state(ctx.work), ctx.nodes.detach().clone())
+    ctx.work.load_state_dict(start_state)
+    with torch.no_grad():
+        ctx.nodes.copy_(start_nodes)
+    return kept
+
+
+def _record_direct(ctx: _Context) -> None:
+    """One history row for a fit that went straight to least squares (with the validation NRMSE
+    of the result when there is validation data)."""
+    val = math.nan
+    if ctx.val is not None:
+        val = validation_nrmse(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.loop.substeps, ctx.counter)
+    ctx.loop.history.append({"epoch": 0, "stage": 0, "horizon": ctx.plan.stages[0][0],
+                             "loss": math.nan, "full_loss": math.nan, "val_nrmse": val,
+                             "lr": math.nan, "nfe": ctx.counter.nfe,
+                             "time_s": time.perf_counter() - ctx.started, "event": "least squares"})
+
+
+def _good(estimate: Any) -> bool:
+    return bool(estimate.convergence.converged and estimate.explained >= _GOOD_FIT)
+
+
+def _better(a: Any, b: Any) -> bool:
+    """Whether estimate ``a`` has a higher likelihood than ``b`` (a refined one beats one that
+    did not run)."""
+    if not a.refined:
+        return False
+    if not b.refined or not math.isfinite(b.loglik):
+        return math.isfinite(a.loglik)
+    return a.loglik > b.loglik
+
+
+def _least_squares(ctx: _Context) -> Any:
+    """The joint least-squares refinement of everything that is not a network weight, from the
+    current model and initial states (:mod:`sysid.estimation.refinement`); writes the result
+    into the model and the first-sample nodes when it ran."""
+    from sysid.estimation.refinement import apply, refine_model
+
+    problem, train = ctx.problem, ctx.train
+    R = len(train.run_ids)
+    free = (problem.free & ~problem.known)[None, :].expand(R, -1).clone()
+    z0 = torch.where(free, ctx.nodes.detach()[:, 0], train.z_guess[:, 0])
+    left = None
+    if ctx.cfg.max_time is not None:
+        left = max(ctx.cfg.max_time - (time.perf_counter() - ctx.started), 0.0)
+    estimate = refine_model(ctx.work, ctx.spec, train, ctx.scaling, problem.error_model, free, z0,
+                            ctx.cfg.refine, max_time=left)
+    if estimate.refined:
+        apply(estimate, ctx.work)
+        z_new = (torch.tensor(estimate.initial) - torch.tensor(ctx.scaling.mean)) / \
+            torch.tensor(ctx.scaling.scale)
+        with torch.no_grad():
+            ctx.nodes[:, 0] = torch.where(free, z_new.to(ctx.nodes.dtype), ctx.nodes[:, 0])
+    return estimate
+
+
+def _result(ctx: _Context, stopped: StopReason, message: str, estimate: Any = None,
+            route: str = "first-order") -> FitResult:
     """The FitResult (and the provenance written into the model's metadata)."""
+    from sysid.estimation.refinement import has_network_weights
+    from sysid.estimation.refinement import parameter_table as refined_table
+
     cfg, loop, spec, train = ctx.cfg, ctx.loop, ctx.spec, ctx.train
     horizon, stride = ctx.plan.final
+    blank = ctx.work.parameter_table().assign(stderr=np.nan, ci95_low=np.nan, ci95_high=np.nan)
     try:
-        params = parameter_table(ctx.work, spec, ctx.scaling, train, ctx.nodes, cfg, horizon,
-                                 loop.substeps) if cfg.refine.stderr and not time_budget.expired() \
-            else ctx.work.parameter_table().assign(stderr=np.nan)
+        if estimate is not None and estimate.uncertainty is not None:
+            params = refined_table(estimate, ctx.work.parameter_table())
+        elif cfg.refine.stderr and not time_budget.expired():  # Gauss-Newton on the final windows
+            params = parameter_table(ctx.work, spec, ctx.scaling, train, ctx.nodes, cfg, horizon,
+                                     loop.substeps)
+            params = params.assign(ci95_low=params["value"] - 1.96 * params["stderr"],
+                                   ci95_high=params["value"] + 1.96 * params["stderr"])
+        else:
+            params = blank
     except (KeyboardInterrupt, time_budget.BudgetExceeded) as exc:  # keep the model, skip them
-        params = ctx.work.parameter_table().assign(stderr=np.nan)
+        params = blank
         message = "; ".join(m for m in (message, "standard errors skipped (" + (
             "interrupted" if isinstance(exc, KeyboardInterrupt) else "max_time spent") + ")") if m)
         if isinstance(exc, KeyboardInterrupt):
@@ -511,14 +635,60 @@ def _result(ctx: _Context, stopped: StopReason, message: str) -> FitResult:
     if stopped == StopReason.DIVERGED:
         warnings.warn(f"fit stopped early: {message} The best model so far is returned.",
                       FitWarning, stacklevel=3)
-    message = "; ".join(m for m in (message, ctx.plan.describe()) if m)
+    notes = _estimate_notes(estimate, route, has_network_weights(ctx.work), stopped)
+    plan_text = ctx.plan.describe() if route != "direct" else ""
+    message = "; ".join(m for m in (message, plan_text, *notes) if m)
     # provenance travels with the model into model files (JSON only)
     ctx.work.metadata = {**ctx.work.metadata, "fit": {
         "config": cfg.to_dict(), "stopped_reason": stopped.value, "best_epoch": loop.best_epoch,
         "epochs_run": loop.epoch, "runs": list(train.run_ids), "shooting": ctx.plan.method}}
+    extra = _estimate_fields(estimate)
+    stats["route"] = route
     return FitResult(model=ctx.work, history=history, parameters=params, solver_stats=stats,
                      config=cfg, stopped_reason=stopped, message=message,
-                     best_epoch=loop.best_epoch, latent_initial=latent, initial_states=initial)
+                     best_epoch=loop.best_epoch, latent_initial=latent, initial_states=initial,
+                     **extra)
+
+
+def _estimate_notes(estimate: Any, route: str, networks: bool, stopped: StopReason) -> list[str]:
+    """Lines for the result's message, and the FitWarnings of the refinement."""
+    if estimate is None:
+        return []
+    conv = estimate.convergence
+    notes = []
+    if route == "direct":
+        notes.append(f"least squares from the model's start (no network weights, no first-order "
+                     f"stage): {conv.reason.value} after {conv.iterations} iterations")
+    elif conv.reason == StopReason.SKIPPED:
+        notes.append(f"joint least-squares refinement skipped: {conv.message}")
+    else:
+        notes.append(f"joint least-squares refinement: {conv.reason.value} after "
+                     f"{conv.iterations} iterations")
+    if conv.reason not in (StopReason.CONVERGED, StopReason.SKIPPED) and stopped != StopReason.INTERRUPTED:
+        text = (f"the least-squares refinement did not converge ({conv.reason.value}: "
+                f"{conv.message}; a Gauss-Newton step would still lower the cost by "
+                f"{conv.predicted_decrease:.2g} of it)")
+        warnings.warn(text, FitWarning, stacklevel=4)
+        notes.append(text)
+    if networks and estimate.refined:
+        notes.append("network weights (and output-equation parameters) were held fixed in the "
+                     "refinement: the standard errors and intervals do not include their uncertainty")
+    for w in estimate.warnings:
+        warnings.warn(w, FitWarning, stacklevel=4)
+    notes += estimate.warnings
+    return notes
+
+
+def _estimate_fields(estimate: Any) -> dict[str, Any]:
+    """The FitResult fields that come from the refinement."""
+    if estimate is None:
+        return {}
+    unc = estimate.uncertainty
+    return {"error_model": estimate.error_model, "sigma": estimate.sigma,
+            "loglik": estimate.loglik, "aic": estimate.aic, "bic": estimate.bic,
+            "covariance": unc.covariance if unc is not None else pd.DataFrame(),
+            "correlation": unc.correlation if unc is not None else pd.DataFrame(),
+            "convergence": estimate.convergence}
 
 
 def _warm_start(ctx: _Context) -> dict[str, Any]:

@@ -23,7 +23,9 @@ class StopReason(enum.StrEnum):
     ITERATION_LIMIT: it ran out of iterations first. TARGET_REACHED: the validation NRMSE reached
     ``Validation.target``. EARLY_STOPPING: no validation improvement for ``Validation.patience``
     checks. MAX_TIME: the ``max_time`` budget was spent. INTERRUPTED: Ctrl-C or SIGTERM.
-    DIVERGED: more than ``Optimizer.max_rollbacks`` failed steps.
+    DIVERGED: more than ``Optimizer.max_rollbacks`` failed steps (or, for a refinement, every
+    trial point failed to integrate). SKIPPED: a stage that did not run (e.g. a refinement with
+    nothing to refine; its message says why).
     """
 
     COMPLETED = "completed"
@@ -34,6 +36,7 @@ class StopReason(enum.StrEnum):
     MAX_TIME = "max_time"
     INTERRUPTED = "interrupted"
     DIVERGED = "diverged"
+    SKIPPED = "skipped"
 
 
 STOP_REASONS = tuple(r.value for r in StopReason)
@@ -78,6 +81,25 @@ class FitResult:
         estimate where the fit treated the initial state as free (latent states, and all states
         with ``FitConfig(initial_states="free")``), else the (smoothed) measurement. Pass a row as
         ``initial=`` to :func:`sysid.analysis.predict` to simulate the fitted trajectory.
+    error_model : str
+        The error model the fit maximised the likelihood of (``FitConfig.loss.kind``; see
+        :mod:`sysid.estimation.error_models`).
+    sigma : pandas.Series
+        Maximum-likelihood noise level of each measured variable at the optimum (data units; log
+        units for "lognormal", a fraction for "relative", a fraction of the state's spread for
+        "nmse"; NaN where the error model has none, e.g. Poisson or known sigmas).
+    loglik, aic, bic : float
+        Log-likelihood of the training data under the error model (single shooting from each
+        run's initial state), ``AIC = 2k - 2 loglik`` and ``BIC = k log n - 2 loglik`` with ``k``
+        every estimated quantity (parameters, free initial states, sigmas) and ``n`` residuals.
+    covariance, correlation : pandas.DataFrame
+        Of the estimated quantities (physical parameters, initial states named ``x0[run].state``,
+        noise levels ``sigma`` or ``sigma[state]``) from the Jacobian at the optimum; empty
+        without the joint refinement. Network weights are not among them.
+    convergence : Convergence or None
+        How the joint least-squares refinement ended: ``reason`` (a :class:`StopReason`),
+        ``converged``, ``gradient_norm``, ``relative_step``, ``predicted_decrease``,
+        ``iterations``, ``message`` (see :class:`sysid.estimation.least_squares.Convergence`).
     """
 
     model: Any
@@ -90,6 +112,14 @@ class FitResult:
     best_epoch: int = 0
     latent_initial: pd.DataFrame = field(default_factory=pd.DataFrame)
     initial_states: pd.DataFrame = field(default_factory=pd.DataFrame)
+    error_model: str = ""
+    sigma: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    loglik: float = math.nan
+    aic: float = math.nan
+    bic: float = math.nan
+    covariance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    convergence: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.stopped_reason, StopReason):
@@ -108,7 +138,8 @@ class FitResult:
         if len(self.history):
             last = self.history.iloc[-1]
             facts.append(("epochs", f"{int(last['epoch'])} (model from epoch {self.best_epoch})"))
-            facts.append(("final training loss", f"{float(last['loss']):.4g}"))
+            if math.isfinite(float(last["loss"])):
+                facts.append(("final training loss", f"{float(last['loss']):.4g}"))
             if "val_nrmse" in self.history.columns:
                 val = self.history["val_nrmse"].dropna()
                 if len(val):
@@ -117,10 +148,19 @@ class FitResult:
         if secs is not None:
             facts.append(("time", f"{float(secs):.1f} s, {int(self.solver_stats.get('nfe', 0))} "
                                   f"function evaluations"))
+        if self.convergence is not None:
+            c = self.convergence
+            facts.append(("least squares", f"{c.reason.value}, {c.iterations} iterations, gradient "
+                                           f"norm {c.gradient_norm:.3g}, relative step "
+                                           f"{c.relative_step:.3g}"))
+        if self.error_model and math.isfinite(self.loglik):
+            facts.append(("likelihood", f"{self.error_model} error model: log-likelihood "
+                                        f"{self.loglik:.6g}, AIC {self.aic:.6g}, BIC {self.bic:.6g}"))
         return facts
 
     def _parameter_rows(self) -> pd.DataFrame:
-        """name, value, stderr, 95 % interval (value ± 1.96 stderr), units."""
+        """name, value, stderr, 95 % interval (the fit's own ``ci95_low``/``ci95_high``, else
+        value ± 1.96 stderr), units."""
         p = self.parameters
         if not len(p):
             return pd.DataFrame()
@@ -130,8 +170,10 @@ class FitResult:
             "name": p["name"].astype(str) if "name" in p.columns else p.index.astype(str),
             "value": p["value"].astype(float),
             "stderr": se,
-            "ci95_low": p["value"].astype(float) - z * se,
-            "ci95_high": p["value"].astype(float) + z * se,
+            "ci95_low": (p["ci95_low"].astype(float) if "ci95_low" in p.columns
+                         else p["value"].astype(float) - z * se),
+            "ci95_high": (p["ci95_high"].astype(float) if "ci95_high" in p.columns
+                          else p["value"].astype(float) + z * se),
             "units": p["units"].astype(str) if "units" in p.columns else "",
         })
         if "vary" in p.columns:
@@ -144,8 +186,10 @@ class FitResult:
         Lines: why it stopped (``stopped_reason`` and ``message``), the number of epochs and the
         epoch the model comes from, the final training loss, the best validation NRMSE (with
         validation data), time and solver work, and one row per named parameter with its value,
-        Gauss-Newton standard error, 95 % interval (value ± 1.96 stderr; NaN where the parameter is
-        fixed or not identifiable) and units. ``print(result)`` shows the one-line ``repr``; the
+        Gauss-Newton standard error, 95 % interval (value ± q stderr, q Student's t with n - P
+        degrees of freedom when the noise level is estimated, else 1.96; NaN where the parameter
+        is fixed or not identifiable) and units, and, after the joint least-squares refinement,
+        how it converged and the log-likelihood, AIC and BIC. ``print(result)`` shows the one-line ``repr``; the
         full per-epoch record is ``result.history``.
 
         Returns

@@ -24,7 +24,7 @@ from sysid.training.result import gauss_newton_stderr
 from sysid.training.solvers import StepCounter
 from sysid.training.windows import gather, make_windows
 
-__all__ = ["validation_nrmse", "parameter_table", "physics_raw", "polish", "latent_table",
+__all__ = ["validation_nrmse", "parameter_table", "physics_raw", "latent_table",
            "initial_table"]
 
 
@@ -135,51 +135,6 @@ def parameter_table(work: Any, spec: ModelSpec, scaling: Scaling, train: Prepare
     table["stderr"] = [float(found.get(n, np.nan)) if bool(v) else np.nan
                        for n, v in zip(table["name"], table["vary"])]
     return table
-
-
-def polish(work: Any, problem: WindowProblem, nodes: torch.nn.Parameter, train: Prepared,
-           horizon: int, stride: int, max_iterations: int) -> None:
-    """Refine the physical parameters with L-BFGS on the windows of the final stage
-    (``horizon``, ``stride``), at most ``max_iterations`` iterations.
-
-    The result is kept only when the loss went down (a failed or worse polish is undone).
-    """
-    params = [raw for _, raw in physics_raw(work)]
-    if not params:
-        return
-    windows = make_windows(train.lengths, horizon, stride)
-    inputs = problem.inputs_for(windows)
-    saved = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        try:
-            before = float(problem.loss(nodes, windows, inputs))
-        except SolverError:
-            return
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iterations,
-                            line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        time_budget.check("refinement")  # a spent max_time ends L-BFGS (undone below)
-        opt.zero_grad()
-        loss = problem.loss(nodes.detach(), windows, inputs)
-        loss.backward()
-        return loss
-
-    try:
-        opt.step(closure)
-        with torch.no_grad():
-            after = float(problem.loss(nodes, windows, inputs))
-    except (SolverError, RuntimeError):  # BudgetExceeded too: a refinement cut short is undone
-        after = math.inf
-    except KeyboardInterrupt:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-        raise
-    if not (math.isfinite(after) and after <= before):
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
 
 
 def latent_table(spec: ModelSpec, scaling: Scaling, train: Prepared,
