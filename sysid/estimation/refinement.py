@@ -162,6 +162,10 @@ def _describe(problem: ShootingProblem, theta: torch.Tensor, conv: Convergence, 
     em = problem.error_model
     names = list(problem.names)
     warns: list[str] = []
+    values = problem.values(theta)
+    is_param = problem.is_param()
+    params = {n: float(v) for n, v, f in zip(names, values, is_param) if f}
+    initial = problem.initial_states(theta).numpy()
     try:
         with torch.no_grad():
             pred = problem.predict(theta, measured=True)
@@ -172,9 +176,12 @@ def _describe(problem: ShootingProblem, theta: torch.Tensor, conv: Convergence, 
         rms = torch.sqrt((diff * diff).sum(0) / count.clamp(min=1)) / problem.spread
         rms = torch.where(count > 0, rms, torch.full_like(rms, math.nan))
         explained = _explained(problem, pred)
-    except SolverError as exc:
-        return Estimate(convergence=conv, error_model=em.kind, names=names,
-                        warnings=[f"the model cannot be integrated at its estimate: {exc}"])
+    except (SolverError, KeyboardInterrupt, BudgetExceeded) as exc:
+        why = (f"the model cannot be integrated at its estimate: {exc}" if isinstance(exc, SolverError)
+               else "likelihood and standard errors skipped (" + (
+                   "interrupted" if isinstance(exc, KeyboardInterrupt) else "max_time spent") + ")")
+        return Estimate(convergence=conv, error_model=em.kind, names=names, values=values,
+                        parameters=params, initial=initial, warnings=[why])
     n_sigma = em.n_sigma(problem.mask)
     k = problem.size + n_sigma
     aic, bic = information_criteria(loglik, k, problem.n_residuals)
@@ -188,11 +195,8 @@ def _describe(problem: ShootingProblem, theta: torch.Tensor, conv: Convergence, 
         except (KeyboardInterrupt, BudgetExceeded) as exc:
             what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "max_time spent"
             warns.append(f"standard errors skipped ({what})")
-    values = problem.values(theta)
-    is_param = problem.is_param()
-    params = {n: float(v) for n, v, f in zip(names, values, is_param) if f}
     return Estimate(convergence=conv, error_model=em.kind, names=names, values=values,
-                    parameters=params, initial=problem.initial_states(theta).numpy(),
+                    parameters=params, initial=initial,
                     uncertainty=unc,
                     sigma=pd.Series(sigma.numpy(), index=pd.Index(em.states, name="state"),
                                     name="sigma"),

@@ -549,8 +549,12 @@ def _record_direct(ctx: _Context) -> None:
     """One history row for a fit that went straight to least squares (with the validation NRMSE
     of the result when there is validation data)."""
     val = math.nan
-    if ctx.val is not None:
-        val = validation_nrmse(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.loop.substeps, ctx.counter)
+    if ctx.val is not None and not time_budget.expired():
+        try:
+            val = validation_nrmse(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.loop.substeps,
+                                   ctx.counter)
+        except (KeyboardInterrupt, time_budget.BudgetExceeded):
+            val = math.nan
     ctx.loop.history.append({"epoch": 0, "stage": 0, "horizon": ctx.plan.stages[0][0],
                              "loss": math.nan, "full_loss": math.nan, "val_nrmse": val,
                              "lr": math.nan, "nfe": ctx.counter.nfe,
