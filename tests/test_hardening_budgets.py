@@ -107,7 +107,7 @@ def test_a_refinement_cut_short_is_undone(monkeypatch, exc, reason):
                 p.add_(1.0)  # half-way through: parameters changed ...
         raise exc  # ... when Ctrl-C or max_time arrives
 
-    monkeypatch.setattr(engine, "_refine", broken)
+    monkeypatch.setattr(engine, "_least_squares", broken)
     result = sysid.fit(_model(), _data(), _cfg(warm_start=False))
     assert result.stopped_reason == reason
     assert float(result.model.physical_parameters()["r"].detach()) == before["r"]
