@@ -590,6 +590,46 @@ def band(
     return fig
 
 
+def profile(result: Any, *, names: Sequence[str] | None = None) -> Figure:
+    """Profile likelihood of each parameter: the rise of the objective above its minimum (dots,
+    line) against the parameter, the threshold of the interval (dashed), the interval's ends
+    (vertical lines) and the quadratic the Jacobian standard error implies (dotted).
+
+    ``result`` is from :func:`sysid.analysis.profile`.
+    """
+    table = result.table
+    names = list(names) if names is not None else result.names
+    bad = [n for n in names if n not in result.names]
+    if bad:
+        raise DataError(f"profile: no profile of {bad}; profiled parameters are {result.names}.")
+    fig = Figure(figsize=(3.6 * len(names), 3.2), layout="constrained")
+    axs = fig.subplots(1, len(names), squeeze=False)[0]
+    for ax, name in zip(axs, names):
+        pts = table[(table["name"] == name) & np.isfinite(table["delta"])].sort_values("value")
+        row = result.intervals.loc[name]
+        ax.plot(pts["value"], pts["delta"].clip(lower=0.0), "-o", ms=3, color="C0",
+                label="profile")
+        est, se = float(row["estimate"]), float(row["stderr"])
+        if np.isfinite(se) and se > 0 and len(pts):
+            grid = np.linspace(float(pts["value"].min()), float(pts["value"].max()), 200)
+            quad = result.threshold * ((grid - est) / (result.quantile * se)) ** 2
+            ax.plot(grid, quad, ":", color="0.4", label="Jacobian (quadratic)")
+        ax.axhline(result.threshold, color="C3", ls="--", lw=0.8,
+                   label=f"{100 * result.level:g} % threshold")
+        for side in ("lower", "upper"):
+            if row[f"{side}_status"] == "found":
+                ax.axvline(float(row[side]), color="C3", lw=0.8)
+        ax.plot([est], [0.0], "k^", ms=6, label="estimate")
+        top = max(2.0 * result.threshold, 1.0)
+        ax.set_ylim(-0.05 * top, top)
+        ax.set_xlabel(name)
+        ax.set_ylabel("objective rise (deviance)")
+        flag = "" if bool(row["identifiable"]) else " (not identifiable)"
+        ax.set_title(f"{name}{flag}", fontsize=9)
+    axs[0].legend(fontsize=7)
+    return fig
+
+
 __all__ = [
     "label",
     "trajectories",
@@ -601,4 +641,5 @@ __all__ = [
     "residual_autocorrelation",
     "parameter_recovery",
     "band",
+    "profile",
 ]

@@ -30,6 +30,7 @@ from sysid.analysis.fixed_points import (
 from sysid.analysis.metrics import fit_percent, metrics_table, nrmse, r2, rmse, trajectory_metrics
 from sysid.analysis.parameters import parameter_table
 from sysid.analysis.prediction import predict
+from sysid.analysis.profiles import IdentifiabilityWarning, ProfileResult, profile
 from sysid.analysis.residuals import residual_autocorrelation, whiteness_table
 from sysid.analysis.tables import jsonable, markdown_table
 
@@ -68,6 +69,9 @@ __all__ = [
     "trajectory_metrics",
     "metrics_table",
     "predict",
+    "profile",
+    "ProfileResult",
+    "IdentifiabilityWarning",
     "parameter_table",
     "residual_autocorrelation",
     "whiteness_table",

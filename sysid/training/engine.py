@@ -240,7 +240,7 @@ def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         validation: xr.Dataset | None = None, resume_from: str | None = None,
-        data_parallel: Any = None) -> FitResult:
+        data_parallel: Any = None, executor: Any = None) -> FitResult:
     """Fit a model to trajectory data.
 
     Parameters
@@ -278,6 +278,13 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     if not isinstance(cfg, FitConfig):
         raise ConfigError(f"fit: config must be a FitConfig; got {type(cfg).__name__}. "
                           f"Build one with FitConfig(...) or FitConfig.from_dict({{...}}).")
+    if cfg.starts > 1:
+        if resume_from is not None:
+            raise ConfigError(f"fit: resume_from continues one fit; it cannot be combined with "
+                              f"starts={cfg.starts}. Resume with FitConfig(starts=1).")
+        from sysid.estimation.multistart import multistart
+
+        return multistart(model, data, cfg, executor=executor, validation=validation)
     ctx = _setup(model, data, cfg, validation)
     if data_parallel is not None:  # the one hook of sysid.parallel.distributed
         data_parallel.attach(ctx.problem)

@@ -100,6 +100,10 @@ class FitResult:
         How the joint least-squares refinement ended: ``reason`` (a :class:`StopReason`),
         ``converged``, ``gradient_norm``, ``relative_step``, ``predicted_decrease``,
         ``iterations``, ``message`` (see :class:`sysid.estimation.least_squares.Convergence`).
+    starts : pandas.DataFrame
+        With ``FitConfig(starts=N)``, N > 1: one row per start (``start``, ``loss``,
+        ``stopped_reason``, the fitted free parameters, ``optimum``: the distinct optimum it
+        reached, 0 = best); see :func:`sysid.estimation.multistart`. Empty for a single start.
     """
 
     model: Any
@@ -120,6 +124,7 @@ class FitResult:
     covariance: pd.DataFrame = field(default_factory=pd.DataFrame)
     correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
     convergence: Any = None
+    starts: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __post_init__(self) -> None:
         if not isinstance(self.stopped_reason, StopReason):

@@ -1,0 +1,180 @@
+"""Parametric bootstrap: parameter intervals from re-fits of data simulated from the fit.
+
+Each replicate is the fitted model's free run from the fitted initial states (the same runs,
+times, inputs and missing samples as the data) plus noise drawn from the fitted error model:
+Gaussian with the estimated (or, for "wls", the given) standard deviation of each state,
+multiplicative for "lognormal", proportional to the magnitude for "relative", Poisson counts for
+"poisson". Every replicate is fitted again with the original settings, starting from the fitted
+values, and the intervals are the quantiles of the replicate estimates. Unlike the Jacobian
+intervals this needs no linearisation, and, unlike profiles, for hybrid models it includes the
+network's uncertainty (the network is re-fitted in every replicate).
+
+Replicates are independent tasks (:func:`bootstrap_replicate`) with their own random streams
+(``SeedSequence(seed).spawn``), so the result is the same serially or on any executor.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sysid.errors import ConfigError
+from sysid.estimation._inference import (
+    free_parameters,
+    loss_kind,
+    misfit,
+    parameter_values,
+    refit_config,
+    run_tasks,
+)
+
+__all__ = ["bootstrap", "BootstrapResult", "bootstrap_replicate", "simulate_replicate"]
+
+# replicates that end like this are not counted
+_FAILED = ("diverged", "failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BootstrapResult:
+    """Parametric-bootstrap estimates and percentile intervals.
+
+    Attributes
+    ----------
+    intervals : pandas.DataFrame
+        Indexed by parameter: ``estimate`` (the fit's), ``lower``, ``upper`` (quantiles
+        ``(1 -/+ level) / 2`` of the replicate estimates), ``stderr`` (their standard deviation),
+        ``bias`` (their mean minus the estimate).
+    samples : pandas.DataFrame
+        One row per replicate: ``replicate``, ``stopped_reason``, the estimate of every free
+        parameter (NaN for a failed re-fit).
+    level : float
+    n : int
+        Replicates requested.
+    n_failed : int
+        Replicates whose re-fit failed (left out of the intervals).
+    seed : int
+    """
+
+    intervals: pd.DataFrame
+    samples: pd.DataFrame
+    level: float
+    n: int
+    n_failed: int
+    seed: int
+
+
+def simulate_replicate(predicted: xr.Dataset, data: xr.Dataset, sigma: dict[str, float],
+                       kind: str, rng: np.random.Generator) -> xr.Dataset:
+    """The data with every measured value of the states in ``sigma`` replaced by the
+    prediction plus a draw of the error model's noise (missing samples stay missing)."""
+    out = data.copy(deep=True)
+    for state, sd in sigma.items():
+        y = data[state].values
+        mean = predicted[state].values
+        eps = rng.standard_normal(mean.shape)
+        if kind == "poisson":
+            draw = rng.poisson(np.clip(np.nan_to_num(mean), 0.0, None)).astype(float)
+        elif kind == "lognormal":
+            draw = mean * np.exp(sd * eps)
+        elif kind == "relative":
+            draw = mean + sd * np.abs(mean) * eps
+        else:
+            draw = mean + sd * eps
+        out[state] = (data[state].dims, np.where(np.isfinite(y), draw, np.nan), data[state].attrs)
+    return out
+
+
+def bootstrap_replicate(payload: tuple) -> dict[str, Any]:
+    """One replicate: ``(model, data, predicted, sigma, kind, config, seed_sequence)`` ->
+    ``{"stopped_reason": ..., "values": {name: value}}``. A top-level function so executors in
+    other processes can run it."""
+    from sysid.errors import SolverError
+    from sysid.training import fit
+
+    model, data, predicted, sigma, kind, config, seq = payload
+    rng = np.random.default_rng(seq)
+    replicate = simulate_replicate(predicted, data, sigma, kind, rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a failed replicate is counted, not warned about
+        try:
+            res = fit(model, replicate, config)
+        except SolverError:
+            return {"stopped_reason": "failed", "values": {}}
+    return {"stopped_reason": str(res.stopped_reason), "values": parameter_values(res.model)}
+
+
+def bootstrap(result: Any, data: xr.Dataset, *, n: int = 200, level: float = 0.95,
+              executor: Any = None, seed: int = 0) -> BootstrapResult:
+    """Parametric-bootstrap percentile intervals of a fit's free parameters.
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit; its settings (without the derivative warm start) fit every replicate.
+    data : xarray.Dataset
+        The data given to :func:`sysid.fit` (its times, inputs and missing samples are kept).
+    n : int
+        Replicates (each one re-fit; 200 or more for 95 % intervals).
+    level : float
+        Confidence level.
+    executor : concurrent.futures.Executor, optional
+        Runs the replicates; default one after another.
+    seed : int
+        Same seed, same replicates, whatever the executor.
+
+    Returns
+    -------
+    BootstrapResult
+    """
+    from sysid.training import FitResult
+
+    if not isinstance(result, FitResult):
+        raise ConfigError(f"bootstrap: expected the FitResult of sysid.fit; got "
+                          f"{type(result).__name__}.")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ConfigError(f"bootstrap: n must be an integer >= 2 (replicates); got {n!r}.")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ConfigError(f"bootstrap: level must be a number in (0, 1), e.g. 0.95; got {level!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"bootstrap: seed must be an integer >= 0; got {seed!r}.")
+    base = misfit(result, data)
+    if base.predicted is None or not math.isfinite(base.deviance):
+        raise ConfigError("bootstrap: the fitted model cannot be simulated over the data; "
+                          "bootstrap a fit that converged.")
+    kind = loss_kind(result.config)
+    cfg = refit_config(result.config)
+    seqs = np.random.SeedSequence(int(seed)).spawn(int(n))
+    payloads = [(result.model, data, base.predicted, base.sigma, kind, cfg, s) for s in seqs]
+    outs = run_tasks(bootstrap_replicate, payloads, executor, where="bootstrap")
+    names = list(free_parameters(result.model)["name"])
+    estimate = parameter_values(result.model)
+    rows = []
+    for k, o in enumerate(outs):
+        ok = o["stopped_reason"] not in _FAILED
+        rows.append({"replicate": k, "stopped_reason": o["stopped_reason"],
+                     **{p: (o["values"].get(p, math.nan) if ok else math.nan) for p in names}})
+    samples = pd.DataFrame(rows, columns=["replicate", "stopped_reason", *names])
+    good = samples[names].dropna()
+    lo_q, hi_q = 0.5 - level / 2, 0.5 + level / 2
+    records = []
+    for p in names:
+        v = good[p].to_numpy(dtype=float)
+        records.append({"name": p, "estimate": estimate[p],
+                        "lower": float(np.quantile(v, lo_q)) if v.size else math.nan,
+                        "upper": float(np.quantile(v, hi_q)) if v.size else math.nan,
+                        "stderr": float(np.std(v, ddof=1)) if v.size > 1 else math.nan,
+                        "bias": float(np.mean(v) - estimate[p]) if v.size else math.nan})
+    n_failed = int(n) - len(good)
+    if n_failed:
+        from sysid.training import FitWarning
+
+        warnings.warn(f"bootstrap: {n_failed} of {n} replicate fits failed and are left out of "
+                      f"the intervals.", FitWarning, stacklevel=2)
+    return BootstrapResult(intervals=pd.DataFrame(records).set_index("name"), samples=samples,
+                           level=float(level), n=int(n), n_failed=n_failed, seed=int(seed))
