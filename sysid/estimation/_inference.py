@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.errors import ConfigError, DataError
+from sysid.errors import ConfigError, DataError, ParameterError
 
 __all__ = ["Misfit", "misfit", "with_parameters", "free_parameters", "parameter_values", "run_tasks", "loss_kind",
            "n_estimated", "threshold", "quantile", "did_you_mean", "refit_config"]
@@ -133,10 +133,11 @@ def with_parameters(model: Any, values: Mapping[str, float] | None = None, *,
         new_specs = {}
         for name, p in specs.items():
             seen.add(name)
-            v = float(values.get(name, current[name]))
             vary = p.vary and name not in fixed
-            if vary:
-                v = _inside(v, *p.bounds)
+            if name in values:
+                v = float(values[name])
+            else:  # a transform saturated in float32 can put the current value on its bound
+                v = _inside(current[name], *p.bounds) if vary else current[name]
             new_specs[name] = p.replace(value=v, vary=vary)
         rebuilt = PhysicsField(
             term.fn, new_specs, term.state_names, term.input_names, outputs=term.output_names,
@@ -146,7 +147,7 @@ def with_parameters(model: Any, values: Mapping[str, float] | None = None, *,
         setattr(parent, attr, rebuilt)
     unknown = sorted((set(values) | fixed) - seen)
     if unknown:
-        raise ConfigError(f"with_parameters: {unknown} are not parameters of the model; its "
+        raise ParameterError(f"with_parameters: {unknown} are not parameters of the model; its "
                           f"parameters are {sorted(seen)}.{did_you_mean(unknown[0], sorted(seen))}")
     return out
 
@@ -189,15 +190,20 @@ class Misfit:
     predicted: xr.Dataset | None = None
 
 
-def n_estimated(result: Any) -> int:
-    """Estimated named parameters plus estimated initial values over all training runs."""
+def estimated_initial(result: Any) -> list[str]:
+    """States whose initial value the fit estimated (per run): the latent ones, and with
+    ``initial_states="free"`` the measured ones too, except ``known_initial``."""
     model = result.model
     cfg = result.config
-    n_par = len(free_parameters(model))
     known = set(cfg.known_initial)
-    states = [s for s in model.state_names
-              if s not in known and (s in model.latent_names or cfg.initial_states == "free")]
-    return n_par + len(states) * len(result.initial_states.index)
+    return [s for s in model.state_names
+            if s not in known and (s in model.latent_names or cfg.initial_states == "free")]
+
+
+def n_estimated(result: Any) -> int:
+    """Estimated named parameters plus estimated initial values over all training runs."""
+    n_par = len(free_parameters(result.model))
+    return n_par + len(estimated_initial(result)) * len(result.initial_states.index)
 
 
 def _initial_values(result: Any, runs: list[str]) -> dict[str, list[float]]:
@@ -249,7 +255,11 @@ def misfit(result: Any, data: xr.Dataset, *, settings: Any = None) -> Misfit:
     observed = [s for s in model.observed if s in data.data_vars]
     p = n_estimated(result)
     counts, ssr = {}, {}
-    ys = {s: data[s].values for s in observed}
+    ys = {s: data[s].values.copy() for s in observed}
+    free0 = set(estimated_initial(result))
+    for s in observed:  # a start fixed to the measurement is the initial condition, not a residual
+        if s not in free0:
+            ys[s][:, 0] = np.nan
     for s in observed:
         counts[s] = int(np.isfinite(ys[s]).sum())
     n = sum(counts.values())

@@ -1,0 +1,182 @@
+"""Multi-start: starting points within bounds, distinct optima, the global optimum of a problem
+with two known local optima, executors, and bad options."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+import sysid
+from sysid.errors import ConfigError, ParameterError
+from sysid.estimation import distinct_optima, draw_starts, multistart, with_parameters
+from sysid.models import Parameter
+
+W_TRUE = 2.0
+T = np.linspace(0.0, 6.0, 25)
+
+
+def oscillator(t, x, u, p, xp):
+    """x'' = -w^2 x as (x, v)."""
+    return xp.stack([x[..., 1], -p["w"] ** 2 * x[..., 0]])
+
+
+def _frequency_data():
+    rng = np.random.default_rng(0)
+    x = np.cos(W_TRUE * T) + 0.05 * rng.standard_normal(T.size)
+    v = -W_TRUE * np.sin(W_TRUE * T) + 0.05 * rng.standard_normal(T.size)
+    return sysid.from_arrays([T], {"x": [x], "v": [v]}, states=["x", "v"]), x, v
+
+
+def _sse_of_frequency(w: float, x: np.ndarray, v: np.ndarray) -> float:
+    """Least squares over the initial state for a given frequency (the model is linear in it):
+    x = x0 cos(wt) + v0/w sin(wt), v = -x0 w sin(wt) + v0 cos(wt)."""
+    c, s = np.cos(w * T), np.sin(w * T)
+    design = np.block([[c[:, None], (s / w)[:, None]], [(-w * s)[:, None], c[:, None]]])
+    y = np.concatenate([x, v])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    r = y - design @ coef
+    return float(r @ r)
+
+
+def _local_minima(x, v, lo=0.5, hi=3.0):
+    from scipy.optimize import minimize_scalar
+
+    grid = np.linspace(lo, hi, 2001)
+    sse = np.array([_sse_of_frequency(w, x, v) for w in grid])
+    idx = [i for i in range(1, grid.size - 1) if sse[i] < sse[i - 1] and sse[i] < sse[i + 1]]
+    out = []
+    for i in idx:
+        res = minimize_scalar(_sse_of_frequency, bracket=(grid[i - 1], grid[i], grid[i + 1]),
+                              args=(x, v), tol=1e-12)
+        out.append((float(res.x), float(res.fun)))
+    return sorted(out, key=lambda m: m[1])
+
+
+def _model(w0: float):
+    return sysid.models.physics(oscillator, {"w": Parameter(w0, bounds=(0.5, 3.0))},
+                                states=["x", "v"])
+
+
+def _config(**kw):
+    # single shooting without the derivative warm start: a local optimiser on a landscape with
+    # two optima (multiple shooting and the warm start would both find the global one alone)
+    return sysid.FitConfig(loss="sse", initial_states="free", shooting="single",
+                           warm_start=False, dtype="float64", progress=False, **kw)
+
+
+def test_the_frequency_problem_has_two_known_local_optima():
+    _, x, v = _frequency_data()
+    minima = _local_minima(x, v)
+    assert len(minima) == 2
+    assert minima[0][0] == pytest.approx(W_TRUE, abs=0.02)
+    assert minima[1][0] < 1.0 and minima[1][1] > 10 * minima[0][1]
+
+
+def test_one_start_stays_in_the_local_optimum_and_multistart_finds_the_global_one():
+    ds, x, v = _frequency_data()
+    (w_glob, sse_glob), (w_loc, sse_loc) = _local_minima(x, v)
+    n = 2 * T.size
+    single = sysid.fit(_model(0.8), ds, _config())
+    # the local optimiser converges to the optimum of its basin (1e-3: LM on the ODE solved by
+    # RK4 whose step the refinement refines to 1e-6 of the spread)
+    assert float(single.parameters.set_index("name").loc["w", "value"]) == pytest.approx(w_loc, rel=1e-3)
+    best = sysid.fit(_model(0.8), ds, _config(starts=6))
+    w = float(best.parameters.set_index("name").loc["w", "value"])
+    assert w == pytest.approx(w_glob, rel=1e-4)
+    table = best.starts
+    assert list(table["start"]) == list(range(6))
+    assert table.loc[0, "w"] == pytest.approx(w_loc, rel=1e-3)  # start 0 is the user's start
+    assert set(table["optimum"]) == {0, 1}
+    # losses are -2 log L of the sse model (n log(SSR / n) up to a constant): the two optima
+    # reproduce the closed-form least-squares values
+    by_opt = table.groupby("optimum")["loss"].min()
+    assert by_opt[0] == pytest.approx(n * math.log(sse_glob / n), abs=1e-3)
+    assert by_opt[1] == pytest.approx(n * math.log(sse_loc / n), abs=1e-3)
+    assert "2 distinct optima" in best.message
+    assert best.config.starts == 6
+
+
+def test_same_seed_same_result_and_an_executor_gives_the_serial_result():
+    ds, _, _ = _frequency_data()
+    cfg = _config(starts=3, seed=4)
+    serial = multistart(_model(0.8), ds, cfg)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        pooled = sysid.fit(_model(0.8), ds, cfg, executor=pool)
+    assert serial.starts.equals(pooled.starts)
+    again = multistart(_model(0.8), ds, cfg)
+    assert serial.starts.equals(again.starts)
+
+
+def test_draw_starts_log_uniform_within_bounds_and_seeded():
+    model = sysid.models.physics(
+        oscillator, {"w": Parameter(0.8, bounds=(0.5, 3.0))}, states=["x", "v"])
+    draws = draw_starts(model, 400, seed=1)
+    assert draws.loc[0, "w"] == pytest.approx(0.8)  # start 0: the user's value
+    w = draws["w"].to_numpy()[1:]
+    assert np.all((w > 0.5) & (w < 3.0))
+    # log-uniform on (0.5, 3): the median is the geometric mean sqrt(1.5) = 1.22 (400 draws:
+    # the sample median's sd is about 0.06 in log units, so 0.15 is > 2.5 sd)
+    assert abs(np.log(np.median(w)) - np.log(math.sqrt(1.5))) < 0.15
+    assert draws.equals(draw_starts(model, 400, seed=1))
+    assert not draws.equals(draw_starts(model, 400, seed=2))
+
+
+def test_draw_ranges_for_open_bounds():
+    def two(t, x, u, p, xp):
+        return xp.stack([-p["k"] * x[..., 0] + p["c"]])
+
+    model = sysid.models.physics(two, {"k": Parameter(2.0, bounds=(0.0, math.inf)),
+                                       "c": Parameter(-1.0)}, states=["x"])
+    draws = draw_starts(model, 500, seed=0)
+    k, c = draws["k"].to_numpy()[1:], draws["c"].to_numpy()[1:]
+    # positive with only a lower bound: a decade either side of the start, log-uniform
+    assert k.min() >= 0.2 and k.max() <= 20.0
+    assert np.mean(k < 2.0) == pytest.approx(0.5, abs=0.08)
+    # unbounded: uniform over value -/+ 10 * |value|
+    assert c.min() >= -11.0 and c.max() <= 9.0
+    assert np.mean(c) == pytest.approx(-1.0, abs=0.6)
+
+
+def test_distinct_optima_groups_by_loss_and_values():
+    losses = np.array([5.0, 1.0, 1.05, 1.0, np.inf, 5.0])
+    values = np.array([[3.0], [1.0], [1.001], [1.5], [9.0], [3.01]])
+    ids = distinct_optima(losses, values)
+    # 1 and 2: same loss (within 0.1) and values (within 2 %); 3: same loss, other values
+    assert list(ids) == [2, 0, 0, 1, -1, 2]
+
+
+def test_with_parameters_fixes_and_sets_without_changing_the_model():
+    model = _model(0.8)
+    fixed = with_parameters(model, {"w": 1.5}, fixed=["w"])
+    table = fixed.parameter_table().set_index("name")
+    assert table.loc["w", "value"] == pytest.approx(1.5)
+    assert not bool(table.loc["w", "vary"])
+    assert bool(model.parameter_table().set_index("name").loc["w", "vary"])
+    with pytest.raises(ParameterError, match=r"\['omega'\] are not parameters of the model; "
+                                             r"its parameters are \['w'\]"):
+        with_parameters(model, {"omega": 1.0})
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"starts must be an integer >= 1; got 0"):
+        sysid.FitConfig(starts=0)
+    ds, _, _ = _frequency_data()
+    with pytest.raises(ConfigError, match=r"starts must be an integer >= 1; got -2"):
+        multistart(_model(0.8), ds, _config(), starts=-2)
+    with pytest.raises(ConfigError, match=r"executor must be a concurrent.futures.Executor"):
+        sysid.fit(_model(0.8), ds, _config(starts=2), executor="threads")
+    with pytest.raises(ConfigError, match=r"resume_from continues one fit"):
+        sysid.fit(_model(0.8), ds, _config(starts=2), resume_from="x.pt")
+    with pytest.raises(ParameterError, match=r"outside bounds"):
+        with_parameters(_model(0.8), {"w": 7.0})
+
+
+def test_a_single_start_has_an_empty_starts_table():
+    ds, _, _ = _frequency_data()
+    res = sysid.fit(_model(1.9), ds, _config())
+    assert res.starts.empty
+    assert dataclasses.replace(_config(), starts=1).starts == 1
