@@ -37,8 +37,7 @@ def linear_fit():
 def test_replicates_are_the_prediction_plus_the_fitted_noise(linear_fit):
     ds, y, res = linear_fit
     m = misfit(res, ds)
-    draws = np.stack([simulate_replicate(m.predicted, ds, m.sigma, "sse",
-                                         np.random.default_rng(k))["x"].values[0]
+    draws = np.stack([simulate_replicate(m, ds, np.random.default_rng(k))["x"].values[0]
                       for k in range(400)])
     assert np.all(np.isnan(draws[:, 4]))
     ok = np.isfinite(y)

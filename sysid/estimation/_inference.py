@@ -35,15 +35,13 @@ CONCENTRATED = ("sse", "gaussian", "lognormal", "nmse", "relative")
 
 def loss_kind(config: Any) -> str:
     """The error model of a fit's configuration, with aliases resolved ("log" -> "lognormal")."""
-    loss = config.loss
-    kind = loss if isinstance(loss, str) else loss.kind
-    return {"mse": "nmse", "log": "lognormal"}.get(kind, kind)
+    from sysid.estimation.error_models import ALIASES
+
+    return ALIASES.get(config.loss.kind, config.loss.kind)
 
 
-def _loss_sigma(config: Any) -> Mapping[str, float]:
-    loss = config.loss
-    sigma = None if isinstance(loss, str) else getattr(loss, "sigma", None)
-    return dict(sigma or {})
+def _loss_sigma(config: Any) -> dict[str, float]:
+    return dict(config.loss.sigma or {})
 
 
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
@@ -160,22 +158,28 @@ class Misfit:
     Attributes
     ----------
     kind : str
-        The error model ("sse", "wls", "gaussian", "lognormal", "poisson", "nmse", "relative").
+        The error model (see :mod:`sysid.estimation.error_models`).
     deviance : float
-        ``-2 log L`` up to a constant that depends only on the data; for error models with an
-        estimated noise scale the likelihood is concentrated over it (e.g. ``n log(SSR / n)`` for
-        "sse"). ``inf`` when the simulation fails or leaves the error model's domain.
+        ``-2 log L`` of the error model (:meth:`ErrorModel.nll`, concentrated over the noise
+        level where it is estimated). ``inf`` when the simulation fails.
     n : int
-        Measured values compared.
+        Residuals compared (measured entries of weighted states and outputs).
     n_estimated : int
         Estimated parameters and initial states (the ``p`` of ``n - p`` degrees of freedom).
+    names : tuple of str
+        The compared quantities (observed states, then measured outputs).
     ssr : dict
-        Sum of squared residuals per measured state, in the error model's residual units.
+        Sum of squared scaled residuals (before the noise level) per quantity.
     counts : dict
-        Measured values per state.
+        Residuals per quantity.
     sigma : dict
-        Noise standard deviation per state (given for "wls"; estimated, with ``n - p`` degrees
-        of freedom, for the concentrated kinds; NaN for "poisson"), in residual units.
+        Noise level per quantity as the error model defines it (given for "wls"; estimated with
+        ``n - p`` degrees of freedom otherwise; a fraction of the spread for "nmse", of the
+        magnitude for "relative", log units for "lognormal"; NaN for "poisson").
+    spread : dict
+        Standard deviation of each quantity's measurements (the unit of "nmse").
+    weights : dict
+        Per-quantity weights of the error model.
     predicted : xarray.Dataset or None
         The free-run simulation the residuals come from.
     """
@@ -184,9 +188,12 @@ class Misfit:
     deviance: float
     n: int
     n_estimated: int
+    names: tuple[str, ...] = ()
     ssr: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     sigma: dict[str, float] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
     predicted: xr.Dataset | None = None
 
 
@@ -216,20 +223,24 @@ def _initial_values(result: Any, runs: list[str]) -> dict[str, list[float]]:
     return {s: [float(table.loc[r, s]) for r in runs] for s in table.columns}
 
 
-def _residual(kind: str, y: np.ndarray, yhat: np.ndarray, spread: float) -> np.ndarray:
-    if kind == "lognormal":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(yhat > 0, np.log(np.where(yhat > 0, yhat, 1.0)) - np.log(y), np.inf)
-    if kind == "relative":
-        return (yhat - y) / (np.abs(y) + 1e-3 * spread)
-    return yhat - y
+def _spread(values: np.ndarray) -> float:
+    """Standard deviation of the measured values, as the fit scales a state (a constant one by
+    its magnitude, or 1)."""
+    vals = values[np.isfinite(values)]
+    if vals.size == 0:
+        return 1.0
+    mean, sd = float(vals.mean()), float(vals.std())
+    return sd if sd > 1e-12 * abs(mean) and sd > 0 else (abs(mean) or 1.0)
 
 
 def misfit(result: Any, data: xr.Dataset, *, settings: Any = None) -> Misfit:
     """The fit's error-model objective on ``data`` from a free run of the fitted model.
 
     Every run is simulated from the initial states the fit used (``result.initial_states``) with
-    SciPy at tight tolerances, on the data's own times and inputs.
+    SciPy at tight tolerances, on the data's own times and inputs, and compared with every
+    measured state and output through the fit's error model
+    (:func:`sysid.estimation.make_error_model`). As in the fit, a state's first sample is a
+    residual only where its initial value is estimated.
 
     Parameters
     ----------
@@ -244,73 +255,56 @@ def misfit(result: Any, data: xr.Dataset, *, settings: Any = None) -> Misfit:
     -------
     Misfit
     """
+    import torch
+
     from sysid.analysis import Integration, predict
     from sysid.data import run_ids
     from sysid.errors import SolverError
+    from sysid.estimation.error_models import make_error_model
 
     kind = loss_kind(result.config)
+    loss = result.config.loss
     model = result.model
     runs = run_ids(data)
     initial = _initial_values(result, runs)
-    observed = [s for s in model.observed if s in data.data_vars]
+    names = [s for s in model.observed if s in data.data_vars]
+    names += [o for o in model.output_names if o in data.data_vars]
     p = n_estimated(result)
-    counts, ssr = {}, {}
-    ys = {s: data[s].values.copy() for s in observed}
+    em = make_error_model(kind, names, sigma=_loss_sigma(result.config) or None,
+                          weights=loss.weights)
+    raw = np.stack([data[s].values for s in names], -1).astype(float)
+    spread = np.array([_spread(raw[..., j]) for j in range(len(names))])
+    mask = np.isfinite(raw)
     free0 = set(estimated_initial(result))
-    for s in observed:  # a start fixed to the measurement is the initial condition, not a residual
-        if s not in free0:
-            ys[s][:, 0] = np.nan
-    for s in observed:
-        counts[s] = int(np.isfinite(ys[s]).sum())
-    n = sum(counts.values())
+    for j, s in enumerate(names):  # a start fixed to the measurement is the initial condition
+        if s in model.state_names and s not in free0:
+            mask[:, 0, j] = False
+    t_obs = torch.as_tensor(np.where(mask, raw, 0.0))
+    t_mask = torch.as_tensor(mask)
+    t_spread = torch.as_tensor(spread)
+    n = em.count(t_mask)
+    weights = dict(zip(names, em.weight_vector(t_spread).tolist()))
+    common = {"kind": kind, "n": n, "n_estimated": p, "names": tuple(names),
+              "spread": dict(zip(names, spread.tolist())), "weights": weights}
     try:
         pred = predict(model, data, initial=initial, settings=settings or Integration())
     except SolverError:
-        return Misfit(kind=kind, deviance=math.inf, n=n, n_estimated=p, counts=counts)
-    dev = 0.0
-    pois = 0.0
-    for s in observed:
-        y = ys[s]
-        yhat = pred[s].values
-        ok = np.isfinite(y)
-        spread = float(np.nanstd(y)) or 1.0
-        if kind == "lognormal" and np.any(y[ok] <= 0):
-            raise DataError(f"the lognormal error model needs positive measurements; {s!r} has "
-                            f"{float(np.min(y[ok])):g}.")
-        r = _residual(kind, y[ok], yhat[ok], spread)
-        if not np.all(np.isfinite(r)):
-            return Misfit(kind=kind, deviance=math.inf, n=n, n_estimated=p, counts=counts)
-        if kind == "poisson":
-            mu = yhat[ok]
-            if np.any(mu <= 0):
-                return Misfit(kind=kind, deviance=math.inf, n=n, n_estimated=p, counts=counts)
-            yy = y[ok]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                term = np.where(yy > 0, yy * np.log(yy / mu), 0.0)
-            pois += float(2.0 * np.sum(term - (yy - mu)))
-        w = 1.0 / spread**2 if kind == "nmse" else 1.0
-        ssr[s] = float(w * np.sum(r * r))
-    dof = max(n - p, 1)
-    sigma: dict[str, float] = {}
-    if kind == "poisson":
-        dev = pois
-        sigma = {s: math.nan for s in observed}
-    elif kind == "wls":
-        given = _loss_sigma(result.config)
-        sigma = {s: float(given.get(s, 1.0)) for s in observed}
-        dev = sum(ssr[s] / sigma[s] ** 2 for s in observed)
-    elif kind == "gaussian":
-        dev = sum(counts[s] * math.log(max(ssr[s], 1e-300) / counts[s]) for s in observed if counts[s])
-        sigma = {s: math.sqrt(ssr[s] / max(counts[s] * dof / n, 1e-12)) for s in observed}
-    else:  # one noise scale shared by the states (relative weights fixed by the error model)
-        total = sum(ssr.values())
-        dev = n * math.log(max(total, 1e-300) / n)
-        s2 = total / dof
-        for st in observed:
-            w = 1.0 / (float(np.nanstd(ys[st])) or 1.0) ** 2 if kind == "nmse" else 1.0
-            sigma[st] = math.sqrt(s2 / w)
-    return Misfit(kind=kind, deviance=float(dev), n=n, n_estimated=p, ssr=ssr, counts=counts,
-                  sigma=sigma, predicted=pred)
+        return Misfit(deviance=math.inf, **common)
+    yhat = np.stack([pred[s].values for s in names], -1).astype(float)
+    if not np.all(np.isfinite(yhat[mask])):
+        return Misfit(deviance=math.inf, predicted=pred, **common)
+    t_pred = torch.as_tensor(np.where(mask, yhat, np.where(np.isfinite(yhat), yhat, 0.0)))
+    with torch.no_grad():
+        em.check(t_obs, em.active(t_mask), runs)
+        dev = 2.0 * float(em.nll(t_pred, t_obs, t_mask, t_spread))
+        r = em.scaled_residuals(t_pred, t_obs, t_mask, t_spread)
+        sigma = em.sigma(t_pred, t_obs, t_mask, t_spread, dof=p)
+    act = em.active(t_mask).numpy()
+    rr = r.numpy()
+    ssr = {s: float(np.sum(rr[..., j][act[..., j]] ** 2)) for j, s in enumerate(names)}
+    counts = {s: int(act[..., j].sum()) for j, s in enumerate(names)}
+    return Misfit(deviance=dev if math.isfinite(dev) else math.inf, ssr=ssr, counts=counts,
+                  sigma=dict(zip(names, sigma.tolist())), predicted=pred, **common)
 
 
 def threshold(level: float, kind: str, n: int, p: int) -> float:

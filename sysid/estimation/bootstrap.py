@@ -26,8 +26,8 @@ import xarray as xr
 
 from sysid.errors import ConfigError
 from sysid.estimation._inference import (
+    Misfit,
     free_parameters,
-    loss_kind,
     misfit,
     parameter_values,
     refit_config,
@@ -69,37 +69,49 @@ class BootstrapResult:
     seed: int
 
 
-def simulate_replicate(predicted: xr.Dataset, data: xr.Dataset, sigma: dict[str, float],
-                       kind: str, rng: np.random.Generator) -> xr.Dataset:
-    """The data with every measured value of the states in ``sigma`` replaced by the
-    prediction plus a draw of the error model's noise (missing samples stay missing)."""
+def simulate_replicate(fitted: Misfit, data: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
+    """The data with every measured value of the compared states and outputs replaced by the
+    fitted prediction plus a draw of the fitted error model's noise (missing samples stay
+    missing; a state with weight 0 keeps its data).
+
+    ``fitted`` is :func:`sysid.estimation.misfit` of the fit; its ``sigma`` is the noise level as
+    the error model defines it (data units for "sse", "wls", "gaussian"; a fraction of the
+    spread for "nmse", of the magnitude for "relative"; log units for "lognormal").
+    """
     out = data.copy(deep=True)
-    for state, sd in sigma.items():
-        y = data[state].values
-        mean = predicted[state].values
+    kind = fitted.kind
+    for name in fitted.names:
+        w = fitted.weights.get(name, 1.0)
+        if w <= 0:
+            continue
+        y = data[name].values
+        mean = fitted.predicted[name].values
+        level = fitted.sigma[name] / np.sqrt(w)
         eps = rng.standard_normal(mean.shape)
         if kind == "poisson":
             draw = rng.poisson(np.clip(np.nan_to_num(mean), 0.0, None)).astype(float)
         elif kind == "lognormal":
-            draw = mean * np.exp(sd * eps)
+            draw = mean * np.exp(level * eps)
         elif kind == "relative":
-            draw = mean + sd * np.abs(mean) * eps
+            draw = mean + level * (np.abs(mean) + 1e-3 * fitted.spread[name]) * eps
+        elif kind == "nmse":
+            draw = mean + level * fitted.spread[name] * eps
         else:
-            draw = mean + sd * eps
-        out[state] = (data[state].dims, np.where(np.isfinite(y), draw, np.nan), data[state].attrs)
+            draw = mean + level * eps
+        out[name] = (data[name].dims, np.where(np.isfinite(y), draw, np.nan), data[name].attrs)
     return out
 
 
 def bootstrap_replicate(payload: tuple) -> dict[str, Any]:
-    """One replicate: ``(model, data, predicted, sigma, kind, config, seed_sequence)`` ->
+    """One replicate: ``(model, data, fitted misfit, config, seed_sequence)`` ->
     ``{"stopped_reason": ..., "values": {name: value}}``. A top-level function so executors in
     other processes can run it."""
     from sysid.errors import SolverError
     from sysid.training import fit
 
-    model, data, predicted, sigma, kind, config, seq = payload
+    model, data, fitted, config, seq = payload
     rng = np.random.default_rng(seq)
-    replicate = simulate_replicate(predicted, data, sigma, kind, rng)
+    replicate = simulate_replicate(fitted, data, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed replicate is counted, not warned about
         try:
@@ -147,10 +159,9 @@ def bootstrap(result: Any, data: xr.Dataset, *, n: int = 200, level: float = 0.9
     if base.predicted is None or not math.isfinite(base.deviance):
         raise ConfigError("bootstrap: the fitted model cannot be simulated over the data; "
                           "bootstrap a fit that converged.")
-    kind = loss_kind(result.config)
     cfg = refit_config(result.config)
     seqs = np.random.SeedSequence(int(seed)).spawn(int(n))
-    payloads = [(result.model, data, base.predicted, base.sigma, kind, cfg, s) for s in seqs]
+    payloads = [(result.model, data, base, cfg, s) for s in seqs]
     outs = run_tasks(bootstrap_replicate, payloads, executor, where="bootstrap")
     names = list(free_parameters(result.model)["name"])
     estimate = parameter_values(result.model)
