@@ -160,8 +160,9 @@ class Misfit:
     kind : str
         The error model (see :mod:`sysid.estimation.error_models`).
     deviance : float
-        ``-2 log L`` of the error model (:meth:`ErrorModel.nll`, concentrated over the noise
-        level where it is estimated). ``inf`` when the simulation fails.
+        ``-2 log L`` of the error model (twice :meth:`ErrorModel.nll`, concentrated over the noise
+        level where it is estimated: ``n log(SSR / n) + n (1 + log 2 pi)`` for "sse"). ``inf``
+        when the simulation fails.
     n : int
         Residuals compared (measured entries of weighted states and outputs).
     n_estimated : int
@@ -248,8 +249,8 @@ def misfit(result: Any, data: xr.Dataset, *, settings: Any = None) -> Misfit:
         A fit of ``data``.
     data : xarray.Dataset
         The data given to :func:`sysid.fit`.
-    settings : sysid.analysis.Integration, optional
-        SciPy solver settings (default RK45, rtol 1e-8, atol 1e-10).
+    settings : sysid.SolverConfig, optional
+        How to integrate (default the analysis default: SciPy RK45, rtol 1e-8, atol 1e-10).
 
     Returns
     -------
@@ -257,7 +258,7 @@ def misfit(result: Any, data: xr.Dataset, *, settings: Any = None) -> Misfit:
     """
     import torch
 
-    from sysid.analysis import Integration, predict
+    from sysid.analysis import predict
     from sysid.data import run_ids
     from sysid.errors import SolverError
     from sysid.estimation.error_models import make_error_model
@@ -287,7 +288,7 @@ def misfit(result: Any, data: xr.Dataset, *, settings: Any = None) -> Misfit:
     common = {"kind": kind, "n": n, "n_estimated": p, "names": tuple(names),
               "spread": dict(zip(names, spread.tolist())), "weights": weights}
     try:
-        pred = predict(model, data, initial=initial, settings=settings or Integration())
+        pred = predict(model, data, initial=initial, settings=settings)
     except SolverError:
         return Misfit(deviance=math.inf, **common)
     yhat = np.stack([pred[s].values for s in names], -1).astype(float)
