@@ -49,8 +49,8 @@ def test_replicates_are_the_prediction_plus_the_fitted_noise(linear_fit):
 
 def test_bootstrap_intervals_of_a_linear_problem(linear_fit):
     ds, y, res = linear_fit
-    boot = bootstrap(res, ds, n=40, seed=1)
-    assert boot.n_failed == 0 and len(boot.samples) == 40
+    boot = bootstrap(res, ds, n=20, seed=1)
+    assert boot.n_failed == 0 and len(boot.samples) == 20
     ok = np.isfinite(y)
     X = np.column_stack([np.ones(N), T, T**2 / 2])[ok]
     beta, *_ = np.linalg.lstsq(X, y[ok], rcond=None)
@@ -58,19 +58,20 @@ def test_bootstrap_intervals_of_a_linear_problem(linear_fit):
     se = np.sqrt(np.diag(r @ r / (ok.sum() - 3) * np.linalg.inv(X.T @ X)))
     for k, name in ((1, "a"), (2, "b")):
         row = boot.intervals.loc[name]
-        # bootstrap sd of 40 replicates: its own relative sd is about 1/sqrt(2*39) = 11 %
-        assert row["stderr"] == pytest.approx(se[k], rel=0.35)
+        # bootstrap sd of 20 replicates: its own relative sd is about 1/sqrt(2*19) = 16 %
+        assert row["stderr"] == pytest.approx(se[k], rel=0.5)
         assert row["lower"] < beta[k] < row["upper"]
-        assert abs(row["bias"]) < 0.5 * se[k]  # unbiased for a linear model (40 replicates)
+        # unbiased for a linear model: the mean of 20 replicates is within 3 / sqrt(20) se
+        assert abs(row["bias"]) < 0.7 * se[k]
 
 
 def test_same_seed_same_result_on_any_executor(linear_fit):
     ds, _, res = linear_fit
-    serial = bootstrap(res, ds, n=4, seed=7)
+    serial = bootstrap(res, ds, n=2, seed=7)
     with ProcessPoolExecutor(max_workers=2) as pool:
-        pooled = bootstrap(res, ds, n=4, seed=7, executor=pool)
+        pooled = bootstrap(res, ds, n=2, seed=7, executor=pool)
     assert serial.samples.equals(pooled.samples)
-    assert not serial.samples.equals(bootstrap(res, ds, n=4, seed=8).samples)
+    assert not serial.samples.equals(bootstrap(res, ds, n=2, seed=8).samples)
 
 
 def test_bad_bootstrap_options(linear_fit):

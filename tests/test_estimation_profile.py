@@ -74,6 +74,7 @@ def test_misfit_is_the_concentrated_sse_likelihood(linear_fit):
     pred = m.predicted["x"].values[0]
     ssr = float(np.sum((y - pred) ** 2))
     assert m.n == N and m.n_estimated == 3
+    assert res.starts.empty  # one start: no multi-start table
     # -2 log L at the maximum-likelihood sigma^2 = SSR / n
     assert m.deviance == pytest.approx(N * math.log(ssr / N) + N * (1 + math.log(2 * math.pi)),
                                        rel=1e-12)

@@ -337,16 +337,30 @@ def quantile(level: float, kind: str, n: int, p: int) -> float:
     return float(stats.norm.ppf(0.5 + level / 2))
 
 
-def refit_config(config: Any) -> Any:
+def refit_config(config: Any, model: Any) -> Any:
     """The settings of a re-fit that starts at a known optimum (profile points, bootstrap
-    replicates): one start, no derivative warm start (it would move the start away from the
-    optimum it is given), no progress bar, no checkpoints."""
-    changes: dict[str, Any] = {"starts": 1, "progress": False}
-    ws = config.warm_start
-    changes["warm_start"] = False if isinstance(ws, bool) else dataclasses.replace(ws, enabled=False)
-    ck = config.checkpoint
-    if ck is not None:
-        changes["checkpoint"] = None if isinstance(ck, str) else dataclasses.replace(ck, path=None)
+    replicates): one start, no progress bar, no checkpoint, and
+
+    - for a model without network weights, the first-order settings (``epochs``, ``optimizer``,
+      ``shooting``, ``warm_start``) at their defaults, so the fit goes straight to least squares
+      from the start it is given (``Refine.first_order="auto"``; it was measured to take a few
+      iterations from a neighbouring optimum, where a planned first-order stage costs hundreds
+      of epochs and can leave the basin);
+    - for a model with network weights, no derivative warm start (it would move the networks
+      away from the optimum they start at).
+    """
+    from sysid.estimation.refinement import has_network_weights
+    from sysid.training import FitConfig
+
+    changes: dict[str, Any] = {"starts": 1, "progress": False,
+                               "checkpoint": dataclasses.replace(config.checkpoint, path=None)}
+    if has_network_weights(model):
+        changes["warm_start"] = dataclasses.replace(config.warm_start, enabled=False)
+    else:
+        default = FitConfig()
+        changes.update(epochs=default.epochs, optimizer=default.optimizer,
+                       shooting=default.shooting, warm_start=default.warm_start,
+                       checkpoint=default.checkpoint)
     return dataclasses.replace(config, **changes)
 
 

@@ -159,7 +159,7 @@ def bootstrap(result: Any, data: xr.Dataset, *, n: int = 200, level: float = 0.9
     if base.predicted is None or not math.isfinite(base.deviance):
         raise ConfigError("bootstrap: the fitted model cannot be simulated over the data; "
                           "bootstrap a fit that converged.")
-    cfg = refit_config(result.config)
+    cfg = refit_config(result.config, result.model)
     seqs = np.random.SeedSequence(int(seed)).spawn(int(n))
     payloads = [(result.model, data, base, cfg, s) for s in seqs]
     outs = run_tasks(bootstrap_replicate, payloads, executor, where="bootstrap")

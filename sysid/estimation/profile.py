@@ -12,8 +12,10 @@ noise, its exact small-sample form when the noise level is estimated and concent
 How it walks: from the estimate, each side is stepped outward (``points`` steps across 1.5 Wald
 half-widths; each re-fit starts from its neighbour's optimum), then on with doubling steps
 (``extend`` more) until the deviance rises above ``c``. The crossing is then located by
-safeguarded regula falsi on the signed root ``tau = sqrt(D - D_hat)``, which is nearly linear in
-the parameter. A side that stays below ``c`` up to the parameter's bound or the last step is
+safeguarded regula falsi on the signed root ``tau`` of the rise, measured in the units of the
+Wald quantile (the profile t statistic of Bates and Watts when the noise level is estimated): it
+is ``(value - estimate) / stderr`` exactly for a model linear in its parameters, and nearly
+linear in the parameter otherwise, so a few re-fits find the crossing. A side that stays below ``c`` up to the parameter's bound or the last step is
 open: the data do not bound the parameter there, and an :class:`IdentifiabilityWarning` names it.
 
 The two sides of every parameter are independent tasks (:func:`profile_side`), run serially by
@@ -34,6 +36,7 @@ import xarray as xr
 
 from sysid.errors import ConfigError, SolverError
 from sysid.estimation._inference import (
+    CONCENTRATED,
     did_you_mean,
     free_parameters,
     loss_kind,
@@ -55,7 +58,8 @@ class IdentifiabilityWarning(UserWarning):
 
 # each side's grid spans this many Wald half-widths before the doubling extension
 _SPAN = 1.5
-# the crossing is located to this accuracy in tau (about 0.3 % of a 95 % half-width)
+# the crossing is located to this accuracy in tau, the units of the Wald quantile (0.25 % of a
+# 95 % half-width)
 _TAU_TOL = 5e-3
 # re-fits spent on locating one crossing
 _ROOT_EVALS = 6
@@ -78,7 +82,8 @@ class ProfileResult:
         ``identifiable`` (both sides found).
     table : pandas.DataFrame
         Every evaluated point: ``name``, ``side``, ``value``, ``deviance``, ``delta`` (above the
-        fit's deviance), ``tau`` (signed root of ``delta``), ``role`` ("estimate", "grid",
+        fit's deviance), ``tau`` (signed root of ``delta`` in Wald-quantile units: the interval
+        is ``|tau| <= quantile``), ``role`` ("estimate", "grid",
         "root"), ``stopped_reason`` of the re-fit, and the re-fitted value of every other free
         parameter (columns named after them).
     level : float
@@ -120,31 +125,63 @@ class ProfileResult:
         return list(self.intervals.index)
 
 
-def _refit(model: Any, data: xr.Dataset, config: Any, name: str, value: float) -> tuple[Any, float]:
-    """Fit with ``name`` fixed at ``value``, starting from ``model``'s values: (result, deviance)."""
+@dataclass(frozen=True, kw_only=True)
+class _Side:
+    """One side of one parameter's profile: everything its task needs (picklable)."""
+
+    model: Any
+    data: xr.Dataset
+    config: Any
+    name: str
+    side: str  # "lower" or "upper"
+    estimate: float
+    step: float
+    lo: float
+    hi: float
+    d_hat: float  # the fit's deviance
+    target: float  # the interval's end: |tau| = target
+    concentrated: bool  # noise level estimated: tau is the profile t statistic
+    n: int
+    p: int
+    points: int
+    extend: int
+
+    def tau(self, deviance: float) -> float:
+        """Signed root of the deviance rise, in the units of the Wald quantile: the profile t
+        statistic ``sqrt((n - p) (exp(delta / n) - 1))`` when the noise level is concentrated
+        out, else ``sqrt(delta)``. Both equal ``(value - estimate) / stderr`` for a model linear
+        in its parameters, so the crossing search converges in one secant step there."""
+        delta = deviance - self.d_hat
+        if not math.isfinite(delta):
+            size = math.inf
+        elif self.concentrated:
+            size = math.sqrt(max(self.n - self.p, 1) * max(math.expm1(delta / self.n), 0.0))
+        else:
+            size = math.sqrt(max(delta, 0.0))
+        return size if self.side == "upper" else -size
+
+
+def _refit(model: Any, side: _Side, value: float) -> tuple[Any, float]:
+    """Fit with the parameter fixed at ``value``, starting from ``model``'s values."""
     from sysid.training import fit
 
-    start = with_parameters(model, {name: value}, fixed=[name])
+    start = with_parameters(model, {side.name: value}, fixed=[side.name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed point is judged by its deviance, not a warning
         try:
-            res = fit(start, data, config)
+            res = fit(start, side.data, side.config)
         except SolverError:
             return None, math.inf
-    return res, misfit(res, data).deviance
+    return res, misfit(res, side.data).deviance
 
 
-def _row(name: str, side: str, value: float, dev: float, d_hat: float, role: str,
-         res: Any) -> dict[str, Any]:
-    delta = dev - d_hat
-    tau = math.copysign(math.sqrt(max(delta, 0.0)), 1.0 if side == "upper" else -1.0) \
-        if math.isfinite(delta) else math.copysign(math.inf, 1.0 if side == "upper" else -1.0)
-    row = {"name": name, "side": side, "value": value, "deviance": dev, "delta": delta,
-           "tau": tau, "role": role,
+def _row(side: _Side, value: float, dev: float, role: str, res: Any) -> dict[str, Any]:
+    row = {"name": side.name, "side": side.side, "value": value, "deviance": dev,
+           "delta": dev - side.d_hat, "tau": side.tau(dev), "role": role,
            "stopped_reason": str(res.stopped_reason) if res is not None else "failed"}
     if res is not None:
         for k, v in parameter_values(res.model).items():
-            if k != name:
+            if k != side.name:
                 row[k] = v
     return row
 
@@ -160,74 +197,59 @@ def _next_value(x_prev: float, step: float, lo: float, hi: float) -> float | Non
     return x
 
 
-def profile_side(payload: tuple) -> dict[str, Any]:
-    """Walk one side of one parameter's profile and locate its crossing.
-
-    ``payload`` = ``(model, data, config, name, side, estimate, step, lo, hi, d_hat, c, points,
-    extend)``; a top-level function so that executors in other processes can run it.
+def profile_side(side: _Side) -> dict[str, Any]:
+    """Walk one side of one parameter's profile and locate its crossing (a top-level function,
+    so executors in other processes can run it).
 
     Returns
     -------
     dict
         ``rows`` (evaluated points), ``endpoint`` and ``status`` ("found", "bound", "open").
     """
-    (model, data, config, name, side, estimate, step, lo, hi, d_hat, c, points, extend) = payload
-    sign = 1.0 if side == "upper" else -1.0
+    sign = 1.0 if side.side == "upper" else -1.0
+    bound = side.hi if side.side == "upper" else side.lo
     rows: list[dict[str, Any]] = []
-    inner = (estimate, 0.0, model)  # last point below the threshold: value, tau, fitted model
-    outer = None
-    k = 0
-    while k < points + extend:
-        k += 1
-        width = step if k <= points else step * 2.0 ** (k - points)
-        x = _next_value(inner[0], sign * width, lo, hi)
+    inner = (side.estimate, 0.0, side.model)  # last point inside: value, |tau|, fitted model
+    for k in range(1, side.points + side.extend + 1):
+        width = side.step if k <= side.points else side.step * 2.0 ** (k - side.points)
+        x = _next_value(inner[0], sign * width, side.lo, side.hi)
         if x is None:
-            return {"rows": rows, "endpoint": hi if side == "upper" else lo, "status": "bound"}
-        res, dev = _refit(inner[2], data, config, name, x)
-        row = _row(name, side, x, dev, d_hat, "grid", res)
+            return {"rows": rows, "endpoint": bound, "status": "bound"}
+        res, dev = _refit(inner[2], side, x)
+        row = _row(side, x, dev, "grid", res)
         rows.append(row)
-        if abs(row["tau"]) > math.sqrt(c):
-            outer = (x, abs(row["tau"]))
-            break
+        if abs(row["tau"]) > side.target:
+            return _locate(side, rows, inner, (x, abs(row["tau"])))
         inner = (x, abs(row["tau"]), res.model)
-    if outer is None:
-        return {"rows": rows, "endpoint": hi if side == "upper" else lo, "status": "open"}
-    return _locate(rows, inner, outer, data, config, name, side, d_hat, c)
+    return {"rows": rows, "endpoint": bound, "status": "open"}
 
 
-def _locate(rows: list[dict[str, Any]], inner: tuple, outer: tuple, data: xr.Dataset,
-            config: Any, name: str, side: str, d_hat: float, c: float) -> dict[str, Any]:
-    """Regula falsi (Illinois) on ``|tau| - sqrt(c)`` between ``inner`` (below) and ``outer``
-    (above); bisection while the outer value is infinite. The endpoint is the linear
-    interpolation of tau in the final bracket."""
-    target = math.sqrt(c)
+def _locate(side: _Side, rows: list[dict[str, Any]], inner: tuple, outer: tuple) -> dict[str, Any]:
+    """Regula falsi (Illinois) on ``|tau| - target`` between ``inner`` (inside) and ``outer``;
+    bisection while the outer value is infinite (a failed re-fit). The endpoint is the last
+    point within tolerance, else the secant of the final bracket."""
     (xa, ta, model_a), (xb, tb) = inner, outer
-    fa, fb = ta - target, tb - target
-    kept_b = 0
+    fa, fb = ta - side.target, tb - side.target
+    stale = 0
     for _ in range(_ROOT_EVALS):
-        if math.isfinite(fb):
-            x = xb - fb * (xb - xa) / (fb - fa)
-            if not (min(xa, xb) < x < max(xa, xb)):
-                x = 0.5 * (xa + xb)
-        else:
+        x = xb - fb * (xb - xa) / (fb - fa) if math.isfinite(fb) else 0.5 * (xa + xb)
+        if not min(xa, xb) < x < max(xa, xb):
             x = 0.5 * (xa + xb)
-        res, dev = _refit(model_a, data, config, name, x)
-        row = _row(name, side, x, dev, d_hat, "root", res)
+        res, dev = _refit(model_a, side, x)
+        row = _row(side, x, dev, "root", res)
         rows.append(row)
-        f = abs(row["tau"]) - target
+        f = abs(row["tau"]) - side.target
         if abs(f) <= _TAU_TOL:
             return {"rows": rows, "endpoint": x, "status": "found"}
         if f < 0:
             xa, fa, model_a = x, f, res.model
-            kept_b += 1
-            if kept_b >= 2 and math.isfinite(fb):
-                fb *= 0.5  # Illinois: the stale side's weight halves
+            stale += 1
+            if stale >= 2 and math.isfinite(fb):
+                fb *= 0.5  # Illinois: the side kept twice weighs half
         else:
-            xb, fb = x, f
-            kept_b = 0
-    if math.isfinite(fb):
-        return {"rows": rows, "endpoint": xb - fb * (xb - xa) / (fb - fa), "status": "found"}
-    return {"rows": rows, "endpoint": 0.5 * (xa + xb), "status": "found"}
+            xb, fb, stale = x, f, 0
+    end = xb - fb * (xb - xa) / (fb - fa) if math.isfinite(fb) else 0.5 * (xa + xb)
+    return {"rows": rows, "endpoint": end, "status": "found"}
 
 
 def _names(result: Any, names: str | Sequence[str] | None) -> list[str]:
@@ -306,7 +328,7 @@ def profile(result: Any, data: xr.Dataset, names: str | Sequence[str] | None = N
     free = free_parameters(result.model).set_index("name")
     stderr = result.parameters.set_index("name")["stderr"] \
         if "stderr" in result.parameters.columns else pd.Series(dtype=float)
-    cfg = refit_config(result.config)
+    cfg = refit_config(result.config, result.model)
     payloads, est = [], {}
     for name in names:
         value = float(free.loc[name, "value"])
@@ -314,11 +336,13 @@ def profile(result: Any, data: xr.Dataset, names: str | Sequence[str] | None = N
         if not (math.isfinite(se) and se > 0):  # no usable Jacobian error: 10 % of the value
             se = 0.1 * (abs(value) if value != 0 else float(free.loc[name, "scale"]))
         est[name] = (value, se)
-        step = _SPAN * q * se / points
-        lo, hi = float(free.loc[name, "lower"]), float(free.loc[name, "upper"])
         for side in ("lower", "upper"):
-            payloads.append((result.model, data, cfg, name, side, value, step, lo, hi,
-                             base.deviance, c, int(points), int(extend)))
+            payloads.append(_Side(
+                model=result.model, data=data, config=cfg, name=name, side=side, estimate=value,
+                step=_SPAN * q * se / points, lo=float(free.loc[name, "lower"]),
+                hi=float(free.loc[name, "upper"]), d_hat=base.deviance, target=q,
+                concentrated=kind in CONCENTRATED and base.n > base.n_estimated, n=base.n,
+                p=base.n_estimated, points=int(points), extend=int(extend)))
     sides = run_tasks(profile_side, payloads, executor, where="profile")
     return _assemble(result, names, est, sides, stderr, base, c, q, kind, level, warn)
 
