@@ -92,9 +92,10 @@ def test_profile_interval_of_a_linear_problem_matches_the_closed_form(linear_fit
     prof = sysid.analysis.profile(res, ds, ["a", "b"])
     for k, name in ((1, "a"), (2, "b")):
         lo, hi = prof.interval(name)
-        # endpoints located to tau within 5e-3 of sqrt(threshold) (~0.2 % of the half-width)
-        assert lo == pytest.approx(beta[k] - tq * se[k], abs=5e-3 * tq * se[k])
-        assert hi == pytest.approx(beta[k] + tq * se[k], abs=5e-3 * tq * se[k])
+        # tau is (value - estimate) / stderr for a linear model, so one secant step lands on the
+        # end (1e-4 relative: the least-squares optimum of each re-fit)
+        assert lo == pytest.approx(beta[k] - tq * se[k], abs=1e-4 * tq * se[k])
+        assert hi == pytest.approx(beta[k] + tq * se[k], abs=1e-4 * tq * se[k])
         row = prof.intervals.loc[name]
         assert row["lower_status"] == "found" and row["upper_status"] == "found"
         assert bool(row["identifiable"])
@@ -106,6 +107,10 @@ def test_profile_interval_of_a_linear_problem_matches_the_closed_form(linear_fit
     ssr_quad = ssr * (1 + ((pts["value"] - beta[1]) / se[1]) ** 2 / (N - 3))
     np.testing.assert_allclose(ssr_pts, ssr_quad, rtol=1e-5)
     assert len(quad) == len(pts)
+    # without a grid the walk steps just past the Wald end and one secant step finds the end
+    fast = sysid.analysis.profile(res, ds, "a", points=0)
+    assert fast.interval("a") == pytest.approx(prof.interval("a"), abs=1e-4 * tq * se[1])
+    assert (fast.table["role"] != "estimate").sum() == 4  # two re-fits per side
 
 
 def test_product_parameters_get_a_flat_profile_and_a_warning():
@@ -144,8 +149,8 @@ def test_bad_profile_options_are_clear_errors(linear_fit):
         sysid.analysis.profile(res, ds, "aa")
     with pytest.raises(ConfigError, match=r"level must be a number in \(0, 1\)"):
         sysid.analysis.profile(res, ds, level=95)
-    with pytest.raises(ConfigError, match=r"points must be an integer >= 1; got 0"):
-        sysid.analysis.profile(res, ds, points=0)
+    with pytest.raises(ConfigError, match=r"points must be an integer >= 0; got -1"):
+        sysid.analysis.profile(res, ds, points=-1)
     with pytest.raises(ConfigError, match=r"expected the FitResult of sysid.fit; got Model"):
         sysid.analysis.profile(res.model, ds)
 

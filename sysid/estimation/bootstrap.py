@@ -5,7 +5,7 @@ times, inputs and missing samples as the data) plus noise drawn from the fitted 
 Gaussian with the estimated (or, for "wls", the given) standard deviation of each state,
 multiplicative for "lognormal", proportional to the magnitude for "relative", Poisson counts for
 "poisson". Every replicate is fitted again with the original settings, starting from the fitted
-values, and the intervals are the quantiles of the replicate estimates. Unlike the Jacobian
+values and initial states, and the intervals are the quantiles of the replicate estimates. Unlike the Jacobian
 intervals this needs no linearisation, and, unlike profiles, for hybrid models it includes the
 network's uncertainty (the network is re-fitted in every replicate).
 
@@ -103,19 +103,19 @@ def simulate_replicate(fitted: Misfit, data: xr.Dataset, rng: np.random.Generato
 
 
 def bootstrap_replicate(payload: tuple) -> dict[str, Any]:
-    """One replicate: ``(model, data, fitted misfit, config, seed_sequence)`` ->
+    """One replicate: ``(model, initial states, data, fitted misfit, config, seed_sequence)`` ->
     ``{"stopped_reason": ..., "values": {name: value}}``. A top-level function so executors in
     other processes can run it."""
     from sysid.errors import SolverError
     from sysid.training import fit
 
-    model, data, fitted, config, seq = payload
+    model, initial, data, fitted, config, seq = payload
     rng = np.random.default_rng(seq)
     replicate = simulate_replicate(fitted, data, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed replicate is counted, not warned about
         try:
-            res = fit(model, replicate, config)
+            res = fit(model, replicate, config, initial=initial)
         except SolverError:
             return {"stopped_reason": "failed", "values": {}}
     return {"stopped_reason": str(res.stopped_reason), "values": parameter_values(res.model)}
@@ -161,7 +161,7 @@ def bootstrap(result: Any, data: xr.Dataset, *, n: int = 200, level: float = 0.9
                           "bootstrap a fit that converged.")
     cfg = refit_config(result.config, result.model)
     seqs = np.random.SeedSequence(int(seed)).spawn(int(n))
-    payloads = [(result.model, data, base, cfg, s) for s in seqs]
+    payloads = [(result.model, result.initial_states, data, base, cfg, s) for s in seqs]
     outs = run_tasks(bootstrap_replicate, payloads, executor, where="bootstrap")
     names = list(free_parameters(result.model)["name"])
     estimate = parameter_values(result.model)

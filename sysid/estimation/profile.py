@@ -58,9 +58,11 @@ class IdentifiabilityWarning(UserWarning):
 
 # each side's grid spans this many Wald half-widths before the doubling extension
 _SPAN = 1.5
-# the crossing is located to this accuracy in tau, the units of the Wald quantile (0.25 % of a
+# without a grid, steps aim this factor past the predicted crossing (to bracket it at once)
+_OVERSHOOT = 1.05
+# the crossing is located to this accuracy in tau, the units of the Wald quantile (0.5 % of a
 # 95 % half-width)
-_TAU_TOL = 5e-3
+_TAU_TOL = 1e-2
 # re-fits spent on locating one crossing
 _ROOT_EVALS = 6
 
@@ -129,7 +131,7 @@ class ProfileResult:
 class _Side:
     """One side of one parameter's profile: everything its task needs (picklable)."""
 
-    model: Any
+    result: Any  # the fit being profiled
     data: xr.Dataset
     config: Any
     name: str
@@ -161,15 +163,16 @@ class _Side:
         return size if self.side == "upper" else -size
 
 
-def _refit(model: Any, side: _Side, value: float) -> tuple[Any, float]:
-    """Fit with the parameter fixed at ``value``, starting from ``model``'s values."""
+def _refit(near: Any, side: _Side, value: float) -> tuple[Any, float]:
+    """Fit with the parameter fixed at ``value``, starting from the neighbouring fit ``near``
+    (its parameter values and initial states)."""
     from sysid.training import fit
 
-    start = with_parameters(model, {side.name: value}, fixed=[side.name])
+    start = with_parameters(near.model, {side.name: value}, fixed=[side.name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a failed point is judged by its deviance, not a warning
         try:
-            res = fit(start, side.data, side.config)
+            res = fit(start, side.data, side.config, initial=near.initial_states)
         except SolverError:
             return None, math.inf
     return res, misfit(res, side.data).deviance
@@ -209,10 +212,9 @@ def profile_side(side: _Side) -> dict[str, Any]:
     sign = 1.0 if side.side == "upper" else -1.0
     bound = side.hi if side.side == "upper" else side.lo
     rows: list[dict[str, Any]] = []
-    inner = (side.estimate, 0.0, side.model)  # last point inside: value, |tau|, fitted model
-    for k in range(1, side.points + side.extend + 1):
-        width = side.step if k <= side.points else side.step * 2.0 ** (k - side.points)
-        x = _next_value(inner[0], sign * width, side.lo, side.hi)
+    inner = (side.estimate, 0.0, side.result)  # last point inside: value, |tau|, its fit
+    for k in range(1, max(side.points, 1) + side.extend + 1):
+        x = _next_value(inner[0], sign * _width(side, k, inner), side.lo, side.hi)
         if x is None:
             return {"rows": rows, "endpoint": bound, "status": "bound"}
         res, dev = _refit(inner[2], side, x)
@@ -220,29 +222,43 @@ def profile_side(side: _Side) -> dict[str, Any]:
         rows.append(row)
         if abs(row["tau"]) > side.target:
             return _locate(side, rows, inner, (x, abs(row["tau"])))
-        inner = (x, abs(row["tau"]), res.model)
+        inner = (x, abs(row["tau"]), res)
     return {"rows": rows, "endpoint": bound, "status": "open"}
+
+
+def _width(side: _Side, k: int, inner: tuple) -> float:
+    """Length of step ``k`` of the walk. With ``points`` > 0: the grid, then doubling steps.
+    With ``points=0`` (no grid): first a step just past the Wald end, then ``tau`` extrapolated
+    linearly from the estimate through the last point inside, aiming just past the crossing
+    (at least 0.1 and at most 3 times the distance walked)."""
+    if side.points:
+        return side.step if k <= side.points else side.step * 2.0 ** (k - side.points)
+    if k == 1:
+        return side.step
+    dist = abs(inner[0] - side.estimate)
+    ratio = side.target / inner[1] if inner[1] > 0 else math.inf
+    return dist * min(max(_OVERSHOOT * ratio - 1.0, 0.1), 3.0)
 
 
 def _locate(side: _Side, rows: list[dict[str, Any]], inner: tuple, outer: tuple) -> dict[str, Any]:
     """Regula falsi (Illinois) on ``|tau| - target`` between ``inner`` (inside) and ``outer``;
     bisection while the outer value is infinite (a failed re-fit). The endpoint is the last
     point within tolerance, else the secant of the final bracket."""
-    (xa, ta, model_a), (xb, tb) = inner, outer
+    (xa, ta, near), (xb, tb) = inner, outer
     fa, fb = ta - side.target, tb - side.target
     stale = 0
     for _ in range(_ROOT_EVALS):
         x = xb - fb * (xb - xa) / (fb - fa) if math.isfinite(fb) else 0.5 * (xa + xb)
         if not min(xa, xb) < x < max(xa, xb):
             x = 0.5 * (xa + xb)
-        res, dev = _refit(model_a, side, x)
+        res, dev = _refit(near, side, x)
         row = _row(side, x, dev, "root", res)
         rows.append(row)
         f = abs(row["tau"]) - side.target
         if abs(f) <= _TAU_TOL:
             return {"rows": rows, "endpoint": x, "status": "found"}
         if f < 0:
-            xa, fa, model_a = x, f, res.model
+            xa, fa, near = x, f, res
             stale += 1
             if stale >= 2 and math.isfinite(fb):
                 fb *= 0.5  # Illinois: the side kept twice weighs half
@@ -272,7 +288,7 @@ def _names(result: Any, names: str | Sequence[str] | None) -> list[str]:
 def _check_options(level: Any, points: Any, extend: Any) -> None:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise ConfigError(f"profile: level must be a number in (0, 1), e.g. 0.95; got {level!r}.")
-    for label, value, minimum in (("points", points, 1), ("extend", extend, 0)):
+    for label, value, minimum in (("points", points, 0), ("extend", extend, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ConfigError(f"profile: {label} must be an integer >= {minimum}; got {value!r}.")
 
@@ -293,9 +309,12 @@ def profile(result: Any, data: xr.Dataset, names: str | Sequence[str] | None = N
     level : float
         Confidence level of the intervals (default 0.95).
     points : int
-        Re-fits per side across 1.5 Wald half-widths (more points draw a smoother profile).
+        Re-fits per side across 1.5 Wald half-widths (more points draw a smoother profile), or 0
+        for no grid: the walk then aims straight at the crossing (fewest re-fits, for intervals
+        only).
     extend : int
-        Further re-fits per side, each step twice the last, before a side is declared open.
+        Further re-fits per side (each step twice the last; with ``points=0`` extrapolated)
+        before a side is declared open.
     executor : concurrent.futures.Executor, optional
         Runs the sides (two tasks per parameter); default one after another.
     warn : bool
@@ -338,8 +357,8 @@ def profile(result: Any, data: xr.Dataset, names: str | Sequence[str] | None = N
         est[name] = (value, se)
         for side in ("lower", "upper"):
             payloads.append(_Side(
-                model=result.model, data=data, config=cfg, name=name, side=side, estimate=value,
-                step=_SPAN * q * se / points, lo=float(free.loc[name, "lower"]),
+                result=result, data=data, config=cfg, name=name, side=side, estimate=value,
+                step=_SPAN * q * se / points if points else _OVERSHOOT * q * se, lo=float(free.loc[name, "lower"]),
                 hi=float(free.loc[name, "upper"]), d_hat=base.deviance, target=q,
                 concentrated=kind in CONCENTRATED and base.n > base.n_estimated, n=base.n,
                 p=base.n_estimated, points=int(points), extend=int(extend)))

@@ -240,7 +240,8 @@ def _clone_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         validation: xr.Dataset | None = None, resume_from: str | None = None,
-        data_parallel: Any = None, executor: Any = None) -> FitResult:
+        data_parallel: Any = None, executor: Any = None,
+        initial: pd.DataFrame | None = None) -> FitResult:
     """Fit a model to trajectory data.
 
     Parameters
@@ -286,6 +287,7 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
 
         return multistart(model, data, cfg, executor=executor, validation=validation)
     ctx = _setup(model, data, cfg, validation)
+    _start_initial(ctx, initial)
     if data_parallel is not None:  # the one hook of sysid.parallel.distributed
         data_parallel.attach(ctx.problem)
     # max_time and Ctrl-C/SIGTERM hold everywhere: the warm start, every solve, the refinement
@@ -378,6 +380,31 @@ def _guarded_refine(ctx: _Context, stopped: StopReason,
     if reason in (StopReason.INTERRUPTED, StopReason.MAX_TIME):
         stopped = reason
     return stopped, message, estimate
+
+
+def _start_initial(ctx: _Context, initial: pd.DataFrame | None) -> None:
+    """Start the estimated initial states at the values of ``initial`` (runs x states)."""
+    if initial is None:
+        return
+    if not isinstance(initial, pd.DataFrame):
+        raise ConfigError(f"fit: initial must be a DataFrame of initial states (runs x states, "
+                          f"e.g. a FitResult's initial_states); got {type(initial).__name__}.")
+    states = ctx.spec.states
+    unknown = [str(c) for c in initial.columns if c not in states]
+    if unknown:
+        raise ConfigError(f"fit: initial has columns {unknown}, which are not states of the "
+                          f"model; its states are {list(states)}.")
+    free = ctx.problem.free & ~ctx.problem.known
+    mean, scale = np.asarray(ctx.scaling.mean), np.asarray(ctx.scaling.scale)
+    with torch.no_grad():
+        for r, run in enumerate(ctx.train.run_ids):
+            if run not in initial.index:
+                continue
+            for name in initial.columns:
+                s = states.index(name)
+                value = float(initial.loc[run, name])
+                if bool(free[s]) and math.isfinite(value):
+                    ctx.nodes[r, 0, s] = (value - mean[s]) / scale[s]
 
 
 def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
