@@ -9,7 +9,7 @@ error model and the initial-state treatment the problem needs:
   initial_states="free")`` from a start 0.5-2x off the truth (drawn per data set). Unknowns:
   ``r``, ``K`` and the initial population.
 - **oscillator** ("damped_oscillator", partially observed): only the position ``x`` is measured
-  (40 samples over 30 s, noise sd 5 % of its spread), the velocity is latent; fitted with
+  (30 samples over 15 s, 2.4 periods, noise sd 5 % of its spread), the velocity is latent; fitted with
   ``loss="sse", initial_states="free"`` and ``Model(observed=["x"])``. Unknowns: ``omega``,
   ``zeta`` and both initial states.
 
@@ -60,7 +60,8 @@ def _oscillator(seed: int):
 
     system = get("damped_oscillator")
     truth = system.defaults()
-    ds = make_dataset(system, n_runs=1, n_obs=40, noise=0.05, y0="random", seed=seed)
+    ds = make_dataset(system, n_runs=1, t=np.linspace(0.0, 15.0, 30), noise=0.05, y0="random",
+                      seed=seed)
     ds = ds.drop_vars("v")
     rng = np.random.default_rng([seed, 1])
     start = {k: v * float(np.exp(rng.uniform(-0.4, 0.4))) for k, v in truth.items()}
