@@ -17,7 +17,9 @@ For each data set and parameter it records whether the nominal 95 % intervals co
 the Jacobian interval ``value +/- q * stderr`` (``q`` = 1.96, and Student's t with n - p degrees of
 freedom, which matches a residual-variance-scaled covariance) and the profile-likelihood interval
 (:func:`sysid.analysis.profile`). It prints the covered fraction with a 95 % Clopper-Pearson
-interval for the fraction itself, per system, parameter and method, then pooled per method.
+interval for the fraction itself, per system, parameter and method, then pooled per method: over
+every data set (a fit that failed, or a profile that could not be computed, counts as a miss) and
+over the fits that converged.
 
 Run: ``python benchmarks/bench_coverage.py`` (100 data sets per system, two worker processes) or
 ``--quick`` (10 per system); ``--n N`` and ``--workers W`` change both; ``--out FILE.csv`` keeps
@@ -133,11 +135,13 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             lo, hi = _ci(k, n)
             out.append({"system": system, "parameter": param, "method": m, "covered": k, "n": n,
                         "fraction": k / n, "ci_low": lo, "ci_high": hi})
-    for m in methods:
-        k, n = int(df[m].sum()), len(df)
-        lo, hi = _ci(k, n)
-        out.append({"system": "all", "parameter": "all", "method": m, "covered": k, "n": n,
-                    "fraction": k / n, "ci_low": lo, "ci_high": hi})
+    converged = df[df["stopped_reason"] == "converged"]
+    for label, part in (("all", df), ("all converged", converged)):
+        for m in methods:
+            k, n = int(part[m].sum()), len(part)
+            lo, hi = _ci(k, n) if n else (math.nan, math.nan)
+            out.append({"system": label, "parameter": "all", "method": m, "covered": k, "n": n,
+                        "fraction": k / n if n else math.nan, "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(out)
 
 

@@ -82,5 +82,5 @@ def test_bad_bootstrap_options(linear_fit):
         bootstrap(res, ds, level=1.5)
     with pytest.raises(ConfigError, match=r"seed must be an integer >= 0; got -1"):
         bootstrap(res, ds, seed=-1)
-    with pytest.raises(ConfigError, match=r"executor must be a concurrent.futures.Executor"):
+    with pytest.raises(ConfigError, match=r"bootstrap: executor must be None"):
         bootstrap(res, ds, n=2, executor=object())

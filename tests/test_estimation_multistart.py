@@ -126,6 +126,30 @@ def test_an_executor_gives_the_serial_result():
     assert len(serial.starts) == 2 and set(serial.starts["optimum"]) == {0}
 
 
+def picky_decay(t, x, u, p, xp):
+    """Decay whose function refuses rates above 2 (a start drawn there fails)."""
+    if float(p["k"]) > 2.0:
+        raise ValueError("rate above 2")
+    return xp.stack([-p["k"] * x[..., 0]])
+
+
+def test_a_failed_start_is_recorded_and_the_others_kept():
+    t = np.linspace(0.0, 4.0, 9)
+    ds = sysid.from_arrays([t], {"x": [3.0 * np.exp(-0.7 * t) + 0.02 * np.sin(7 * t)]},
+                           states=["x"])
+    model = sysid.models.physics(picky_decay, {"k": Parameter(0.3, bounds=(0.01, 10.0))},
+                                 states=["x"])
+    cfg = sysid.FitConfig(loss="sse", starts=4, seed=2, progress=False)
+    assert draw_starts(model, 4, seed=2)["k"].tolist()[2] > 2.0  # start 2 is drawn at 5.2
+    res = sysid.fit(model, ds, cfg)
+    row = res.starts.loc[2]
+    assert row["stopped_reason"].startswith("failed: ConfigError") and "rate above 2" in \
+        row["stopped_reason"]
+    assert row["loss"] == math.inf and row["optimum"] == -1
+    assert "1 start(s) failed" in res.message
+    assert res.parameters.set_index("name").loc["k", "value"] == pytest.approx(0.7, rel=0.02)
+
+
 def test_draw_starts_log_uniform_within_bounds_and_seeded():
     model = sysid.models.physics(
         oscillator, {"w": Parameter(0.8, bounds=(0.5, 3.0))}, states=["x", "v"])
@@ -182,7 +206,8 @@ def test_bad_options_are_clear_errors():
     ds, _, _ = _frequency_data()
     with pytest.raises(ConfigError, match=r"starts must be an integer >= 1; got -2"):
         multistart(_model(0.8), ds, _config(), starts=-2)
-    with pytest.raises(ConfigError, match=r"executor must be a concurrent.futures.Executor"):
+    with pytest.raises(ConfigError, match=r"multi-start: executor must be None \(the tasks one "
+                                          r"after another in this process\), a concurrent"):
         sysid.fit(_model(0.8), ds, _config(starts=2), executor="threads")
     with pytest.raises(ConfigError, match=r"resume_from continues one fit"):
         sysid.fit(_model(0.8), ds, _config(starts=2), resume_from="x.pt")

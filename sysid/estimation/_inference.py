@@ -367,21 +367,27 @@ def refit_config(config: Any, model: Any) -> Any:
 # ---------------------------------------------------------------------------------------- tasks
 def run_tasks(fn: Callable[[Any], Any], payloads: Sequence[Any], executor: Any = None,
               *, where: str = "") -> list[Any]:
-    """``[fn(p) for p in payloads]``, serially or on an executor, in the payloads' order.
+    """``[fn(p) for p in payloads]`` through :func:`sysid.parallel.executors.run_tasks`: results
+    in the payloads' order, a :class:`~sysid.parallel.TaskFailure` in the place of a task that
+    raised.
 
-    ``fn`` must be a top-level function and the payloads picklable when the executor runs tasks
-    in other processes (a process pool, Dask). Ctrl-C cancels the tasks not yet started.
+    ``executor`` None runs the tasks one after another in this process
+    (:class:`~sysid.parallel.SerialExecutor`); otherwise any
+    :class:`concurrent.futures.Executor` (:class:`~sysid.parallel.LocalPool`, a process pool,
+    Dask's ``client.get_executor()``), a Dask ``distributed.Client`` or a scheduler address. In
+    other processes ``fn`` must be a top-level function and the payloads picklable. Ctrl-C
+    raises :class:`~sysid.parallel.Interrupted`.
     """
+    from sysid.parallel.executors import SerialExecutor, _is_dask_client
+    from sysid.parallel.executors import run_tasks as run
+
     if executor is None:
-        return [fn(p) for p in payloads]
-    if not isinstance(executor, cf.Executor):
+        executor = SerialExecutor()
+    elif not (isinstance(executor, cf.Executor) or _is_dask_client(executor)
+              or (isinstance(executor, str) and "://" in executor)):
         raise ConfigError(
-            f"{where}: executor must be a concurrent.futures.Executor (a ProcessPoolExecutor, "
-            f"or a Dask client's get_executor()); got {type(executor).__name__}.")
-    futures = [executor.submit(fn, p) for p in payloads]
-    try:
-        return [f.result() for f in futures]
-    except BaseException:
-        for f in futures:
-            f.cancel()
-        raise
+            f"{where}: executor must be None (the tasks one after another in this process), a "
+            f"concurrent.futures.Executor (sysid.parallel.LocalPool(4), a ProcessPoolExecutor, a "
+            f"Dask client's get_executor()), a Dask distributed.Client or a scheduler address "
+            f"such as 'tcp://host:8786'; got {type(executor).__name__}.")
+    return run(fn, payloads, executor=executor, progress=False, desc=where)

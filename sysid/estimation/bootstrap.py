@@ -36,7 +36,7 @@ from sysid.estimation._inference import (
 
 __all__ = ["bootstrap", "BootstrapResult", "bootstrap_replicate", "simulate_replicate"]
 
-# replicates that end like this are not counted
+# replicates whose re-fit ended like this are not counted
 _FAILED = ("diverged", "failed")
 
 
@@ -144,6 +144,7 @@ def bootstrap(result: Any, data: xr.Dataset, *, n: int = 200, level: float = 0.9
     -------
     BootstrapResult
     """
+    from sysid.parallel import TaskFailure
     from sysid.training import FitResult
 
     if not isinstance(result, FitResult):
@@ -166,8 +167,10 @@ def bootstrap(result: Any, data: xr.Dataset, *, n: int = 200, level: float = 0.9
     names = list(free_parameters(result.model)["name"])
     estimate = parameter_values(result.model)
     rows = []
+    outs = [{"stopped_reason": f"failed: {o.error_type}: {o.message}", "values": {}}
+            if isinstance(o, TaskFailure) else o for o in outs]
     for k, o in enumerate(outs):
-        ok = o["stopped_reason"] not in _FAILED
+        ok = not o["stopped_reason"].startswith(_FAILED)
         rows.append({"replicate": k, "stopped_reason": o["stopped_reason"],
                      **{p: (o["values"].get(p, math.nan) if ok else math.nan) for p in names}})
     samples = pd.DataFrame(rows, columns=["replicate", "stopped_reason", *names])

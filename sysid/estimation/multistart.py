@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.errors import ConfigError
+from sysid.errors import ConfigError, FitError
 from sysid.estimation._inference import (
     free_parameters,
     misfit,
@@ -104,8 +104,9 @@ def draw_starts(model: Any, n: int, *, seed: int = 0, spread: float = SPREAD) ->
                         columns=list(table["name"]))
 
 
-def fit_start(payload: tuple) -> Any:
-    """One start: ``(model, data, config, validation, values)`` -> the FitResult.
+def fit_start(payload: tuple) -> tuple[Any, float]:
+    """One start: ``(model, data, config, validation, values)`` -> ``(FitResult, loss)``, the loss
+    being :func:`~sysid.estimation.misfit`'s deviance on ``data``.
 
     A top-level function so executors in other processes (a process pool, Dask) can run it.
     """
@@ -113,7 +114,8 @@ def fit_start(payload: tuple) -> Any:
 
     model, data, config, validation, values = payload
     start = with_parameters(model, values) if values else model
-    return fit(start, data, config, validation=validation)
+    result = fit(start, data, config, validation=validation)
+    return result, misfit(result, data).deviance
 
 
 def distinct_optima(losses: np.ndarray, values: np.ndarray, *, loss_tol: float = 0.1,
@@ -174,25 +176,36 @@ def multistart(model: Any, data: xr.Dataset, config: Any = None, *, starts: int 
         best optimum, 1, 2, ... for the others in order of loss, -1 for failed fits). Its
         ``message`` says how many distinct optima were found and which start won.
     """
+    from sysid.data import validate
+    from sysid.parallel import TaskFailure
     from sysid.training import FitConfig
 
     cfg = config if config is not None else FitConfig()
     n = cfg.starts if starts is None else starts
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"multi-start: starts must be an integer >= 1; got {n!r}.")
+    validate(data, where="fit data")  # a data error is the user's, not a failed start
     one = dataclasses.replace(cfg, starts=1)
     draws = draw_starts(model, int(n), seed=cfg.seed, spread=spread)
     payloads = [(model, data, one, validation, {} if k == 0 else draws.loc[k].to_dict())
                 for k in range(int(n))]
-    results = run_tasks(fit_start, payloads, executor, where="multi-start")
-    losses = np.array([misfit(r, data).deviance for r in results])
+    outs = run_tasks(fit_start, payloads, executor, where="multi-start")
+    failed = {k: o for k, o in enumerate(outs) if isinstance(o, TaskFailure)}
+    if len(failed) == len(outs):
+        raise FitError(f"multi-start: every one of the {len(outs)} starts failed; the first: "
+                       f"{failed[0]}")
+    results = [None if k in failed else o[0] for k, o in enumerate(outs)]
+    losses = np.array([math.inf if k in failed else o[1] for k, o in enumerate(outs)])
     names = list(draws.columns)
-    fitted = np.array([[parameter_values(r.model)[p] for p in names] for r in results])
+    fitted = np.array([[math.nan] * len(names) if r is None else
+                       [parameter_values(r.model)[p] for p in names] for r in results])
     fitted = fitted.reshape(len(results), len(names))
     ids = distinct_optima(losses, fitted)
     best = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
+    reasons = [f"failed: {failed[k].error_type}: {failed[k].message}" if r is None
+               else str(r.stopped_reason) for k, r in enumerate(results)]
     table = pd.DataFrame({"start": np.arange(len(results)), "loss": losses,
-                          "stopped_reason": [str(r.stopped_reason) for r in results]})
+                          "stopped_reason": reasons})
     for k, p in enumerate(names):
         table[p] = fitted[:, k]
     table["optimum"] = ids
@@ -200,6 +213,8 @@ def multistart(model: Any, data: xr.Dataset, config: Any = None, *, starts: int 
     found = [float(losses[ids == k].min()) for k in range(n_opt)]
     note = (f"multi-start: {len(results)} starts, {n_opt} distinct optim{'um' if n_opt == 1 else 'a'}"
             f" (losses {', '.join(f'{v:.6g}' for v in found)}); best from start {best}")
+    if failed:
+        note += f"; {len(failed)} start(s) failed (see FitResult.starts)"
     if not math.isfinite(losses[best]):
         note = f"multi-start: none of the {len(results)} starts gave a usable fit"
     chosen = results[best]

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.errors import ConfigError, SolverError
+from sysid.errors import ConfigError, FitError, SolverError
 from sysid.estimation._inference import (
     CONCENTRATED,
     did_you_mean,
@@ -330,6 +330,7 @@ def profile(result: Any, data: xr.Dataset, names: str | Sequence[str] | None = N
     named parameters and initial states as estimated: the intervals do not include the network's
     own uncertainty.
     """
+    from sysid.parallel import TaskFailure
     from sysid.training import FitResult
 
     if not isinstance(result, FitResult):
@@ -363,6 +364,10 @@ def profile(result: Any, data: xr.Dataset, names: str | Sequence[str] | None = N
                 concentrated=kind in CONCENTRATED and base.n > base.n_estimated, n=base.n,
                 p=base.n_estimated, points=int(points), extend=int(extend)))
     sides = run_tasks(profile_side, payloads, executor, where="profile")
+    for side, out in zip(payloads, sides):
+        if isinstance(out, TaskFailure):
+            raise FitError(f"profile: the {side.side} side of {side.name!r} failed: "
+                           f"{out.error_type}: {out.message}")
     return _assemble(result, names, est, sides, stderr, base, c, q, kind, level, warn)
 
 
