@@ -7,6 +7,7 @@ import math
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import sysid
@@ -213,3 +214,24 @@ def test_bad_options_are_clear_errors():
         sysid.fit(_model(0.8), ds, _config(starts=2), resume_from="x.pt")
     with pytest.raises(ParameterError, match=r"outside bounds"):
         with_parameters(_model(0.8), {"w": 7.0})
+
+
+def test_fit_initial_starts_the_estimated_initial_states():
+    # a logistic series whose first measurement is below zero (noise): from there the free
+    # initial state starts where the logistic cannot be integrated over the run; started at a
+    # positive value (e.g. a neighbouring fit's initial states) the fit converges
+    t = np.linspace(0.0, 180.0, 12)
+    truth = 197.27 / (1 + (197.27 / 3.9 - 1) * np.exp(-0.0313 * t))
+    y = truth + np.array([-5.0, 1.0, -1.0, 2.0, -2.0, 1.0, 0.0, -1.0, 2.0, -2.0, 1.0, 0.0])
+    ds = sysid.from_arrays([t], {"N": [y]}, states=["N"])
+    model = sysid.models.physics("logistic")
+    cfg = sysid.FitConfig(loss="sse", initial_states="free", progress=False)
+    start = pd.DataFrame({"N": [4.0]}, index=pd.Index(["run0"], name="trajectory"))
+    res = sysid.fit(model, ds, cfg, initial=start)
+    assert str(res.stopped_reason) == "converged"
+    # the least-squares N0 of 12 samples with errors of 2: within 3 of the truth
+    assert res.initial_states.loc["run0", "N"] == pytest.approx(3.9, abs=3.0)
+    with pytest.raises(ConfigError, match=r"initial has columns \['M'\], which are not states"):
+        sysid.fit(model, ds, cfg, initial=pd.DataFrame({"M": [4.0]}, index=["run0"]))
+    with pytest.raises(ConfigError, match=r"initial must be a DataFrame of initial states"):
+        sysid.fit(model, ds, cfg, initial={"N": 4.0})

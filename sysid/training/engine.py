@@ -264,6 +264,15 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     data_parallel : sysid.parallel.distributed.DataParallel, optional
         Split every window batch across the processes of a torch.distributed job (use
         :func:`sysid.parallel.fit_distributed`, which passes it).
+    executor : concurrent.futures.Executor, optional
+        With ``config.starts > 1``: runs the starts (a process pool, Dask's
+        ``client.get_executor()``); default one after another. See
+        :func:`sysid.estimation.multistart`.
+    initial : pandas.DataFrame, optional
+        Starting values of the initial states the fit estimates (runs x states, user units; e.g.
+        another fit's ``initial_states``), instead of the smoothed data or the model's
+        ``latent_initial``. Runs or states the fit does not estimate are ignored. Profile points
+        and bootstrap replicates start here from a neighbouring optimum.
 
     Returns
     -------
