@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import sysid
 from sysid.errors import ConfigError, ParameterError
@@ -129,7 +130,7 @@ def test_an_executor_gives_the_serial_result():
 
 def picky_decay(t, x, u, p, xp):
     """Decay whose function refuses rates above 2 (a start drawn there fails)."""
-    if float(p["k"]) > 2.0:
+    if float(torch.as_tensor(p["k"]).detach()) > 2.0:
         raise ValueError("rate above 2")
     return xp.stack([-p["k"] * x[..., 0]])
 
