@@ -9,10 +9,12 @@
    processes against 1 on the same global batch: seconds per epoch (median over epochs after
    the first) and the final loss of both (they should agree to rounding).
 
-The load average of the machine is printed with the results: on a shared machine the ratios say
-more than the seconds.
+The load average of the machine and a calibration are printed with the results: the speed-up of
+a trivially parallel CPU loop (pure Python, no I/O) on 2 processes, measured at the same time, is
+the most any of the above can reach on this machine at that moment (on a shared machine whose
+other users keep the cores busy it is well below 2).
 
-Run ``python benchmarks/bench_parallel.py [--members 16] [--epochs 40] [--ddp-epochs 6]``
+Run ``python benchmarks/bench_parallel.py [--members 16] [--epochs 80] [--ddp-epochs 6]``
 (a few minutes on 2 free cores).
 """
 
@@ -47,6 +49,29 @@ def ensemble_problem(epochs: int):
     return model, data, config
 
 
+def _spin(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def calibration(n: int = 4_000_000, tasks: int = 4) -> float:
+    """Speed-up of ``tasks`` pure-Python loops on 2 processes over 1 (the machine's headroom)."""
+    import multiprocessing
+
+    t0 = time.perf_counter()
+    for _ in range(tasks):
+        _spin(n)
+    serial = time.perf_counter() - t0
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_spin, [1000, 1000])  # started
+        t0 = time.perf_counter()
+        pool.map(_spin, [n] * tasks, chunksize=1)
+        parallel = time.perf_counter() - t0
+    return serial / parallel
+
+
 def time_ensemble(executor, members: int, epochs: int) -> tuple[float, float]:
     """Seconds for the ensemble and the mean final loss of its members."""
     import sysid
@@ -63,19 +88,22 @@ def time_ensemble(executor, members: int, epochs: int) -> tuple[float, float]:
 
 
 def bench_ensembles(members: int, epochs: int) -> dict:
-    from sysid.parallel import LocalPool, SerialExecutor
+    from sysid.parallel import SerialExecutor
 
     out = {}
     serial, pool = [], []
     for order in range(2):  # alternate, so a load change on the shared machine hits both
-        runs = [("serial", lambda: time_ensemble(SerialExecutor(), members, epochs)),
+        runs = [("serial", lambda: (*time_ensemble(SerialExecutor(), members, epochs), 0.0)),
                 ("pool", lambda: _with_pool(members, epochs))]
         for name, fn in (runs if order == 0 else runs[::-1]):
             (serial if name == "serial" else pool).append(fn())
-    out["serial_s"] = statistics.median(s for s, _ in serial)
-    out["pool2_s"] = statistics.median(s for s, _ in pool)
+    out["serial_s"] = statistics.median(s for s, _, _ in serial)
+    out["pool2_s"] = statistics.median(s for s, _, _ in pool)
+    out["pool2_start_s"] = statistics.median(s for _, _, s in pool)
     out["pool2_speedup"] = out["serial_s"] / out["pool2_s"]
+    out["pool2_warm_speedup"] = out["serial_s"] / (out["pool2_s"] - out["pool2_start_s"])
     out["same_losses"] = serial[0][1] == pool[0][1]
+    out["calibration"] = calibration()
     try:
         from distributed import LocalCluster
     except ImportError:
@@ -92,13 +120,17 @@ def bench_ensembles(members: int, epochs: int) -> dict:
     return out
 
 
-def _with_pool(members: int, epochs: int) -> tuple[float, float]:
+def _with_pool(members: int, epochs: int) -> tuple[float, float, float]:
+    """(seconds in all, mean final loss, seconds to start the pool's 2 workers)."""
     from sysid.parallel import LocalPool
 
     t0 = time.perf_counter()
     with LocalPool(2) as pool:
+        for f in [pool.submit(_spin, 10) for _ in range(2)]:
+            f.result()
+        start = time.perf_counter() - t0
         seconds, loss = time_ensemble(pool, members, epochs)
-    return time.perf_counter() - t0, loss
+    return time.perf_counter() - t0, loss, start
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,7 +191,7 @@ def bench_ddp(epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=80)
     parser.add_argument("--ddp-epochs", type=int, default=6)
     parser.add_argument("--ddp-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -174,11 +206,16 @@ def main() -> None:
     print(f"  serial (one process)          {ens['serial_s']:8.1f} s")
     print(f"  LocalPool(2), start included  {ens['pool2_s']:8.1f} s   speed-up "
           f"{ens['pool2_speedup']:.2f}x   same losses as serial: {ens['same_losses']}")
+    print(f"    of which starting 2 workers {ens['pool2_start_s']:8.1f} s   speed-up without it "
+          f"{ens['pool2_warm_speedup']:.2f}x")
     if "dask2_s" in ens:
         print(f"  Dask LocalCluster by address  {ens['dask2_s']:8.1f} s   speed-up "
               f"{ens['dask2_speedup']:.2f}x   same losses as serial: {ens['dask_same_losses']}")
     else:
         print(f"  Dask: {ens['dask']}")
+    if "calibration" in ens:
+        print(f"  calibration: a trivially parallel CPU loop on 2 processes runs "
+              f"{ens['calibration']:.2f}x faster than on 1 right now (the ceiling here)")
     ddp = bench_ddp(args.ddp_epochs)
     print(f"torch.distributed, 1000 trajectories ({ddp['windows']} windows per epoch), "
           f"{args.ddp_epochs} epochs:")

@@ -61,8 +61,9 @@ def band_figure(data, outer, inner):
     from sysid import plot
 
     fig = plot.band(data, outer, inner=inner, after=TRAIN_END + 0.5)
-    fig.suptitle("Lotka-Volterra bootstrap ensemble trained on 1900-1915: observation band "
-                 "(light), trajectory band (dark), median; shaded: held-out years", fontsize=9)
+    fig.suptitle("Lotka-Volterra bootstrap ensemble, trained on 1900-1915\n"
+                 "light: observation band, dark: trajectory band (5-95 %); shaded: held out",
+                 fontsize=9)
     return fig
 
 
