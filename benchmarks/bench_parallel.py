@@ -116,7 +116,7 @@ def bench_ensembles(members: int, epochs: int) -> dict:
         out["dask"] = "not installed (pip install 'sysid[parallel]')"
         return out
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         address = cluster.scheduler_address
         time_ensemble(address, 2, 2)  # workers import torch and sysid once
         seconds, loss = time_ensemble(address, members, epochs)

@@ -179,7 +179,7 @@ def cluster():
     # times); fit_many hands a worker only the task it runs, so no other task shares that death
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as lc:
+                                      dashboard_address=":0") as lc:
             with distributed.Client(lc) as client:
                 yield client
 

@@ -84,7 +84,8 @@ def test_held_out_error_is_zero_for_the_true_model_on_clean_data():
     t = np.linspace(0, 3, 10)
     data = sysid.data.from_arrays([t], {"x": [np.exp(-0.3 * t)]}, states=["x"], runs=["a"])
     result = sysid.fit(_physics(0.3), data, FitConfig(
-        epochs=1, optimizer={"lr": 1e-12}, warm_start=False, dtype="float64", progress=False))
+        epochs=1, optimizer={"lr": 1e-12}, warm_start=False, refine=False, dtype="float64",
+        progress=False))
     err = held_out_error(result, data, {"after": {"a": 2.0}}, {"x": 1.0})
     # the model is the true system (lr 1e-12: unchanged); RK45 at rtol 1e-6
     assert err["score"] < 1e-5 and set(err) == {"error_x", "score"}
@@ -97,7 +98,7 @@ def test_sweep_over_a_model_factory_ranks_trials_by_held_out_error():
         return _physics(k0)
 
     frozen = FitConfig(epochs=2, dtype="float64", shooting={"horizons": (4,)}, warm_start=False,
-                       progress=False)
+                       refine=False, progress=False)
     res = sysid.sweep(factory, data, frozen, grid={"model.k0": [0.05, 0.7],
                                                    "optimizer.lr": [1e-6]},
                       executor=SERIAL, validation=Holdout(runs=("r3",)), progress=False)
@@ -105,7 +106,7 @@ def test_sweep_over_a_model_factory_ranks_trials_by_held_out_error():
     assert res.holdout == "runs ['r3']"
     scores = res.table["score"].to_numpy()
     assert np.all(np.diff(scores) >= 0)
-    # no warm start and lr 1e-6 leave k at its start: starting at the true 0.7 must win
+    # no warm start, no refinement and lr 1e-6 leave k at its start: the true 0.7 must win
     assert res.best_settings == {"model.k0": 0.7, "optimizer.lr": 1e-6}
     assert res.best_config.optimizer.lr == 1e-6
     assert float(res.best_result.parameters["value"].iloc[0]) == pytest.approx(0.7, abs=1e-3)

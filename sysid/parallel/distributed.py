@@ -21,8 +21,10 @@ each process ``P * dL/d(its share)`` (``P`` processes), so after backward proces
 ``P g_r + d`` where ``g_r`` is the gradient through its own share and ``d`` the part that does not
 go through the integration (the continuity and hybrid penalties, identical on every process).
 The average over processes is ``sum_r g_r + d``: the single-process gradient. The average is taken
-by a callback queued on torch's autograd engine (as ``DistributedDataParallel`` does), so it also
-covers the L-BFGS polish.
+by a callback queued on torch's autograd engine (as ``DistributedDataParallel`` does), after every
+backward pass through the gathered predictions. The joint least-squares refinement after the
+first-order stage (:mod:`sysid.estimation`) does not go through the window problem: every process
+runs it whole, on the same numbers, and ends at the same point.
 """
 
 from __future__ import annotations
