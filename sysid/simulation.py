@@ -173,7 +173,8 @@ def _values_table(values: Values, target: _Target, ids: list[str], allowed: Sequ
         return out
     if isinstance(values, pd.DataFrame):
         keys = [str(c) for c in values.columns]
-        rows = [list(map(str, values.index)).index(r) if r in set(map(str, values.index)) else None for r in ids]
+        position = {str(r): i for i, r in reversed(list(enumerate(values.index)))}  # first wins
+        rows = [position.get(r) for r in ids]  # one lookup per run (was O(runs^2))
     elif isinstance(values, Mapping):
         keys, rows = [str(k) for k in values], None
     else:

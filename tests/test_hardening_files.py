@@ -242,3 +242,29 @@ def test_checkpoints_hold_tensors_only(tmp_path):
 
     save_checkpoint(tmp_path / "c.pt", {"data": "ab" * 32, "model": {"w": torch.zeros(2)}})
     assert load_checkpoint(tmp_path / "c.pt")["data"] == "ab" * 32
+
+
+def test_get_run_without_xarray_selection_is_identical():
+    # get_run is built from the arrays (metrics and reports call it once per run and state: for
+    # 10 000 runs the xarray selection cost minutes); it must equal the selection it replaces
+    import xarray as xr
+
+    import sysid.datasets
+    from sysid.data.schema import OBS, TIME, TRAJ
+
+    def by_selection(ds, run_id):
+        one = ds.sel({TRAJ: run_id})
+        n = int(np.count_nonzero(~np.isnan(ds[TIME].sel({TRAJ: run_id}).values)))
+        one = one.isel({OBS: slice(0, n)})
+        out = one.drop_vars([TIME, TRAJ]).rename({OBS: TIME}).assign_coords(
+            {TIME: (TIME, one[TIME].values, ds[TIME].attrs)})
+        out.attrs = {**ds.attrs, "trajectory": run_id}
+        return out
+
+    for ds in (sysid.datasets.load("theophylline"),  # per-run coordinates dose and weight
+               sysid.systems.make_dataset("mass_spring_damper", n_runs=3, n_obs=20, missing=0.2,
+                                          irregular=True)):
+        for run in sysid.data.run_ids(ds):
+            xr.testing.assert_identical(sysid.data.get_run(ds, run), by_selection(ds, run))
+    with pytest.raises(DataError, match=r"get_run: no run 'nope'; runs are \['bod'\]"):
+        sysid.data.get_run(sysid.datasets.load("bod"), "nope")

@@ -212,3 +212,56 @@ def test_fit_options_are_accepted_or_refused_with_one_line(workdir, monkeypatch,
     assert code == 2, (args, code, err)
     assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, (args, err)
     assert not out.exists()
+
+
+_SIM_OPTIONS = ["--y0", "--initial-from", "--t-start", "--t-end", "--dt", "--times", "--inputs",
+                "--time", "--run", "--method", "--rtol", "--atol", "--max-points", "--max-time"]
+_SIM_VALUE = st.one_of(
+    _VALUE,
+    st.sampled_from(["N=1", "N=1,M=2", "N=nan", "N=1e400", "dopri5", "rk4", "Radau", "LSODA", "1e-12",
+                     "good.csv", "times.txt", "missing.csv", "10", "1e9", "-5", "0", "1e-300"]),
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(workdir) -> Path:
+    model = sysid.models.physics("logistic", free=["r"], values={"K": 10.0})
+    (workdir / "times.txt").write_text("0\n0.5\n1\n")
+    return sysid.save_model(model, workdir / "model")
+
+
+@FUZZ
+@given(options=st.lists(st.tuples(st.sampled_from(_SIM_OPTIONS), _SIM_VALUE), max_size=4),
+       base=st.booleans(),
+       out=st.sampled_from(["sim.csv", "sim.nc", "sim.txt", "model/x.csv", "good.csv", "sim.csv"]))
+def test_simulate_options_are_accepted_or_refused_with_one_line(workdir, model_dir, monkeypatch,
+                                                                 options, base, out):
+    from sysid.cli import main
+
+    def reached(*args, **kwargs):
+        raise _Accepted
+
+    monkeypatch.setattr(sysid, "simulate", reached)
+    args = ["simulate", "model", *(["--y0", "N=1", "--t-end", "1"] if base else [])]
+    for name, value in options:
+        args += [name, value]
+    args += ["--out", out]
+    before = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir() if p.is_file()}
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with CliRunner().isolation() as (_, stderr, _), time_limit(EXAMPLE_SECONDS):
+            try:
+                code = main(args)
+            except _Accepted:
+                event("accepted")
+                return
+            err = stderr.getvalue().decode("utf-8", "replace")
+    finally:
+        os.chdir(cwd)
+    event(f"exit {code}")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, (args, code, err)
+    assert len(lines) == 1 and "Traceback" not in err and "internal error" not in err, (args, err)
+    after = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir() if p.is_file()}
+    assert after == before  # nothing written or touched (good.csv, an input, above all)

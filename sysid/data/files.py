@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from sysid import atomic
-from sysid.data.schema import TIME, TRAJ, input_names, run_ids, run_length, state_names
+from sysid.data.schema import TIME, TRAJ, input_names, run_ids, state_names
 from sysid.data.validate import validate
 from sysid.errors import DataError
 
@@ -182,19 +182,32 @@ def to_csv(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False,
     head = ([trajectory] if trajectory is not None else []) + [
         _header(time, str(ds[TIME].attrs.get("units", "")))]
     head += [_header(n, str(ds[n].attrs.get("units", ""))) for n in names]
+    times = np.asarray(ds[TIME].values, dtype=float)
+    arrays = [np.asarray(ds[v].values, dtype=float) for v in names]
     with atomic.writing(path, overwrite=overwrite) as tmp:
         with open(tmp, "x", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(head)
-            for rid in run_ids(ds):
-                n = run_length(ds, rid)
-                one = ds.sel({TRAJ: rid})
-                cols = [one[TIME].values[:n]] + [one[v].values[:n] for v in names]
-                cell = safe_cell(str(rid))
-                for k in range(n):
-                    writer.writerow(([cell] if trajectory is not None else [])
-                                    + ["" if np.isnan(c[k]) else repr(float(c[k])) for c in cols])
+            csv.writer(fh, lineterminator="\n").writerow(head)
+            # column by column (not cell by cell): 5 million rows took 80 s written row by row
+            for i, rid in enumerate(run_ids(ds)):
+                n = int(np.count_nonzero(~np.isnan(times[i])))
+                cols = [_number_texts(times[i, :n])] + [_number_texts(a[i, :n]) for a in arrays]
+                prefix = _csv_cell(safe_cell(str(rid))) + "," if trajectory is not None else ""
+                fh.write("".join(prefix + ",".join(row) + "\n" for row in zip(*cols)))
     return path
+
+
+def _number_texts(values: np.ndarray) -> list[str]:
+    """Shortest text that reads back to the same float64 (``repr``); "" for NaN."""
+    return ["" if x != x else repr(x) for x in values.tolist()]
+
+
+def _csv_cell(text: str) -> str:
+    """One cell as :mod:`csv` writes it (quoted when it holds a delimiter, quote or newline)."""
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
 
 
 __all__ = ["load_netcdf", "load_zarr", "save", "to_csv", "safe_cell", "FORMULA_STARTS"]

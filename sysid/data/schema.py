@@ -156,9 +156,20 @@ def run_ids(ds: xr.Dataset) -> list[str]:
     return [str(r) for r in ds[TRAJ].values]
 
 
+def _position(ds: xr.Dataset, run_id: str, func: str) -> int | None:
+    """Row of ``run_id`` through the trajectory index (no list of all run ids is built: callers
+    loop over thousands of runs); None when ids repeat (the slow path handles it)."""
+    try:
+        i = ds.indexes[TRAJ].get_loc(run_id)
+    except KeyError:
+        raise DataError(f"{func}: no run {run_id!r}; runs are {run_ids(ds)}.") from None
+    return int(i) if isinstance(i, (int, np.integer)) else None
+
+
 def run_length(ds: xr.Dataset, run_id: str) -> int:
     """Number of samples of one run (the time NaN padding excluded)."""
-    t = ds[TIME].sel({TRAJ: run_id}).values
+    i = _position(ds, run_id, "run_length")
+    t = ds[TIME].values[i] if i is not None else ds[TIME].sel({TRAJ: run_id}).values
     return int(np.count_nonzero(~np.isnan(t)))
 
 
@@ -172,9 +183,19 @@ def get_run(ds: xr.Dataset, run_id: str) -> xr.Dataset:
     >>> get_run(ds, "run0")["x"].dims
     ('time',)
     """
-    ids = run_ids(ds)
-    if run_id not in ids:
-        raise DataError(f"get_run: no run {run_id!r}; runs are {ids}.")
+    i = _position(ds, run_id, "get_run")
+    if i is not None and _plain_layout(ds):
+        # built from the arrays directly: the xarray selection below costs milliseconds per run,
+        # which metrics and reports over 10 000 runs paid tens of thousands of times
+        t_row = ds[TIME].values[i]
+        n = int(np.count_nonzero(~np.isnan(t_row)))
+        data = {str(k): xr.Variable(TIME, v.values[i, :n], dict(v.attrs))
+                for k, v in ds.data_vars.items()}
+        coords = {TIME: xr.Variable(TIME, t_row[:n], dict(ds[TIME].attrs))}
+        for k, c in ds.coords.items():
+            if k not in (TIME, TRAJ):
+                coords[str(k)] = xr.Variable((), c.values[i], dict(c.attrs))
+        return xr.Dataset(data, coords=coords, attrs={**ds.attrs, "trajectory": run_id})
     one = ds.sel({TRAJ: run_id})
     n = run_length(ds, run_id)
     one = one.isel({OBS: slice(0, n)})
@@ -182,6 +203,13 @@ def get_run(ds: xr.Dataset, run_id: str) -> xr.Dataset:
     out = one.drop_vars([TIME, TRAJ]).rename({OBS: TIME}).assign_coords({TIME: (TIME, t, ds[TIME].attrs)})
     out.attrs = {**ds.attrs, "trajectory": run_id}
     return out
+
+
+def _plain_layout(ds: xr.Dataset) -> bool:
+    """Data variables on (trajectory, obs), per-run coordinates on (trajectory,) only."""
+    return (all(v.dims == (TRAJ, OBS) for v in ds.data_vars.values())
+            and ds[TIME].dims == (TRAJ, OBS)
+            and all(c.dims == (TRAJ,) for k, c in ds.coords.items() if k not in (TIME, TRAJ)))
 
 
 __all__ = [
