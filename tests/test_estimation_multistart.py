@@ -205,8 +205,13 @@ def test_with_parameters_fixes_and_sets_without_changing_the_model():
 
 
 def test_bad_options_are_clear_errors():
+    from sysid.training import Loss
+
     with pytest.raises(ConfigError, match=r"starts must be an integer >= 1; got 0"):
         sysid.FitConfig(starts=0)
+    with pytest.raises(ConfigError, match=r"Loss: sigma of 'x' must be a finite number > 0; "
+                                          r"got -0\.1"):
+        sysid.FitConfig(loss=Loss(kind="wls", sigma={"x": -0.1}))
     ds, _, _ = _frequency_data()
     with pytest.raises(ConfigError, match=r"starts must be an integer >= 1; got -2"):
         multistart(_model(0.8), ds, _config(), starts=-2)
