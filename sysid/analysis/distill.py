@@ -361,7 +361,7 @@ class Distillation:
         -------
         pandas.DataFrame
             One row per term present in either: ``state, term, distilled, reference,
-            relative_error`` (|distilled - reference| / |reference|), ``match`` (the term is in both
+            relative_error`` (``abs(distilled - reference) / abs(reference)``), ``match`` (the term is in both
             or in neither, and the coefficient is within ``rtol``).
         """
         from sysid.backend import NUMPY
