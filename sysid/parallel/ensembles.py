@@ -22,7 +22,7 @@ import xarray as xr
 
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.parallel.executors import Interrupted, TaskFailure, run_tasks
-from sysid.parallel.many import FitTask, fit_task
+from sysid.parallel.many import FitTask, fit_task, own_checkpoint
 from sysid.parallel.resampling import (
     MULTIPLICATIVE_LOSSES,
     has_neural,
@@ -505,8 +505,8 @@ def ensemble(model: Any, data: xr.Dataset, config: Any = None, *, members: int =
             boot = residual_bootstrap(data, fitted, rng, states=states, loss=_loss_kind(config),
                                       block=block)
             datasets.append(boot)
-            tasks.append(FitTask(model=model, data=boot, config=config, validation=validation,
-                                 label=f"member {i}"))
+            tasks.append(FitTask(model=model, data=boot, config=own_checkpoint(
+                config, f"member_{i:03d}"), validation=validation, label=f"member {i}"))
     else:
         for i in range(members):
             member_model, member_cfg, member_data = model, config, data
@@ -519,7 +519,8 @@ def ensemble(model: Any, data: xr.Dataset, config: Any = None, *, members: int =
             elif kind == "bootstrap":
                 member_data = resample_runs(data, rng)
             datasets.append(member_data)
-            tasks.append(FitTask(model=member_model, data=member_data, config=member_cfg,
+            tasks.append(FitTask(model=member_model, data=member_data,
+                                 config=own_checkpoint(member_cfg, f"member_{i:03d}"),
                                  validation=validation, label=f"member {i}"))
         if kind == "bootstrap":  # the point estimate, fitted alongside the members
             tasks.append(FitTask(model=model, data=data, config=config, validation=validation,

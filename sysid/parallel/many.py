@@ -34,6 +34,21 @@ class FitTask:
     label: str = ""
 
 
+def own_checkpoint(config: Any, tag: str) -> Any:
+    """``config`` with its checkpoint file (if any) renamed for one of many fits: ``fit.pt`` ->
+    ``fit.member_003.pt``, so fits that run at once never write the same file."""
+    import dataclasses
+    from pathlib import Path
+
+    if config is None or config.checkpoint.path is None:
+        return config
+    path = Path(config.checkpoint.path)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tag)
+    renamed = str(path.with_name(f"{path.stem}.{safe}{path.suffix}"))
+    return dataclasses.replace(config, checkpoint=dataclasses.replace(config.checkpoint,
+                                                                      path=renamed))
+
+
 def fit_task(task: FitTask) -> Any:
     """Run one :class:`FitTask` (the worker side of :func:`fit_many`)."""
     from sysid.training import fit

@@ -21,7 +21,7 @@ import xarray as xr
 
 from sysid.errors import ConfigError
 from sysid.parallel.executors import TaskFailure, run_tasks
-from sysid.parallel.many import FitTask, fit_task
+from sysid.parallel.many import FitTask, fit_task, own_checkpoint
 
 __all__ = ["fit_per_run", "PerRunFit"]
 
@@ -133,8 +133,8 @@ def fit_per_run(model: Any, data: xr.Dataset, config: Any = None, executor: Any 
                           f"{type(model).__name__}.")
     validate(data, where="fit_per_run data")
     runs = run_ids(data)
-    tasks = [FitTask(model=model, data=select_runs(data, [r]), config=config, label=f"run {r}")
-             for r in runs]
+    tasks = [FitTask(model=model, data=select_runs(data, [r]),
+                     config=own_checkpoint(config, f"run_{r}"), label=f"run {r}") for r in runs]
 
     def forward(i: int, result: Any) -> None:
         if callback is not None:

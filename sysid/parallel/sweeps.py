@@ -27,7 +27,7 @@ import xarray as xr
 
 from sysid.errors import ConfigError, SolverError
 from sysid.parallel.executors import Interrupted, TaskFailure, run_tasks
-from sysid.parallel.many import FitTask
+from sysid.parallel.many import FitTask, own_checkpoint
 
 __all__ = ["sweep", "SweepResult", "Holdout", "split_holdout", "held_out_error", "DISTRIBUTIONS"]
 
@@ -384,7 +384,8 @@ def sweep(model: Any, data: xr.Dataset, base_config: Any = None, *,
                                   xr.concat([data, validation], "trajectory"),
                                   [n for n in m.observed if n in state_names(data)])
         configs.append(cfg)
-        payloads.append(_TrialTask(task=FitTask(model=m, data=train, config=cfg,
+        payloads.append(_TrialTask(task=FitTask(model=m, data=train,
+                                                config=own_checkpoint(cfg, f"trial_{i:03d}"),
                                                 label=f"trial {i}"),
                                    evaluation=evaluation, scoring=scoring, spread=spread))
     try:
