@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sysid.analysis.comparison import Comparison, compare, valid_prediction_time
 from sysid.analysis.cycles import LimitCycle, compare_limit_cycles, find_limit_cycle, oscillation_from_samples
+from sysid.analysis.derived import DerivedQuantities, derived, sample_parameters
 from sysid.analysis.distill import Distillation, Refit, distill
 from sysid.analysis.dynamics import Dynamics, Integration, as_dynamics, input_function, integrate
 from sysid.analysis.fields import (
@@ -35,6 +36,9 @@ from sysid.analysis.residuals import residual_autocorrelation, whiteness_table
 from sysid.analysis.tables import jsonable, markdown_table
 
 __all__ = [
+    "derived",
+    "DerivedQuantities",
+    "sample_parameters",
     "distill",
     "Distillation",
     "Refit",
