@@ -316,6 +316,15 @@ class Distillation:
     criterion : {"bic", "aic"}
     library : tuple of str
         Every candidate term.
+    inclusion : pandas.DataFrame or None
+        Distilled over several members (an ensemble, or a list of fits): one row per (state, term)
+        that some member selected: ``state, term, frequency`` (share of members that selected
+        it), ``selected`` (frequency >= ``min_frequency``: the term is in :attr:`equations`),
+        ``coefficient`` (its coefficient in :attr:`equations`, 0 when not selected),
+        ``median, low, high`` (over the members that selected it, central ``level`` interval)
+        and ``n_members``. None for a single model.
+    n_members : int
+        Members distilled (1 for a single model).
     """
 
     term: str
@@ -329,6 +338,8 @@ class Distillation:
     library: tuple[str, ...]
     model: Any = field(repr=False)
     original_loss: float = math.nan
+    inclusion: pd.DataFrame | None = field(default=None, repr=False)
+    n_members: int = 1
     _theta: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     _z: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
 
@@ -557,6 +568,109 @@ def _toml(d: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------------------------- #
+# several members: inclusion frequencies
+# --------------------------------------------------------------------------------------------- #
+def _members_of(obj: Any) -> tuple[list[tuple[Any, float]], Any]:
+    """``([(model, final loss), ...], representative model)``: one for a model or fit, the fits
+    of an ensemble, or a list. The representative (whose structure the equations file keeps) is
+    the bootstrap base fit when there is one (not a member: it is not counted in the
+    frequencies), else the first member."""
+    from sysid.parallel import Ensemble, TaskFailure
+
+    if isinstance(obj, Ensemble):
+        fits = list(obj.fits)
+        if not fits:
+            raise DataError(f"distill: no member of the ensemble succeeded ({len(obj.failures)} "
+                            "failed).")
+        out = [_model_of(f) for f in fits]
+        base = obj.base if obj.base is not None and not isinstance(obj.base, TaskFailure) else None
+        return out, (_model_of(base)[0] if base is not None else out[0][0])
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        items = [m for m in obj if not isinstance(m, TaskFailure)]
+        if not items:
+            raise DataError("distill: the list of members is empty (or every member failed).")
+        out = [_model_of(m) for m in items]
+        return out, out[0][0]
+    out = [_model_of(obj)]
+    return out, out[0][0]
+
+
+def _sample(model: Any, data: xr.Dataset, term: str, library: Any, degree: int, on: str,
+            jitter: int, seed: int, support_threshold: float) -> tuple[Any, ...]:
+    """Targets, variables, term texts, library values, network values, point counts and points
+    of one model."""
+    fn, targets, _ = _target(model, term)
+    t, x, u, counts = _points(model, data, on, jitter, seed, support_threshold)
+    variables = (*model.state_names, *model.input_names)
+    z = x if u is None else np.concatenate([x, u], axis=1)
+    y = np.asarray(fn(t, x, u), float)
+    ok = np.all(np.isfinite(y), axis=1)
+    if not ok.all():
+        raise DataError(f"distill: the {term} term is not finite at {int((~ok).sum())} of "
+                        f"{len(ok)} sample points; the model diverges on the data's support.")
+    texts, theta = _library(library, degree, variables, z)
+    return targets, variables, texts, theta, y, counts, z
+
+
+def _distill_members(members: list[tuple[Any, float]], representative: Any, data: xr.Dataset, *,
+                     term: str, library: Any,
+                     degree: int, on: str, thresholds: np.ndarray | None, criterion: str,
+                     jitter: int, support_threshold: float, seed: int, min_frequency: float,
+                     level: float) -> Distillation:
+    """Distil every member, select terms by inclusion frequency, refit on the pooled points."""
+    thetas, ys, zs, coefs, tables = [], [], [], [], []
+    counts: dict[str, int] = {}
+    targets = variables = texts = None
+    for i, (model, _) in enumerate(members):
+        tg, vs, tx, theta, y, cnt, z = _sample(model, data, term, library, degree, on, jitter, seed,
+                                               support_threshold)
+        if texts is not None and (tx != texts or tg != targets):
+            raise ConfigError("distill: the members are not the same model (their targets or library "
+                              f"terms differ: member 0 {list(targets)}, member {i} {list(tg)}).")
+        targets, variables, texts = tg, vs, tx
+        per_state = []
+        for j, s in enumerate(tg):
+            coef, table = _path(theta, y[:, j], thresholds, criterion)
+            per_state.append(coef)
+            tables.append(table.assign(state=s, member=i))
+        coefs.append(np.asarray(per_state))  # (targets, F)
+        thetas.append(theta)
+        ys.append(y)
+        zs.append(z)
+        for k, v in cnt.items():
+            counts[k] = counts.get(k, 0) + v
+    theta, y, z = np.concatenate(thetas), np.concatenate(ys), np.concatenate(zs)
+    c = np.asarray(coefs)  # (members, targets, F)
+    freq = np.mean(c != 0, axis=0)
+    equations, r2, rows = {}, {}, []
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+    for j, s in enumerate(targets):
+        mask = freq[j] >= min_frequency - 1e-12
+        coef = np.zeros(len(texts))
+        if mask.any():
+            coef[mask] = np.linalg.lstsq(theta[:, mask], y[:, j], rcond=None)[0]
+        equations[s] = tuple((texts[i], float(coef[i])) for i in np.flatnonzero(mask))
+        tss = float(np.sum(y[:, j] ** 2))
+        r2[s] = 1.0 - float(np.sum((y[:, j] - theta @ coef) ** 2)) / tss if tss > 0 else 1.0
+        for i in np.flatnonzero(freq[j] > 0):
+            v = c[:, j, i][c[:, j, i] != 0]
+            rows.append({"state": s, "term": texts[i], "frequency": float(freq[j, i]),
+                         "selected": bool(mask[i]), "coefficient": float(coef[i]),
+                         "median": float(np.median(v)), "low": float(np.quantile(v, lo_q)),
+                         "high": float(np.quantile(v, hi_q)), "n_members": len(members)})
+    inclusion = pd.DataFrame(rows, columns=["state", "term", "frequency", "selected", "coefficient",
+                                            "median", "low", "high", "n_members"])
+    path = pd.concat(tables, ignore_index=True)
+    path = path[["member", "state", *[k for k in path.columns if k not in ("state", "member")]]]
+    losses = [l for _, l in members if math.isfinite(l)]
+    return Distillation(term=term, targets=targets, variables=variables, equations=equations,
+                        path=path, r2=r2, n_points=counts, criterion=criterion, library=tuple(texts),
+                        model=representative,
+                        original_loss=float(np.median(losses)) if losses else math.nan,
+                        inclusion=inclusion, n_members=len(members), _theta=theta, _z=z)
+
+
+# --------------------------------------------------------------------------------------------- #
 # the verb
 # --------------------------------------------------------------------------------------------- #
 def distill(
@@ -572,13 +686,21 @@ def distill(
     jitter: int = 2,
     support_threshold: float = 0.25,
     seed: int = 0,
+    min_frequency: float = 0.5,
+    level: float = 0.9,
 ) -> Distillation:
     """Distil a model's network term (or whole field) into sparse equations.
 
     Parameters
     ----------
-    result_or_model : FitResult or sysid.models.Model
-        The trained model.
+    result_or_model : FitResult, sysid.models.Model, Ensemble or sequence of FitResult/Model
+        The trained model, or several (the members of :func:`sysid.ensemble`, bootstrap or seeds;
+        a list of fits of the same model). With several, every member is distilled on its own
+        (the same library, points from the same data) and a term enters the equations when at
+        least ``min_frequency`` of the members select it; its coefficient is then refitted by
+        least squares on all members' points together (the consensus of the members' networks),
+        and :attr:`Distillation.inclusion` gives each term's inclusion frequency and coefficient
+        interval.
     data : xarray.Dataset
         The training data (every state measured): its samples are the support.
     term : {"neural", "field"}
@@ -606,6 +728,12 @@ def distill(
         :class:`~sysid.analysis.fields.DataSupport` threshold (std units).
     seed : int
         Seeds the jitter.
+    min_frequency : float
+        With several members: the share of members that must select a term for it to enter the
+        equations (stability selection; 0.5 = a majority).
+    level : float
+        With several members: the central interval of each term's coefficient over the members
+        that selected it.
 
     Returns
     -------
@@ -624,17 +752,19 @@ def distill(
     thresholds = None if threshold is None else np.atleast_1d(np.asarray(threshold, float))
     if thresholds is not None and not (thresholds.size and np.all(thresholds >= 0)):
         raise ConfigError(f"distill: threshold must be >= 0 (one value or a path); got {threshold!r}.")
-    model, loss = _model_of(result_or_model)
-    fn, targets, _ = _target(model, term)
-    t, x, u, counts = _points(model, data, on, jitter, seed, support_threshold)
-    variables = (*model.state_names, *model.input_names)
-    z = x if u is None else np.concatenate([x, u], axis=1)
-    y = np.asarray(fn(t, x, u), float)
-    ok = np.all(np.isfinite(y), axis=1)
-    if not ok.all():
-        raise DataError(f"distill: the {term} term is not finite at {int((~ok).sum())} of "
-                        f"{len(ok)} sample points; the model diverges on the data's support.")
-    texts, theta = _library(library, degree, variables, z)
+    if not 0 < min_frequency <= 1:
+        raise ConfigError(f"distill: min_frequency must lie in (0, 1]; got {min_frequency!r}.")
+    if not 0 < level < 1:
+        raise ConfigError(f"distill: level must lie in (0, 1); got {level!r}.")
+    members, representative = _members_of(result_or_model)
+    if len(members) > 1:
+        return _distill_members(members, representative, data, term=term, library=library,
+                                degree=degree, on=on, thresholds=thresholds, criterion=criterion, jitter=jitter,
+                                support_threshold=support_threshold, seed=seed,
+                                min_frequency=min_frequency, level=level)
+    model, loss = members[0]
+    targets, variables, texts, theta, y, counts, z = _sample(model, data, term, library, degree, on,
+                                                             jitter, seed, support_threshold)
     equations, tables, r2 = {}, [], {}
     for j, s in enumerate(targets):
         coef, table = _path(theta, y[:, j], thresholds, criterion)
