@@ -133,7 +133,8 @@ class Scaling:
 
 
 def characteristic_time(t: np.ndarray, y: np.ndarray, m: np.ndarray, lengths: np.ndarray,
-                        points: int, spread: np.ndarray, duration: float) -> float:
+                        points: int, spread: np.ndarray, duration: float, *,
+                        first: np.ndarray | None = None) -> float:
     """The time in which the measured states change by about their spread.
 
     The median over states of ``std(x) / rms(dx/dt)`` (derivatives from local polynomial
@@ -153,12 +154,15 @@ def characteristic_time(t: np.ndarray, y: np.ndarray, m: np.ndarray, lengths: np
         Standard deviation of each state.
     duration : float
         Median run duration (the upper limit and the fallback).
+    first : ndarray (R, N, S), optional
+        The smoothed first derivatives of ``y`` (:func:`~sysid.data.smoothing.smooth_runs`),
+        when the caller has them.
     """
     from sysid.data.smoothing import smooth_runs
 
     if not (math.isfinite(duration) and duration > 0):
         duration = 1.0
-    _, d1, _ = smooth_runs(t, y, m, lengths, points)
+    d1 = first if first is not None else smooth_runs(t, y, m, lengths, points, second=False)[1]
     times = []
     for j in range(d1.shape[-1]):
         d = d1[..., j][np.isfinite(d1[..., j])]
@@ -175,7 +179,8 @@ def characteristic_time(t: np.ndarray, y: np.ndarray, m: np.ndarray, lengths: np
 
 def scaling_from_arrays(arrays: TrajectoryArrays, states: Sequence[str], *,
                         time_scale: str | float = "characteristic", smoothing_points: int = 7,
-                        warn: bool = True, where: str = "compute_scaling") -> Scaling:
+                        warn: bool = True, where: str = "compute_scaling",
+                        first: np.ndarray | None = None) -> Scaling:
     """:func:`compute_scaling` of padded arrays (the rule is documented there).
 
     Parameters
@@ -190,6 +195,9 @@ def scaling_from_arrays(arrays: TrajectoryArrays, states: Sequence[str], *,
         Warn about constant variables.
     where : str
         Name used in messages.
+    first : ndarray (R, N, len(states)), optional
+        Smoothed first derivatives of ``states``, when the caller has them (the characteristic
+        time needs them).
     """
     if isinstance(time_scale, str):
         if time_scale not in TIME_SCALES:
@@ -226,7 +234,7 @@ def scaling_from_arrays(arrays: TrajectoryArrays, states: Sequence[str], *,
     else:
         idx = [arrays.names.index(s) for s in states]
         ts = characteristic_time(t, arrays.values[..., idx], arrays.mask[..., idx], lengths,
-                                 smoothing_points, scale[idx], duration)
+                                 smoothing_points, scale[idx], duration, first=first)
     return Scaling(names=arrays.names, mean=mean, scale=scale, time_scale=ts)
 
 

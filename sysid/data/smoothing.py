@@ -72,12 +72,22 @@ def local_polynomial(t: np.ndarray, y: np.ndarray, mask: np.ndarray, points: int
 
 
 def smooth_runs(t: np.ndarray, y: np.ndarray, mask: np.ndarray, lengths: np.ndarray,
-                points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`local_polynomial` for every run and state of padded arrays.
+                points: int, *, second: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`local_polynomial` for every run and state of padded arrays, vectorised.
+
+    The same fits as calling :func:`local_polynomial` run by run and state by state (equal to
+    rounding), without a Python loop over runs or states: a window whose samples are all
+    measured is a fixed linear filter of the run's time grid (computed once per run and sample,
+    shared by every state); only the windows with missing samples solve their own weighted fit.
 
     Parameters
     ----------
     t : ndarray (R, N); y, mask : ndarray (R, N, S); lengths : ndarray (R,)
+    points : int
+        Samples per local fit.
+    second : bool
+        Compute the second derivatives (a cubic fit over a wider window); when False, the
+        third array is all NaN.
 
     Returns
     -------
@@ -85,15 +95,112 @@ def smooth_runs(t: np.ndarray, y: np.ndarray, mask: np.ndarray, lengths: np.ndar
         Smoothed values and derivatives (degree 2 fits for values and first derivatives,
         degree 3 over a wider window for second derivatives); NaN on padding.
     """
+    t = np.asarray(t, dtype=float)
+    y = np.asarray(y, dtype=float)
+    mask = np.asarray(mask, dtype=bool)
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    val, d1, _ = _local_fits(t, y, mask, lengths, points, 2)
+    if second:
+        _, _, d2 = _local_fits(t, y, mask, lengths, points + points // 2 * 2, 3)
+    else:
+        d2 = np.full(y.shape, np.nan)
+    return val, d1, d2
+
+
+# rows (windows) gathered per block when a window's samples are read one by one: bounds the
+# temporary arrays to about _BLOCK * points * states floats
+_BLOCK = 8192
+
+
+def _local_fits(t: np.ndarray, y: np.ndarray, mask: np.ndarray, lengths: np.ndarray,
+                points: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`local_polynomial` of every run and state at once: ``(R, N, S)`` value, first and
+    second derivative. The window of sample ``i`` of a run of ``n`` samples starts at
+    ``clip(i - points // 2, 0, n - points)``; a run shorter than ``points`` uses all its samples
+    (the window's positions past its end get weight 0, as if the window were shorter)."""
     R, N, S = y.shape
-    val = np.full((R, N, S), np.nan)
-    d1 = np.full((R, N, S), np.nan)
-    d2 = np.full((R, N, S), np.nan)
+    D = degree + 1
+    if R == 0 or N == 0 or S == 0:
+        nan = np.full((R, N, S), np.nan)
+        return nan, nan.copy(), nan.copy()
+    P = min(points, N)
+    n = lengths[:, None]
+    lo = np.clip(np.arange(N)[None, :] - P // 2, 0, np.maximum(n - P, 0))  # (R, N)
+    raw = lo[..., None] + np.arange(P)  # (R, N, P)
+    inrun = raw < n[..., None]
+    idx = np.minimum(raw, np.maximum(n - 1, 0)[..., None])
+    dt = np.where(inrun, t[np.arange(R)[:, None, None], idx] - t[:, :, None], 0.0)
+    dt = np.where(np.isfinite(dt), dt, 0.0)  # padded samples (i >= n) hold NaN times
+    span = np.abs(dt).max(axis=-1)
+    span = np.where(span > 0, span, 1.0)
+    A = (dt / span[..., None])[..., None] ** np.arange(D)  # (R, N, P, D)
+    Aw = A * inrun[..., None]
+    # a fully measured window's fit is coef = (A'A + eps I)^-1 A' y: a filter X (D, P) per sample
+    G = np.swapaxes(Aw, -1, -2) @ Aw + 1e-12 * np.eye(D)
+    X = np.linalg.solve(G, np.swapaxes(Aw, -1, -2))  # (R, N, D, P)
+    y0 = np.where(mask, y, 0.0)
+    # measured samples per window from a running count (no gather of the windows)
+    cm = np.concatenate([np.zeros((R, 1, S), np.int64), np.cumsum(mask, axis=1, dtype=np.int64)], 1)
+    end = np.minimum(lo + P, n)
+    count = (np.take_along_axis(cm, end[..., None], 1) - np.take_along_axis(cm, lo[..., None], 1))
+    gaps = count < (end - lo)[..., None]  # a window with a missing sample
+    coef = _filter(X, y0, idx, lengths, P)
+    _gap_fits(coef, A, inrun, idx, y, mask, gaps & (count >= D))
+    bad = (count < D) | (np.arange(N)[None, :] >= n)[..., None]
+    sp = span[..., None]
+    value = coef[:, :, 0].copy()
+    first = coef[:, :, 1] / sp
+    second = 2.0 * coef[:, :, 2] / sp**2 if degree >= 2 else np.zeros((R, N, S))
+    for a in (value, first, second):
+        np.copyto(a, np.nan, where=bad)
+    return value, first, second
+
+
+def _filter(X: np.ndarray, y0: np.ndarray, idx: np.ndarray, lengths: np.ndarray,
+            P: int) -> np.ndarray:
+    """``coef[r, i] = X[r, i] @ y0[r, idx[r, i]]``, ``(R, N, D, S)``, for every window as if all
+    its samples were measured (``y0`` is 0 where they are not).
+
+    On a run whose interior windows share one filter (a regular grid), the interior is a sum of
+    ``P`` shifted copies of the run per coefficient; the other windows (the run's ends, irregular
+    grids) gather their samples block by block.
+    """
+    R, N, D, _ = X.shape
+    S = y0.shape[-1]
+    h = P // 2
+    coef = np.zeros((R, N, D, S))
+    todo = np.arange(N)[None, :] < lengths[:, None]  # rows still to compute
     for r in range(R):
         n = int(lengths[r])
-        for j in range(S):
-            v, a, _ = local_polynomial(t[r, :n], y[r, :n, j], mask[r, :n, j], points, 2)
-            _, _, c = local_polynomial(t[r, :n], y[r, :n, j], mask[r, :n, j],
-                                       points + points // 2 * 2, 3)
-            val[r, :n, j], d1[r, :n, j], d2[r, :n, j] = v, a, c
-    return val, d1, d2
+        m = n - P + 1  # windows that start h samples before their sample: rows h .. h + m - 1
+        inner = X[r, h:h + m]
+        if m < 2 or not np.allclose(inner, inner[:1], rtol=1e-9,
+                                    atol=1e-12 * abs(inner[0]).max()):
+            continue
+        out = coef[r, h:h + m]  # (m, D, S)
+        for j in range(P):
+            out += inner[0, :, j, None] * y0[r, j:j + m, None, :]
+        todo[r, h:h + m] = False
+    rr, ii = np.nonzero(todo)
+    block = max(1, _BLOCK * 4 // max(S, 1))
+    for a in range(0, rr.size, block):
+        r_, i_ = rr[a:a + block], ii[a:a + block]
+        coef[r_, i_] = X[r_, i_] @ y0[r_[:, None], idx[r_, i_]]
+    return coef
+
+
+def _gap_fits(coef: np.ndarray, A: np.ndarray, inrun: np.ndarray, idx: np.ndarray,
+              y: np.ndarray, mask: np.ndarray, which: np.ndarray) -> None:
+    """Weighted fits (weight 0 on the missing samples) of the windows ``which (R, N, S)``, in
+    place in ``coef``."""
+    D = A.shape[-1]
+    rk, ik, sk = np.nonzero(which)
+    for b in range(0, rk.size, _BLOCK):
+        r_, i_, s_ = rk[b:b + _BLOCK], ik[b:b + _BLOCK], sk[b:b + _BLOCK]
+        pos = idx[r_, i_]  # (K, P)
+        w = (mask[r_[:, None], pos, s_[:, None]] & inrun[r_, i_]).astype(float)
+        yy = np.where(w > 0, y[r_[:, None], pos, s_[:, None]], 0.0)
+        Ak = A[r_, i_]  # (K, P, D)
+        AtW = np.swapaxes(Ak, -1, -2) * w[:, None, :]
+        M = AtW @ Ak + 1e-12 * np.eye(D)
+        coef[r_, i_, :, s_] = np.linalg.solve(M, AtW @ yy[..., None])[..., 0]

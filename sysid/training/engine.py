@@ -50,6 +50,7 @@ from sysid.training.problem import (
     fit_scaling,
     prepare,
     read_arrays,
+    smooth_measured,
 )
 from sysid.training.result import FitResult, StopReason
 from sysid.training.shooting import ShootingPlan, plan_shooting
@@ -445,14 +446,17 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
         spec = dataclasses.replace(spec, observer=work)
     points = cfg.warm_start.smoothing_points
     arrays = read_arrays(train_ds, spec, "fit")
-    scaling = fit_scaling(arrays, spec, points, cfg.time_scale)  # states, inputs, outputs
+    smoothed = smooth_measured(arrays, spec, points)  # one smoothing for scaling, data and plan
+    scaling = fit_scaling(arrays, spec, points, cfg.time_scale,  # states, inputs, outputs
+                          smoothed=smoothed)
     if work.scaling is None:
         work.set_scaling(scaling.select(spec.states + spec.inputs))
     states = scaling.select(spec.states)
-    train = prepare(arrays, spec, scaling, points, dtype)
+    train = prepare(arrays, spec, scaling, points, dtype, smoothed=smoothed)
     val = prepare(read_arrays(val_ds, spec, "fit validation"), spec, scaling, points, dtype) \
         if val_ds is not None else None
-    plan = plan_shooting(cfg, arrays.t, arrays.lengths, *arrays.select(spec.measured))
+    plan = plan_shooting(cfg, arrays.t, arrays.lengths, *arrays.select(spec.measured),
+                         smoothed=smoothed[0])
     rhs = ScaledRhs(work.field, torch.tensor(states.mean, dtype=dtype),
                     torch.tensor(states.scale, dtype=dtype))
     counter = StepCounter()

@@ -22,7 +22,8 @@ from sysid.training.loss import ScaledRhs, continuity_loss
 from sysid.training.solvers import StepCounter, solve_windows
 from sysid.training.windows import WindowInputs, Windows, gather
 
-__all__ = ["ModelSpec", "Prepared", "read_arrays", "fit_scaling", "prepare", "WindowProblem"]
+__all__ = ["ModelSpec", "Prepared", "read_arrays", "fit_scaling", "smooth_measured", "prepare",
+           "WindowProblem"]
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def read_arrays(ds: xr.Dataset, spec: ModelSpec, where: str) -> TrajectoryArrays
 
 
 def fit_scaling(arrays: TrajectoryArrays, spec: ModelSpec, points: int,
-                time_scale: str | float = "characteristic") -> Scaling:
+                time_scale: str | float = "characteristic", *,
+                smoothed: tuple[np.ndarray, ...] | None = None) -> Scaling:
     """The scaling of a fit: every state of the model, its inputs, then the outputs of its
     measurement equations (``Scaling.select`` picks what each use needs).
 
@@ -178,12 +180,17 @@ def fit_scaling(arrays: TrajectoryArrays, spec: ModelSpec, points: int,
     guess's magnitude and the median spread of the measured variables (a SIR fit's R grows from
     0 to hundreds: scale 1 made its continuity penalty ~1e5 times the data loss and drove beta
     to zero).
+
+    ``smoothed`` is :func:`smooth_measured` of ``arrays`` when the caller has it (else it is
+    computed here).
     """
     from sysid.data.scaling import scaling_from_arrays
-    from sysid.data.smoothing import smooth_runs
 
+    if smoothed is None:
+        smoothed = smooth_measured(arrays, spec, points)
     data = scaling_from_arrays(arrays, spec.measured, time_scale=time_scale,
-                               smoothing_points=points, warn=False, where="fit")
+                               smoothing_points=points, warn=False, where="fit",
+                               first=smoothed[1])
     measured = data.select(spec.measured)
     S = len(spec.states)
     mean, scale = np.zeros(S), np.ones(S)
@@ -194,8 +201,7 @@ def fit_scaling(arrays: TrajectoryArrays, spec: ModelSpec, points: int,
     for i, g in spec.latent_guess.items():
         scale[i] = max(abs(g), typical) if g != 0 else typical
     if spec.velocity_of:
-        y, m = arrays.select(spec.observed)
-        _, d1, _ = smooth_runs(arrays.t, y, m, arrays.lengths, points)
+        d1 = smoothed[1]  # observed states first
         for vi, qi in spec.velocity_of.items():
             j = spec.observed.index(spec.states[qi])
             vals = d1[..., j][np.isfinite(d1[..., j])]
@@ -208,21 +214,34 @@ def fit_scaling(arrays: TrajectoryArrays, spec: ModelSpec, points: int,
                    scale=np.concatenate([scale, rest.scale]), time_scale=data.time_scale)
 
 
+def smooth_measured(arrays: TrajectoryArrays, spec: ModelSpec,
+                    points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed values, first and second derivatives ``(R, N, M)`` of the measured variables
+    (observed states, then outputs) of ``arrays``: one :func:`~sysid.data.smoothing.smooth_runs`
+    shared by the scaling, the data preparation and the shooting plan. Second derivatives (NaN
+    otherwise) only for second-order models, whose latent velocities need them."""
+    from sysid.data.smoothing import smooth_runs
+
+    y, m = arrays.select(spec.measured)
+    return smooth_runs(arrays.t, y, m, arrays.lengths, points, second=bool(spec.velocity_of))
+
+
 def prepare(arrays: TrajectoryArrays, spec: ModelSpec, scaling: Scaling, points: int,
-            dtype: torch.dtype) -> Prepared:
+            dtype: torch.dtype, *, smoothed: tuple[np.ndarray, ...] | None = None) -> Prepared:
     """Scaled tensors of a dataset, smoothed states and derivatives, initial-state guesses.
 
     ``scaling`` is the fit's (:func:`fit_scaling`): the model's states and measured variables.
+    ``smoothed`` is :func:`smooth_measured` of ``arrays`` when the caller has it.
     """
-    from sysid.data.smoothing import smooth_runs
-
     t, lengths = arrays.t, arrays.lengths
     y, m = arrays.select(spec.measured)  # the observed states, then the outputs
     S = len(spec.states)
     R, N, _ = y.shape
     oi = spec.obs_idx
     So = len(oi)  # outputs are not states: not smoothed
-    val, d1, d2 = smooth_runs(t, y[..., :So], m[..., :So], lengths, points)
+    if smoothed is None:
+        smoothed = smooth_measured(arrays, spec, points)
+    val, d1, d2 = (a[..., :So] for a in smoothed)
     states = scaling.select(spec.states)
     mean, scale = states.mean, states.scale
     smooth = np.full((R, N, S), np.nan)

@@ -120,7 +120,8 @@ def count_turns(values: np.ndarray, threshold: float) -> int:
 
 
 def choose_method(shooting: Shooting, t: np.ndarray, lengths: np.ndarray, y: np.ndarray,
-                  mask: np.ndarray, points: int = 7) -> tuple[str, str]:
+                  mask: np.ndarray, points: int = 7, *,
+                  smoothed: np.ndarray | None = None) -> tuple[str, str]:
     """``(method, reason)`` for the training data (see the module docstring for the rule).
 
     Parameters
@@ -136,6 +137,8 @@ def choose_method(shooting: Shooting, t: np.ndarray, lengths: np.ndarray, y: np.
         Which entries are measured.
     points : int
         Samples per local quadratic fit of the smoother.
+    smoothed : ndarray (R, N, So), optional
+        The smoothed ``y`` (:func:`~sysid.data.smoothing.smooth_runs`), when already computed.
     """
     if shooting.method != "auto":
         return shooting.method, "as configured"
@@ -144,7 +147,8 @@ def choose_method(shooting: Shooting, t: np.ndarray, lengths: np.ndarray, y: np.
     longest = int(np.max(lengths)) if lengths.size else 0
     if longest > LONG_RUN:
         return "multiple", f"auto: runs up to {longest} samples long (> {LONG_RUN})"
-    smooth, _, _ = smooth_runs(t, y, mask, lengths, points)
+    smooth = smoothed if smoothed is not None else smooth_runs(t, y, mask, lengths, points,
+                                                               second=False)[0]
     for r in range(y.shape[0]):
         for j in range(y.shape[-1]):
             v = smooth[r, : int(lengths[r]), j]
@@ -179,8 +183,9 @@ def _multiple_stages(shooting: Shooting, epochs: int, free: bool) -> tuple[tuple
 
 
 def plan_shooting(cfg: FitConfig, t: np.ndarray, lengths: np.ndarray, y: np.ndarray,
-                  mask: np.ndarray) -> ShootingPlan:
-    """The stages a fit runs, from its config and training data (see :func:`choose_method`).
+                  mask: np.ndarray, *, smoothed: np.ndarray | None = None) -> ShootingPlan:
+    """The stages a fit runs, from its config and training data (see :func:`choose_method`;
+    ``smoothed`` are the smoothed ``y`` when the caller has them).
 
     Examples
     --------
@@ -194,7 +199,7 @@ def plan_shooting(cfg: FitConfig, t: np.ndarray, lengths: np.ndarray, y: np.ndar
     ((5, 10, 1), (10, 10, 1), (20, 10, 1))
     """
     method, reason = choose_method(cfg.shooting, t, np.asarray(lengths), y, mask,
-                                   cfg.warm_start.smoothing_points)
+                                   cfg.warm_start.smoothing_points, smoothed=smoothed)
     if method == "single":
         n = max(int(np.max(lengths)), 2)
         return ShootingPlan("single", reason, ((n, cfg.epochs, n),), 0.0)

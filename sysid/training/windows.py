@@ -86,13 +86,11 @@ def make_windows(lengths: torch.Tensor, horizon: int, stride: int = 1) -> Window
     >>> w.start.tolist(), w.valid[-1].tolist()
     ([0, 1, 2, 0, 1], [True, True, False])
     """
-    runs, starts = [], []
-    for r, n in enumerate(lengths.tolist()):
-        s = torch.arange(0, max(int(n) - 1, 0), stride, dtype=torch.long)
-        runs.append(torch.full_like(s, r))
-        starts.append(s)
-    run = torch.cat(runs)
-    start = torch.cat(starts)
+    lengths = torch.as_tensor(lengths, dtype=torch.long)
+    counts = (torch.clamp(lengths - 1, min=0) + stride - 1) // stride  # starts per run
+    run = torch.repeat_interleave(torch.arange(lengths.numel()), counts)
+    first = torch.cumsum(counts, 0) - counts  # position of each run's first window
+    start = (torch.arange(run.numel()) - first[run]) * stride
     offsets = torch.arange(horizon, dtype=torch.long)
     raw = start[:, None] + offsets[None, :]
     last = (lengths[run] - 1)[:, None]

@@ -1,0 +1,86 @@
+"""The vectorised fit setup gives what the per-run, per-state computation gave.
+
+``smooth_runs`` once looped over runs and states calling ``local_polynomial``; it now fits every
+window of every run and state at once (a shared filter for fully measured windows, a weighted fit
+for windows with gaps). ``make_windows`` once looped over runs. Both must give the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sysid.data.smoothing import local_polynomial, smooth_runs
+from sysid.training.windows import make_windows
+
+
+def _loop(t, y, mask, lengths, points):
+    """The previous ``smooth_runs``: one ``local_polynomial`` per run and state."""
+    R, N, S = y.shape
+    val, d1, d2 = (np.full((R, N, S), np.nan) for _ in range(3))
+    for r in range(R):
+        n = int(lengths[r])
+        for j in range(S):
+            v, a, _ = local_polynomial(t[r, :n], y[r, :n, j], mask[r, :n, j], points, 2)
+            _, _, c = local_polynomial(t[r, :n], y[r, :n, j], mask[r, :n, j],
+                                       points + points // 2 * 2, 3)
+            val[r, :n, j], d1[r, :n, j], d2[r, :n, j] = v, a, c
+    return val, d1, d2
+
+
+def _runs(seed=1):
+    """Regular and irregular grids, runs shorter than a window (1, 2, 5 samples), gaps."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array([40, 1, 2, 5, 12, 30, 40])
+    R, N, S = len(lengths), 40, 3
+    t = np.full((R, N), np.nan)
+    y = np.full((R, N, S), np.nan)
+    m = np.zeros((R, N, S), bool)
+    for r, n in enumerate(lengths):
+        t[r, :n] = np.sort(rng.uniform(0, 5, n)) if r % 2 else 0.5 + np.arange(n) * 0.1
+        y[r, :n] = np.sin(t[r, :n, None] * [1.0, 2.0, 3.0]) + 0.01 * rng.standard_normal((n, S))
+        m[r, :n] = rng.uniform(size=(n, S)) > (0.3 if r > 3 else 0.0)
+    m[-1, 10:30, 1] = False  # a long gap
+    return t, np.where(m, y, np.nan), m, lengths
+
+
+@pytest.mark.parametrize("points", [3, 6, 7, 9])
+def test_vectorised_smoothing_equals_the_per_run_loop(points):
+    t, y, m, lengths = _runs()
+    for old, new in zip(_loop(t, y, m, lengths, points), smooth_runs(t, y, m, lengths, points)):
+        # NaN exactly where the loop had NaN (padding, windows with too few samples)
+        assert np.array_equal(np.isnan(old), np.isnan(new))
+        ok = np.isfinite(old)
+        # the same least-squares fits solved in another order: equal to rounding (values are
+        # O(1), second derivatives of the irregular grid up to ~1e2)
+        assert np.allclose(new[ok], old[ok], rtol=1e-9, atol=1e-9)
+
+
+def test_smoothing_without_second_derivatives():
+    t, y, m, lengths = _runs()
+    v, a, b = smooth_runs(t, y, m, lengths, 7, second=False)
+    v2, a2, _ = smooth_runs(t, y, m, lengths, 7)
+    assert np.isnan(b).all()
+    assert np.array_equal(v, v2, equal_nan=True) and np.array_equal(a, a2, equal_nan=True)
+
+
+def test_smoothing_of_nothing():
+    v, a, b = smooth_runs(np.zeros((2, 0)), np.zeros((2, 0, 1)), np.zeros((2, 0, 1), bool),
+                          np.array([0, 0]), 7)
+    assert v.shape == a.shape == b.shape == (2, 0, 1)
+
+
+def test_windows_equal_the_per_run_construction():
+    lengths = torch.tensor([4, 3, 1, 0, 7, 2])
+    for horizon, stride in [(3, 1), (3, 2), (5, 3), (2, 7)]:
+        w = make_windows(lengths, horizon, stride)
+        runs, starts = [], []
+        for r, n in enumerate(lengths.tolist()):
+            s = list(range(0, max(n - 1, 0), stride))
+            runs += [r] * len(s)
+            starts += s
+        assert w.run.tolist() == runs and w.start.tolist() == starts
+        raw = torch.tensor(starts)[:, None] + torch.arange(horizon)
+        last = (lengths[torch.tensor(runs)] - 1)[:, None]
+        assert torch.equal(w.valid, raw <= last) and torch.equal(w.idx, torch.minimum(raw, last))
