@@ -75,3 +75,50 @@ def test_member_errors():
         other = from_toml({"model": {**LV, "equations": {"dx": "a*x + nn(x, y)", "dy": "-c*y"}}},
                           dtype=torch.float64)
         distill([_member(*MEMBERS[0]), other], data, on="data")
+
+
+# ---------------------------------------------------------------------------------------------
+# SymPy
+
+def test_sympy_expressions_built_without_parsing_text(monkeypatch):
+    sp = pytest.importorskip("sympy")
+    import sympy.parsing.sympy_parser as parser
+
+    def refuse(*a, **k):
+        raise AssertionError("parse_expr was called: text must never be parsed by SymPy")
+
+    monkeypatch.setattr(parser, "parse_expr", refuse)
+    data = _lv_data(noise=0.0, n=41)
+    d = distill(_member(-0.5, 0.3, 0.0), data, on="data", threshold=PATH)
+    exprs = d.sympy()
+    x, y = sp.Symbol("x", real=True), sp.Symbol("y", real=True)
+    assert set(exprs) == {"x", "y"}
+    # exact stand-ins: the coefficients to rounding (1e-8 relative, least squares in float64)
+    px, py = sp.Poly(exprs["x"], x, y), sp.Poly(exprs["y"], x, y)
+    assert px.monoms() == [(1, 1)] and float(px.coeffs()[0]) == pytest.approx(-0.5, rel=1e-8)
+    assert py.monoms() == [(1, 1)] and float(py.coeffs()[0]) == pytest.approx(0.3, rel=1e-8)
+    # user terms with functions and a rational term keep their structure
+    f = distill(_member(-0.5, 0.3, 0.0), data, term="field", on="data",
+                library=["x", "y", "x*y", "x/(1 + x)", "sin(y)", "clip(x, 0, 1)"])
+    ex = f.sympy()["x"]
+    assert ex.free_symbols == {x, y}
+    val = float(ex.subs({x: 2.0, y: 3.0}))
+    # dx/dt = a x - 0.5 x y with a = 1 (the LV model's start value)
+    assert val == pytest.approx(1.0 * 2.0 - 0.5 * 6.0, rel=1e-6)
+    from sysid.analysis.distill import _sympy_of
+
+    syms = {"x": x, "y": y}
+    assert _sympy_of("x/(1 + x)", ["x", "y"], syms, sp) == x / (1 + x)
+    assert _sympy_of("where(x > 1, sin(y), -y**2)", ["x", "y"], syms, sp) == \
+        sp.Piecewise((sp.sin(y), x > 1), (-y**2, True))
+    assert _sympy_of("sigmoid(x)", ["x", "y"], syms, sp) == 1 / (1 + sp.exp(-x))
+
+
+def test_sympy_missing_is_a_clear_import_error(monkeypatch):
+    import sys
+
+    d = distill(_member(-0.5, 0.3, 0.0), _lv_data(noise=0.0, n=41), on="data", threshold=PATH)
+    monkeypatch.setitem(sys.modules, "sympy", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"needs SymPy, which is not installed; install it with pip install sympy"):
+        d.sympy()
+    assert d.text().startswith("nn_x = ")  # text output needs nothing

@@ -8,7 +8,8 @@ combination of candidate terms to it with PySINDy's sequentially thresholded lea
 information criterion (AIC or BIC) over the distinct patterns on the path, and its coefficients are
 refitted by ordinary least squares on that pattern.
 
-The result, a :class:`Distillation`, prints as plain text or LaTeX, compares itself with a
+The result, a :class:`Distillation`, prints as plain text or LaTeX, gives SymPy expressions
+(:meth:`Distillation.sympy`, built from the terms' syntax trees, SymPy optional), compares itself with a
 reference expression (which terms match, coefficient errors), writes an equations file that
 :func:`sysid.models.from_toml` loads (the network term becomes explicit terms with fitted
 parameters next to the model's own equations), and refits that symbolic model end to end with
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sysid.errors import ConfigError, DataError
+from sysid.errors import ConfigError, DataError, SysidError
 
 __all__ = ["distill", "Distillation", "Refit", "LIBRARIES"]
 
@@ -360,6 +361,34 @@ class Distillation:
     def __str__(self) -> str:
         return self.text()
 
+    def sympy(self) -> dict[str, Any]:
+        """The equations as SymPy expressions, one per distilled state.
+
+        Built node by node from the coefficients and the library terms' syntax trees (each term was
+        checked by :func:`sysid.expressions.parse`); no text is ever handed to ``sympify``. The
+        variables are real SymPy symbols named as the states and inputs; coefficients are SymPy
+        floats. The left-hand side is ``nn_<state>`` (``term="neural"``) or ``d<state>/dt``.
+
+        Returns
+        -------
+        dict
+            ``{state: sympy.Expr}``.
+
+        Raises
+        ------
+        ImportError
+            When SymPy is not installed (``pip install sympy``, or the ``sympy`` extra).
+        """
+        sp = _import_sympy()
+        symbols = {v: sp.Symbol(v, real=True) for v in self.variables}
+        out = {}
+        for s in self.targets:
+            expr = sp.Integer(0)
+            for t, c in self.equations[s]:
+                expr += sp.Float(c) * _sympy_of(t, self.variables, symbols, sp)
+            out[s] = expr
+        return out
+
     # ------------------------------------------------------------------ comparison
     def compare(self, reference: Mapping[str, str], *, parameters: Mapping[str, float] | None = None,
                 rtol: float = 0.05) -> pd.DataFrame:
@@ -565,6 +594,81 @@ def _toml(d: Mapping[str, Any]) -> str:
             lines += ["", f"[{top}.{_toml_key(k)}]"]
             lines += [f"{_toml_key(a)} = {_toml_value(b)}" for a, b in v.items()]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- #
+# SymPy, built from syntax trees (never sympify / parse_expr: they execute code)
+# --------------------------------------------------------------------------------------------- #
+class _MissingSymPy(SysidError, ImportError):
+    """SymPy, an optional dependency, is not installed."""
+
+
+def _import_sympy() -> Any:
+    try:
+        import sympy
+    except ImportError:
+        raise _MissingSymPy("Distillation.sympy needs SymPy, which is not installed; install it "
+                            "with pip install sympy (or the sysid[sympy] extra), or use "
+                            ".text() / .latex() instead.") from None
+    return sympy
+
+
+def _sympy_of(text: str, variables: Sequence[str], symbols: Mapping[str, Any], sp: Any) -> Any:
+    """SymPy expression of a term in the equations syntax (checked by the whitelist first)."""
+    import ast
+
+    from sysid.expressions import parse
+
+    parse(text, names=variables, where="distilled term")  # refuses anything off the whitelist
+    return _node(ast.parse(text, mode="eval").body, symbols, sp, text)
+
+
+def _sympy_functions(sp: Any) -> dict[str, Any]:
+    return {"sqrt": sp.sqrt, "exp": sp.exp, "log": sp.log, "sin": sp.sin, "cos": sp.cos,
+            "tanh": sp.tanh, "abs": sp.Abs, "min": sp.Min, "max": sp.Max,
+            "clip": lambda x, lo, hi: sp.Min(sp.Max(x, lo), hi),
+            "where": lambda c, a, b: sp.Piecewise((a, c), (b, True)),
+            "sigmoid": lambda x: 1 / (1 + sp.exp(-x)), "softplus": lambda x: sp.log(1 + sp.exp(x))}
+
+
+def _node(node: Any, symbols: Mapping[str, Any], sp: Any, text: str) -> Any:
+    """One whitelisted syntax-tree node as SymPy (the node kinds of :mod:`sysid.expressions`)."""
+    import ast
+    import operator
+
+    rec = lambda n: _node(n, symbols, sp, text)  # noqa: E731
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+            and not isinstance(node.value, bool):
+        v = node.value
+        return sp.Integer(int(v)) if float(v).is_integer() and abs(v) < 2**53 else sp.Float(v)
+    if isinstance(node, ast.Name):
+        return symbols[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd, ast.Not)):
+        v = rec(node.operand)
+        return -v if isinstance(node.op, ast.USub) else sp.Not(v) if isinstance(node.op, ast.Not) else v
+    if isinstance(node, ast.BinOp):
+        ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+               ast.Div: operator.truediv, ast.Pow: operator.pow}
+        fn = ops.get(type(node.op))
+        if fn is not None:
+            return fn(rec(node.left), rec(node.right))
+    if isinstance(node, ast.Compare):
+        rel = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge, ast.Eq: sp.Eq,
+               ast.NotEq: sp.Ne}
+        parts, left = [], rec(node.left)
+        for op, comp in zip(node.ops, node.comparators):
+            right = rec(comp)
+            parts.append(rel[type(op)](left, right))
+            left = right
+        return sp.And(*parts) if len(parts) > 1 else parts[0]
+    if isinstance(node, ast.BoolOp):
+        return (sp.And if isinstance(node.op, ast.And) else sp.Or)(*[rec(v) for v in node.values])
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        fn = _sympy_functions(sp).get(node.func.id)
+        if fn is not None:
+            return fn(*[rec(a) for a in node.args])
+    raise ConfigError(f"Distillation.sympy: the term {text!r} has a {type(node).__name__} that has "
+                      "no SymPy form.")
 
 
 # --------------------------------------------------------------------------------------------- #
