@@ -28,6 +28,7 @@ from sysid.analysis.fixed_points import (
     linearise,
     match_fixed_points,
 )
+from sysid.analysis.identifiability import Identifiability, identifiability
 from sysid.analysis.metrics import fit_percent, metrics_table, nrmse, r2, rmse, trajectory_metrics
 from sysid.analysis.parameters import parameter_table
 from sysid.analysis.prediction import predict
@@ -39,6 +40,8 @@ __all__ = [
     "derived",
     "DerivedQuantities",
     "sample_parameters",
+    "identifiability",
+    "Identifiability",
     "distill",
     "Distillation",
     "Refit",
