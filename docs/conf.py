@@ -51,7 +51,7 @@ numpydoc_xref_param_type = False
 # first page only; the others show it with :no-index: (the templates in _templates/autosummary).
 API_MODULES = ["sysid.data", "sysid.datasets", "sysid.systems", "sysid.models", "sysid.training",
                "sysid.estimation", "sysid.solvers", "sysid.simulation", "sysid.io", "sysid.analysis",
-               "sysid.plot", "sysid.reporting", "sysid.errors"]
+               "sysid.plot", "sysid.reporting", "sysid.parallel", "sysid.errors"]
 
 
 def _reexports(modules: list[str]) -> list[str]:

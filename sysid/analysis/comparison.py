@@ -82,6 +82,81 @@ class Comparison:
             "normalise": self.metrics.attrs.get("normalise"),
         }
 
+    # -- display ---------------------------------------------------------------------------------
+    def _pooled(self) -> pd.DataFrame:
+        """Metrics of all samples of each set pooled (the ``"all ..."`` rows), one row per set and
+        variable; the per-run rows when the metrics were not pooled."""
+        table = self.table().reset_index()
+        runs = {str(r) for r in self.valid_time.index}
+        pooled = table[~table["run"].astype(str).isin(runs)]
+        return pooled if len(pooled) else table
+
+    def _facts(self) -> list[tuple[str, str]]:
+        runs = [str(r) for r in self.valid_time.index]
+        table = self._pooled()
+        facts = [("runs", f"{len(runs)} ({', '.join(runs[:6])}" + (", ..." if len(runs) > 6 else "")
+                          + ")"),
+                 ("variables", ", ".join(map(str, dict.fromkeys(table["variable"]))))]
+        if "nrmse" in table.columns:
+            facts.append((f"NRMSE ({self.metrics.attrs.get('normalise', 'range')}), pooled",
+                          f"best {float(table['nrmse'].min()):.4g}, worst "
+                          f"{float(table['nrmse'].max()):.4g}"))
+        vt = self.valid_time
+        if len(vt):
+            frac = vt["valid_time"] / vt["duration"].where(vt["duration"] > 0)
+            facts.append((f"valid prediction time (error < {self.threshold:g})",
+                          f"median {float(frac.median()):.0%} of a run; "
+                          f"{int(vt['censored'].sum())} of {len(vt)} runs never exceed it"))
+        if self.support is not None and len(self.support) and "inside" in self.support.columns:
+            left = int((~self.support["inside"].astype(bool)).sum())
+            facts.append(("leaves the training data", f"{left} of {len(self.support)} runs"))
+        return facts
+
+    def _per_variable(self) -> pd.DataFrame:
+        table = self._pooled()
+        cols = [c for c in ("run", "variable", "set", "rmse", "nrmse", "fit_percent", "r2")
+                if c in table.columns]
+        return table[cols].rename(columns={"run": "pooled over"})
+
+    def summary(self) -> str:
+        """A short text report: runs and variables compared, the best and worst pooled NRMSE,
+        the valid prediction time as a fraction of each run (median), support checks, and the
+        trajectory metrics of each variable over all samples of each set (training, held-out)."""
+        from sysid._display import text_block
+
+        return text_block("sysid Comparison", self._facts(), self._per_variable())
+
+    def __repr__(self) -> str:
+        """One line: runs, variables and the worst pooled NRMSE."""
+        table = self._pooled()
+        variables = list(dict.fromkeys(map(str, table["variable"])))
+        worst = float(table["nrmse"].max()) if "nrmse" in table.columns else float("nan")
+        return (f"Comparison(runs={len(self.valid_time)}, variables={variables}, "
+                f"worst_nrmse={worst:.4g})")
+
+    def _repr_html_(self) -> str:
+        """HTML for Jupyter: the facts of ``summary()``, the per-variable metrics and the
+        normalised error against time for up to four runs with the threshold."""
+        from matplotlib.figure import Figure
+
+        from sysid._display import block, facts_html, figure_png, table_html
+
+        fig = Figure(figsize=(4.0, 2.2), layout="constrained")
+        ax = fig.subplots()
+        err = self.error["normalised_error"]
+        for i, run in enumerate(self.error["trajectory"].values[:4]):
+            e = err.sel(trajectory=run)
+            t = self.error["time"].sel(trajectory=run).values
+            ok = np.isfinite(t)
+            ax.plot(t[ok], e.values[ok], lw=1, label=str(run), color=f"C{i}")
+        ax.axhline(self.threshold, color="C3", ls="--", lw=0.8)
+        ax.set_ylabel("normalised error")
+        ax.set_xlabel("time")
+        ax.legend(fontsize=7)
+        parts = [facts_html(self._facts()), table_html(self._per_variable()), figure_png(fig)]
+        return block("sysid Comparison", parts, "sysid-comparison")
+
+
 
 def valid_prediction_time(
     reference: xr.Dataset,

@@ -68,6 +68,49 @@ class BootstrapResult:
     n_failed: int
     seed: int
 
+    def _facts(self) -> list[tuple[str, str]]:
+        return [("level", f"{100 * self.level:g} % (percentile intervals)"),
+                ("replicates", f"{self.n} requested, {self.n_failed} failed"),
+                ("seed", str(self.seed))]
+
+    def summary(self) -> str:
+        """A short text report: level, replicate counts, seed and the interval table
+        (estimate, lower, upper, the replicates' standard deviation and bias)."""
+        from sysid._display import text_block
+
+        return text_block("sysid BootstrapResult", self._facts(), self.intervals, index=True)
+
+    def __repr__(self) -> str:
+        """One line: replicates, level and each parameter's interval."""
+        shown = [f"{n}=[{r['lower']:.4g}, {r['upper']:.4g}]"
+                 for n, r in self.intervals.head(6).iterrows()]
+        return (f"BootstrapResult(n={self.n}, failed={self.n_failed}, level={self.level:g}, "
+                "intervals={" + ", ".join(shown) + "})")
+
+    def _repr_html_(self) -> str:
+        """HTML for Jupyter: the facts of ``summary()``, the interval table and a histogram of
+        the replicate estimates of up to four parameters."""
+        from matplotlib.figure import Figure
+
+        from sysid._display import block, facts_html, figure_png, table_html
+
+        names = list(self.intervals.index[:4])
+        parts = [facts_html(self._facts()), table_html(self.intervals, index=True)]
+        if names:
+            fig = Figure(figsize=(2.6 * len(names), 2.2), layout="constrained")
+            for ax, name in zip(fig.subplots(1, len(names), squeeze=False)[0], names):
+                v = self.samples[name].to_numpy(float) if name in self.samples else np.array([])
+                v = v[np.isfinite(v)]
+                if v.size:
+                    ax.hist(v, bins=min(20, max(5, v.size // 5)), color="C0", alpha=0.7)
+                row = self.intervals.loc[name]
+                for col in ("lower", "upper"):
+                    ax.axvline(float(row[col]), color="C3", lw=0.8)
+                ax.axvline(float(row["estimate"]), color="k", lw=1)
+                ax.set_xlabel(str(name))
+            parts.append(figure_png(fig))
+        return block("sysid BootstrapResult", parts, "sysid-bootstrap")
+
 
 def simulate_replicate(fitted: Misfit, data: xr.Dataset, rng: np.random.Generator) -> xr.Dataset:
     """The data with every measured value of the compared states and outputs replaced by the

@@ -126,6 +126,46 @@ class ProfileResult:
         """The profiled parameters."""
         return list(self.intervals.index)
 
+    def _facts(self) -> list[tuple[str, str]]:
+        facts = [("level", f"{100 * self.level:g} % (deviance rise {self.threshold:.4g})"),
+                 ("error model", self.kind),
+                 ("data", f"{self.n} measured values, {self.n_estimated} estimated quantities")]
+        bad = [n for n in self.names if not bool(self.intervals.loc[n, "identifiable"])]
+        if bad:
+            facts.append(("not identifiable", ", ".join(bad)))
+        return facts
+
+    def _rows(self) -> pd.DataFrame:
+        cols = ["estimate", "lower", "upper", "lower_status", "upper_status", "wald_lower",
+                "wald_upper"]
+        return self.intervals[[c for c in cols if c in self.intervals.columns]].reset_index()
+
+    def summary(self) -> str:
+        """A short text report: level, error model, sizes, parameters whose interval stays open,
+        and per parameter the estimate, the profile interval (with how each end was found) and
+        the Jacobian (Wald) interval beside it."""
+        from sysid._display import text_block
+
+        return text_block("sysid ProfileResult", self._facts(), self._rows())
+
+    def __repr__(self) -> str:
+        """One line: level and each parameter's interval."""
+        shown = [f"{n}=[{lo:.4g}, {hi:.4g}]" for n, (lo, hi) in
+                 ((n, self.interval(n)) for n in self.names[:6])]
+        return (f"ProfileResult(level={self.level:g}, intervals={{" + ", ".join(shown)
+                + (f", +{len(self.names) - 6} more" if len(self.names) > 6 else "") + "})")
+
+    def _repr_html_(self) -> str:
+        """HTML for Jupyter: the facts of ``summary()``, the interval table and the profile
+        figure (:func:`sysid.plot.profile`)."""
+        from sysid._display import block, facts_html, figure_png, table_html
+        from sysid.plot import profile as plot_profile
+
+        parts = [facts_html(self._facts()), table_html(self._rows())]
+        if self.names:
+            parts.append(figure_png(plot_profile(self, names=self.names[:4])))
+        return block("sysid ProfileResult", parts, "sysid-profile")
+
 
 @dataclass(frozen=True, kw_only=True)
 class _Side:

@@ -150,6 +150,85 @@ class Ensemble:
         out.attrs["level"] = level
         return out
 
+    # -- display -------------------------------------------------------------------------------
+    def _facts(self) -> list[tuple[str, str]]:
+        facts = [("kind", self.kind + ("" if self.resample == "none" else
+                                       f" (resampling {self.resample})")),
+                 ("members", f"{len(self.members)}: {len(self.fits)} succeeded, "
+                             f"{len(self.failures)} failed")]
+        metrics = [_final_metric(m) for m in self.fits]
+        finite = [v for v in metrics if math.isfinite(v)]
+        if finite:
+            facts.append(("final training metric", f"best {min(finite):.4g}, median "
+                                                   f"{float(np.median(finite)):.4g}, worst "
+                                                   f"{max(finite):.4g}"))
+        if self.failures:
+            first = self.failures[0]
+            facts.append(("first failure", f"{first.error_type}: {first.message}"))
+        return facts
+
+    def _parameter_summary(self, level: float = 0.9) -> pd.DataFrame:
+        table = self.parameters(level)
+        if table.empty:
+            return table
+        cols = ["estimate", "low", "high", "sd", "units", "n_members"]
+        out = table[cols].rename(columns={"low": f"q{(1 - level) / 2:g}",
+                                          "high": f"q{1 - (1 - level) / 2:g}"})
+        return out.reset_index()
+
+    def summary(self, level: float = 0.9) -> str:
+        """A short text report: kind, member counts, the spread of the members' final training
+        metric, the first failure, and the parameter table of :meth:`parameters` (estimate, the
+        central ``level`` interval of the members, their standard deviation, units)."""
+        from sysid._display import text_block
+
+        return text_block(f"sysid Ensemble ({self.kind})", self._facts(),
+                          self._parameter_summary(level))
+
+    def __repr__(self) -> str:
+        """One line: kind, member counts and up to six parameter estimates."""
+        parts = [f"kind={self.kind!r}", f"members={len(self.members)}",
+                 f"succeeded={len(self.fits)}"]
+        table = self._parameter_summary() if self.fits else pd.DataFrame()
+        if len(table):
+            shown = [f"{r['name']}={r['estimate']:.4g}" for _, r in table.head(6).iterrows()]
+            parts.append("parameters={" + ", ".join(shown)
+                         + (f", +{len(table) - 6} more" if len(table) > 6 else "") + "}")
+        return "Ensemble(" + ", ".join(parts) + ")"
+
+    def _repr_html_(self) -> str:
+        """HTML for Jupyter: the facts of ``summary()``, the parameter intervals and a strip plot
+        of the members' parameter values relative to the estimate (or, for a model without named
+        parameters, of the members' final training metric)."""
+        from matplotlib.figure import Figure
+
+        from sysid._display import block, facts_html, figure_png, table_html
+
+        parts = [facts_html(self._facts())]
+        table = self._parameter_summary() if self.fits else pd.DataFrame()
+        if len(table):
+            parts.append(table_html(table))
+        fig = Figure(figsize=(4.0, 2.2), layout="constrained")
+        ax = fig.subplots()
+        long = self.member_parameters()
+        if len(table) and len(long):
+            est = dict(zip(table["name"], table["estimate"]))
+            names = list(est)
+            for i, name in enumerate(names):
+                v = long.loc[long["name"] == name, "value"].to_numpy(float)
+                scale = abs(est[name]) or 1.0
+                ax.plot(np.full(v.size, i), v / scale, "o", ms=3, alpha=0.6, color="C0")
+            ax.axhline(1.0, color="0.5", lw=0.8)
+            ax.set_xticks(range(len(names)), names, fontsize=8)
+            ax.set_ylabel("member / estimate")
+        else:
+            metrics = [_final_metric(m) for m in self.fits]
+            ax.plot(range(len(metrics)), metrics, "o", ms=3, color="C0")
+            ax.set_xlabel("member")
+            ax.set_ylabel("final training metric")
+        parts.append(figure_png(fig))
+        return block(f"sysid Ensemble ({self.kind})", parts, "sysid-ensemble")
+
     # -- bands ---------------------------------------------------------------------------------
     def simulate(self, initial: Any, times: Any = None, *, inputs: Any = None,
                  quantiles: Sequence[float] = DEFAULT_QUANTILES, noise: bool = False,

@@ -227,30 +227,21 @@ class FitResult:
     def _repr_html_(self) -> str:
         """HTML for Jupyter: the facts of ``summary()``, the parameters with 95 % intervals and a
         small training-loss figure (an inline PNG)."""
-        import html
+        from sysid._display import block, facts_html, figure_png, table_html
 
-        facts = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                        for k, v in self._facts())
-        parts = ["<div class='sysid-fit'><strong>sysid FitResult</strong>",
-                 f"<table>{facts}</table>"]
+        parts = [facts_html(self._facts())]
         rows = self._parameter_rows()
         if len(rows):
-            parts.append(rows.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}",
-                                      na_rep="—"))
-        png = self._loss_png()
-        if png:
-            parts.append(f"<img alt='training loss' src='data:image/png;base64,{png}'>")
-        parts.append("</div>")
-        return "".join(parts)
+            parts.append(table_html(rows))
+        fig = self._loss_figure()
+        if fig is not None:
+            parts.append(figure_png(fig))
+        return block("sysid FitResult", parts, "sysid-fit")
 
-    def _loss_png(self) -> str:
-        """The training loss against epoch as a base64 PNG (empty without a history)."""
+    def _loss_figure(self) -> Any:
+        """The training loss against epoch as a small figure (None without a history)."""
         if not len(self.history) or "loss" not in self.history.columns:
-            return ""
-        import base64
-        import io
-
+            return None
         from matplotlib.figure import Figure
 
         from sysid.plot import training_curves
@@ -258,9 +249,7 @@ class FitResult:
         fig = Figure(figsize=(4.0, 2.2), layout="constrained")
         cols = [c for c in ("loss", "val_nrmse") if c in self.history.columns]
         training_curves(self.history, ax=fig.subplots(), columns=cols)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=72)
-        return base64.b64encode(buf.getvalue()).decode("ascii")
+        return fig
 
 
 def gauss_newton_stderr(residual_fn, raw: torch.Tensor, value_fn) -> tuple[np.ndarray, float, int]:
