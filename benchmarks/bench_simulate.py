@@ -13,14 +13,34 @@ Part 2 runs two variants side by side in this one process: the same rk4 solve (s
 grid of 200 intervals, 8 runs batched) with sysid's own stepper (``sysid.solvers.solve``) and with
 ``torchdiffeq.odeint(method="rk4")``, and prints the ratio of their median times.
 
-Run: ``python benchmarks/bench_simulate.py [--repeats 5]``.
+Part 3 runs, side by side, the whole ``sysid.simulate`` call (rk4, one step per output interval:
+planning, the batched solve and the returned dataset) and a plain batched torch RK4 loop over the
+same 200 steps calling the same model (``y + h/6 (k1 + 2 k2 + 2 k3 + k4)`` with tensor times, in
+``torch.no_grad``), and prints the ratio (goal: <= 1.2).
+
+Part 4 runs, side by side, the default adaptive ``sysid.simulate`` (dopri5, rtol 1e-6, atol 1e-8)
+and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all 8 runs stacked in
+one state vector on the model's NumPy field, and prints the ratio (goal: < 1).
+
+Part 5 times the command line ``sysid simulate`` of one 600-step run of the saved Lotka-Volterra
+model (a fresh process: start-up included) beside a process that only imports what any torch
+simulation needs (torch, torchdiffeq, xarray): wall time and CPU time (user + system of the child;
+on a loaded machine the CPU time is the better estimate of the wall time on an idle one).
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_simulate.py [--repeats 5]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -91,13 +111,138 @@ def part2(repeats: int) -> None:
               f"{own / ref:.2f}")
 
 
+def plain_rk4(f, y0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A plain batched RK4 loop, as one would write it by hand."""
+    ys = [y0]
+    y = y0
+    for i in range(t.numel() - 1):
+        ti, h = t[i], t[i + 1] - t[i]
+        k1 = f(ti, y)
+        k2 = f(ti + h / 2, y + h / 2 * k1)
+        k3 = f(ti + h / 2, y + h / 2 * k2)
+        k4 = f(ti + h, y + h * k3)
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        ys.append(y)
+    return torch.stack(ys)
+
+
+def _y0(runs: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.column_stack([30.0 * np.exp(0.2 * rng.standard_normal(runs)),
+                            4.0 * np.exp(0.2 * rng.standard_normal(runs))])
+
+
+def _interleaved(fns: dict, repeats: int) -> dict:
+    """Median time of each function, the variants interleaved (same load for each)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def part3(repeats: int) -> None:
+    import sysid
+
+    t = np.linspace(0.0, 40.0, 201)
+    y0 = _y0()
+    print(f"part 3: rk4, 200 steps, 8 runs; sysid.simulate vs a plain batched torch RK4 loop "
+          f"(median of {repeats}, interleaved)")
+    for name, model in _models().items():
+        tt = torch.as_tensor(t)
+        y0_t = torch.as_tensor(y0)
+
+        def plain(model=model):
+            with torch.no_grad():
+                return plain_rk4(lambda s, y: model(s, y, None), y0_t, tt)
+
+        def simulate(model=model):
+            return sysid.simulate(model, y0, t, solver="rk4")
+
+        ref = plain().numpy()
+        got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
+        gap = float(np.max(np.abs(got - ref.transpose(1, 0, 2))))
+        med = _interleaved({"plain": plain, "simulate": simulate}, repeats)
+        print(f"  {name:26s} simulate {med['simulate']:.4f} s, plain loop {med['plain']:.4f} s, "
+              f"ratio {med['simulate'] / med['plain']:.2f} (largest difference {gap:.1e})")
+
+
+def part4(repeats: int) -> None:
+    import scipy.integrate
+
+    import sysid
+
+    t = np.linspace(0.0, 40.0, 201)
+    y0 = _y0()
+    R, S = y0.shape
+    print(f"part 4: adaptive, rtol 1e-6 atol 1e-8, 8 runs; default sysid.simulate (dopri5) vs one "
+          f"vectorised solve_ivp (RK45) of all runs (median of {repeats}, interleaved)")
+    for name, model in _models().items():
+        fn = model.field.numpy_function()
+
+        def f(s, y, fn=fn):  # all runs in one state vector
+            return fn(np.full(R, s), y.reshape(R, S), None).reshape(-1)
+
+        def ivp():
+            return scipy.integrate.solve_ivp(f, (t[0], t[-1]), y0.reshape(-1), t_eval=t,
+                                             method="RK45", rtol=1e-6, atol=1e-8)
+
+        def simulate(model=model):
+            return sysid.simulate(model, y0, t)
+
+        med = _interleaved({"ivp": ivp, "simulate": simulate}, repeats)
+        print(f"  {name:26s} simulate {med['simulate']:.4f} s, solve_ivp {med['ivp']:.4f} s, "
+              f"ratio {med['simulate'] / med['ivp']:.2f}")
+
+
+def _child(cmd: list[str]) -> tuple[float, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def part5(repeats: int) -> None:
+    import sysid
+    from sysid.io import save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "lv"
+        save_model(sysid.models.physics("lotka_volterra"), model_dir)
+        out = Path(tmp) / "sim.csv"
+        cli = [sys.executable, "-m", "sysid", "simulate", str(model_dir), "--y0",
+               "prey=30,predator=4", "--t-end", "60", "--dt", "0.1", "--out", str(out)]
+        floor = [sys.executable, "-c", "import torch, torchdiffeq, xarray"]
+        rows: dict = {"cli": [], "floor": []}
+        for _ in range(repeats):
+            out.unlink(missing_ok=True)
+            rows["cli"].append(_child(cli))
+            rows["floor"].append(_child(floor))
+    print(f"part 5: `sysid simulate` of one 600-step run in a fresh process (median of {repeats})")
+    for key, label in (("cli", "sysid simulate"), ("floor", "import torch, torchdiffeq, xarray")):
+        wall = statistics.median(w for w, _ in rows[key])
+        cpu = statistics.median(c for _, c in rows[key])
+        print(f"  {label:36s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run, e.g. 3,4")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    part1(args.repeats)
-    part2(args.repeats)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    parts = {int(p) for p in args.parts.split(",")}
+    for number, part in ((1, part1), (2, part2), (3, part3), (4, part4), (5, part5)):
+        if number in parts:
+            part(args.repeats)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import integrate as _spi
 
 from sysid import budget as time_budget
 from sysid.errors import ConfigError, DataError, SolverError
@@ -23,6 +22,14 @@ from sysid.solvers.times import check_times
 __all__ = ["solve_scipy", "budget"]
 
 _ALTERNATIVE = {"LSODA": "'Radau' or 'BDF'", "Radau": "'BDF' or 'LSODA'", "BDF": "'Radau' or 'LSODA'"}
+
+
+def _spi() -> Any:
+    """``scipy.integrate``, imported on first use (it costs ~0.2 s of start-up to every command
+    that merely imports :mod:`sysid.solvers`)."""
+    from scipy import integrate
+
+    return integrate
 
 
 class _Stop(Exception):
@@ -133,7 +140,7 @@ def solve_scipy(
     span = f"[{t[0]:g}, {t[-1]:g}] {time_units}".rstrip()
     max_step = np.inf if solver.max_step is None else solver.max_step
     try:
-        sol = _spi.solve_ivp(guarded, (float(t[0]), float(t[-1])), y0, method=solver.method,
+        sol = _spi().solve_ivp(guarded, (float(t[0]), float(t[-1])), y0, method=solver.method,
                              t_eval=t if evaluate else None, rtol=solver.rtol, atol=solver.atol,
                              max_step=max_step, dense_output=dense_output, events=events,
                              vectorized=vectorized)

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torchdiffeq
 
 from sysid import budget as time_budget
 from sysid.errors import ConfigError, SolverError
@@ -88,6 +87,8 @@ def _guarded(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cnt: So
 def _torchdiffeq(rhs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor,
                  tt: torch.Tensor, solver: SolverConfig, options: dict[str, Any],
                  adjoint_params: Sequence[torch.Tensor] | None) -> torch.Tensor:
+    import torchdiffeq  # here, not at import: it imports scipy.integrate (start-up of every command)
+
     if solver.adjoint:
         return torchdiffeq.odeint_adjoint(
             rhs, y0, tt, rtol=solver.rtol, atol=solver.atol, method=solver.method,

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torchdiffeq
 from torch import nn
 
 from sysid import budget as time_budget
@@ -115,6 +114,8 @@ def _on_clock(rhs: nn.Module, z0: torch.Tensor, t: torch.Tensor, inputs: Inputs 
     else:  # substeps steps per sample gap; k * m / m is exactly k, so the samples are grid points
         clock = torch.arange((t.shape[1] - 1) * substeps + 1, dtype=z0.dtype) / substeps
         options = {"perturb": True, "grid_constructor": lambda f, y, s: grid_between(clock, s)}
+    import torchdiffeq  # here, not at import: it imports scipy.integrate (start-up of every command)
+
     try:
         if cfg.adjoint:
             zs = torchdiffeq.odeint_adjoint(func, z0, grid, method=cfg.method, rtol=cfg.rtol,
