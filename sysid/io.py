@@ -38,6 +38,7 @@ from sysid import atomic
 from sysid.errors import ModelFileError, SysidError
 from sysid.models.base import VectorField, scaling_to_dict
 from sysid.models.composite import HybridField, SecondOrderField
+from sysid.models.encoder import Encoder, StateEncoder
 from sysid.models.model import Model
 from sysid.models.neural import NeuralField
 from sysid.models.outputs import Outputs
@@ -128,6 +129,7 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
             "input_interpolation": model.input_interpolation,
             "scaling": None if model.scaling is None else scaling_to_dict(model.scaling),
             **({} if model.outputs is None else {"outputs": model.outputs.spec()}),
+            **({} if model.encoder is None else {"encoder": model.encoder.spec()}),
             "metadata": model.metadata,
             "dtype": _dtype_name(model.dtype),
         },
@@ -477,6 +479,18 @@ def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
     )
 
 
+def _encoder(spec: Mapping[str, Any], available: int, where: str) -> StateEncoder:
+    """The encoder a manifest describes; its size is checked against the tensor file before
+    anything is allocated (a manifest edited to ask for a huge network is refused)."""
+    settings = Encoder(**{k: spec[k] for k in ("past", "width", "depth", "activation", "seed")})
+    sizes = [len(spec[k]) for k in ("measured", "inputs", "latent")]
+    if settings.number_of_weights(*sizes) > available:
+        raise ModelFileError(f"{where}: the encoder in {MANIFEST} (past {settings.past}, width "
+                             f"{settings.width}, depth {settings.depth}) needs more weights than the "
+                             f"tensor file holds ({available}); the structure was edited.")
+    return StateEncoder.from_spec(spec)
+
+
 def _scaling_object(d: Mapping[str, Any]) -> Any:
     from sysid.data import Scaling
 
@@ -529,9 +543,10 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         field = _build(m["field"], _DTYPES[dtype_name], allow_import, dict(functions or {}), available)
         scaling = None if m.get("scaling") is None else _scaling_object(m["scaling"])
         outputs = None if m.get("outputs") is None else Outputs.from_spec(m["outputs"], dtype=_DTYPES[dtype_name])
+        encoder = None if m.get("encoder") is None else _encoder(m["encoder"], available, where)
         model = Model(field, observed=m["observed"], input_interpolation=m["input_interpolation"],
                       scaling=scaling, latent_initial=m.get("latent_initial"), metadata=m.get("metadata"),
-                      outputs=outputs)
+                      outputs=outputs, encoder=encoder)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:

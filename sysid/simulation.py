@@ -17,12 +17,19 @@ Initial states, one rule: for each run and state the first of
 4. the model's default ``latent_initial[state]`` (states the model does not observe),
 
 and a state left without a value is a :class:`~sysid.errors.DataError` naming run and state.
+
+A model with an encoder of its hidden states (:mod:`sysid.models.encoder`) simulated from a
+dataset starts each run for which neither ``override`` nor ``latent`` gives a value at sample
+``past - 1``: the measured states from the data there, the hidden states from the encoder reading
+the first ``past`` samples; the states of the earlier samples are NaN (no prediction). ``encoder=``
+forces (True) or turns off (False) this rule.
 :func:`to_numpy_rhs` turns a model into a pure-NumPy ``f(t, y)`` for SciPy.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -224,6 +231,80 @@ def _initial_states(target: _Target, plan: _Plan, latent: Values, override: Valu
     return y0
 
 
+def _encoder_runs(target: _Target, plan: _Plan, latent: Values, override: Values,
+                  encoder: bool | None, where: str) -> list[bool]:
+    """Which runs start from the model's encoder (the module docstring's rule)."""
+    enc = target.model.encoder if target.model is not None else None
+    R = len(plan.ids)
+    if encoder is not None and not isinstance(encoder, bool):
+        raise ConfigError(f"{where}: encoder must be True, False or None (automatic); got {encoder!r}.")
+    if encoder is True and enc is None:
+        raise ConfigError(f"{where}: encoder=True, but the model has no encoder (build it with "
+                          f"encoder=sysid.models.Encoder(past=...)).")
+    if enc is None or encoder is False:
+        return [False] * R
+    if plan.data is None:
+        if encoder:
+            raise ConfigError(f"{where}: encoder=True reads the first {enc.past} samples of each "
+                              f"run; pass initial as a dataset of measured runs.")
+        return [False] * R
+    given = np.zeros(R, dtype=bool)
+    for what, values, allowed in (("latent", latent, [n for n in target.states if n in target.latent_initial]),
+                                  ("override", override, target.states)):
+        given |= np.isfinite(_values_table(values, target, plan.ids, allowed, what, where)).any(axis=1)
+    if encoder and given.any():
+        raise ConfigError(f"{where}: encoder=True estimates the hidden states, but latent= or "
+                          f"override= gives initial values for run {plan.ids[int(np.argmax(given))]!r}; "
+                          f"give one or the other.")
+    return [not g for g in given]
+
+
+def _encode(target: _Target, plan: _Plan, use: list[bool], source: InputSource | None,
+            where: str) -> tuple[_Plan, list[int]]:
+    """The plan with runs that use the encoder starting at sample ``past - 1`` (measured states
+    from the data there, hidden states from the encoder), and each run's first simulated sample."""
+    if not any(use):
+        return plan, [0] * len(use)
+    enc = target.model.encoder
+    k = enc.past - 1
+    firsts = [k if u else 0 for u in use]
+    ds = plan.data
+    missing = [n for n in enc.measured if n not in ds.data_vars]
+    if missing:
+        raise DataError(f"{where}: the model's encoder reads {list(enc.measured)}, but the dataset has "
+                        f"no {missing}. Give the hidden states (latent=...) or simulate with encoder=False.")
+    _, _, keep = dataset_runs(ds, where)
+    given, times = plan.given.copy(), list(plan.times)
+    observed = [j for j, n in enumerate(target.states) if n in enc.measured]
+    latent = [target.states.index(n) for n in enc.latent]
+    for r, rid in enumerate(plan.ids):
+        if not use[r]:
+            continue
+        t = plan.times[r]
+        if len(t) < enc.past:
+            raise DataError(
+                f"{where}: the model's encoder reads the first {enc.past} samples of a run to "
+                f"estimate its hidden states {list(enc.latent)}; run {rid!r} has {len(t)}. Give them "
+                f"(latent=...) and simulate with encoder=False, or a longer record.")
+        enc.check_sampling(t[:enc.past], f"{where} (run {rid!r})")
+        rows = keep[r][:enc.past]
+        y = np.stack([np.asarray(ds[n].values, dtype=float)[r, rows] for n in enc.measured], axis=-1)
+        start = [target.states[j] for j in observed if not np.isfinite(y[-1, enc.measured.index(target.states[j])])]
+        if start:
+            raise DataError(f"{where}: run {rid!r} has no measurement of {start} at sample {enc.past} "
+                            f"(time {t[k]:g}), where the encoder's simulation starts.")
+        u = source.values_at(r, t[:enc.past]) if (source is not None and enc.inputs) else None
+        dtype = enc.y_mean.dtype
+        with torch.no_grad():
+            x = enc(torch.as_tensor(y, dtype=dtype),
+                    None if u is None else torch.as_tensor(u, dtype=dtype)).double().numpy()
+        for j in observed:
+            given[r, j] = y[-1, enc.measured.index(target.states[j])]
+        given[r, latent] = x
+        times[r] = t[k:]
+    return dataclasses.replace(plan, given=given, times=times), firsts
+
+
 def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
                solver: SolverConfig, dtype: torch.dtype, where: str) -> list[np.ndarray]:
     """All runs in one batched torch solve in relative time on the union of the runs' grids."""
@@ -328,6 +409,7 @@ def simulate(
     runs: Sequence[str] | None = None,
     interpolation: str | None = None,
     dtype: torch.dtype = torch.float64,
+    encoder: bool | None = None,
 ) -> xr.Dataset:
     """Simulate a model forward and return the trajectory schema (user units).
 
@@ -363,6 +445,12 @@ def simulate(
         How sampled inputs are interpolated; default the model's own.
     dtype : torch.dtype
         Precision of a torch simulation (default float64; SciPy always runs in float64).
+    encoder : bool, optional
+        For a model with an encoder of its hidden states (``model.encoder``) and a dataset
+        ``initial``: None (default) starts every run without ``latent``/``override`` values at
+        sample ``past - 1``, its hidden states estimated from the first ``past`` samples (the
+        earlier samples' states are NaN); True requires that for every run; False never uses
+        the encoder (hidden states from ``latent``, else ``latent_initial``).
 
     Returns
     -------
@@ -401,14 +489,22 @@ def simulate(
     else:
         plan = _plan_from_values(target, initial, times, runs, where)
         source = inputs
-    y0 = _initial_states(target, plan, latent, override, where)
+    use = _encoder_runs(target, plan, latent, override, encoder, where)
     spans = [(float(t[0]), float(t[-1])) for t in plan.times]
+    full, firsts = plan, [0] * len(plan.ids)
+    if not any(use):
+        y0 = _initial_states(target, plan, latent, override, where)
     src = input_source(source, target.inputs, plan.ids, kind=kind, where=where, spans=spans)
+    if any(use):  # the encoder reads the inputs too
+        plan, firsts = _encode(target, plan, use, src, where)
+        y0 = _initial_states(target, plan, latent, override, where)
     if solver.backend == "scipy":
         states = _run_scipy(target, plan, y0, src, solver, where)
     else:
         states = _run_torch(target, plan, y0, src, solver, dtype, where)
-    return _result(target, plan, states, src, solver)
+    # samples the encoder read before a run's start have no prediction
+    states = [np.concatenate([np.full((k, x.shape[1]), np.nan), x]) for k, x in zip(firsts, states)]
+    return _result(target, full, states, src, solver)
 
 
 def to_numpy_rhs(model: Model, inputs: InputSourceLike = None) -> Callable[[float, np.ndarray], np.ndarray]:

@@ -26,6 +26,8 @@ A config file holds every option of ``sysid fit`` in three tables::
     free = ["g_over_l"]         # physical parameters to fit (physics/hybrid)
     params = { damping = 0.1 }  # fixed/initial parameter values
     latent = { S = 990.0 }      # starting guesses of states the data does not measure
+    hidden = ["h"]              # hidden states of a neural model (not in the data)
+    encoder = 10                # estimate hidden states from the last 10 samples (Encoder(past=10))
     outputs = { cases = "gamma*I" }   # measurement equations (outputs the data measures)
     # with kind = "equations": states, inputs, parameters, equations, outputs, neural tables
     # as in an equations file (see sysid.models.from_toml)
@@ -61,7 +63,7 @@ __all__ = ["CliFitOptions", "DATA_KEYS", "MODEL_KEYS", "read_config", "dumps_tom
 DATA_KEYS = ("path", "time", "states", "inputs", "run", "sep", "decimal", "encoding",
              "missing_values", "sort", "drop_duplicates", "rename", "holdout", "where",
              "constant_inputs")
-MODEL_KEYS = ("kind", "free", "params", "width", "depth", "latent", "outputs")
+MODEL_KEYS = ("kind", "free", "params", "width", "depth", "latent", "outputs", "hidden", "encoder")
 SECTIONS = ("data", "model", "fit")
 INLINE_TABLES = ("params", "rename", "weights", "sigma", "latent", "constant_inputs")
 EQUATIONS = "equations"
@@ -99,6 +101,8 @@ class CliFitOptions:
     constant_inputs: dict[str, float] = field(default_factory=dict)
     latent: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
+    hidden: tuple[str, ...] = ()
+    encoder: int | None = None
     equations: dict[str, Any] | None = None
     fit: dict[str, Any] = field(default_factory=dict)
 
@@ -128,11 +132,14 @@ class CliFitOptions:
                                  "free": list(self.free) if self.free is not None else None,
                                  "params": dict(self.params), "width": self.width,
                                  "depth": self.depth, "latent": dict(self.latent),
-                                 "outputs": dict(self.outputs)}
+                                 "outputs": dict(self.outputs), "hidden": list(self.hidden),
+                                 "encoder": self.encoder}
         if self.equations is not None:  # the equations themselves: the file stands alone
             model = {"kind": EQUATIONS, **{k: v for k, v in self.equations.items() if k != "kind"}}
             if self.latent:
                 model["latent"] = dict(self.latent)
+            if self.encoder is not None:
+                model["encoder"] = self.encoder
         return {"data": data, "model": model, "fit": dict(self.fit)}
 
 
@@ -206,6 +213,8 @@ def read_config(path: Path, *, extra: tuple[str, ...] = ()) -> CliFitOptions:
         if "latent" in model_table:
             kwargs["latent"] = parse_assignments(model_table.pop("latent"),
                                                  option=f"{source}, [model] latent")
+        if "encoder" in model_table:
+            kwargs["encoder"] = _opt_int(model_table.pop("encoder"), "encoder", f"{source}, [model]")
         kwargs["kind"] = EQUATIONS
         kwargs["equations"] = model_table
         raw = {**raw, "model": {}}
@@ -220,7 +229,7 @@ def read_config(path: Path, *, extra: tuple[str, ...] = ()) -> CliFitOptions:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}'; [{section}] accepts "
                                   f"{list(allowed)}.")
             where = f"{source}, [{section}]"
-            if key in ("states", "inputs", "free", "missing_values"):
+            if key in ("states", "inputs", "free", "missing_values", "hidden"):
                 kwargs[key] = _names(value, key, where)
             elif key in ("params", "latent", "constant_inputs"):
                 kwargs[key] = parse_assignments(value, option=f"{where} {key}")
@@ -230,7 +239,7 @@ def read_config(path: Path, *, extra: tuple[str, ...] = ()) -> CliFitOptions:
                 kwargs[key] = parse_renames(value, option=f"{where} rename")
             elif key == "holdout":
                 kwargs[key] = parse_holdout(value, option=f"{where} holdout")
-            elif key in ("width", "depth"):
+            elif key in ("width", "depth", "encoder"):
                 kwargs[key] = _opt_int(value, key, where)
             elif key in ("sort", "drop_duplicates"):
                 if not isinstance(value, bool):

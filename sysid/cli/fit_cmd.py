@@ -115,13 +115,37 @@ def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
     units; states the data lacks are latent (estimated by the fit, started from ``--latent``
     or the system's typical initial state). Data variables named like an output of the
     measurement equations (``--output``, ``[model.outputs]``) are compared with those outputs.
+    A neural model gets hidden states from ``--hidden``; ``--encoder PAST`` adds an encoder of
+    the hidden states (:class:`sysid.models.Encoder`) to any model that has some.
     """
+    if spec.kind == "equations":
+        return _with_encoder(_equations_model(spec, opts, ds), opts)
+    return _with_encoder(_catalogue_or_neural(spec, opts, ds), opts)
+
+
+def _with_encoder(model: Any, opts: CliFitOptions) -> Any:
+    """The model with ``--encoder PAST`` (an encoder of its hidden states), else as built."""
+    if opts.encoder is None:
+        return model
+    from sysid.models import Encoder, Model
+
+    if not model.latent_names:
+        raise ConfigError(f"--encoder estimates hidden states from the last {opts.encoder} samples, "
+                          f"but every state of the model ({list(model.state_names)}) is in the "
+                          f"data. Add hidden states (--hidden NAME for a neural model; a system's "
+                          f"states the data lacks are hidden) or leave --encoder out.")
+    return Model(model.field, observed=model.observed, outputs=model.outputs,
+                 input_interpolation=model.input_interpolation, scaling=model.scaling,
+                 latent_initial=model.latent_initial, metadata=model.metadata,
+                 encoder=Encoder(past=opts.encoder, seed=int(opts.fit.get("seed", 0))))
+
+
+def _catalogue_or_neural(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
+    """:func:`build_model` for ``neural``, ``physics:SYSTEM`` and ``hybrid:SYSTEM``."""
     import sysid.data
     import sysid.models
     import sysid.systems
 
-    if spec.kind == "equations":
-        return _equations_model(spec, opts, ds)
     measured = sysid.data.state_names(ds)
     outputs = _outputs_table(opts.outputs)
     states = [n for n in measured if n not in outputs]
@@ -143,9 +167,20 @@ def build_model(spec: ModelSpec, opts: CliFitOptions, ds: Any) -> Any:
             raise ConfigError("--latent gives starting values of states the data lacks; a neural "
                               "model has only the data's states. Use physics:SYSTEM, hybrid:SYSTEM "
                               "or an equations file for hidden states.")
-        return sysid.models.neural(states, inputs, seed=seed, state_units=[units[n] for n in states],
+        hidden = list(opts.hidden)
+        clash = [n for n in hidden if n in measured or n in inputs]
+        if clash or len(set(hidden)) != len(hidden):
+            raise ConfigError(f"--hidden names states the data does not have; {clash or hidden} "
+                              f"{'are columns of the data' if clash else 'repeat a name'}.")
+        if hidden:
+            out_kw["observed"] = states
+        return sysid.models.neural([*states, *hidden], inputs, seed=seed,
+                                   state_units=[units[n] for n in states] + [""] * len(hidden),
                                    input_units=[units[n] for n in inputs], time_units=time_units,
                                    **neural_kw, **out_kw)
+    if opts.hidden:
+        raise ConfigError(f"--hidden adds hidden states to a neural model; --model {spec} has its "
+                          f"own states (those the data lacks are hidden).")
     system = sysid.systems.get(spec.system)
     # the data keeps its names: --rename DATA=SYSTEM says which column plays which state
     data_name = {new: old for old, new in opts.rename.items()}
@@ -408,6 +443,11 @@ def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, An
 @click.option("--output", "outputs", multiple=True, metavar="NAME=EXPR", help="A measurement "
               "equation (repeatable), e.g. --output 'y=clip(x, 0, 0.5)': the data's column NAME "
               "is compared with EXPR of the model's states, inputs and parameters.")
+@click.option("--hidden", metavar="NAME,..", help="Hidden states of a neural model: states the "
+              "data does not measure (estimated per window, or by --encoder).")
+@click.option("--encoder", type=click.IntRange(min=1), metavar="PAST", help="Estimate the hidden "
+              "states at each window start (and when simulating a new record) from the last PAST "
+              "measured samples and inputs, with a trained encoder network.")
 @click.option("--width", type=click.IntRange(min=1), help="Neural network width.")
 @click.option("--depth", type=click.IntRange(min=1), help="Neural network hidden layers.")
 @click.option("--config", type=click.Path(path_type=Path), help="TOML file with every option "
@@ -437,6 +477,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
             settings: tuple[str, ...], out: Path, force: bool, max_memory: float | None,
             where: str | None = None, constant: str | None = None, latent: str | None = None,
             known_initial: str | None = None, outputs: tuple[str, ...] = (),
+            hidden: str | None = None, encoder: int | None = None,
             **parallel: Any) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
@@ -451,7 +492,8 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
                     missing_values, sort, rename, drop_duplicates, model, free, params, width,
                     depth, config, holdout, epochs, seed, settings, out, force, max_memory,
                     where=where, constant=constant, latent=latent, known_initial=known_initial,
-                    outputs=outputs, parallel=ParallelRequest.from_flags(**parallel))
+                    outputs=outputs, hidden=hidden, encoder=encoder,
+                    parallel=ParallelRequest.from_flags(**parallel))
 
 
 def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
@@ -462,7 +504,8 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
          seed: int | None, settings: tuple[str, ...], out: Path, force: bool,
          max_memory: float | None = None, *, where: str | None = None, constant: str | None = None,
          latent: str | None = None, known_initial: str | None = None,
-         outputs: tuple[str, ...] = (), parallel: ParallelRequest = ParallelRequest()) -> int:
+         outputs: tuple[str, ...] = (), hidden: str | None = None, encoder: int | None = None,
+         parallel: ParallelRequest = ParallelRequest()) -> int:
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)
     if known_initial is not None:
@@ -481,6 +524,8 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
         constant_inputs=parse_assignments(constant, option="--u") if constant is not None else None,
         latent=parse_assignments(latent, option="--latent") if latent is not None else None,
         outputs=parse_outputs(outputs, option="--output") if outputs else None,
+        hidden=parse_names(hidden, option="--hidden") if hidden is not None else None,
+        encoder=encoder,
     )
     spec = parse_model_spec(opts.kind)
     if spec.kind == "equations" and spec.file is not None:

@@ -13,6 +13,7 @@ from torch import nn
 from sysid.errors import ConfigError
 from sysid.models.base import ScalingLike, VectorField, scaling_to_dict
 from sysid.models.composite import HybridField, SecondOrderField
+from sysid.models.encoder import Encoder, StateEncoder
 from sysid.models.interpolation import INTERPOLATIONS
 from sysid.models.neural import NeuralField
 from sysid.models.outputs import Outputs
@@ -47,6 +48,11 @@ class Model(nn.Module):
         Default initial value of each latent state (default 0).
     metadata : mapping, optional
         JSON-able notes carried into model files (data source, fit settings, ...).
+    encoder : Encoder or StateEncoder, optional
+        Estimate the latent states at each window start from the last ``encoder.past`` measured
+        samples and inputs (:mod:`sysid.models.encoder`), instead of one free value per window;
+        :func:`sysid.simulate` then starts a new record from its first ``past`` samples. Needs
+        at least one latent state. The built network is ``model.encoder`` (None without one).
 
     Examples
     --------
@@ -65,6 +71,7 @@ class Model(nn.Module):
         scaling: ScalingLike | Mapping[str, Any] | None = None,
         latent_initial: Mapping[str, float] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        encoder: Encoder | StateEncoder | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(field, VectorField):
@@ -131,6 +138,28 @@ class Model(nn.Module):
         self.scaling: Any = None
         if scaling is not None:
             self.set_scaling(scaling)
+        self.encoder = self._encoder(encoder)
+
+    def _encoder(self, encoder: Encoder | StateEncoder | None) -> StateEncoder | None:
+        """The encoder network over this model's measured variables, inputs and latent states."""
+        if encoder is None:
+            return None
+        if not isinstance(encoder, (Encoder, StateEncoder)):
+            raise ConfigError(f"Model: encoder must be a sysid.models.Encoder (e.g. Encoder(past=10)); "
+                              f"got {type(encoder).__name__}.")
+        if not self.latent_names:
+            raise ConfigError(
+                f"Model: an encoder estimates hidden (unmeasured) states, but every state of this "
+                f"model ({list(self.state_names)}) is measured. Add a hidden state (e.g. "
+                f"neural(['x', 'h'], observed=['x'], encoder=...)) or leave encoder out.")
+        names = {"measured": self.measured, "inputs": self.input_names, "latent": self.latent_names}
+        if isinstance(encoder, Encoder):
+            return StateEncoder(encoder, **names).to(self.dtype)
+        given = {"measured": encoder.measured, "inputs": encoder.inputs, "latent": encoder.latent}
+        if given != {k: tuple(v) for k, v in names.items()}:
+            raise ConfigError(f"Model: the encoder reads {given}; this model needs "
+                              f"{ {k: list(v) for k, v in names.items()} }.")
+        return encoder
 
     # -- names ----------------------------------------------------------------------------------
     @property
@@ -233,6 +262,8 @@ class Model(nn.Module):
     def extra_repr(self) -> str:
         text = (f"states={list(self.state_names)}, inputs={list(self.input_names)}, "
                 f"observed={list(self.observed)}, input_interpolation={self.input_interpolation!r}")
+        if self.encoder is not None:
+            text += f", encoder past={self.encoder.past}"
         return text + (f", outputs={list(self.output_names)}" if self.outputs is not None else "")
 
 
@@ -340,11 +371,15 @@ def neural(
     outputs: OutputsLike = None,
     output_parameters: Mapping[str, Parameter | float] | None = None,
     output_units: Sequence[str] | Mapping[str, str] | None = None,
+    encoder: Encoder | None = None,
 ) -> Model:
     """A black-box model: a :class:`NeuralField` over ``states`` (reading ``inputs``).
 
     ``outputs``, ``output_parameters``, ``output_units``: measurement equations (see
-    :func:`physics`).
+    :func:`physics`). States left out of ``observed`` are hidden; ``encoder=Encoder(past=N)``
+    estimates them at every window start from the last ``N`` measured samples and inputs
+    (a state-space model with a subspace encoder, :mod:`sysid.models.encoder`), and lets
+    :func:`sysid.simulate` start a new record from its first ``N`` samples.
 
     Examples
     --------
@@ -356,7 +391,7 @@ def neural(
                         input_units=input_units, time_units=time_units)
     return Model(field, observed=observed, latent_initial=latent_initial,
                  input_interpolation=input_interpolation, scaling=scaling,
-                 metadata=metadata,
+                 metadata=metadata, encoder=encoder,
                  outputs=_outputs(outputs, field, output_parameters, output_units, None))
 
 
@@ -379,6 +414,7 @@ def physics(
     outputs: OutputsLike = None,
     output_parameters: Mapping[str, Parameter | float] | None = None,
     output_units: Sequence[str] | Mapping[str, str] | None = None,
+    encoder: Encoder | None = None,
 ) -> Model:
     """A grey-box model from a catalogue system (or its name) or a right-hand-side function.
 
@@ -411,7 +447,8 @@ def physics(
     outs = _outputs(outputs, field, output_parameters, output_units, dtype)
     latent_initial = _system_latent_initial(system_or_fn, field, _observed(observed, outs), latent_initial)
     return Model(field, observed=observed, latent_initial=latent_initial,
-                 input_interpolation=input_interpolation, metadata=metadata, outputs=outs)
+                 input_interpolation=input_interpolation, metadata=metadata, outputs=outs,
+                 encoder=encoder)
 
 
 def hybrid(
@@ -441,12 +478,13 @@ def hybrid(
     outputs: OutputsLike = None,
     output_parameters: Mapping[str, Parameter | float] | None = None,
     output_units: Sequence[str] | Mapping[str, str] | None = None,
+    encoder: Encoder | None = None,
 ) -> Model:
     """Physics (as in :func:`physics`) plus a neural correction on ``neural_states`` (default all).
 
     ``neural_inputs`` selects the inputs the network reads (default all of the physics inputs);
     ``outputs``, ``output_parameters``, ``output_units`` declare measurement equations (see
-    :func:`physics`).
+    :func:`physics`); ``encoder`` estimates hidden states from past samples (see :func:`neural`).
     """
     units = {"state_units": state_units, "input_units": input_units, "time_units": time_units}
     phys = _physics_field(system_or_fn, parameters, states, inputs, free, values, None, units, dtype)
@@ -466,7 +504,7 @@ def hybrid(
     latent_initial = _system_latent_initial(system_or_fn, phys, _observed(observed, outs), latent_initial)
     return Model(field, observed=observed, latent_initial=latent_initial,
                  input_interpolation=input_interpolation, scaling=scaling,
-                 metadata=metadata, outputs=outs)
+                 metadata=metadata, outputs=outs, encoder=encoder)
 
 
 def second_order(
@@ -494,13 +532,16 @@ def second_order(
     outputs: OutputsLike = None,
     output_parameters: Mapping[str, Parameter | float] | None = None,
     output_units: Sequence[str] | Mapping[str, str] | None = None,
+    encoder: Encoder | None = None,
 ) -> Model:
     """A mechanical model ``dq/dt = v``, ``dv/dt = a(t, q, v, u)``.
 
     The acceleration is ``acceleration(t, x, u, p, xp)`` (returning one entry per velocity, with
     ``x = [q..., v...]``) with ``parameters``; a neural network (``neural=True``, the default when
     no function is given); or both summed (a hybrid acceleration). ``outputs``,
-    ``output_parameters``, ``output_units`` declare measurement equations (see :func:`physics`).
+    ``output_parameters``, ``output_units`` declare measurement equations (see :func:`physics`);
+    ``encoder`` estimates hidden states (unmeasured velocities) from past samples (see
+    :func:`neural`).
 
     Examples
     --------
@@ -534,5 +575,5 @@ def second_order(
     field = SecondOrderField(acc, positions, velocities)
     return Model(field, observed=observed, latent_initial=latent_initial,
                  input_interpolation=input_interpolation, scaling=scaling,
-                 metadata=metadata,
+                 metadata=metadata, encoder=encoder,
                  outputs=_outputs(outputs, field, output_parameters, output_units, dtype))

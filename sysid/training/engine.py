@@ -51,6 +51,7 @@ from sysid.training.problem import (
     prepare,
     read_arrays,
     smooth_measured,
+    setup_encoder,
 )
 from sysid.training.result import FitResult, StopReason
 from sysid.training.shooting import ShootingPlan, plan_shooting
@@ -299,6 +300,9 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     ctx = _setup(model, data, cfg, validation)
     _start_initial(ctx, initial)
     if data_parallel is not None:  # the one hook of sysid.parallel.distributed
+        if ctx.spec.encoder is not None:
+            raise ConfigError("fit: a model with an encoder cannot be fitted across processes yet "
+                              "(the encoder's gradients are not gathered); fit it in one process.")
         data_parallel.attach(ctx.problem)
     # max_time and Ctrl-C/SIGTERM hold everywhere: the warm start, every solve, the refinement
     deadline = time_budget.Deadline(cfg.max_time) if cfg.max_time is not None else None
@@ -451,12 +455,24 @@ def _setup(model: Any, data: xr.Dataset, cfg: FitConfig,
                           smoothed=smoothed)
     if work.scaling is None:
         work.set_scaling(scaling.select(spec.states + spec.inputs))
+    if work.encoder is not None:  # latent window starts from past samples (sysid.models.encoder)
+        setup_encoder(work.encoder, arrays, scaling, "fit")
+        spec = dataclasses.replace(spec, encoder=work.encoder)
     states = scaling.select(spec.states)
     train = prepare(arrays, spec, scaling, points, dtype, smoothed=smoothed)
     val = prepare(read_arrays(val_ds, spec, "fit validation"), spec, scaling, points, dtype) \
         if val_ds is not None else None
     plan = plan_shooting(cfg, arrays.t, arrays.lengths, *arrays.select(spec.measured),
                          smoothed=smoothed[0])
+    if spec.encoder is not None and plan.method == "single":  # the encoder learns at window starts
+        if cfg.shooting.method == "single":
+            raise ConfigError("fit: the model's encoder is trained at the starts of multiple-shooting "
+                              "windows; shooting='single' never uses it. Use shooting='auto' or "
+                              "'multiple', or a model without an encoder.")
+        multi = dataclasses.replace(cfg, shooting=dataclasses.replace(cfg.shooting, method="multiple"))
+        plan = dataclasses.replace(plan_shooting(multi, arrays.t, arrays.lengths,
+                                                 *arrays.select(spec.measured), smoothed=smoothed[0]),
+                                   reason="auto: the model's encoder trains at window starts")
     rhs = ScaledRhs(work.field, torch.tensor(states.mean, dtype=dtype),
                     torch.tensor(states.scale, dtype=dtype))
     counter = StepCounter()

@@ -7,6 +7,7 @@ training data); time stays in the user's units and the solvers step on each wind
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from sysid.training.solvers import StepCounter, solve_windows
 from sysid.training.windows import WindowInputs, Windows, gather
 
 __all__ = ["ModelSpec", "Prepared", "read_arrays", "fit_scaling", "smooth_measured", "prepare",
-           "WindowProblem"]
+           "setup_encoder", "WindowProblem"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class ModelSpec:
         the same names (after the observed states).
     observer : sysid.models.Model or None
         The model (the training copy) whose ``observe`` gives the outputs; None without outputs.
+    encoder : sysid.models.StateEncoder or None
+        The training copy's encoder of the latent states (:mod:`sysid.models.encoder`): windows
+        starting at sample ``past - 1`` or later take their latent states from it instead of
+        the free nodes.
     """
 
     states: tuple[str, ...]
@@ -60,6 +65,7 @@ class ModelSpec:
     latent_guess: dict[int, float] = dataclasses.field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     observer: Any = None
+    encoder: Any = None
 
     @property
     def measured(self) -> tuple[str, ...]:
@@ -226,6 +232,53 @@ def smooth_measured(arrays: TrajectoryArrays, spec: ModelSpec,
     return smooth_runs(arrays.t, y, m, arrays.lengths, points, second=bool(spec.velocity_of))
 
 
+def setup_encoder(encoder: Any, arrays: TrajectoryArrays, scaling: Scaling, where: str) -> None:
+    """Check the data an encoder is trained on and give it the fit's scaling and sample gap.
+
+    The encoder reads samples, not times, so every run must be sampled at one rate (relative
+    tolerance :data:`sysid.models.encoder.SAMPLING_RTOL`), the same as a previous fit's, and
+    some run must be longer than ``past`` samples. An encoder already scaled (a model fitted
+    before) keeps its scaling, as the network terms do.
+
+    Raises
+    ------
+    DataError
+        Irregular sampling, a rate other than the encoder's, or runs too short.
+    """
+    from sysid.models.encoder import SAMPLING_RTOL
+
+    lengths = np.asarray(arrays.lengths)
+    past = encoder.past
+    if int(lengths.max()) <= past:
+        raise DataError(
+            f"{where}: the encoder reads past={past} samples before a window starts, but the "
+            f"longest run has {int(lengths.max())} samples; use a smaller Encoder(past=...) "
+            f"(at most {int(lengths.max()) - 1}) or longer runs.")
+    gaps = [np.diff(arrays.t[r, :n]) for r, n in enumerate(lengths)]
+    dt = float(np.median(np.concatenate(gaps)))
+    for rid, g in zip(arrays.run_ids, gaps):
+        bad = np.abs(g / dt - 1.0) > SAMPLING_RTOL
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(
+                f"{where}: the encoder reads samples, so the data must be sampled at one rate; run "
+                f"{rid!r} has a gap of {g[k]:.6g} between samples {k + 1} and {k + 2} where the "
+                f"median gap is {dt:.6g}. Resample the runs to one rate, or fit without an encoder.")
+    if not encoder.is_scaled:
+        from sysid.models.encoder import difference_scales
+
+        y, m = arrays.select(encoder.measured)
+        y = np.where(m, y, np.nan)
+        u = arrays.select(encoder.inputs)[0] if encoder.inputs else np.zeros(y.shape[:2] + (0,))
+        encoder.set_scaling(scaling, dt, differences=(difference_scales(y, lengths, past),
+                                                      difference_scales(u, lengths, past)))
+        return
+    old = float(encoder.dt)
+    if old > 0 and abs(dt / old - 1.0) > SAMPLING_RTOL:
+        raise DataError(f"{where}: the model's encoder was trained on samples {old:.6g} apart; this "
+                        f"data is sampled every {dt:.6g}. Resample it to the encoder's rate.")
+
+
 def prepare(arrays: TrajectoryArrays, spec: ModelSpec, scaling: Scaling, points: int,
             dtype: torch.dtype, *, smoothed: tuple[np.ndarray, ...] | None = None) -> Prepared:
     """Scaled tensors of a dataset, smoothed states and derivatives, initial-state guesses.
@@ -334,6 +387,13 @@ class WindowProblem:
         self.substeps = config.solver.substeps
         self.continuity = continuity
         self.hybrids: list = []
+        self.encoder = spec.encoder
+        if self.encoder is not None:  # its inputs: measured values (NaN where missing) and inputs
+            y_user = torch.as_tensor(data.y_mean, dtype=data.y.dtype) + \
+                torch.as_tensor(data.y_scale, dtype=data.y.dtype) * data.y
+            self.enc_y = torch.where(data.mask, y_user, torch.full_like(y_user, math.nan))
+            self.latent_mask = torch.zeros(S, dtype=torch.bool)
+            self.latent_mask[spec.latent_idx] = True
 
     def setup_penalty(self, field: Any, time_scale: float) -> None:
         """Collect the neural corrections of hybrid terms and the samples to penalise them at."""
@@ -385,10 +445,30 @@ class WindowProblem:
         return WindowInputs(self.data.t, self.data.u, self.data.lengths, windows,
                             self.spec.interpolation)
 
+    def node_states(self, nodes: torch.Tensor, run: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The free states ``(..., S)`` at samples ``idx`` of runs ``run`` (same shapes): the nodes,
+        with the latent states from the model's encoder at samples ``past - 1`` and later."""
+        vals = nodes[run, idx]
+        enc = self.encoder
+        if enc is None:
+            return vals
+        k = enc.past - 1
+        at = idx.clamp(min=k)
+        lag = at[..., None] - torch.arange(k, -1, -1, dtype=idx.dtype)  # oldest sample first
+        runs = run[..., None].expand_as(lag)
+        u = self.data.u[runs, lag] if self.data.u is not None else None
+        x = enc(self.enc_y[runs, lag], u)  # user units
+        lat = self.spec.latent_idx
+        z = ((x - self.rhs.mean[lat]) / self.rhs.scale[lat]).to(vals.dtype)
+        full = vals.clone()
+        full[..., lat] = z
+        return torch.where((idx >= k)[..., None] & self.latent_mask, full, vals)
+
     def initial_states(self, nodes: torch.Tensor, windows: Windows) -> torch.Tensor:
-        """``(W, S)`` states at the window starts: free nodes where free, else the guesses."""
+        """``(W, S)`` states at the window starts: free nodes (or the encoder's latent states)
+        where free, else the guesses."""
         fixed = self.data.z_guess[windows.run, windows.start]
-        free_vals = nodes[windows.run, windows.start]
+        free_vals = self.node_states(nodes, windows.run, windows.start)
         free = self.free
         if bool(self.known.any()):
             free = torch.where((windows.start == 0)[:, None], free & ~self.known, free)
@@ -429,7 +509,7 @@ class WindowProblem:
         if self.continuity > 0 and bool(self.free.any()) and windows.horizon > 1:
             fi = self.free.nonzero()[:, 0]
             later = windows.idx[:, 1:]
-            target = nodes[windows.run[:, None], later][..., fi]
+            target = self.node_states(nodes, windows.run[:, None].expand_as(later), later)[..., fi]
             total = total + self.continuity * continuity_loss(
                 pred[:, 1:][..., fi], target, windows.valid[:, 1:])
         if self.hybrids:

@@ -22,7 +22,7 @@ from sysid.training.loss import ScaledRhs
 from sysid.training.problem import ModelSpec, Prepared, WindowProblem
 from sysid.training.result import gauss_newton_stderr
 from sysid.training.solvers import StepCounter
-from sysid.training.windows import gather, make_windows
+from sysid.training.windows import Windows, gather, make_windows
 
 __all__ = ["validation_nrmse", "parameter_table", "physics_raw", "latent_table",
            "initial_table"]
@@ -43,10 +43,16 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
 
     RMSE of each measured state over all measured samples of all runs divided by that state's
     standard deviation in the held-out data, averaged over states. Latent states start from their
-    derivative estimate (second-order models) or their scaled zero. A failed simulation gives inf.
+    derivative estimate (second-order models) or their scaled zero; with an encoder, each run
+    starts at sample ``past - 1`` from the encoder's latent states (runs not longer than ``past``
+    samples are left out). A failed simulation gives inf.
     """
     n = int(val.t.shape[1])
     windows = make_windows(val.lengths, n, stride=n)
+    if spec.encoder is not None:  # held-out runs start where the encoder has read its samples
+        windows = _from_sample(val.lengths, spec.encoder.past - 1)
+        if windows.count == 0:
+            return math.nan
     problem = WindowProblem(rhs, val, spec, cfg, counter)
     problem.substeps = substeps
     with torch.no_grad():
@@ -70,6 +76,16 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
     return float(np.mean(out)) if out else math.nan
 
 
+def _from_sample(lengths: torch.Tensor, k: int) -> Windows:
+    """One window per run longer than ``k + 1`` samples, from sample ``k`` to the run's end."""
+    keep = torch.nonzero(lengths > k + 1)[:, 0]
+    horizon = max(int(lengths.max()) - k, 2)
+    raw = k + torch.arange(horizon, dtype=torch.long)[None, :]
+    last = (lengths[keep] - 1)[:, None]
+    return Windows(run=keep, start=torch.full_like(keep, k), idx=torch.minimum(raw, last),
+                   valid=raw <= last)
+
+
 def parameter_table(work: Any, spec: ModelSpec, scaling: Scaling, train: Prepared,
                     nodes: torch.Tensor, cfg: FitConfig, horizon: int,
                     substeps: int) -> pd.DataFrame:
@@ -89,6 +105,8 @@ def parameter_table(work: Any, spec: ModelSpec, scaling: Scaling, train: Prepare
     terms64 = physics_raw(m64)
     if spec.outputs:
         spec = dataclasses.replace(spec, observer=m64)
+    if spec.encoder is not None:
+        spec = dataclasses.replace(spec, encoder=m64.encoder)
     rhs = ScaledRhs(m64.field, torch.tensor(scaling.mean, dtype=torch.float64),
                     torch.tensor(scaling.scale, dtype=torch.float64))
     data = dataclasses.replace(
