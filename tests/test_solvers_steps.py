@@ -1,11 +1,12 @@
-"""The one-grid fixed-step loop (float step sizes) gives what the per-row loop gives."""
+"""The fixed-step loops (float step sizes on one grid, precomputed step columns on a grid per row)
+give what stepping with ``rk_step`` one step at a time gives."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sysid.solvers.steps import TABLEAUS, march
+from sysid.solvers.steps import TABLEAUS, march, rk_step
 
 D = torch.float64
 
@@ -25,6 +26,16 @@ def test_one_grid_equals_per_row_grids(method):
     # the same steps; only the rounding of h * w differs (float vs tensor products)
     assert torch.allclose(one, rows, rtol=1e-13, atol=1e-14)
     assert one.shape == (5, 3, 2)
+    # the reference: rk_step with tensor step sizes, one step at a time (the previous loop)
+    tw = torch.stack([t, t * 1.5, t + 0.2])  # a grid per row
+    z, ref = z0, [z0]
+    for k, m in enumerate(counts):
+        h = (tw[:, k + 1] - tw[:, k]) / m
+        for j in range(m):
+            z = rk_step(_rhs, tw[:, k] + (tw[:, k + 1] - tw[:, k]) * (j / m), h, z, tab)
+        ref.append(z)
+    got = torch.stack(march(_rhs, z0, tw, counts, tab))
+    assert torch.allclose(got, torch.stack(ref), rtol=1e-13, atol=1e-14)
 
 
 def test_one_grid_inputs_gap_index_and_gradients():

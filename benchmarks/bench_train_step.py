@@ -1,0 +1,194 @@
+"""Training step throughput at thousands of windows against a bare MLP forward + backward.
+
+Task: 50 Lotka-Volterra runs of 100 samples (``sysid.systems``, 5 % noise), the default-sized
+2-32-32-2 tanh neural field, float32, multiple shooting with windows of 20 samples (``--horizon``)
+and ``--windows`` (default 4096) windows per optimiser step, rk4 with one step per sample gap.
+
+Variants, side by side in this one process with one torch thread, interleaved:
+
+- ``sysid step``: one optimiser step of the fit's training loop (``engine._epoch`` on one batch of
+  windows: window gather, batched RK4 rollout of every window, loss, backward, gradient clipping,
+  Adam).
+- ``sysid step, previous stepping``: the same with the fixed-step loop that stepped with
+  :func:`sysid.solvers.steps.rk_step` one step at a time (tensor step sizes: ~20 more small
+  operations per RK4 step), as before it precomputed its stage times and step columns.
+- ``bare MLP``: the same network (an ``nn.Sequential`` of the same layers), called as many times
+  as the step evaluates the field (4 per RK4 step x 19 steps), each on its own batch of the same
+  number of rows, then one backward pass through all calls: the arithmetic of the step with nothing
+  around it (the practical limit).
+
+Printed: the median time of each, the throughput of a sysid step as a fraction of the bare MLP's
+(``bare / sysid``; goal >= 0.6), and the whole-fit FLOP utilisation: the MLP arithmetic of a short
+fit (rows through the field counted by a hook; 3x the forward FLOPs with gradients, 1x without)
+over its wall time, as a
+fraction of this CPU's measured float32 matmul peak (one 1024 x 1024 product, one thread).
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_train_step.py [--repeats 5] [--windows 4096]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def previous_march(rhs, z0, t, counts: Sequence[int], tab, *, inputs=None):
+    """The fixed-step loop before its stage times and step sizes were made up front."""
+    from sysid import budget as time_budget
+    from sysid.solvers.steps import rk_step
+
+    dt = t[..., 1:] - t[..., :-1]
+    z = z0
+    out = [z0]
+    for k, m in enumerate(counts):
+        h = dt[..., k] / m
+        u_at = None if inputs is None else (lambda tt, k=k: inputs(tt, k))
+        for j in range(m):
+            time_budget.check("integration")
+            tk = t[..., k] + dt[..., k] * (j / m)
+            z = rk_step(rhs, tk, h, z, tab, u_at)
+        out.append(z)
+    return out
+
+
+class previous_stepping:
+    """Context manager: the fit's window solves use :func:`previous_march`."""
+
+    def __enter__(self):
+        import sysid.solvers.windows as windows
+
+        self.saved = windows.march
+        windows.march = previous_march
+        return self
+
+    def __exit__(self, *exc):
+        import sysid.solvers.windows as windows
+
+        windows.march = self.saved
+
+
+def data(runs: int = 50, samples: int = 100):
+    from sysid.systems import make_dataset
+
+    return make_dataset("lotka_volterra", n_runs=runs, n_obs=samples, noise=0.05, y0="random",
+                        seed=0)
+
+
+def context(ds, windows: int, horizon: int, epochs: int = 10):
+    import sysid
+    from sysid.training import engine
+
+    model = sysid.models.neural(["prey", "predator"], width=32, depth=2, seed=0)
+    cfg = sysid.FitConfig(epochs=epochs, progress=False, warm_start={"enabled": False},
+                          optimizer={"batch_windows": windows},
+                          shooting={"method": "multiple", "horizons": [horizon]})
+    ctx = engine._setup(model, ds, cfg, None)
+    ctx.opt = engine._optimizer(engine._param_groups(ctx.work, ctx.nodes, cfg), cfg)
+    return ctx
+
+
+def flops_per_eval(model: nn.Module) -> int:
+    """Forward FLOPs of the network per row (2 per multiply-add of every Linear layer)."""
+    return sum(2 * m.in_features * m.out_features for m in model.modules()
+               if isinstance(m, nn.Linear))
+
+
+def matmul_peak(n: int = 1024) -> float:
+    """float32 FLOP/s of one n x n product (median of 5)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--windows", type=int, default=4096)
+    parser.add_argument("--horizon", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from sysid.training import engine
+
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    ds = data()
+    ctx = context(ds, args.windows, args.horizon)
+    W = min(args.windows, ctx.windows_for(args.horizon, 1)[0].count)
+    net = ctx.work.field
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    bare_net = nn.Sequential(*(x for lin in linears for x in (lin, nn.Tanh())))[:-1]
+    evals = 4 * (args.horizon - 1)
+    xs = [torch.randn(W, linears[0].in_features) for _ in range(evals)]
+
+    def bare():
+        net.zero_grad(set_to_none=True)
+        total = sum(bare_net(x).sum() for x in xs)
+        total.backward()
+
+    def step():
+        ctx.loop.stage_best = float("inf")
+        engine._epoch(ctx, 0, 1e-3)
+
+    def old_step():
+        with previous_stepping():
+            step()
+
+    fns = {"sysid step": step, "sysid step, previous stepping": old_step, "bare MLP": bare}
+    for fn in fns.values():
+        fn()
+    times: dict = {k: [] for k in fns}
+    for _ in range(args.repeats):
+        for k, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    total = ctx.windows_for(args.horizon, 1)[0].count
+    print(f"one optimiser step: {W} windows per step (of {total}), horizon {args.horizon}, rk4, "
+          f"{evals} field evaluations; median of {args.repeats}, interleaved")
+    for k, v in med.items():
+        print(f"  {k:32s} {v * 1e3:8.1f} ms")
+    print(f"  throughput of a sysid step vs the bare MLP: {med['bare MLP'] / med['sysid step']:.2f} "
+          f"(previous stepping: {med['bare MLP'] / med['sysid step, previous stepping']:.2f})")
+
+    import sysid
+
+    cfg = sysid.FitConfig(epochs=10, progress=False, optimizer={"batch_windows": args.windows},
+                          shooting={"method": "multiple", "horizons": [args.horizon]},
+                          refine={"enabled": False})
+    model = sysid.models.neural(["prey", "predator"], width=32, depth=2, seed=0)
+    rows = {"grad": 0, "no_grad": 0}
+
+    def count(module, args, output):  # rows through the field (the fit's copy keeps the hook)
+        rows["grad" if torch.is_grad_enabled() else "no_grad"] += args[1].reshape(
+            -1, args[1].shape[-1]).shape[0]
+
+    from sysid.models.neural import NeuralField
+
+    field = next(m for m in model.modules() if isinstance(m, NeuralField))
+    field.register_forward_hook(count)
+    start = time.perf_counter()
+    sysid.fit(model, ds, cfg)
+    wall = time.perf_counter() - start
+    useful = flops_per_eval(net) * (3 * rows["grad"] + rows["no_grad"])
+    peak = matmul_peak()
+    print(f"whole fit (10 epochs, warm start and validation included): {wall:.2f} s; "
+          f"{rows['grad'] / 1e6:.1f} M rows through the field with gradients, "
+          f"{rows['no_grad'] / 1e6:.2f} M without; MLP arithmetic (backward = 2x forward) "
+          f"{useful / wall / 1e9:.2f} GFLOP/s = {useful / wall / peak:.1%} of the measured "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
