@@ -84,3 +84,47 @@ def test_windows_equal_the_per_run_construction():
         raw = torch.tensor(starts)[:, None] + torch.arange(horizon)
         last = (lengths[torch.tensor(runs)] - 1)[:, None]
         assert torch.equal(w.valid, raw <= last) and torch.equal(w.idx, torch.minimum(raw, last))
+
+
+class _FailingBackward(torch.autograd.Function):
+    """Identity whose backward raises a SolverError the first ``fails`` times (an adjoint solve
+    that runs out of steps inside ``loss.backward()``)."""
+
+    fails = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        from sysid.errors import SolverError
+
+        if _FailingBackward.fails > 0:
+            _FailingBackward.fails -= 1
+            raise SolverError("the adjoint ran out of steps (test)", t_reached=0.0)
+        return g
+
+
+def _decay(t, x, u, p, xp):
+    return xp.stack([_FailingBackward.apply(-p["k"] * x[..., 0])])
+
+
+def test_a_failure_in_the_backward_pass_is_rolled_back():
+    import sysid
+    from sysid.models import Parameter
+
+    t = np.linspace(0.0, 4.0, 21)
+    ds = sysid.from_arrays([t], {"x": [3.0 * np.exp(-0.7 * t)]}, states=["x"])
+    model = sysid.models.physics(_decay, {"k": Parameter(0.3, bounds=(0.01, 10.0))}, states=["x"])
+    cfg = sysid.FitConfig(epochs=30, loss="sse", progress=False, warm_start={"enabled": False},
+                          refine={"enabled": False}, dtype="float64", optimizer={"lr": 0.1})
+    _FailingBackward.fails = 2
+    res = sysid.fit(model, ds, cfg)  # before: the SolverError escaped from fit
+    events = res.history["event"].astype(str)
+    rollbacks = events[events.str.startswith("rollback")]
+    assert len(rollbacks) == 2 and rollbacks.str.contains("backward pass").all()
+    assert res.stopped_reason == "completed"
+    # the fit went on after the rollbacks (at a quarter of the learning rate) and moved the rate
+    # from its start 0.3 towards the truth 0.7
+    assert res.parameters.set_index("name").loc["k", "value"] > 0.4

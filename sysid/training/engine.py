@@ -134,12 +134,15 @@ def _param_groups(model: Any, nodes: torch.nn.Parameter, cfg: FitConfig) -> list
 
 
 def _optimizer(groups: list[dict], cfg: FitConfig) -> torch.optim.Optimizer:
+    """The optimiser, with its multi-tensor ("foreach") update on every device: one operation per
+    step for all parameters instead of ~10 per tensor, the same arithmetic (torch uses it by
+    default only on GPUs; on a CPU the per-tensor loop was a visible share of small fits)."""
     name, lr = cfg.optimizer.name, cfg.optimizer.lr
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.Adam(groups, lr=lr, foreach=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    return torch.optim.RMSprop(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
+    return torch.optim.RMSprop(groups, lr=lr, foreach=True)
 
 
 class _Loop:
@@ -1014,7 +1017,13 @@ def _epoch(ctx: _Context, stage: int, lr: float) -> float:
         if stage_best < math.inf and value > _BLOWUP * max(stage_best, 1e-12):
             raise _StepFailure(f"the loss jumped to {value:.3g} (best of this stage "
                                f"{stage_best:.3g})", first=k == 0)
-        loss.backward()
+        try:  # the adjoint integrates again backwards: its failures are step failures too
+            loss.backward()
+        except SolverError as exc:
+            raise _StepFailure(f"in the backward pass: {exc}", first=False, solver=True) from None
+        except AssertionError as exc:  # torchdiffeq's bare assertions (dt underflow) backwards
+            raise _StepFailure(f"the backward (adjoint) solve failed ({exc})", first=False,
+                               solver=True) from None
         norm = torch.nn.utils.clip_grad_norm_(params, clip)
         if not bool(torch.isfinite(norm)):
             raise _StepFailure("the gradient became non-finite", first=False)

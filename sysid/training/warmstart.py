@@ -68,8 +68,14 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
     return {"loss_before": start, "loss_after": best, "samples": float(len(t))}
 
 
-def _snapshot(parameters: list[nn.Parameter]) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in parameters]
+def _snapshot(parameters: list[nn.Parameter],
+              into: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """A copy of the parameters (into ``into`` when given: one multi-tensor copy, no new tensors)."""
+    if into is None:
+        return [p.detach().clone() for p in parameters]
+    with torch.no_grad():
+        torch._foreach_copy_(into, [p.detach() for p in parameters])
+    return into
 
 
 def _restore(parameters: list[nn.Parameter], state: list[torch.Tensor]) -> None:
@@ -83,7 +89,7 @@ def _adam(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter],
     """Adam with cosine decay to a tenth; the parameters end at the best state seen, returned
     with its objective value."""
     best, best_state = start, _snapshot(parameters)
-    opt = torch.optim.Adam(parameters, lr=lr)
+    opt = torch.optim.Adam(parameters, lr=lr, foreach=True)  # one update op for all tensors
     for step in range(epochs):
         if time_budget.expired():  # max_time or a stop request: keep the best state so far
             break
@@ -94,7 +100,7 @@ def _adam(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter],
             _restore(parameters, best_state)
             break
         if value < best:
-            best, best_state = value, _snapshot(parameters)
+            best, best_state = value, _snapshot(parameters, best_state)
         loss.backward()
         opt.step()
         for g in opt.param_groups:

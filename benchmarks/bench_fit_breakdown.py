@@ -1,0 +1,123 @@
+"""Where a fit's time goes: setup, warm start, validation, training, refinement.
+
+Task: the configuration of ``bench_fit_speed.py``'s sysid variant: Lotka-Volterra, 6 training runs
+of 100 samples with 5 % noise, 2 noise-free held-out runs as validation data, the default 2-32-32-2
+tanh neural field, ``epochs=600``, validation every 5 epochs with target NRMSE 0.05 (the fit stops
+when it is reached).
+
+The engine's steps are timed by wrapping them in this process (``engine._setup``,
+``engine._warm_start`` + ``engine._shoot_latent``, ``engine._select`` (validation and the
+best-model checks), ``engine._epoch`` (training), ``engine._guarded_refine``); the rest of ``fit``
+(result tables, bookkeeping) is "other". Two variants run side by side, interleaved per seed
+after one untimed warm-up fit: today's code, and "previous": the fixed-step loop that stepped with
+``rk_step`` (see ``bench_train_step.py``) and Adam's per-tensor update loop (``foreach=False``, as
+torch defaults to on a CPU). Printed per variant: seconds and share of each step, summed over
+seeds; goal: warm start + validation <= 15 % of the fit.
+
+Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_fit_breakdown.py [--seeds 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fit_speed import TARGET, make_data  # noqa: E402
+from bench_train_step import previous_stepping  # noqa: E402
+
+STEPS = {"_setup": "setup", "_warm_start": "warm start", "_shoot_latent": "warm start",
+         "_select": "validation", "_epoch": "training", "_guarded_refine": "refinement"}
+
+
+@contextlib.contextmanager
+def timed_engine(totals: dict):
+    """Wrap the engine's steps so their time adds up in ``totals``."""
+    from sysid.training import engine
+
+    saved = {name: getattr(engine, name) for name in STEPS}
+
+    def wrap(name, fn):
+        def inner(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                totals[STEPS[name]] = totals.get(STEPS[name], 0.0) + time.perf_counter() - start
+        return inner
+
+    for name, fn in saved.items():
+        setattr(engine, name, wrap(name, fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(engine, name, fn)
+
+
+def one_fit(train, test, seed: int, totals: dict) -> tuple[int, float]:
+    import sysid
+
+    model = sysid.models.neural(["prey", "predator"], width=32, depth=2, seed=seed)
+    cfg = sysid.FitConfig(epochs=600, optimizer={"lr": 1e-2}, seed=seed, progress=False,
+                          validation={"target": TARGET, "every": 5})
+    start = time.perf_counter()
+    with timed_engine(totals):
+        result = sysid.fit(model, train, cfg, validation=test)
+    totals["fit"] = totals.get("fit", 0.0) + time.perf_counter() - start
+    return int(result.history["epoch"].max()), float(result.history["val_nrmse"].min())
+
+
+class _LoopAdam(torch.optim.Adam):
+    def __init__(self, *args, **kwargs):
+        kwargs["foreach"] = False
+        super().__init__(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def previous():
+    """The previous stepping and Adam's per-tensor loop."""
+    saved = torch.optim.Adam
+    torch.optim.Adam = _LoopAdam
+    try:
+        with previous_stepping():
+            yield
+    finally:
+        torch.optim.Adam = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    variants = {"today": contextlib.nullcontext, "previous": previous}
+    totals: dict = {k: {} for k in variants}
+    train, test = make_data(0)
+    one_fit(train, test, 0, {})  # warm-up: imports and first-call caches
+    for seed in range(args.seeds):
+        train, test = make_data(seed)
+        for name, ctx in variants.items():
+            with ctx():
+                epochs, best = one_fit(train, test, seed, totals[name])
+            print(f"  seed {seed} {name:18s} {epochs} epochs, best held-out NRMSE {best:.4f}")
+    for name, t in totals.items():
+        fit = t.pop("fit")
+        t["other"] = fit - sum(t.values())
+        print(f"{name}: {fit:.2f} s over {args.seeds} fits")
+        for step in ("setup", "warm start", "validation", "training", "refinement", "other"):
+            print(f"  {step:12s} {t.get(step, 0.0):7.2f} s  {t.get(step, 0.0) / fit:6.1%}")
+        both = t.get("warm start", 0.0) + t.get("validation", 0.0)
+        print(f"  warm start + validation: {both / fit:.1%} of the fit (goal <= 15 %)")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
