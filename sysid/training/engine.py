@@ -54,7 +54,7 @@ from sysid.training.problem import (
     setup_encoder,
 )
 from sysid.training.result import FitResult, StopReason
-from sysid.training.shooting import ShootingPlan, plan_shooting
+from sysid.training.shooting import ShootingPlan, multiple_plan, plan_shooting
 from sysid.training.solvers import StepCounter
 from sysid.training.stats import (
     initial_table,
@@ -335,6 +335,8 @@ def _run(ctx: _Context, resume_from: str | None) -> FitResult:
         ctx.warm_info, interrupted = {"skipped": "interrupted"}, True
     except time_budget.BudgetExceeded:  # the latent guesses keep their start
         ctx.warm_info = {**ctx.warm_info, "note": "max_time spent in the warm start"}
+    if resume_from is None and not interrupted:
+        _check_single_start(ctx)
     ctx.opt = _optimizer(_param_groups(ctx.work, ctx.nodes, cfg), cfg)
     if resume_from is not None:
         _resume(ctx, resume_from)
@@ -368,6 +370,34 @@ def _run(ctx: _Context, resume_from: str | None) -> FitResult:
                                             "was better than the one after the first-order stage") if m)
     return _result(ctx, stopped, message, estimate,
                    route="fallback" if direct is not None else "first-order")
+
+
+def _check_single_start(ctx: _Context) -> None:
+    """``shooting="auto"`` chose single shooting, but the whole runs cannot be integrated from the
+    start, or their gradient is not finite (e.g. logistic growth from a noisy negative first
+    count, which runs away over a long run): switch to multiple shooting, whose short windows stay finite while the parameters and
+    initial states move (the classical remedy, Bock 1981), and say so in the plan's reason."""
+    cfg = ctx.cfg
+    if ctx.plan.method != "single" or cfg.shooting.method != "auto":
+        return
+    ws, inp = ctx.windows_for(*ctx.plan.final)
+    params = [p for p in ctx.work.parameters() if p.requires_grad] + [ctx.nodes]
+    try:
+        loss = ctx.problem.loss(ctx.nodes, ws, inp)
+        grads = [g for g in torch.autograd.grad(loss, params, allow_unused=True) if g is not None]
+        # the norm the optimizer's gradient clipping takes: it overflows (float32) long before
+        # the gradient itself does
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(
+            torch.nn.utils.get_total_norm(grads)))
+    except SolverError:
+        finite = False
+    if finite:
+        return
+    ctx.plan = multiple_plan(cfg, ctx.train.lengths.numpy(),
+                             "auto: the whole runs could not be integrated from the start "
+                             "(single shooting); short windows first")
+    ctx.problem.continuity = ctx.plan.continuity
+    _check_size(ctx)
 
 
 def _finite(model: torch.nn.Module) -> bool:

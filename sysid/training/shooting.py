@@ -203,6 +203,12 @@ def plan_shooting(cfg: FitConfig, t: np.ndarray, lengths: np.ndarray, y: np.ndar
     if method == "single":
         n = max(int(np.max(lengths)), 2)
         return ShootingPlan("single", reason, ((n, cfg.epochs, n),), 0.0)
+    return multiple_plan(cfg, lengths, reason)
+
+
+def multiple_plan(cfg: FitConfig, lengths: np.ndarray, reason: str) -> ShootingPlan:
+    """The multiple-shooting plan of ``cfg`` (its curriculum) for runs of ``lengths`` samples;
+    a horizon the user chose beyond every run is a :class:`ConfigError`."""
     stages = _multiple_stages(cfg.shooting, cfg.epochs, cfg.initial_states == "free")
     longest = int(np.max(lengths))
     too_long = [h for h, _, _ in stages if h > longest]
