@@ -242,6 +242,7 @@ def report(
     settings: Any = None,
     overwrite: bool = False,
     band: xr.Dataset | None = None,
+    derived: Any = None,
 ) -> list[Path]:
     """Write the report of one fit (HTML, Markdown, JSON and figures) into the folder ``out``.
 
@@ -282,6 +283,10 @@ def report(
     band : xarray.Dataset, optional
         A quantile band over ``data`` from an ensemble (:meth:`sysid.parallel.Ensemble.predict`):
         adds the "Prediction band" section (figure and coverage of the data by the band).
+    derived : sysid.analysis.DerivedQuantities, optional
+        Fixed points, eigenvalues, cycle period and amplitude across ensemble members or
+        bootstrap fits (:func:`sysid.analysis.derived`): adds the "Derived quantities" section
+        (each with its interval, distance to the data and extrapolation flag).
 
     Returns
     -------
@@ -301,6 +306,9 @@ def report(
         )
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ConfigError(f"report: k must be a positive integer; got {k!r}.")
+    if derived is not None and not isinstance(derived, an.DerivedQuantities):
+        raise ConfigError(f"report: derived= must be what sysid.analysis.derived returns (a "
+                          f"DerivedQuantities); got {type(derived).__name__}.")
     from sysid.models import Model
 
     mdl, hist, pars, fit_info = _model_parts(model)
@@ -342,6 +350,8 @@ def report(
             doc.section("phase portrait", portrait)
         if band is not None:  # hook: the ensemble band section, defined at the end of this module
             doc.section("prediction band", lambda: _band_section(doc, band, full, held))
+        if derived is not None:  # hook: derived quantities with intervals (end of this module)
+            doc.section("derived quantities", lambda: _derived_section(doc, derived))
     for w in caught:
         doc.notes.append(f"{w.category.__name__}: {w.message}")
     if doc.notes:
@@ -752,3 +762,30 @@ def _band_section(doc: _Doc, band: xr.Dataset, full: xr.Dataset, held: list[str]
     table = pd.DataFrame(rows).T[["n", "inside", "coverage", "nominal"]]
     doc.table(table)
     doc.data["band"] = {k: {c: float(v) for c, v in r.items()} for k, r in table.iterrows()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Derived quantities with intervals (sysid.analysis.derived); kept apart like the band section.
+
+
+def _derived_section(doc: _Doc, derived: Any) -> None:
+    """The table of fixed points, eigenvalues, period and amplitude with their intervals."""
+    doc.heading("Derived quantities")
+    tab = derived.table
+    kind = ("a percentile confidence interval" if "bootstrap" in derived.source
+            or "draws" in derived.source else
+            "the spread over the members, not a confidence interval")
+    doc.text(f"From {derived.n_members} members ({derived.source}; {derived.n_failed} left out): "
+             f"estimate and central {100 * derived.level:g} % interval over the members "
+             f"({kind}). distance_to_data is in data-std units; beyond the support the learned "
+             "field is an extrapolation.")
+    flagged = tab[tab["extrapolation"] & tab["kind"].isin(["fixed point", "period"])]
+    if len(flagged):
+        doc.text("Extrapolation: " + ", ".join(flagged.index) + " lie outside the data's support.")
+    if tab.empty:
+        doc.text("No fixed point or limit cycle was found in any member.")
+    else:
+        cols = ["estimate", "low", "high", "n_members", "units", "distance_to_data",
+                "extrapolation", "note"]
+        doc.table(tab[cols])
+    doc.data["derived"] = derived.to_dict()

@@ -183,3 +183,35 @@ def test_errors():
     data = _selkov_data()
     with pytest.raises(DataError, match=r"the data has no variables \['prey', 'predator'\]"):
         derived("lotka_volterra", data)
+
+
+def _decay(t, x, u, p, xp):
+    return xp.stack([p["k"] * (p["x_eq"] - x[..., 0])])
+
+
+def test_report_shows_the_derived_quantities(tmp_path):
+    import json
+
+    # one state relaxing to x_eq: three members with different rates and equilibria; the data
+    # never reach x_eq = 2, so the fixed point is an extrapolation (a small, fast report)
+    t = np.linspace(0, 1, 11)
+    data = from_arrays([t], {"x": [2.0 - 2.0 * np.exp(-0.5 * t)]}, states=["x"])
+    models = [sysid.models.physics(_decay, {"k": k, "x_eq": q}, ["x"])
+              for k, q in ((0.5, 2.0), (0.45, 2.1), (0.55, 1.9))]
+    with pytest.warns(ExtrapolationWarning, match="fixed point 0"):  # the box must hold x_eq
+        d = derived(models, data, cycle=False, bounds={"x": (-1.0, 3.0)})
+    assert d.table.loc["fixed point 0: x", "low"] == pytest.approx(1.91, rel=1e-6)  # 5 % of 1.9..2.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sysid.report(models[0], data, out=tmp_path, derived=d)
+    md = (tmp_path / "report.md").read_text()
+    assert "## Derived quantities" in md and "From 3 members (members; 0 left out)" in md
+    assert "not a confidence interval" in md  # members of no bootstrap: the spread, said so
+    assert "Extrapolation: fixed point 0: x lie outside the data's support." in md
+    got = json.loads((tmp_path / "report.json").read_text())["derived"]
+    rows = {r["quantity"]: r for r in got["table"]}
+    assert rows["fixed point 0: x"]["high"] == pytest.approx(2.09, rel=1e-6)
+    assert rows["fixed point 0: eigenvalue 1 real"]["estimate"] == pytest.approx(-0.5, rel=1e-6)
+    assert "Derived quantities" in (tmp_path / "report.html").read_text()
+    with pytest.raises(ConfigError, match="derived= must be what sysid.analysis.derived returns"):
+        sysid.report(models[0], data, out=tmp_path / "x", derived=d.table)
