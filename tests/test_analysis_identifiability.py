@@ -122,3 +122,15 @@ def test_errors():
         identifiability(_product_model(), data, tol=0)
     with pytest.raises(ConfigError, match="expected a FitResult or a sysid Model"):
         identifiability("model", data)
+
+
+def test_hybrid_with_every_parameter_fixed_gets_the_absorption_check_alone():
+    m = from_toml({"model": {"states": {"x": ""},
+                             "parameters": {"k": {"value": 0.3, "fixed": True}},
+                             "equations": {"dx": "-k*x + nn(x)"}}}, dtype=torch.float64)
+    m.field.neural = PhysicsField(lambda t, x, u, p, xp: xp.stack([-0.3 * x[..., 0]]), {}, ["x"],
+                                  outputs=["x"], dtype=torch.float64)
+    with pytest.warns(IdentifiabilityWarning, match="value of k is not what the data say"):
+        ident = identifiability(m, _decay_data())
+    assert ident.spectrum.empty and ident.parameters == ()
+    assert bool(ident.absorption.set_index("parameter").loc["k", "absorbed"])

@@ -285,7 +285,8 @@ def identifiability(
     Raises
     ------
     ConfigError
-        When the model has no free physical parameter.
+        When the model has no free physical parameter and no network term (a hybrid model with
+        every parameter fixed gets the absorption check alone).
     """
     from sysid.analysis.profiles import IdentifiabilityWarning
 
@@ -294,15 +295,23 @@ def identifiability(
     if not 0 < correlation_limit < 1:
         raise ConfigError(f"identifiability: correlation_limit must lie in (0, 1); got "
                           f"{correlation_limit!r}.")
+    from sysid.models import HybridField
+
     problem, theta = _problem(result, data)
-    if not problem.is_param().any():
+    model = getattr(result, "model", result)
+    hybrid = isinstance(model.field, HybridField)
+    if not problem.is_param().any() and not hybrid:
         raise ConfigError("identifiability: the model has no free physical parameter; the spectrum "
                           "is about named parameters (a neural model has none).")
-    table, names, vals, logs = _spectrum(problem, theta, tol)
-    if not np.all(np.isfinite(table["eigenvalue"])):
+    if problem.is_param().any():
+        table, names, vals, logs = _spectrum(problem, theta, tol)
+    else:  # a hybrid with every physical parameter fixed: the absorption check only
+        table = pd.DataFrame(columns=["eigenvalue", "relative", "sd", "determined", "combination"])
+        table.index.name = "direction"
+        names, vals = [], np.zeros(0)
+    if not np.all(np.isfinite(table["eigenvalue"].to_numpy(float))):
         raise DataError("identifiability: the sensitivities are not finite (the model cannot be "
                         "integrated over the data at these values).")
-    model = getattr(result, "model", result)
     absorption = _absorption(model, data, correlation_limit)
     msgs = []
     for k, row in table[~table["determined"]].iterrows():
@@ -317,8 +326,8 @@ def identifiability(
                     f"with parameter {row['parameter']!r}'s term ({row['parameter']} "
                     f"d f/d {row['parameter']}): the network may have absorbed part of it (it acts "
                     f"like a change of {row['parameter']} by {100 * row['beta']:+.1f} %), so the "
-                    f"fitted {row['parameter']} is not what the data say on its own - penalise the "
-                    "network (Loss(neural_penalty=...)) or give it inputs the term does not use")
+                    f"value of {row['parameter']} is not what the data say on its own - penalise "
+                    "the network (Loss(neural_penalty=...)) or give it inputs the term does not use")
     if warn:
         for m in msgs:
             warnings.warn(IdentifiabilityWarning(f"identifiability: {m}."), stacklevel=2)
