@@ -111,7 +111,7 @@ def test_network_that_duplicates_a_physics_term_is_named():
         warnings.simplefilter("error", IdentifiabilityWarning)
         clean = identifiability(other, data)
     assert not clean.absorption["absorbed"].any()
-    assert abs(clean.absorption.set_index("parameter").loc["k", "correlation"]) < 0.95
+    assert abs(clean.absorption.set_index("parameter").loc["k", "correlation"]) < 0.9
 
 
 def test_errors():

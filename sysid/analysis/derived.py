@@ -293,12 +293,13 @@ class DerivedQuantities:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def compare(self, reference: DerivedQuantities) -> pd.DataFrame:
+    def compare(self, reference: DerivedQuantities, *, max_distance: float = 0.25) -> pd.DataFrame:
         """Put a reference's quantities next to these (e.g. the true system, or the reference
         with uncertain parameters).
 
-        Fixed points are paired by Hungarian matching of their estimates (distance in units of this
-        result's box width) and the reference's numbering is mapped onto this one's.
+        Fixed points are paired nearest first (distance between estimates in units of this
+        result's box width per state; pairs farther apart than ``max_distance`` stay unpaired)
+        and the reference's numbering is mapped onto this one's.
 
         Returns
         -------
@@ -310,7 +311,10 @@ class DerivedQuantities:
         if not isinstance(reference, DerivedQuantities):
             raise ConfigError(f"DerivedQuantities.compare: expected the DerivedQuantities of the "
                               f"reference (derived(system, ...)); got {type(reference).__name__}.")
-        mapping = _pair_points(self, reference)
+        if not max_distance > 0:
+            raise ConfigError(f"DerivedQuantities.compare: max_distance must be > 0 (box widths); "
+                              f"got {max_distance!r}.")
+        mapping = _pair_points(self, reference, max_distance)
         ref = reference.table
         rows = []
         for q, r in self.table.iterrows():
@@ -345,7 +349,9 @@ class DerivedQuantities:
         return markdown_table(self.table[cols].reset_index(), floatfmt=f".{digits}g", index=False)
 
 
-def _pair_points(a: DerivedQuantities, b: DerivedQuantities) -> dict[int, int]:
+def _pair_points(a: DerivedQuantities, b: DerivedQuantities, limit: float) -> dict[int, int]:
+    """Fixed points of ``a`` -> of ``b``, nearest pairs first (a minimum-total assignment could
+    pair a point with a far one to free a near one for another), none beyond ``limit``."""
     fa, fb = a.fixed_points(), b.fixed_points()
     if fa.empty or fb.empty:
         return {}
@@ -354,8 +360,18 @@ def _pair_points(a: DerivedQuantities, b: DerivedQuantities) -> dict[int, int]:
     xa = fa[names].to_numpy(float) / width
     xb = fb[names].to_numpy(float) / width
     cost = np.linalg.norm(xa[:, None, :] - xb[None, :, :], axis=-1)
-    ia, ib = optimize.linear_sum_assignment(cost)
-    return {int(fa["point"].iloc[i]): int(fb["point"].iloc[j]) for i, j in zip(ia, ib)}
+    out: dict[int, int] = {}
+    used: set[int] = set()
+    for flat in np.argsort(cost, axis=None):
+        i, j = np.unravel_index(flat, cost.shape)
+        if cost[i, j] > limit:
+            break
+        pa = int(fa["point"].iloc[i])
+        if pa in out or int(j) in used:
+            continue
+        out[pa] = int(fb["point"].iloc[j])
+        used.add(int(j))
+    return out
 
 
 # --------------------------------------------------------------------------------------------- #

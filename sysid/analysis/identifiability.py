@@ -254,7 +254,7 @@ def identifiability(
     data: xr.Dataset,
     *,
     tol: float = 1e-8,
-    correlation_limit: float = 0.95,
+    correlation_limit: float = 0.9,
     names_shown: int = 6,
     warn: bool = True,
 ) -> Identifiability:
