@@ -183,6 +183,9 @@ def test_errors():
     data = _selkov_data()
     with pytest.raises(DataError, match=r"the data has no variables \['prey', 'predator'\]"):
         derived("lotka_volterra", data)
+    # a mistake in the settings is raised, not counted as a failed member
+    with pytest.raises(DataError, match="point has 3 values but"):
+        derived(lambda t, z: selkov(t, z), data, states=["x", "y"], y0=[1.0, 2.0, 3.0])
 
 
 def _decay(t, x, u, p, xp):

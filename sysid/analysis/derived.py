@@ -49,7 +49,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize
 
-from sysid.errors import ConfigError, DataError, SolverError
+from sysid.errors import ConfigError, DataError, SolverError, SysidError
 
 __all__ = ["derived", "DerivedQuantities", "sample_parameters"]
 
@@ -383,11 +383,14 @@ def _analyse(dyn: Any, data: xr.Dataset | None, fp_opts: dict[str, Any], cycle: 
     from sysid.analysis.cycles import find_limit_cycle
     from sysid.analysis.fixed_points import find_fixed_points
 
+    failures = (SolverError, FloatingPointError, np.linalg.LinAlgError, ValueError)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # one warning for all members, from derived()
         try:
             fps = find_fixed_points(dyn, data=data, **fp_opts)
-        except (SolverError, FloatingPointError, np.linalg.LinAlgError, ValueError):
+        except failures as exc:  # the member's numbers fail; a user's mistake is raised
+            if isinstance(exc, SysidError) and not isinstance(exc, SolverError):
+                raise
             fps = None
         lc = None
         if cycle is not None:
@@ -397,7 +400,9 @@ def _analyse(dyn: Any, data: xr.Dataset | None, fp_opts: dict[str, Any], cycle: 
                     # a learned cycle often attracts slowly: give the transient three times longer
                     lc = find_limit_cycle(dyn, data=data, **{**cycle, "t_end": 3 * cycle["t_end"],
                                                              "transient": 5 / 6})
-            except (SolverError, FloatingPointError, ValueError):
+            except failures as exc:
+                if isinstance(exc, SysidError) and not isinstance(exc, SolverError):
+                    raise
                 lc = None
     return fps, lc
 
