@@ -51,10 +51,10 @@ DATA_PERIOD = 10.29  # years, mean interval of the hare pelts' upward mean cross
 
 
 def _settings(fast: bool) -> dict:
-    # Full mode: 6 members of 200 epochs. Fast mode (the test suite): 2 members of 30 epochs,
+    # Full mode: 6 members of 200 epochs. Fast mode (the test suite): 2 members of 20 epochs,
     # enough to run every step; its numbers are not the study's result.
     if fast:
-        return {"members": 2, "epochs": 30, "draws": 40}
+        return {"members": 2, "epochs": 20, "draws": 20}
     return {"members": 6, "epochs": 200, "draws": 400}
 
 
@@ -97,7 +97,7 @@ def reference_section(study: Study, data, fast: bool):
     study.table("lv_identifiability", ident.spectrum)
     draws = sample_parameters(lv, n=_settings(fast)["draws"], seed=0)
     y0 = [float(v) for v in lv.initial_states.iloc[0]]
-    ref = derived("lotka_volterra", parameters=draws, y0=y0, t_end=120.0,
+    ref = derived("lotka_volterra", parameters=draws, y0=y0, t_end=80.0,
                   bounds={"prey": (-10.0, 120.0), "predator": (-10.0, 80.0)})
     study.table("reference_derived", ref.table)
     fp = ref.fixed_points()
@@ -143,7 +143,7 @@ def ude_section(study: Study, data, lv_values: dict, ref, fast: bool, out: Path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ExtrapolationWarning)
         dq = derived(ens, data, y0=[float(v) for v in ens.fits[0].initial_states.iloc[0]],
-                     t_end=120.0, bounds={"prey": (-10.0, 120.0), "predator": (-10.0, 80.0)})
+                     t_end=80.0, bounds={"prey": (-10.0, 120.0), "predator": (-10.0, 80.0)})
     study.notes += [f"ExtrapolationWarning: {w.message}" for w in caught]
     study.table("ude_derived", dq.table)
     study.table("ude_vs_reference", dq.compare(ref))

@@ -1,6 +1,6 @@
 """The hare-lynx science case study (distillation, derived quantities, identifiability) in fast mode.
 
-Fast mode trains 2 UDE members for 30 epochs: too short for the study's findings about the
+Fast mode trains 2 UDE members for 20 epochs: too short for the study's findings about the
 network (those are full-mode numbers in case_studies/README.md), so this test checks the reference
 comparisons (which need no training) and that every step runs and writes what it says.
 """
@@ -21,7 +21,7 @@ def test_hare_lynx_science_fast(tmp_path):
     assert check(study, "reference cycle period [yr]").value == pytest.approx(10.29, rel=0.05)
     ref = study.tables["reference_derived"]
     assert (ref["low"] <= ref["estimate"]).all() and (ref["estimate"] <= ref["high"]).all()
-    assert ref.loc["period", "n_members"] == 41  # the centre and 40 draws
+    assert ref.loc["period", "n_members"] == 21  # the centre and 20 draws
     # identifiability of a, b, c, d: four determined directions, sd in log units
     spec = study.tables["lv_identifiability"]
     assert len(spec) == 4 and spec["determined"].all() and (spec["sd"] < 1).all()
