@@ -168,8 +168,9 @@ def _spectrum(problem: Any, theta: Any, tol: float) -> tuple[pd.DataFrame, list[
     w, v = np.linalg.eigh(s.T @ s)
     order = np.argsort(-w)
     w, v = np.clip(w[order], 0.0, None), v[:, order]
-    for k in range(v.shape[1]):  # sign: the largest component positive
-        if v[np.argmax(np.abs(v[:, k])), k] < 0:
+    for k in range(v.shape[1]):  # sign: the first of the largest components (to 1e-6) positive
+        mag = np.abs(v[:, k])
+        if v[int(np.flatnonzero(mag >= mag.max() - 1e-6)[0]), k] < 0:
             v[:, k] = -v[:, k]
     n, p = problem.n_residuals, problem.size
     rr = r.numpy()
@@ -316,7 +317,8 @@ def identifiability(
     msgs = []
     for k, row in table[~table["determined"]].iterrows():
         v = row[names].to_numpy(float)
-        involved = [names[i] for i in np.argsort(-np.abs(v)) if abs(v[i]) > 0.2][:names_shown]
+        order = np.argsort(-np.round(np.abs(v), 6), kind="stable")  # ties in parameter order
+        involved = [names[i] for i in order if abs(v[i]) > 0.2][:names_shown]
         msgs.append(f"the data do not determine {row['combination']} (relative eigenvalue "
                     f"{row['relative']:.1e} of the sensitivity matrix): {involved} cannot be "
                     "told apart along it - fix one of them, reparametrise (e.g. their product), "
