@@ -19,7 +19,7 @@ freedom, which matches a residual-variance-scaled covariance) and the profile-li
 (:func:`sysid.analysis.profile`). It prints the covered fraction with a 95 % Clopper-Pearson
 interval for the fraction itself, per system, parameter and method, then pooled per method: over
 every data set (a fit that failed, or a profile that could not be computed, counts as a miss) and
-over the fits that converged.
+over the fits whose joint least-squares refinement converged. Progress goes to stderr.
 
 Run: ``python benchmarks/bench_coverage.py`` (100 data sets per system, two worker processes) or
 ``--quick`` (10 per system); ``--n N`` and ``--workers W`` change both; ``--out FILE.csv`` keeps
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -103,7 +104,9 @@ def one_data_set(task: tuple[str, int]) -> list[dict]:
         value, se = float(table.loc[p, "value"]), float(table.loc[p, "stderr"])
         row = {"system": name, "seed": seed, "parameter": p, "truth": true, "value": value,
                "stderr": se, "n": base.n, "p": base.n_estimated,
-               "stopped_reason": str(result.stopped_reason), "fit_s": t_fit, "profile_s": t_prof,
+               "stopped_reason": str(result.stopped_reason),
+               "converged": bool(result.convergence is not None and result.convergence.converged),
+               "fit_s": t_fit, "profile_s": t_prof,
                "profile_error": error}
         for label, q in (("jacobian_z", 1.959963984540054), ("jacobian_t", q_t)):
             row[label] = bool(math.isfinite(se) and abs(value - true) <= q * se)
@@ -135,7 +138,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             lo, hi = _ci(k, n)
             out.append({"system": system, "parameter": param, "method": m, "covered": k, "n": n,
                         "fraction": k / n, "ci_low": lo, "ci_high": hi})
-    converged = df[df["stopped_reason"] == "converged"]
+    converged = df[df["converged"]]  # the joint least-squares refinement converged
     for label, part in (("all", df), ("all converged", converged)):
         for m in methods:
             k, n = int(part[m].sum()), len(part)
@@ -155,11 +158,18 @@ def main() -> None:
     n = args.n if args.n is not None else (10 if args.quick else 100)
     tasks = [(name, seed) for seed in range(n) for name in SYSTEMS]
     started = time.perf_counter()
-    if args.workers > 1:
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            chunks = list(pool.map(one_data_set, tasks))
-    else:
-        chunks = [one_data_set(t) for t in tasks]
+    chunks = []
+    pool = ProcessPoolExecutor(max_workers=args.workers) if args.workers > 1 else None
+    try:
+        results = pool.map(one_data_set, tasks) if pool else map(one_data_set, tasks)
+        for k, chunk in enumerate(results, 1):
+            chunks.append(chunk)
+            if k % 10 == 0 or k == len(tasks):  # a long run is never silent
+                print(f"  {k}/{len(tasks)} data sets, {time.perf_counter() - started:.0f} s",
+                      file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     wall = time.perf_counter() - started
     df = pd.DataFrame([row for chunk in chunks for row in chunk])
     if args.out:
@@ -171,7 +181,8 @@ def main() -> None:
     per_set = df.drop_duplicates(["system", "seed"])
     print(f"median per data set: fit {per_set['fit_s'].median():.2f} s, profile "
           f"{per_set['profile_s'].median():.2f} s; stopped: "
-          f"{json.dumps(per_set['stopped_reason'].value_counts().to_dict())}; profile errors: "
+          f"{json.dumps(per_set['stopped_reason'].value_counts().to_dict())}; least squares "
+          f"converged: {int(per_set['converged'].sum())}/{len(per_set)}; profile errors: "
           f"{int((per_set['profile_error'] != '').sum())}")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
