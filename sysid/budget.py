@@ -54,6 +54,8 @@ __all__ = [
     "check_points",
     "check_fit",
     "format_bytes",
+    "Pace",
+    "STIFF_HINT",
 ]
 
 
@@ -161,6 +163,83 @@ def expired() -> bool:
 def remaining() -> float:
     """Seconds left under the active deadlines (``inf`` when none limits time)."""
     return min((d.remaining() for d in _ACTIVE.get()), default=math.inf)
+
+
+# ----------------------------------------------------------------------------------------------
+# the pace of a solve: steps that collapse are seen early, not after the whole budget
+
+#: What to do about a solve whose steps collapse (named in every such message).
+STIFF_HINT = ("the dynamics are stiff (fast and slow time scales together) or the solution blows "
+              "up. For stiff dynamics use an implicit SciPy method: method='LSODA', 'Radau' or "
+              "'BDF' (sysid simulate --method LSODA)")
+
+
+@final
+class Pace:
+    """Watch a solve's progress and tell, early, when its evaluation budget cannot suffice.
+
+    An explicit solver on stiff dynamics takes tiny steps all the way: a van der Pol oscillator
+    with mu = 1000 spent its whole budget (1.4 million evaluations, 107 s) before failing at
+    t = 435 of 3000. From the pace so far the solve's total is projected every ``every``
+    evaluations; once ``warmup`` evaluations are spent and even the more hopeful of two paces
+    (since the start, and over the last ``every`` evaluations) needs more than ``factor`` times
+    the budget, :meth:`hopeless` says so and the solver stops with :meth:`message`.
+
+    Stiffness keeps an explicit method's steps at its stability limit, so its pace stays the same;
+    a fast transient that dies out (or time scales spread over decades, as in chemical kinetics)
+    quickens the pace from one window to the next. So a solve is stopped only while its pace did
+    not at least double over the last window, after a warm-up of 5000 evaluations (about 800
+    adaptive steps). Meant for explicit methods: an implicit method's steps are limited by
+    accuracy alone (Radau at rtol 1e-10 spends 6000 evaluations on the first 0.1 % of a transient
+    and the rest on 99.9 %), and it is the remedy this class points to.
+
+    Parameters
+    ----------
+    t0, t1 : float
+        Start and end of the solve (``t1 > t0``).
+    limit : int
+        Evaluations of the right-hand side the solve may make.
+    every, warmup : int
+        How often the pace is measured, and how many evaluations are always allowed.
+    factor : float
+        How far beyond the budget the projection must go (a pace that quickens later, as after a
+        fast transient, is not stopped).
+
+    Examples
+    --------
+    >>> pace = Pace(0.0, 3000.0, limit=100_000, every=1000, warmup=2000)
+    >>> [pace.hopeless(n, 1e-3 * n) for n in (1000, 2000)]  # 3 million evaluations needed
+    [False, True]
+    """
+
+    def __init__(self, t0: float, t1: float, limit: float, *, every: int = 1000,
+                 warmup: int = 5000, factor: float = 2.0) -> None:
+        self.t0, self.t1, self.limit = float(t0), float(t1), float(limit)
+        self.every, self.warmup, self.factor = int(every), int(warmup), float(factor)
+        self.projected = 0.0
+        self._nfe, self._t, self._rate = 0, float(t0), math.inf
+
+    def hopeless(self, nfe: int, t: float) -> bool:
+        """Whether the solve, at ``nfe`` evaluations and time ``t`` reached, cannot finish."""
+        if nfe - self._nfe < self.every:
+            return False
+        recent = (t - self._t) / (nfe - self._nfe)
+        overall = (t - self.t0) / nfe
+        quickening = recent >= 2.0 * self._rate
+        self._nfe, self._t, self._rate = nfe, t, recent
+        if nfe < self.warmup or self.t1 <= self.t0 or quickening:
+            return False
+        rate = max(recent, overall)
+        self.projected = nfe + ((self.t1 - t) / rate if rate > 0 else math.inf)
+        return self.projected > self.factor * self.limit
+
+    def message(self, nfe: int, t: float) -> str:
+        """Why the solve was stopped, with the remedy."""
+        need = "no progress in time" if not math.isfinite(self.projected) else \
+            f"about {self.projected:.3g} evaluations to reach the end"
+        return (f"the steps collapsed: after {nfe} evaluations of the right-hand side the solve has "
+                f"reached t={t:.6g} of [{self.t0:g}, {self.t1:g}]; at this pace it needs {need}, "
+                f"more than its budget of {self.limit:.3g} (max_steps); {STIFF_HINT}")
 
 
 # ----------------------------------------------------------------------------------------------

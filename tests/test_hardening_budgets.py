@@ -58,13 +58,15 @@ def test_deadline_and_stop_flag():
 
 def test_max_time_stops_a_long_solve_inside_the_epoch():
     # 200 000 RK4 steps per sample gap: one epoch is ~10^7 field evaluations; max_time stops it
-    # inside the first solve (the check sits in the stepping loop), keeping the start model
+    # inside the first solve (the check sits in the stepping loop), keeping the start model.
+    # max_time=1 s, not less: on a loaded machine the set-up before the first solve took 0.3 s
+    # (then nfe was 0); one second runs ~10^4-10^5 evaluations, still far below full / 10
     import torch
 
     # torch.optim's first import takes seconds on a loaded machine; done here so that the budget
     # is spent inside the solve this test is about
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    cfg = _cfg(epochs=2, max_time=0.3, warm_start=False, solver={"substeps": 200_000},
+    cfg = _cfg(epochs=2, max_time=1.0, warm_start=False, solver={"substeps": 200_000},
                refine={"enabled": False, "stderr": False})
     result = sysid.fit(_model(), _data(), cfg)
     assert result.stopped_reason == StopReason.MAX_TIME
@@ -172,3 +174,98 @@ def test_huge_inputs_are_refused_without_reading_them(tmp_path, capsys):
     assert "is not a regular file" in capsys.readouterr().err
     with pytest.raises(sysid.errors.DataError, match="is not a regular file"):
         sysid.load_csv("/dev/zero", time="t", states=["x"])
+
+
+# ---------------------------------------------------------------------------------------------
+# stiffness: collapsing steps are seen from the solve's pace, named, and the remedy offered
+
+
+def test_pace_projects_the_evaluations_from_the_more_hopeful_pace():
+    pace = budget.Pace(0.0, 100.0, limit=10_000, every=100, warmup=200)
+    assert not pace.hopeless(100, 0.01)  # within the warm-up: always allowed
+    assert pace.hopeless(200, 0.02)  # 1e-4 per evaluation: 10^6 evaluations needed
+    assert pace.projected == pytest.approx(200 + 99.98 / 1e-4)
+    assert "steps collapsed" in pace.message(200, 0.02) and "LSODA" in pace.message(200, 0.02)
+    # a fast transient first, then longer steps (not stiff): the pace quickens, never stopped
+    quick = budget.Pace(0.0, 100.0, limit=10_000, every=100, warmup=200)
+    assert not quick.hopeless(100, 0.001)
+    assert not quick.hopeless(200, 0.003)  # twice the pace of the window before
+    assert not quick.hopeless(300, 0.007)  # and again: time scales spread over decades
+    assert quick.hopeless(400, 0.011)  # the pace stopped growing, far too slow: stopped
+    # no progress at all is hopeless
+    stuck = budget.Pace(0.0, 1.0, limit=10_000, every=100, warmup=100)
+    assert stuck.hopeless(100, 0.0) and "no progress in time" in stuck.message(100, 0.0)
+
+
+def _stiff(t, y):
+    return -1e6 * (y - np.cos(t))  # follows cos(t) at a rate of 10^6: explicit steps ~3e-6
+
+
+def test_collapsing_steps_stop_a_scipy_solve_early_with_the_remedy():
+    from sysid.errors import SolverError
+    from sysid.solvers import SolverConfig, solve_scipy
+
+    calls = []
+
+    def counted(t, y):
+        calls.append(t)
+        return _stiff(t, y)
+
+    times = np.linspace(0.0, 100.0, 11)
+    with pytest.raises(SolverError, match=r"integration stopped at t=.*: the steps collapsed: after "
+                                          r"\d+ evaluations .* more than its budget of 1\.3e\+06 "
+                                          r"\(max_steps\); the dynamics are stiff .*method='LSODA'"):
+        solve_scipy(counted, [1.0], times, SolverConfig(method="RK45"))
+    # stopped after the warm-up (5000 evaluations), not at the budget of 1.3 million
+    assert 4_900 <= len(calls) <= 7_000
+    sol = solve_scipy(_stiff, [1.0], times, SolverConfig(method="LSODA", rtol=1e-8, atol=1e-10))
+    # the slow manifold y = cos t + 1e-6 sin t (+ O(1e-12)); tolerance: rtol 1e-8 on values ~1
+    np.testing.assert_allclose(sol.y[0], np.cos(times) + 1e-6 * np.sin(times), atol=1e-7)
+
+
+def test_collapsing_steps_stop_a_torch_solve_early():
+    import torch
+
+    from sysid.errors import SolverError
+    from sysid.solvers import SolverConfig, SolveCounter, solve
+
+    counter = SolveCounter()
+    with pytest.raises(SolverError, match=r"the steps collapsed: .* of \[0, 100\].* stiff"):
+        solve(lambda t, y: -1e6 * (y - torch.cos(t)), torch.ones(1, dtype=torch.float64),
+              torch.linspace(0.0, 100.0, 11, dtype=torch.float64), SolverConfig(method="dopri5"),
+              counter=counter)
+    assert counter.nfe <= 7_000  # of a budget of 700 000 (max_steps=100000 x 7 stages)
+
+
+def _van_der_pol():
+    return sysid.models.physics("van_der_pol", values={"mu": 1000.0})
+
+
+def test_sysid_simulate_names_stiffness_and_an_implicit_method_works(tmp_path, capsys):
+    from sysid.cli import main
+
+    sysid.save_model(_van_der_pol(), tmp_path / "vdp")
+    args = ["--quiet", "simulate", str(tmp_path / "vdp"), "--y0", "x=2,v=0", "--t-end", "3000",
+            "--dt", "30"]
+    assert main([*args, "--method", "RK45", "--out", str(tmp_path / "a.csv")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "the steps collapsed" in err and "sysid simulate --method LSODA" in err
+    assert main([*args, "--method", "LSODA", "--out", str(tmp_path / "b.csv")]) == 0
+    sim = sysid.load_csv(tmp_path / "b.csv", time="time", states=["x", "v"])
+    # a relaxation oscillation: x stays within the limit cycle's amplitude (about 2)
+    assert np.abs(sim["x"].values).max() == pytest.approx(2.0, abs=0.05)
+
+
+def test_fit_metrics_of_a_stiff_model_use_an_implicit_method(capsys):
+    from sysid.cli.evaluate import fit_metrics
+
+    model = _van_der_pol()
+    truth = sysid.simulate(model, {"x": 2.0, "v": 0.0}, np.linspace(0.0, 3000.0, 40), solver="LSODA")
+    data = sysid.from_arrays([truth["time"].values], {"x": [truth["x"].values[0]],
+                                                      "v": [truth["v"].values[0]]},
+                             states=["x", "v"])
+    metrics = fit_metrics(model, data, held_out=[])
+    assert metrics["solver"].startswith("LSODA (the default RK45's steps collapsed")
+    fit = {row["variable"]: row["fit_percent"] for row in metrics["trajectory"] if row["run"] == "all"}
+    assert fit["x"] > 99.0  # the true model on its own (LSODA) simulation: the same solver

@@ -48,18 +48,37 @@ def fit_metrics(model: Any, ds: Any, *, held_out: list[str]) -> dict[str, Any]:
     (for a FitResult, the states the fit estimated for that training run, as the report does); a
     simulation that fails is reported in the result (``"error"``) instead of aborting, so the fit's
     outputs are kept.
-    """
-    import sysid.analysis
 
+    When the default explicit solver's steps collapse (stiff dynamics, seen early by
+    :class:`sysid.budget.Pace`), the runs are simulated again with SciPy's LSODA, which switches
+    to an implicit method where the dynamics are stiff; ``"solver"`` in the result says so.
+    """
+    import dataclasses
+
+    import sysid.analysis
+    from sysid.solvers import default_solver
+
+    extra: dict[str, Any] = {}
     try:
-        predicted = sysid.analysis.predict(model, ds)
+        try:
+            predicted = sysid.analysis.predict(model, ds)
+        except SolverError as exc:
+            if "steps collapsed" not in str(exc):
+                raise
+            stiff = dataclasses.replace(default_solver("analysis"), method="LSODA")
+            console.info(f"the default solver's steps collapsed (stiff dynamics); computing the "
+                         f"metrics with {stiff.method}")
+            predicted = sysid.analysis.predict(model, ds, settings=stiff)
+            extra["solver"] = (f"{stiff.method} (the default {default_solver('analysis').method}'s "
+                               f"steps collapsed: stiff dynamics)")
     except SolverError as exc:
         warnings.warn(f"the fitted model could not be simulated over the data: {exc}",
                       stacklevel=2)
         return {"trajectory": [], "error": str(exc)}
     metrics = sysid.analysis.trajectory_metrics(ds, predicted, held_out=held_out)
     table = sysid.analysis.metrics_table(metrics).reset_index()
-    return {"trajectory": sysid.analysis.jsonable(table), "normalise": metrics.attrs["normalise"]}
+    return {"trajectory": sysid.analysis.jsonable(table), "normalise": metrics.attrs["normalise"],
+            **extra}
 
 
 @dataclass(frozen=True, kw_only=True)

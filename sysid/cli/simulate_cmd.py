@@ -248,8 +248,8 @@ def _csv_names(opts: CliFitOptions, result: Any) -> tuple[str, str | None]:
 @click.option("--run", "run_col", metavar="COL", help="Run-id column of the --initial-from CSV "
               "(default: as in the fit).")
 @click.option("--method", default=_SIM.method, show_default=True,
-              help="ODE solver: torch (dopri5, rk4, ...) or SciPy (RK45, DOP853, and Radau or BDF for "
-                   "stiff dynamics).")
+              help="ODE solver: torch (dopri5, rk4, ...) or SciPy (RK45, DOP853, and LSODA, Radau "
+                   "or BDF for stiff dynamics, where the default's steps collapse).")
 @click.option("--rtol", default=f"{_SIM.rtol:g}", show_default=True, help="Relative tolerance.")
 @click.option("--atol", default=f"{_SIM.atol:g}", show_default=True, help="Absolute tolerance.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output FILE.csv or "

@@ -124,11 +124,14 @@ def solve_scipy(
         raise DataError(f"{prefix}the initial state {y0.tolist()} contains NaN or inf.")
     limit = budget(solver, y0.size)
     seen = {"nfe": 0, "t": float(t[0])}
+    # an explicit method's collapsing steps (stiffness) are seen early; implicit ones are the remedy
+    pace = (time_budget.Pace(float(t[0]), float(t[-1]), limit) if not solver.implicit
+            else time_budget.Pace(0.0, 0.0, limit))  # t1 <= t0: never hopeless
 
     def guarded(tt: float, y: np.ndarray) -> np.ndarray:
         time_budget.check("integration")  # max_time and stop requests hold inside long solves
         seen["nfe"] += 1
-        if seen["nfe"] > limit:
+        if seen["nfe"] > limit or pace.hopeless(seen["nfe"], seen["t"]):
             raise _Stop(float(tt), np.array(y, dtype=float), None)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             dy = np.asarray(f(tt, y), dtype=float)
@@ -145,6 +148,9 @@ def solve_scipy(
                              max_step=max_step, dense_output=dense_output, events=events,
                              vectorized=vectorized)
     except _Stop as exc:
+        if exc.dy is None and seen["nfe"] <= limit:
+            raise SolverError(f"{prefix}integration stopped at t={exc.t:.6g}: "
+                              f"{pace.message(seen['nfe'], seen['t'])}.", t_reached=seen["t"]) from None
         raise _stop_error(exc, prefix, span, solver, limit, states, seen["t"]) from None
     if sol.status < 0 or (evaluate and sol.y.shape[1] != t.size and sol.status == 0):
         reached = seen["t"]  # the furthest time evaluated (sol.t holds only the output times)

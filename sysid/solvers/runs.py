@@ -65,7 +65,8 @@ def _grid(tt: torch.Tensor, counts: list[int]) -> torch.Tensor:
 
 
 def _guarded(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cnt: SolveCounter,
-             budget: int, max_steps: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+             budget: int, max_steps: int,
+             pace: time_budget.Pace | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     def rhs(tk: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cnt.nfe += 1
         tf = float(tk.detach())
@@ -75,6 +76,8 @@ def _guarded(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cnt: So
         if cnt.nfe > budget:
             raise _Abort(f"more than {budget} right-hand-side evaluations (max_steps={max_steps}); "
                          f"{STIFF_REMEDY}", tf)
+        if pace is not None and pace.hopeless(cnt.nfe, cnt.t_reached):  # collapsing steps, early
+            raise _Abort(pace.message(cnt.nfe, cnt.t_reached), tf)
         dy = func(tk, y)
         if not bool(torch.isfinite(dy).all()):
             raise _Abort("the vector field returned NaN or inf (the state blew up or left the "
@@ -223,7 +226,9 @@ def solve(
     cnt.t_reached = t0
     if solver.method in TABLEAUS and not solver.adjoint:
         return _fixed(func, y0, tt, counts, solver.method, cnt, prefix)
-    rhs = _guarded(func, cnt, budget, solver.max_steps)
+    # the pace is judged on forward solves only (the adjoint's backward pass runs back in time)
+    pace = None if solver.adjoint else time_budget.Pace(t0, float(times[-1]), budget)
+    rhs = _guarded(func, cnt, budget, solver.max_steps, pace)
     try:
         out = _torchdiffeq(rhs, y0, tt, solver, _options(solver, tt, jump_times, counts), adjoint_params)
     except _Abort as exc:
