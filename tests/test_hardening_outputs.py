@@ -258,3 +258,38 @@ def test_run_ids_cannot_inject_spreadsheet_formulas(tmp_path):
     assert path.read_text().splitlines()[1].startswith("'=cmd|")  # shown as text, never run
     back = sysid.load_csv(path, time="time", states=["x"], trajectory="trajectory")
     assert sysid.data.run_ids(back) == [rid]  # and it reads back as written
+
+
+def test_a_second_ctrl_c_while_the_outputs_are_written_keeps_the_model(data, monkeypatch, capsys):
+    import sysid.cli.evaluate
+    import sysid.cli.fit_cmd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sysid.cli.evaluate, "fit_metrics", interrupted)  # the first Ctrl-C
+    monkeypatch.setattr(sysid.cli.fit_cmd, "_write_manifest", interrupted)  # and a second one
+    sha_in = _sha(data)
+    assert main(["--quiet", "fit", "proj/in.csv", *FIT, "--out", "fit"]) == 130
+    assert "interrupted after training; the model was saved to fit/model" in \
+        _one_line(capsys.readouterr().err)
+    assert sysid.load_model("fit/model").observed == ("N",)
+    assert _sha(data) == sha_in
+
+
+def test_sigterm_after_training_acts_as_ctrl_c_and_keeps_the_model(data, monkeypatch, capsys):
+    import time
+
+    import sysid.cli.evaluate
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill PID` while the metrics are computed
+        time.sleep(10)  # the handler raises in here
+        raise AssertionError("SIGTERM did not stop the metrics")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(sysid.cli.evaluate, "fit_metrics", terminated)
+    assert main(["--quiet", "fit", "proj/in.csv", *FIT, "--out", "fit"]) == 130
+    assert "without metrics or a report" in _one_line(capsys.readouterr().err)
+    assert sysid.load_model("fit/model").observed == ("N",)
+    assert signal.getsignal(signal.SIGTERM) is before  # the command restores the handler

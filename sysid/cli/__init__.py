@@ -7,7 +7,9 @@ Exit status: 0 success, 2 a user error (one line on stderr naming the file, colu
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 success, 1 internal error, 2 user error, 130 interrupted.
+        0 success, 1 internal error, 2 user error, 130 interrupted (Ctrl-C or SIGTERM).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -123,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = _command_name(args)
     old_showwarning = warnings.showwarning
     warnings.showwarning = _showwarning
+    old_sigterm = _sigterm_as_ctrl_c()
     try:
         rv = cli.main(args=args, prog_name="sysid", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
@@ -158,8 +161,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_INTERNAL
     finally:
         warnings.showwarning = old_showwarning
+        if old_sigterm is not None:
+            signal.signal(signal.SIGTERM, old_sigterm)
     sys.stdout.flush()
     return code
+
+
+def _sigterm_as_ctrl_c() -> object | None:
+    """Make SIGTERM (``kill``, a scheduler's stop) act as Ctrl-C for the whole command, so that
+    it too keeps a trained model and finishes a file being written; returns the old handler
+    (None outside the main thread, where signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # pragma: no cover - embedded interpreters without signals
+        return None
 
 
 def _register() -> None:

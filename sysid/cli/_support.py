@@ -189,10 +189,12 @@ def start_output_dir(out: Path, *, force: bool, need_bytes: float) -> atomic.Fol
         raise UserError(f"--out '{out}': cannot create the output folder in '{where}' "
                         f"({exc.strerror or one_line(exc)}); choose a folder you can write to.") from None
     free = atomic.free_bytes(build.path)
-    if free < 1.5 * need_bytes + 1_000_000:
+    required = 1.5 * need_bytes + 1_000_000
+    if free < required:
         build.discard()
         raise UserError(f"--out '{out}': only {format_bytes(free)} free on its file system; the "
-                        f"results need about {format_bytes(need_bytes)}. Free some space or choose "
+                        f"results need about {format_bytes(need_bytes)} and sysid asks for "
+                        f"{format_bytes(required)} with a margin. Free some space or choose "
                         f"another --out.")
     return build
 

@@ -865,6 +865,8 @@ def _summarise(out: Path, result: Any) -> None:
                          f"{num(row['fit_percent'], '.1f')} %  RMSE {num(row['rmse'], '.4g')}")
     for row in metrics.get("parameters", []):
         if row.get("vary"):
-            lines.append(f"  {row['name']} = {num(row['value'], '.6g')} "
-                         f"± {num(row.get('stderr'), '.2g')} {row.get('units', '')}".rstrip())
+            err = (f"± {num(row.get('stderr'), '.2g')}" if row.get("stderr") is not None
+                   else "(no standard error)")
+            lines.append(f"  {row['name']} = {num(row['value'], '.6g')} {err} "
+                         f"{row.get('units', '')}".rstrip())
     console.info("\n".join(lines))
