@@ -66,6 +66,8 @@ def test_max_time_stops_a_long_solve_inside_the_epoch():
     # torch.optim's first import takes seconds on a loaded machine; done here so that the budget
     # is spent inside the solve this test is about
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    import sysid.estimation.refinement  # noqa: F401 - so is SciPy's stats (1.3 s at load 9)
+
     cfg = _cfg(epochs=2, max_time=1.0, warm_start=False, solver={"substeps": 200_000},
                refine={"enabled": False, "stderr": False})
     result = sysid.fit(_model(), _data(), cfg)

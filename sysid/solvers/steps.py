@@ -121,7 +121,9 @@ def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], ta
     """
     if t.ndim == 1:
         return _march_grid(rhs, z0, t, counts, tab, inputs)
-    if t.ndim == 2:
+    # the up-front tables hold a few tensors per step, made outside the budget checks: beyond
+    # _ROWS_UP_FRONT steps (substeps=200000 took 88 s and GBs before the first step) step as below
+    if t.ndim == 2 and sum(counts) <= _ROWS_UP_FRONT:
         return _march_rows(rhs, z0, t, counts, tab, inputs)
     dt = t[..., 1:] - t[..., :-1]
     z = z0
@@ -169,6 +171,10 @@ def _march_grid(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[in
         if n + 1 == len(plan) or plan[n + 1][0] != k:
             out.append(z)
     return out
+
+
+#: Most steps for which :func:`_march_rows` makes its tables up front.
+_ROWS_UP_FRONT = 50_000
 
 
 def _march_rows(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], tab: Tableau,
