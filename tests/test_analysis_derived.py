@@ -218,3 +218,29 @@ def test_report_shows_the_derived_quantities(tmp_path):
     assert "Derived quantities" in (tmp_path / "report.html").read_text()
     with pytest.raises(ConfigError, match="derived= must be what sysid.analysis.derived returns"):
         sysid.report(models[0], data, out=tmp_path / "x", derived=d.table)
+
+
+def test_compare_pairs_fixed_points_nearest_first():
+    # learned: fixed points at x = 37, 64, 80 on the parabola y = q(x); reference: (0, 0) and
+    # (33.6, 19.9). A minimum-total assignment would pair (37, 13) with (0, 0) to let (64, 26) take
+    # (33.6, 19.9); nearest-first pairs (37, 13) with (33.6, 19.9) and leaves (0, 0) unpaired.
+    q = np.polyfit([37.0, 64.0, 80.0], [13.0, 26.0, 21.0], 2)
+
+    def learned(t, z):
+        return [-(z[0] - 37) * (z[0] - 64) * (z[0] - 80) / 1000, np.polyval(q, z[0]) - z[1]]
+
+    def reference(t, z):
+        return [-z[0] * (z[0] - 33.6) / 10, 19.9 / 33.6 * z[0] - z[1]]
+
+    box = {"x": (-10.0, 120.0), "y": (-10.0, 80.0)}
+    a = derived(learned, states=["x", "y"], bounds=box, cycle=False)
+    b = derived(reference, states=["x", "y"], bounds=box, cycle=False)
+    fa = a.fixed_points().set_index("point")
+    k = int(fa.index[np.argmin(np.abs(fa["x"].to_numpy() - 37.0))])
+    cmp = a.compare(b)
+    assert cmp.loc[f"fixed point {k}: x", "reference"] == pytest.approx(33.6, rel=1e-8)
+    assert cmp.loc[f"fixed point {k}: y", "reference"] == pytest.approx(19.9, rel=1e-8)
+    others = [p for p in fa.index if p != k]
+    assert all(np.isnan(cmp.loc[f"fixed point {p}: x", "reference"]) for p in others)
+    with pytest.raises(ConfigError, match="max_distance must be > 0"):
+        a.compare(b, max_distance=0)
