@@ -399,7 +399,8 @@ def check_points(points: float, *, what: str, drivers: str) -> None:
 
 def check_fit(*, stages: Any, lengths: Any, substeps: int, stages_per_step: int,
               floats_per_row: int, batch_windows: int | None, warm_epochs: int, warm_rows: int,
-              bytes_per_float: int, timed: bool, what: str = "fit") -> None:
+              bytes_per_float: int, timed: bool, what: str = "fit",
+              checkpoint_steps: int | None = None) -> None:
     """Estimate a fit's peak memory and work from its windows before it starts; refuse above
     :class:`Limits`.
 
@@ -420,6 +421,9 @@ def check_fit(*, stages: Any, lengths: Any, substeps: int, stages_per_step: int,
     bytes_per_float : int
     timed : bool
         Whether ``max_time`` bounds the time (then only memory is checked).
+    checkpoint_steps : int, optional
+        ``SolverConfig.checkpoint_steps``: the backward pass keeps the activations of at most
+        this many steps at once (gradient checkpointing).
 
     Raises
     ------
@@ -435,7 +439,8 @@ def check_fit(*, stages: Any, lengths: Any, substeps: int, stages_per_step: int,
         rows = windows if batch_windows is None else min(float(batch_windows), windows)
         steps = float(max(int(horizon) - 1, 1)) * float(substeps)
         calls = steps * stages_per_step
-        memory = (rows * calls * floats_per_row * bytes_per_float * 1.5  # the autograd graph
+        held = min(steps, float(checkpoint_steps)) * stages_per_step if checkpoint_steps else calls
+        memory = (rows * held * floats_per_row * bytes_per_float * 1.5  # the autograd graph
                   + windows * float(horizon) * 8 * 4)  # window index tensors and masks
         if memory > peak:
             peak = memory

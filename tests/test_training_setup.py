@@ -128,3 +128,25 @@ def test_a_failure_in_the_backward_pass_is_rolled_back():
     # the fit went on after the rollbacks (at a quarter of the learning rate) and moved the rate
     # from its start 0.3 towards the truth 0.7
     assert res.parameters.set_index("name").loc["k", "value"] > 0.4
+
+
+def test_gradient_checkpointing_lowers_the_fit_memory_estimate():
+    import sysid
+    from sysid.errors import ConfigError
+    from sysid.training import engine
+
+    t = np.linspace(0.0, 20.0, 2000)
+    ds = sysid.from_arrays([t], {"x": [np.cos(t)], "v": [-np.sin(t)]}, states=["x", "v"])
+    model = sysid.models.neural(["x", "v"], width=8, depth=1, seed=0)
+
+    def cfg(steps):
+        return sysid.FitConfig(epochs=1, progress=False, shooting="single",
+                               solver={"method": "rk4", "checkpoint_steps": steps})
+
+    # one window of 1999 rk4 steps keeps ~8000 field evaluations for the backward pass
+    # (~2 MB estimated here); with segments of 50 steps only 200 of them are held at once
+    with sysid.budget.limits(memory_gb=0.5 / 1024):
+        with pytest.raises(ConfigError, match="would need about"):
+            engine._setup(model, ds, cfg(None), None)
+        ctx = engine._setup(model, ds, cfg(50), None)
+    assert ctx.cfg.solver.checkpoint_steps == 50

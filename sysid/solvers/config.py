@@ -108,13 +108,21 @@ class SolverConfig:
     adjoint : bool
         torch methods: differentiate with the adjoint method (``torchdiffeq.odeint_adjoint``):
         memory flat in the number of steps, somewhat slower for short horizons.
+    checkpoint_steps : int or None
+        torch fixed-step methods, with gradients (a fit's long windows): gradient checkpointing
+        over segments of this many steps (:func:`torch.utils.checkpoint.checkpoint`). Only each
+        segment's first state and the output states are kept; a segment's steps are recomputed
+        during the backward pass. Memory stays bounded by one segment's activations however long
+        the horizon, for about one more forward pass of time (``benchmarks/bench_memory.py``).
+        ``None`` (default): every step's activations are kept (fastest). Unlike ``adjoint``, the
+        gradient is exactly that of direct backpropagation.
 
     Raises
     ------
     ConfigError
         For an unknown method (listing the valid ones), an out-of-range value, or an option that
         does not apply to the method's family (``step`` or ``adjoint`` with a SciPy method,
-        ``max_step`` with a torch method).
+        ``max_step`` with a torch method, ``checkpoint_steps`` with an adaptive method or the adjoint).
 
     Examples
     --------
@@ -132,6 +140,7 @@ class SolverConfig:
     max_steps: int = 100_000
     max_step: float | None = None
     adjoint: bool = False
+    checkpoint_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -155,6 +164,14 @@ class SolverConfig:
             _positive(self, "max_step", allow_inf=True)
         if not isinstance(self.adjoint, bool):
             raise ConfigError(f"SolverConfig: adjoint must be True or False; got {self.adjoint!r}.")
+        if self.checkpoint_steps is not None:
+            _count(self, "checkpoint_steps")
+            if self.adaptive or self.adjoint:
+                raise ConfigError(
+                    f"SolverConfig: checkpoint_steps={self.checkpoint_steps} applies to the torch "
+                    f"fixed-step methods {list(FIXED_METHODS)} without the adjoint; got method "
+                    f"{self.method!r}{' with adjoint=True' if self.adjoint else ''}. Use "
+                    f"method='rk4' with checkpoint_steps=..., or adjoint=True alone.")
         self._check_family()
 
     def _check_family(self) -> None:

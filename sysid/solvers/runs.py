@@ -129,11 +129,11 @@ def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: li
 
 def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor,
            tt: torch.Tensor, counts: list[int], method: str, cnt: SolveCounter,
-           prefix: str) -> torch.Tensor:
+           prefix: str, checkpoint: int | None = None) -> torch.Tensor:
     """sysid's own explicit Runge-Kutta steps; finiteness is checked once at the end (fixed steps
     cannot loop, and NaN propagates), which spares a synchronisation per evaluation."""
     tab = TABLEAUS[method]
-    out = torch.stack(march(lambda s, y, u: func(s, y), y0, tt, counts, tab))
+    out = torch.stack(march(lambda s, y, u: func(s, y), y0, tt, counts, tab, checkpoint=checkpoint))
     cnt.nfe = sum(counts) * len(tab.c)
     finite = torch.isfinite(out.detach().reshape(len(tt), -1)).all(dim=1)
     if not bool(finite.all()):
@@ -225,7 +225,7 @@ def solve(
     cnt.nfe = 0
     cnt.t_reached = t0
     if solver.method in TABLEAUS and not solver.adjoint:
-        return _fixed(func, y0, tt, counts, solver.method, cnt, prefix)
+        return _fixed(func, y0, tt, counts, solver.method, cnt, prefix, solver.checkpoint_steps)
     # the pace is judged on forward solves only (the adjoint's backward pass runs back in time)
     pace = None if solver.adjoint else time_budget.Pace(t0, float(times[-1]), budget)
     rhs = _guarded(func, cnt, budget, solver.max_steps, pace)

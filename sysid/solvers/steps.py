@@ -87,7 +87,7 @@ def rk_step(rhs: Rhs, t: torch.Tensor, h: torch.Tensor, z: torch.Tensor, tab: Ta
 
 
 def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], tab: Tableau, *,
-          inputs: GapInputs | None = None) -> list[torch.Tensor]:
+          inputs: GapInputs | None = None, checkpoint: int | None = None) -> list[torch.Tensor]:
     """Step from ``z0`` at ``t[..., 0]`` through every output time ``t[..., k]``.
 
     Parameters
@@ -104,6 +104,12 @@ def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], ta
         The method.
     inputs : callable, optional
         ``inputs(t, k)``: the inputs at times ``t`` inside interval ``k``.
+    checkpoint : int, optional
+        With gradients: run the steps in segments of this many under
+        :func:`torch.utils.checkpoint.checkpoint`, which keeps only each segment's first state
+        and the output states and recomputes a segment's steps during the backward pass (memory
+        bounded by one segment's activations, for about one more forward pass of time). ``t`` 1-D
+        or 2-D.
 
     Returns
     -------
@@ -112,19 +118,18 @@ def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], ta
 
     Notes
     -----
-    The stage times and step sizes of the whole solve are made up front in a few vectorised
-    operations. With one grid for the batch (``t`` 1-D) the step sizes are Python numbers and every
+    The stage times and step sizes of each output interval are made up front in a few vectorised
+    operations (memory of the order of the output, whatever the substeps). With one grid for the batch (``t`` 1-D) the step sizes are Python numbers and every
     update ``z + w h k`` is one ``torch.add(z, k, alpha=w * h)``; with a grid per row it is one
     ``torch.addcmul`` with the precomputed column ``w h``. That removes the ~20 small tensor
     operations per RK4 step that stepping with :func:`rk_step` costs, which dominate when the
     batch is small (validation runs) and are a visible share of a training step.
     """
     if t.ndim == 1:
-        return _march_grid(rhs, z0, t, counts, tab, inputs)
-    # the up-front tables hold a few tensors per step, made outside the budget checks: beyond
-    # _ROWS_UP_FRONT steps (substeps=200000 took 88 s and GBs before the first step) step as below
-    if t.ndim == 2 and sum(counts) <= _ROWS_UP_FRONT:
-        return _march_rows(rhs, z0, t, counts, tab, inputs)
+        return _march_grid(rhs, z0, t, counts, tab, inputs, checkpoint)
+    if t.ndim == 2:  # its tables are made per output interval, not per step (substeps=200000
+        # once spent 88 s and GBs on tables of every step before the first budget check)
+        return _march_rows(rhs, z0, t, counts, tab, inputs, checkpoint)
     dt = t[..., 1:] - t[..., :-1]
     z = z0
     out = [z0]
@@ -140,24 +145,22 @@ def march(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], ta
 
 
 def _march_grid(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], tab: Tableau,
-                inputs: GapInputs | None) -> list[torch.Tensor]:
-    """:func:`march` on one time grid ``t (N,)``: float step sizes, stage times made up front."""
+                inputs: GapInputs | None, checkpoint: int | None) -> list[torch.Tensor]:
+    """:func:`march` on one time grid ``t (N,)``: float step sizes; the stage times of each
+    interval's first step are made up front (later substeps add ``j h``)."""
     cs = sorted(set(tab.c))
     which = [cs.index(c) for c in tab.c]
     tl = t.detach().tolist()
-    plan: list[tuple[int, float, float]] = []  # (interval, step start, step size)
-    for k, m in enumerate(counts):
-        gap = tl[k + 1] - tl[k]
-        plan += [(k, tl[k] + gap * (j / m), gap / m) for j in range(m)]
-    stage_t = torch.tensor([[s + c * h for c in cs] for _, s, h in plan], dtype=t.dtype,
-                           device=t.device).reshape(-1).unbind(0) if plan else ()
+    hs = [(tl[k + 1] - tl[k]) / m for k, m in enumerate(counts)]
+    first = torch.tensor([[tl[k] + c * h for c in cs] for k, h in enumerate(hs)], dtype=t.dtype,
+                         device=t.device) if hs else None
+    starts = first.unbind(0) if first is not None else ()
     weights = [(j, w / tab.denominator) for j, w in enumerate(tab.b) if w != 0.0]
-    n_c = len(cs)
-    z = z0
-    out = [z0]
-    for n, (k, _, h) in enumerate(plan):
-        time_budget.check("integration")  # max_time and stop requests hold inside long solves
-        times = stage_t[n * n_c:(n + 1) * n_c]
+    offsets = torch.tensor([c for c in cs], dtype=t.dtype, device=t.device)
+
+    def step(k: int, j: int, z: torch.Tensor) -> torch.Tensor:
+        h = hs[k]
+        times = (starts[k] if j == 0 else (tl[k] + j * h) + offsets * h).unbind(0)
         us = [inputs(ti, k) for ti in times] if inputs is not None else None
         ks: list[torch.Tensor] = []
         for i, ai in enumerate(tab.a):
@@ -166,58 +169,96 @@ def _march_grid(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[in
                 if w != 0.0:
                     zi = torch.add(zi, kj, alpha=w * h)
             ks.append(rhs(times[which[i]], zi, us[which[i]] if us is not None else None))
-        for j, w in weights:
-            z = torch.add(z, ks[j], alpha=w * h)
-        if n + 1 == len(plan) or plan[n + 1][0] != k:
-            out.append(z)
-    return out
+        for j2, w in weights:
+            z = torch.add(z, ks[j2], alpha=w * h)
+        return z
 
-
-#: Most steps for which :func:`_march_rows` makes its tables up front.
-_ROWS_UP_FRONT = 50_000
+    return _drive(step, z0, counts, checkpoint)
 
 
 def _march_rows(rhs: Rhs, z0: torch.Tensor, t: torch.Tensor, counts: Sequence[int], tab: Tableau,
-                inputs: GapInputs | None) -> list[torch.Tensor]:
-    """:func:`march` with a grid per batch row, ``t (B, N)``: the stage times ``(B,)`` and the
-    weighted step sizes ``w h (B, 1)`` of every step are made up front."""
+                inputs: GapInputs | None, checkpoint: int | None) -> list[torch.Tensor]:
+    """:func:`march` with a grid per batch row, ``t (B, N)``: the stage times ``(C, B)`` of each
+    interval's first step and the weighted step columns ``w h (B, 1)`` of each interval are made
+    up front (memory of the order of the output, not of the number of steps)."""
     cs = sorted(set(tab.c))
     which = [cs.index(c) for c in tab.c]
-    gap = [k for k, m in enumerate(counts) for _ in range(m)]
-    if not gap:
+    if not counts:
         return [z0]
-    frac = [j / m for m in counts for j in range(m)]
-    inv = [1.0 / m for m in counts for _ in range(m)]
-    B = t.shape[0]
     tt = t.detach()
-    dt = (tt[:, 1:] - tt[:, :-1])[:, gap]  # (B, steps): the gap of each step
-    tk = tt[:, gap] + dt * torch.tensor(frac, dtype=t.dtype, device=t.device)
-    h = dt * torch.tensor(inv, dtype=t.dtype, device=t.device)
+    m = torch.tensor(list(counts), dtype=t.dtype, device=t.device)
+    h = (tt[:, 1:] - tt[:, :-1]) / m  # (B, N-1): the step size in each interval
     c = torch.tensor(cs, dtype=t.dtype, device=t.device)
-    stage_t = (tk.T[:, None, :] + c[None, :, None] * h.T[:, None, :]).reshape(-1, B).unbind(0)
-    hT = h.T[..., None]  # (steps, B, 1)
+    starts = (tt[:, :-1].T[:, None, :] + c[None, :, None] * h.T[:, None, :]).unbind(0)  # (C, B)
+    hT = h.T[..., None]  # (N-1, B, 1)
+    hs = hT.unbind(0)
     wanted = {w for ai in tab.a for w in ai if w != 0.0}
     wanted |= {w / tab.denominator for w in tab.b if w != 0.0}
     wh = {w: (hT if w == 1.0 else w * hT).unbind(0) for w in wanted}
     final = [(j, w / tab.denominator) for j, w in enumerate(tab.b) if w != 0.0]
-    n_c = len(cs)
-    z = z0
-    out = [z0]
-    for n, k in enumerate(gap):
-        time_budget.check("integration")  # max_time and stop requests hold inside long solves
-        times = stage_t[n * n_c:(n + 1) * n_c]
+
+    def step(k: int, j: int, z: torch.Tensor) -> torch.Tensor:
+        times = (starts[k] if j == 0 else starts[k] + j * hs[k][:, 0]).unbind(0)
         us = [inputs(ti, k) for ti in times] if inputs is not None else None
         ks: list[torch.Tensor] = []
         for i, ai in enumerate(tab.a):
             zi = z
             for w, kj in zip(ai, ks):
                 if w != 0.0:
-                    zi = torch.addcmul(zi, wh[w][n], kj)
+                    zi = torch.addcmul(zi, wh[w][k], kj)
             ks.append(rhs(times[which[i]], zi, us[which[i]] if us is not None else None))
-        for j, w in final:
-            z = torch.addcmul(z, wh[w][n], ks[j])
-        if n + 1 == len(gap) or gap[n + 1] != k:
+        for j2, w in final:
+            z = torch.addcmul(z, wh[w][k], ks[j2])
+        return z
+
+    return _drive(step, z0, counts, checkpoint)
+
+
+def _drive(step: Callable[[int, int, torch.Tensor], torch.Tensor], z0: torch.Tensor,
+           counts: Sequence[int], checkpoint: int | None) -> list[torch.Tensor]:
+    """Run ``step(k, j, z)`` for substep ``j`` of every interval ``k`` and collect the state at
+    the end of each interval; with gradients and ``checkpoint``, in checkpointed segments of that
+    many steps."""
+    out = [z0]
+    z = z0
+    if checkpoint is None or not torch.is_grad_enabled():
+        for k, m in enumerate(counts):
+            for j in range(m):
+                time_budget.check("integration")  # max_time and stop requests hold in long solves
+                z = step(k, j, z)
             out.append(z)
+        return out
+    from torch.utils.checkpoint import checkpoint as run_checkpointed
+
+    def segment(z: torch.Tensor, k0: int, j0: int, n: int) -> tuple[torch.Tensor, ...]:
+        """``n`` steps from substep ``j0`` of interval ``k0``; the states at interval ends."""
+        kept = []
+        k, j = k0, j0
+        for _ in range(n):
+            time_budget.check("integration")
+            z = step(k, j, z)
+            j += 1
+            if j == counts[k]:
+                kept.append(z)
+                k, j = k + 1, 0
+        return (z, *kept)
+
+    total = sum(counts)
+    k, j, done = 0, 0, 0
+    while done < total:
+        n = min(checkpoint, total - done)
+        if not z.requires_grad:  # (the first segment from data): the outputs must carry grad
+            z = z.detach().requires_grad_()
+        # reentrant: the segment runs without autograd and is recomputed with it in the backward
+        # pass (the non-reentrant form hooks every saved tensor: 3-7x slower on small batches)
+        z, *kept = run_checkpointed(segment, z, k, j, n, use_reentrant=True,
+                                    preserve_rng_state=False)
+        out.extend(kept)
+        done += n
+        j += n
+        while k < len(counts) and j >= counts[k]:
+            j -= counts[k]
+            k += 1
     return out
 
 

@@ -202,7 +202,7 @@ def solve_windows(rhs: nn.Module, z0: torch.Tensor, t: torch.Tensor, *,
             return rhs(tt, z, u)
 
         zs = torch.stack(march(counted, z0, t, [m] * (t.shape[1] - 1), TABLEAUS[solver.method],
-                               inputs=inputs), dim=1)
+                               inputs=inputs, checkpoint=solver.checkpoint_steps), dim=1)
     else:
         zs = _on_clock(rhs, z0, t, inputs, solver, m, counter)
     return _check_finite(zs, t, solver.method)

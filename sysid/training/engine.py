@@ -531,7 +531,8 @@ def _check_size(ctx: _Context) -> None:
         stages=ctx.plan.stages, lengths=lengths, substeps=cfg.solver.substeps,
         stages_per_step=_rk_stages(cfg.solver.method), floats_per_row=_activation_floats(ctx.work),
         batch_windows=cfg.optimizer.batch_windows, warm_epochs=cfg.warm_start.epochs if ok else 0,
-        warm_rows=int(ok), bytes_per_float=train.t.element_size(), timed=cfg.max_time is not None)
+        warm_rows=int(ok), bytes_per_float=train.t.element_size(), timed=cfg.max_time is not None,
+        checkpoint_steps=cfg.solver.checkpoint_steps)
 
 
 def _rk_stages(method: str) -> int:
