@@ -118,7 +118,8 @@ def test_a_failure_in_the_backward_pass_is_rolled_back():
     ds = sysid.from_arrays([t], {"x": [3.0 * np.exp(-0.7 * t)]}, states=["x"])
     model = sysid.models.physics(_decay, {"k": Parameter(0.3, bounds=(0.01, 10.0))}, states=["x"])
     cfg = sysid.FitConfig(epochs=30, loss="sse", progress=False, warm_start={"enabled": False},
-                          refine={"enabled": False}, dtype="float64", optimizer={"lr": 0.1})
+                          refine={"enabled": False}, dtype="float64", optimizer={"lr": 0.1},
+                          shooting="single")  # (auto would test the start's gradient first)
     _FailingBackward.fails = 2
     res = sysid.fit(model, ds, cfg)  # before: the SolverError escaped from fit
     events = res.history["event"].astype(str)
