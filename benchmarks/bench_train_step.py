@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 
-def previous_march(rhs, z0, t, counts: Sequence[int], tab, *, inputs=None):
+def previous_march(rhs, z0, t, counts: Sequence[int], tab, *, inputs=None, checkpoint=None):
     """The fixed-step loop before its stage times and step sizes were made up front."""
     from sysid import budget as time_budget
     from sysid.solvers.steps import rk_step

@@ -45,6 +45,7 @@ from sysid.errors import ConfigError, DataError, SolverError
 from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
 from sysid.models.model import Model
+from sysid.models.neural import frozen_weights
 from sysid.solvers import SolverConfig, check_times, solve, solve_scipy, solver_from
 
 __all__ = ["simulate", "to_numpy_rhs", "SolverConfig"]
@@ -326,7 +327,7 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
         t_abs = tau + off_t
         return run_model(t_abs, y, u_at(tau, t_abs) if u_at is not None else None)
 
-    with torch.no_grad():
+    with torch.no_grad(), frozen_weights(run_model):  # the networks' scalings folded once
         try:
             sol = solve(rhs, torch.as_tensor(y0, dtype=dtype), torch.as_tensor(grid, dtype=dtype), solver,
                         context=where, jump_times=None if jumps is None else torch.as_tensor(jumps, dtype=dtype))

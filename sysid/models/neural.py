@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, final
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch.nn import functional as F
 from sysid.errors import ConfigError
 from sysid.models.base import NumpyField, ScalingLike, VectorField, scaling_arrays
 
-__all__ = ["NeuralField", "ACTIVATIONS"]
+__all__ = ["NeuralField", "ACTIVATIONS", "frozen_weights"]
 
 
 def _np_softplus(z: np.ndarray) -> np.ndarray:
@@ -159,6 +160,8 @@ class NeuralField(VectorField):
             layers.append(layer)
         self.layers = nn.ModuleList(layers)
         self._act = ACTIVATIONS[activation][0]
+        # folded weights made once by frozen_weights() for a no-grad block (None otherwise)
+        self._frozen: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         out_idx = [self.state_names.index(n) for n in self.output_names]
         self.register_buffer("x_mean", torch.zeros(n_s))
         self.register_buffer("x_scale", torch.ones(n_s))
@@ -197,34 +200,48 @@ class NeuralField(VectorField):
         (``x_scale / time_scale`` of the outputs) into the last layer's, recomputed every call
         from the current weights and buffers (tiny tensors), so training and :meth:`set_scaling`
         stay exact. The means are still subtracted from the batch: folding them into the bias
-        would cancel large offsets (e.g. 300 K with a scale of 1) in float32.
+        would cancel large offsets (e.g. 300 K with a scale of 1) in float32. Inside
+        :func:`frozen_weights` and without gradients, the folded weights made on entry are used.
         """
         self._check_xu(x, u)
         xm = self.x_mean
         z = x - xm if self._all_args else x[..., self._arg_idx] - xm[self._arg_idx]
-        in_scale = self.x_scale if self._all_args else self.x_scale[self._arg_idx]
         if self.input_names or self.time_dependent:
-            parts, scales = [z], [in_scale]
+            parts = [z]
             if self.input_names:
                 parts.append(u - self.u_mean)  # type: ignore[operator]
-                scales.append(self.u_scale)
             if self.time_dependent:
                 tt = torch.as_tensor(t, dtype=x.dtype, device=x.device)
                 parts.append(tt.reshape(-1, 1).expand(*x.shape[:-1], 1) if tt.ndim else
                              tt.expand(*x.shape[:-1], 1))
-                scales.append(self.time_scale.reshape(1))
             z = torch.cat(parts, dim=-1)
+        frozen = self._frozen
+        params = frozen if frozen is not None and not torch.is_grad_enabled() else self._folded()
+        act = self._act
+        for w, b in params[:-1]:
+            z = act(F.linear(z, w, b))
+        w, b = params[-1]
+        return F.linear(z, w, b)
+
+    def _folded(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The layers' ``(weight, bias)`` with the input scales folded into the first layer and
+        the output scale (``x_scale / time_scale`` of the outputs) into the last."""
+        in_scale = self.x_scale if self._all_args else self.x_scale[self._arg_idx]
+        if self.input_names or self.time_dependent:
+            scales = [in_scale]
+            if self.input_names:
+                scales.append(self.u_scale)
+            if self.time_dependent:
+                scales.append(self.time_scale.reshape(1))
             in_scale = torch.cat(scales)
         out_scale = self.x_scale if self._all_outputs else self.x_scale[self._out_idx]
         out_scale = out_scale / self.time_scale
         params = [(layer.weight, layer.bias) for layer in self.layers]
         w, b = params[0]
-        w = w / in_scale
-        act = self._act
-        for w_next, b_next in params[1:]:
-            z = act(F.linear(z, w, b))
-            w, b = w_next, b_next
-        return F.linear(z, w * out_scale[:, None], b * out_scale)
+        params[0] = (w / in_scale, b)
+        w, b = params[-1]  # (the first layer too when depth is 0)
+        params[-1] = (w * out_scale[:, None], b * out_scale)
+        return params
 
     def numpy_function(self) -> NumpyField:
         """Pure-NumPy float64 copy of :meth:`forward`."""
@@ -274,3 +291,31 @@ class NeuralField(VectorField):
             "input_units": list(self.input_units),
             "time_units": self.time_units,
         }
+
+
+@contextlib.contextmanager
+def frozen_weights(module: nn.Module) -> Iterator[None]:
+    """Fold the scalings of every :class:`NeuralField` in ``module`` into its weights once, for a
+    block that evaluates the fields many times without gradients and without changing them (a
+    free run: ``sysid.simulate``, a fit's validation). Calls with gradients enabled, and calls
+    after the block, fold afresh as usual.
+
+    Examples
+    --------
+    >>> f = NeuralField(["x"], width=4, depth=1)
+    >>> x = torch.ones(2, 1)
+    >>> with torch.no_grad(), frozen_weights(f):
+    ...     y = f(torch.tensor(0.0), x)
+    >>> bool(torch.equal(y, f(torch.tensor(0.0), x).detach()))
+    True
+    """
+    fields = [m for m in module.modules() if isinstance(m, NeuralField)]
+    saved = [f._frozen for f in fields]
+    try:
+        with torch.no_grad():
+            for f in fields:
+                f._frozen = f._folded()
+        yield
+    finally:
+        for f, s in zip(fields, saved):
+            f._frozen = s
