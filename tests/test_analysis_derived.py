@@ -244,3 +244,22 @@ def test_compare_pairs_fixed_points_nearest_first():
     assert all(np.isnan(cmp.loc[f"fixed point {p}: x", "reference"]) for p in others)
     with pytest.raises(ConfigError, match="max_distance must be > 0"):
         a.compare(b, max_distance=0)
+
+
+def test_field_error_rows_against_a_reference():
+    data = _selkov_data(noise=0.0)
+    same = lambda t, z: selkov(t, z)  # noqa: E731
+    other = lambda t, z: selkov(t, z, b=0.66)  # noqa: E731 - b 10 % off
+    d = derived([same, other], data, states=["x", "y"], cycle=False, reference=same, warn=False)
+    rows = d.table[d.table["kind"] == "field error"]
+    assert list(rows.index) == ["field error at data", "field error inside support",
+                                "field error outside support"]
+    assert list(rows["extrapolation"]) == [False, False, True]
+    per = d.members.set_index(["member", "quantity"])["value"]
+    # the reference itself: no difference anywhere (exactly); the b-shifted field: a constant 0.06
+    # in dy/dt, so the same positive error inside and outside the support
+    assert per[(0, "field error at data")] == 0.0 and per[(0, "field error outside support")] == 0.0
+    assert per[(1, "field error at data")] > 0.01
+    with pytest.raises(ConfigError, match="reference= compares vector fields on the data's support"):
+        derived([same], states=["x", "y"], bounds={"x": (0, 2), "y": (0, 3)}, cycle=False,
+                reference=same)

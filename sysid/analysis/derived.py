@@ -21,7 +21,9 @@ imaginary parts of its Jacobian's eigenvalues (sorted by decreasing real part, a
 :func:`~sysid.analysis.linearise`), the stability class most members give it, and in how many
 members it was found. With ``y0`` (or data, whose first sample is the default start) the limit
 cycle reached from ``y0`` is measured in every member (:func:`~sysid.analysis.find_limit_cycle`):
-its period and the amplitude of each state.
+its period and the amplitude of each state. With ``reference=`` each member's vector field is
+compared with the reference's (:func:`~sysid.analysis.field_error`) at the data and on a grid
+inside and outside the data's support.
 
 Intervals are the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles over the members. What they
 mean depends on the members: for a bootstrap (or parameter draws from a covariance) a percentile
@@ -250,8 +252,9 @@ class DerivedQuantities:
     ----------
     table : pandas.DataFrame
         Indexed by ``quantity`` (``"fixed point 0: x"``, ``"fixed point 0: eigenvalue 1 real"``,
-        ``"period"``, ``"amplitude x"``); columns ``kind`` (fixed point, eigenvalue, period,
-        amplitude), ``point`` (the fixed point's number; -1 for the cycle), ``estimate`` (the
+        ``"period"``, ``"amplitude x"``, ``"field error at data"``); columns ``kind`` (fixed
+        point, eigenvalue, period, amplitude, field error), ``point`` (the fixed point's number;
+        -1 for the cycle, -2 for the field error), ``estimate`` (the
         point-estimate member's value: the bootstrap base fit, the reference at the centre of the
         draws; else the median), ``median``, ``low``, ``high`` (the central ``level`` interval over
         members), ``n_members`` (members that have the quantity), ``units``,
@@ -510,6 +513,47 @@ def _rows_for_cycle(cycles: list[Any], states: list[str], units: dict[str, str],
     return rows
 
 
+def _rows_for_field(dyns: list[Any], reference: Any, data: xr.Dataset | None, states: list[str],
+                    box: np.ndarray, est: int | None, level: float, threshold: float,
+                    long: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of each member's normalised field error against ``reference``: at the data, on the grid
+    inside the support and outside it."""
+    from sysid.analysis.dynamics import as_dynamics
+    from sysid.analysis.fields import field_error
+
+    if data is None:
+        raise ConfigError("derived: reference= compares vector fields on the data's support; pass "
+                          "data.")
+    if len(states) < 2:
+        raise ConfigError("derived: reference= needs two or more states (the field is compared on "
+                          "a grid of two of them).")
+    ref = as_dynamics(reference, states=states)
+    bounds = {s: (float(lo), float(hi)) for s, (lo, hi) in zip(states[:2], box[:2])}
+    values: dict[str, list[tuple[int, float]]] = {"at_data": [], "inside_support": [],
+                                                   "outside_support": []}
+    for m, d in enumerate(dyns):
+        try:
+            summary = field_error(d, ref, data, bounds=bounds, threshold=threshold).summary
+        except (SolverError, FloatingPointError):
+            continue
+        for key in values:
+            values[key].append((m, float(summary[key])))
+    rows = []
+    for key, label in (("at_data", "field error at data"),
+                       ("inside_support", "field error inside support"),
+                       ("outside_support", "field error outside support")):
+        got = values[key]
+        e = next((v for m, v in got if m == est), None)
+        outside = key == "outside_support"
+        rows.append({"quantity": label, "kind": "field error", "point": -2,
+                     **_summary([v for _, v in got], e, level), "n_members": len(got), "units": "1",
+                     "distance_to_data": math.nan, "extrapolation": outside,
+                     "note": "RMS of the field difference / RMS of the reference field (std units)"})
+        long += [{"member": m, "quantity": label, "value": v, "distance_to_data": math.nan}
+                 for m, v in got]
+    return rows
+
+
 def _first_sample(data: xr.Dataset, states: Sequence[str]) -> np.ndarray:
     x = np.stack([np.asarray(data[s].values, float).reshape(-1, data[s].shape[-1]) for s in states],
                  axis=-1)  # (R, N, S)
@@ -542,6 +586,7 @@ def derived(
     settings: Any = None,
     seed: int = 0,
     warn: bool = True,
+    reference: Any = None,
 ) -> DerivedQuantities:
     """Fixed points, eigenvalues, limit-cycle period and amplitude across members, with intervals.
 
@@ -584,6 +629,11 @@ def derived(
     warn : bool
         Emit the :class:`~sysid.analysis.ExtrapolationWarning` (learned members only: a reference
         system's fixed point off the data is flagged in the table, not warned about).
+    reference : System, catalogue name or callable, optional
+        With ``data`` (two or more states): each member's vector-field difference from this
+        reference (:func:`~sysid.analysis.field_error`, normalised RMS error) at the data's
+        samples, on the grid inside the data's support and outside it, as three more rows
+        (kind ``"field error"``; the one outside the support is flagged ``extrapolation``).
 
     Returns
     -------
@@ -647,6 +697,9 @@ def derived(
     if cyc is not None:
         rows += _rows_for_cycle(cycles, names, units, first.time_units, est, level,
                                 support_threshold, long)
+    if reference is not None:
+        rows += _rows_for_field(dyns, reference, data, names, box, est, level, support_threshold,
+                                long)
     table = pd.DataFrame(rows, columns=["quantity", *_COLUMNS]).set_index("quantity")
     members = pd.DataFrame(long, columns=["member", "quantity", "value", "distance_to_data"])
     out = DerivedQuantities(table=table, members=members, level=float(level), source=label,
