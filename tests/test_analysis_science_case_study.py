@@ -29,6 +29,8 @@ def test_hare_lynx_science_fast(tmp_path):
     assert ((inc["frequency"] > 0) & (inc["frequency"] <= 1)).all() and set(inc["n_members"]) == {2}
     ude = study.tables["ude_derived"]
     assert {"kind", "low", "high", "distance_to_data", "extrapolation"} <= set(ude.columns)
+    assert (ude.loc["field error at data", "n_members"] == 2
+            and ude.loc["field error outside support", "extrapolation"])
     both = study.tables["ude_vs_reference"]
     assert "reference" in both.columns and np.isfinite(both["estimate"]).all()
     ab = study.tables["free_ude_absorption"]
