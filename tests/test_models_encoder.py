@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -204,6 +205,12 @@ def test_cli_fit_with_hidden_state_and_encoder(tmp_path, capsys):
     model = sysid.load_model(out / "model")
     assert model.encoder.past == 3 and model.latent_names == ("h",)
     assert "encoder = 3" in (out / "config.toml").read_text()
+    # sysid simulate on a record: the encoder reads its first 3 samples, the run starts at the 3rd
+    code = main(["simulate", str(out), "--initial-from", str(csv), "--out", str(tmp_path / "sim.csv")])
+    assert code == 0, capsys.readouterr().err
+    sim = pd.read_csv(tmp_path / "sim.csv")
+    first = sim[sim["run"] == 0]
+    assert first["h"].iloc[:2].isna().all() and first["h"].iloc[2:].notna().all()
     capsys.readouterr()
     code = main(["fit", str(csv), "--time", "t", "--run", "run", "--states", "y", "--inputs", "u",
                  "--encoder", "3", "--out", str(tmp_path / "x")])
