@@ -98,6 +98,9 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
 
     if not isinstance(model, Model):
         raise ModelFileError(f"save_model: expected a sysid.models.Model; got {type(model).__name__}.")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelFileError(f"save_model: path must be a folder path (str or pathlib.Path); got "
+                             f"{type(path).__name__}.")
     path = Path(path)
     if path.exists() and not overwrite:
         raise ModelFileError(f"save_model: {str(path)!r} already exists; pass overwrite=True to replace it.")

@@ -297,6 +297,11 @@ def report(
     from sysid import plot
     from sysid.data import run_ids, select_runs, state_names
 
+    if not isinstance(data, xr.Dataset):
+        raise DataError(f"report: data must be a trajectory dataset (xarray.Dataset, e.g. from "
+                        f"sysid.load_csv); got {type(data).__name__}.")
+    if not isinstance(out, (str, os.PathLike)):
+        raise ConfigError(f"report: out must be a folder path; got {type(out).__name__}.")
     out = Path(out)
     existing = [out / f for f in REPORT_FILES if (out / f).exists()]
     if existing and not overwrite:

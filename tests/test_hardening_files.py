@@ -162,6 +162,28 @@ def test_numpy_scalars_are_accepted_in_fit_config():
     assert json.loads(json.dumps(cfg.to_dict()))["optimizer"]["batch_windows"] == 8
 
 
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, ds, d: sysid.simulate(m, {"x": 1.0}, "abc"), DataError,
+     r"simulate: times must be numbers; got str"),
+    (lambda m, ds, d: sysid.load_csv(d / "in.csv", time="t", states=None), ConfigError,
+     r"load_csv: states must be a list of column names; got NoneType"),
+    (lambda m, ds, d: sysid.from_arrays([np.arange(3.0)], {"x": [np.ones(3)]}, states=None),
+     DataError, r"from_arrays: states must be a list of variable names; got NoneType"),
+    (lambda m, ds, d: sysid.save_model(m, None), ModelFileError,
+     r"save_model: path must be a folder path .* got NoneType"),
+    (lambda m, ds, d: sysid.report(m, None, out=d / "r"), DataError,
+     r"report: data must be a trajectory dataset .* got NoneType"),
+    (lambda m, ds, d: sysid.report(m, ds, out=None), ConfigError, r"report: out must be a folder path"),
+])
+def test_wrong_types_in_the_python_api_raise_the_documented_errors(tmp_path, call, error, message):
+    (tmp_path / "in.csv").write_text(CSV)
+    model = sysid.models.neural(["x"], width=4, depth=1)
+    ds = sysid.from_arrays([np.arange(5.0)], {"x": [np.arange(5.0)]}, states=["x"])
+    with pytest.raises(error, match=message):
+        call(model, ds, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]  # nothing written
+
+
 def test_a_model_on_the_meta_device_is_refused(tmp_path):
     model = sysid.models.neural(["x"], width=4, depth=1).to("meta")
     data = sysid.from_arrays([np.arange(5.0)], {"x": [np.arange(5.0)]}, states=["x"])

@@ -69,6 +69,10 @@ def from_arrays(
     >>> ds["x"].dims
     ('trajectory', 'obs')
     """
+    for arg, value in (("states", states), ("inputs", inputs)):
+        if isinstance(value, str) or not hasattr(value, "__iter__"):
+            raise DataError(f"from_arrays: {arg} must be a list of variable names; got "
+                            f"{type(value).__name__} {value!r}.")
     states = list(states)
     inputs = list(inputs)
     units = dict(units or {})

@@ -601,6 +601,10 @@ def _options(func: str, time: str, states: Sequence[str], inputs: Sequence[str],
     if isinstance(states, str) or isinstance(inputs, str):
         raise ConfigError(f"{func}: states and inputs are lists of column names; got a single string "
                           f"(write states=[{states!r}]).")
+    for arg, value in (("states", states), ("inputs", inputs)):
+        if not hasattr(value, "__iter__"):
+            raise ConfigError(f"{func}: {arg} must be a list of column names; got "
+                              f"{type(value).__name__}.")
     if not list(states):
         raise ConfigError(f"{func}: states is empty; name at least one measured column.")
     if decimal not in (".", ","):

@@ -43,7 +43,11 @@ def check_times(t: Any, where: str, *, minimum: int = 1, name: str = "times") ->
     [0.0, 0.5, 1.0]
     """
     detach = getattr(t, "detach", None)
-    arr = np.asarray(detach().cpu().double().numpy() if detach is not None else t, dtype=float)
+    try:
+        arr = np.asarray(detach().cpu().double().numpy() if detach is not None else t, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: {name} must be numbers; got {type(t).__name__} "
+                        f"({str(exc).splitlines()[0]}).") from None
     if arr.ndim != 1 or arr.size < minimum:
         count = "1 output time" if minimum <= 1 else f"{minimum} output times"
         raise DataError(f"{where}: {name} must be a 1-D array of at least {count}; got shape {arr.shape}.")
