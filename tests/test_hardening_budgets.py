@@ -97,6 +97,27 @@ def test_ctrl_c_in_the_first_model_selection_keeps_the_model(monkeypatch):
     assert float(result.model.physical_parameters()["r"].detach()) > 0
 
 
+@pytest.mark.parametrize("stop, reason", [("ctrl-c", StopReason.INTERRUPTED),
+                                          ("max_time", StopReason.MAX_TIME)])
+def test_ctrl_c_or_max_time_in_the_single_shooting_check_keeps_the_model(monkeypatch, stop, reason):
+    import time
+
+    import sysid.training.engine as engine
+
+    def cut_short(ctx):  # a long first solve of the whole runs, stopped inside
+        if stop == "ctrl-c":
+            raise KeyboardInterrupt
+        while not budget.expired():
+            time.sleep(0.01)
+        budget.check("integration")
+
+    monkeypatch.setattr(engine, "_check_single_start", cut_short)
+    result = sysid.fit(_model(), _data(), _cfg(warm_start=False, max_time=0.5,
+                                               refine={"enabled": False}))
+    assert result.stopped_reason == reason
+    assert np.isfinite(float(result.model.physical_parameters()["r"].detach()))
+
+
 @pytest.mark.parametrize("exc, reason", [(KeyboardInterrupt(), StopReason.INTERRUPTED),
                                          (budget.BudgetExceeded("spent"), StopReason.MAX_TIME)])
 def test_a_refinement_cut_short_is_undone(monkeypatch, exc, reason):

@@ -336,8 +336,10 @@ def _run(ctx: _Context, resume_from: str | None) -> FitResult:
     except time_budget.BudgetExceeded:  # the latent guesses keep their start
         ctx.warm_info = {**ctx.warm_info, "note": "max_time spent in the warm start"}
     if resume_from is None and not interrupted:
-        try:
+        try:  # max_time and Ctrl-C hold here too (a long first solve): keep the model
             _check_single_start(ctx)
+        except KeyboardInterrupt:
+            interrupted = True
         except time_budget.BudgetExceeded:  # max_time ran out in the check: _train stops at once
             pass
     ctx.opt = _optimizer(_param_groups(ctx.work, ctx.nodes, cfg), cfg)
