@@ -280,6 +280,14 @@ def _finish(problem: ShootingProblem, x: np.ndarray, settings: Refine, tracker: 
             reason: str, message: str) -> Convergence:
     try:
         cost, gnorm, rel_step, rel_pred = _gn_diagnostics(problem, x)
+    except (BudgetExceeded, KeyboardInterrupt) as exc:  # the best point is kept, undiagnosed
+        stop = "interrupted" if isinstance(exc, KeyboardInterrupt) else "max_time"
+        if reason not in ("max_time", "interrupted"):
+            reason, message = stop, ("interrupted" if stop == "interrupted" else
+                                     "the fit's max_time was spent") + " after the least-squares solve"
+        return Convergence(reason=reason, converged=False, iterations=tracker.njev,
+                           evaluations=tracker.nfev, step=problem.step,
+                           message=message + "; convergence diagnostics skipped")
     except SolverError as exc:
         return Convergence(reason="diverged", converged=False, iterations=tracker.njev,
                            evaluations=tracker.nfev, step=problem.step,
