@@ -21,6 +21,11 @@ interval for the fraction itself, per system, parameter and method, then pooled 
 every data set (a fit that failed, or a profile that could not be computed, counts as a miss) and
 over the fits whose joint least-squares refinement converged. Progress goes to stderr.
 
+Measured (main after the second wave, 2 workers, 46 min wall at load 5-9): all 200 refinements
+converged; covered 380/400 (95.0 %, Jacobian z), 383/400 (95.8 %, Jacobian t), 382/400 (95.5 %,
+profile); per parameter: logistic r 96/96/96 %, K 93/94/93 %; oscillator omega 97/98/98 %,
+zeta 94/95/95 %.
+
 Run: ``python benchmarks/bench_coverage.py`` (100 data sets per system, two worker processes) or
 ``--quick`` (10 per system); ``--n N`` and ``--workers W`` change both; ``--out FILE.csv`` keeps
 the per-data-set table. Each data set is one task (simulate, fit, profile) on a
