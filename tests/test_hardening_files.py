@@ -18,7 +18,7 @@ import torch
 
 import sysid
 from sysid.cli import main
-from sysid.errors import ConfigError, DataError, ModelFileError
+from sysid.errors import ConfigError, DataError, ModelFileError, ParameterError
 from sysid.training import FitConfig
 
 CSV = "t,N\n" + "".join(f"{t:.6g},{10 / (1 + 9 * np.exp(-0.8 * t)):.6g}\n"
@@ -174,6 +174,12 @@ def test_numpy_scalars_are_accepted_in_fit_config():
     (lambda m, ds, d: sysid.report(m, None, out=d / "r"), DataError,
      r"report: data must be a trajectory dataset .* got NoneType"),
     (lambda m, ds, d: sysid.report(m, ds, out=None), ConfigError, r"report: out must be a folder path"),
+    (lambda m, ds, d: FitConfig(epoch=3), ConfigError,
+     r"FitConfig: unknown option 'epoch'\. Did you mean 'epochs'\?"),
+    (lambda m, ds, d: sysid.training.Optimizer(l=0.1), ConfigError,
+     r"Optimizer: unknown option 'l'\. Did you mean 'lr'\?"),
+    (lambda m, ds, d: sysid.models.physics("logistic", values="r=1"), ParameterError,
+     r"values must be a mapping of parameter name to value, e\.g\. \{'r': 1\.0\}; got str"),
 ])
 def test_wrong_types_in_the_python_api_raise_the_documented_errors(tmp_path, call, error, message):
     (tmp_path / "in.csv").write_text(CSV)

@@ -66,7 +66,8 @@ def test_unknown_key_names_it_with_suggestion():
         FitConfig.from_dict({"shooting": {"horizon": 10}})
     with pytest.raises(ConfigError, match=r"\[fit.solver\]: unknown option 'rtl'.*'rtol'"):
         FitConfig.from_dict({"solver": {"rtl": 1e-3}})
-    with pytest.raises(TypeError, match="learning_rate"):
+    # as a Python keyword too: the documented ConfigError, not dataclass's bare TypeError
+    with pytest.raises(ConfigError, match=r"FitConfig: unknown option 'learning_rate'"):
         FitConfig(learning_rate=0.1)  # type: ignore[call-arg]
 
 

@@ -195,6 +195,11 @@ class PhysicsField(VectorField):
 
             system = catalogue.get(system)
         names = [ps.name for ps in system.parameters]
+        if values is not None and not isinstance(values, Mapping):
+            raise ParameterError(
+                f"PhysicsField.from_system: values must be a mapping of parameter name to value, "
+                f"e.g. {{{names[0]!r}: 1.0}}; got {type(values).__name__} {values!r}."
+                if names else f"PhysicsField.from_system: values must be a mapping; got {values!r}.")
         values = dict(values or {})
         unknown = [n for n in values if n not in names]
         if unknown:

@@ -173,6 +173,14 @@ class _Part:
 
     _table: ClassVar[str] = ""  # the TOML table, e.g. "fit.optimizer"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # an unknown keyword is a ConfigError naming the closest options (not a bare TypeError)
+        known = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        for key in kwargs:
+            if key not in known:
+                raise _unknown_key(cls.__name__, key, known)
+        return super().__new__(cls)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # every part first turns NumPy scalars into Python numbers, then checks its values
         super().__init_subclass__(**kwargs)
@@ -687,9 +695,12 @@ class FitConfig:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> FitConfig:
         # a keyword of the former flat layout: say where it went (instead of a bare TypeError)
+        known = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
         for key in kwargs:
             if key in MOVED_KEYS:
                 raise ConfigError(_moved_message(key))
+            if key not in known:
+                raise _unknown_key("FitConfig", key, known)
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
