@@ -14,14 +14,7 @@ import sysid
 from sysid.estimation import bootstrap
 from sysid.models import Parameter
 from sysid.parallel import SerialExecutor
-
-N = 15
-T = np.linspace(0.0, 2.0, N)
-
-
-def ramp(t, x, u, p, xp):
-    """x' = a + b t."""
-    return xp.stack([p["a"] + p["b"] * t + 0.0 * x[..., 0]])
+from test_estimation_bootstrap import N, T, ramp  # the linear problem of the bootstrap tests
 
 
 @pytest.fixture(scope="module")

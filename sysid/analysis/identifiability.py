@@ -146,12 +146,7 @@ def _spectrum(problem: Any, theta: Any, tol: float) -> tuple[pd.DataFrame, list[
     em = problem.error_model
     if em.sigma_kind == "state":
         problem.sigma = problem.sigma_at(theta)
-    saved = problem.sigma
-    if em.sigma_kind == "common":
-        problem.sigma = None
-    r, jac = problem.jacobian(theta, fisher=True)
-    problem.sigma = saved
-    j = np.where(np.isfinite(jac.numpy()), jac.numpy(), 0.0)
+    r, j = problem.fisher_jacobian(theta)
     dv = problem.value_derivative(theta)
     values = problem.values(theta)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -128,12 +128,7 @@ def uncertainty(problem: ShootingProblem, theta: torch.Tensor, *, names_shown: i
     dv = problem.value_derivative(theta)
     n, p = problem.n_residuals, problem.size
     dof = n - p
-    saved = problem.sigma
-    if em.sigma_kind == "common":
-        problem.sigma = None
-    r_fisher, jac = problem.jacobian(theta, fisher=True)
-    problem.sigma = saved
-    j = np.where(np.isfinite(jac.numpy()), jac.numpy(), 0.0)
+    r_fisher, j = problem.fisher_jacobian(theta)
     # invert in the solver's coordinates (raw parameters, scaled initial states; well scaled),
     # then map to values: Cov(value) = D Cov(theta) D with D = d value / d theta
     bounded = ~np.isfinite(dv) | (np.abs(dv) < 1e-300)

@@ -367,6 +367,20 @@ class ShootingProblem:
         self._graph = (x, r)
         return r.detach()
 
+    def fisher_jacobian(self, theta: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """``(residuals (m,), Jacobian (m, P))`` standardised for the Fisher information: with one
+        noise level common to all states the residuals are left unscaled (its estimate scales the
+        information afterwards); non-finite Jacobian entries are 0. ``self.sigma`` is unchanged."""
+        saved = self.sigma
+        if self.error_model.sigma_kind == "common":
+            self.sigma = None
+        try:
+            r, jac = self.jacobian(theta, fisher=True)
+        finally:
+            self.sigma = saved
+        j = jac.numpy()
+        return r, np.where(np.isfinite(j), j, 0.0)
+
     def jacobian(self, theta: torch.Tensor, *, fisher: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(residuals (m,), Jacobian (m, P))`` at ``theta``, by reverse-mode differentiation.
 
