@@ -121,3 +121,39 @@ def test_the_solver_rules_see_what_they_look_for():
     # words in docstrings and comments are not uses
     quiet = ast.parse('"""Integrates with torchdiffeq and solve_ivp."""\nx = 1  # solve_ivp\n')
     assert not any(rule(n) for rule in SOLVER_RULES.values() for n in ast.walk(quiet))
+
+
+def _builtin_calls(tree: ast.AST, names: set[str]) -> list[int]:
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  and isinstance(node.func, ast.Name) and node.func.id in names)
+
+
+def test_no_file_is_read_with_code_execution():
+    # a shared model, config or data file must never run code: no eval/exec/compile anywhere,
+    # torch.load only with weights_only=True (sysid/training/checkpoint.py), and pickle only for
+    # the tasks one sysid process hands to its own worker processes (sysid/parallel/executors.py:
+    # the bytes are made by pickle.dumps in the parent for that submission and never come from a
+    # file or a socket - multiprocessing would pickle them anyway; unpickling them in the worker
+    # turns an import failure into that task's error instead of a dead worker)
+    found = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found += [f"{rel}:{n}" for n in _builtin_calls(tree, {"eval", "exec", "compile"})]
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "torch"
+                    and not any(k.arg == "weights_only" and getattr(k.value, "value", None) is True
+                                for k in node.keywords)):
+                found.append(f"{rel}:{node.lineno} torch.load without weights_only=True")
+    assert found == []
+    for module in ("pickle", "marshal", "shelve", "dill", "cloudpickle"):
+        names = {"load", "loads", "Unpickler", "open"}
+        allowed = {"sysid/parallel/executors.py"} if module == "pickle" else set()
+        assert _offenders(module, names, allowed) == [], module
+    tree = ast.parse((PACKAGE / "parallel" / "executors.py").read_text(encoding="utf-8"))
+    assert len(_uses(tree, "pickle", {"loads"})) == 1  # the one worker-side unpacking
+    # the rules see what they look for
+    assert _builtin_calls(ast.parse("x = eval('1')\nexec('y = 2')\n"), {"eval", "exec"}) == [1, 2]
+    assert _uses(ast.parse("import pickle as p\np.loads(b'')\n"), "pickle", {"loads"}) == [2]

@@ -275,7 +275,12 @@ def _signal(pid: int, sig: int) -> None:
 
 def _run_pickled(blob: bytes, index: int, label: str) -> Any:
     """Worker side of :func:`run_tasks`: unpickle the task here, so an import error is reported
-    as that task's failure instead of killing the worker."""
+    as that task's failure instead of killing the worker.
+
+    ``blob`` is always the bytes :func:`_submit` made with ``pickle.dumps`` in the parent sysid
+    process for this submission (the executor would pickle the task anyway); nothing read from a
+    file or a network reaches it. Model and config files are read without pickle
+    (``tests/test_architecture.py`` checks both)."""
     try:
         fn, payload = pickle.loads(blob)
     except Exception as exc:  # noqa: BLE001
