@@ -600,6 +600,9 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, re
                         params: Mapping[str, float] | None, full: xr.Dataset, train: xr.Dataset,
                         held: list[str], pars: pd.DataFrame | None, threshold: float,
                         settings: Any) -> None:
+    # long: five short report sections written as closures over the same shared state (model,
+    # reference, data, settings), each run by doc.section so that one failing section is reported
+    # and the others still appear; splitting them out would pass these ten values to each.
     from sysid.systems import System
 
     system, ref = resolved

@@ -157,3 +157,51 @@ def test_no_file_is_read_with_code_execution():
     # the rules see what they look for
     assert _builtin_calls(ast.parse("x = eval('1')\nexec('y = 2')\n"), {"eval", "exec"}) == [1, 2]
     assert _uses(ast.parse("import pickle as p\np.loads(b'')\n"), "pickle", {"loads"}) == [2]
+
+
+# --- no function over ~80 lines without a reason at its top (issue #10) ---------------------------
+LONG_BODY = 80  # lines of a function's body, its docstring not counted
+LONG_MARK = "# long:"
+
+
+def _long_functions(source: str) -> list[tuple[str, int, int]]:
+    """(name, line, body length) of each function whose body is over LONG_BODY lines and whose top
+    (the lines between its signature and its first statement after the docstring) has no
+    ``# long:`` comment giving the reason."""
+    lines = source.splitlines()
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        body = node.body
+        first = body[0]
+        if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str) and len(body) > 1):
+            first = body[1]
+        length = node.end_lineno - first.lineno + 1
+        if length <= LONG_BODY:
+            continue
+        top = lines[node.lineno - 1:first.lineno]
+        if not any(line.strip().startswith(LONG_MARK) for line in top):
+            found.append((node.name, node.lineno, length))
+    return found
+
+
+def test_no_long_function_without_a_reason_at_its_top():
+    offenders = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE.parent).as_posix()
+        offenders += [f"{rel}:{line} {name} ({n} lines)"
+                      for name, line, n in _long_functions(path.read_text(encoding="utf-8"))]
+    assert not offenders, (f"functions with over {LONG_BODY} lines of body and no '{LONG_MARK} why' "
+                           f"comment at their top: {offenders}")
+
+
+def test_the_length_rule_counts_the_body_and_reads_the_reason():
+    body = "".join(f"    x{i} = {i}\n" for i in range(LONG_BODY + 1))
+    plain = f'def f():\n    """Doc\n\n    more.\n    """\n{body}'
+    assert _long_functions(plain) == [("f", 1, LONG_BODY + 1)]
+    assert _long_functions(f"def f():\n    {LONG_MARK} a table of cases, one per line\n{body}") == []
+    # the docstring does not count: exactly LONG_BODY lines of code pass
+    short = "".join(f"    x{i} = {i}\n" for i in range(LONG_BODY))
+    assert _long_functions(f'def f():\n    """{"Doc. " * 3}\n\n    more\n    """\n{short}') == []

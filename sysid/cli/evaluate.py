@@ -265,8 +265,6 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
     import sysid.analysis
     import sysid.data
     import sysid.systems
-    from sysid import plot
-    from sysid.cli.simulate_cmd import fit_data_options
 
     check_new_output(out, force=force)
     check_output_apart(out, [("MODEL_DIR", model_dir),
@@ -295,8 +293,38 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
                           f"states of '{system.name}' ({list(system.states)}); fit with "
                           f"--rename {missing[0]}={system.states[0]},... so that the names match, "
                           f"or compare with a system over the same states.")
+    data, train_only = _comparison_data(run, model_dir, data_source, where)
+    held_in_data = [r for r in run.held_out if r in sysid.data.run_ids(data)]
+    comparison = sysid.analysis.compare(
+        model, ref, data=data, threshold=thr, training_data=train_only, held_out=held_in_data)
+    result: dict[str, Any] = {"reference": system.name, "params": {**system.defaults(), **values},
+                              "trajectories": comparison.to_dict()}
+    markdown = [f"# {model_dir} compared with {system.name} ({system.title})", "",
+                comparison.to_markdown()]
+    support = train_only if train_only is not None else data
+    figures = _field_comparison(model, ref, system, support, comparison, held_in_data, result,
+                                markdown)
+    with atomic_dir(out, force=force) as tmp:
+        write_json(tmp / "metrics.json", result)
+        (tmp / "comparison.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
+        sysid.data.save(comparison.predicted, tmp / "predicted.nc")
+        sysid.data.save(comparison.reference, tmp / "reference.nc")
+        (tmp / "figures").mkdir()
+        for name, (fig, _) in figures.items():
+            fig.savefig(tmp / "figures" / f"{name}.png", dpi=110)
+    console.info(f"wrote {out}/ (metrics.json, comparison.md, figures/, predicted.nc, "
+                 f"reference.nc)")
+    if not console.quiet:
+        console.result(comparison.to_markdown())
+
+
+def _comparison_data(run: FitRun, model_dir: Path, data_source: str | None, where: str | None
+                     ) -> tuple[Any, Any]:
+    """The runs ``sysid compare`` compares on, and the fit's training runs (the field's support)."""
+    import sysid.data
+    from sysid.cli.simulate_cmd import fit_data_options
+
     training = run.data
-    held_out = run.held_out
     if data_source is not None:
         opts = fit_data_options(run.dir).merged(where=where)
         data = read_data(data_source, opts, what="--data")
@@ -309,17 +337,19 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
         raise DataError(f"MODEL_DIR '{model_dir}' has no copy of its data ({DATA_COPY}); give the "
                         f"runs to compare on with --data.")
     train_only = training
-    if training is not None and held_out:
+    if training is not None and run.held_out:
         train_only = sysid.data.select_runs(
-            training, [r for r in sysid.data.run_ids(training) if r not in held_out])
-    held_in_data = [r for r in held_out if r in sysid.data.run_ids(data)]
-    comparison = sysid.analysis.compare(
-        model, ref, data=data, threshold=thr, training_data=train_only, held_out=held_in_data)
-    result: dict[str, Any] = {"reference": system.name, "params": {**system.defaults(), **values},
-                              "trajectories": comparison.to_dict()}
-    markdown = [f"# {model_dir} compared with {system.name} ({system.title})", "",
-                comparison.to_markdown()]
-    support = train_only if train_only is not None else data
+            training, [r for r in sysid.data.run_ids(training) if r not in run.held_out])
+    return data, train_only
+
+
+def _field_comparison(model: Any, ref: Any, system: Any, support: Any, comparison: Any,
+                      held_in_data: list[str], result: dict[str, Any], markdown: list[str]
+                      ) -> dict[str, tuple[Any, str]]:
+    """Vector-field and fixed-point sections (added to ``result`` and ``markdown``); the figures."""
+    import sysid.analysis
+    from sysid import plot
+
     # the vector fields and their fixed points are compared with the inputs held at zero
     u = {n: 0.0 for n in system.inputs} or None
     if u:
@@ -346,18 +376,7 @@ def compare_cmd(model_dir: Path, reference: str, params: str | None, data_source
                                   "Normalised vector-field error; dashed: the data's support")
     markdown += ["", "### Figures", ""]
     markdown += [f"![{caption}](figures/{name}.png)" for name, (_, caption) in figures.items()]
-    with atomic_dir(out, force=force) as tmp:
-        write_json(tmp / "metrics.json", result)
-        (tmp / "comparison.md").write_text("\n".join(markdown) + "\n", encoding="utf-8")
-        sysid.data.save(comparison.predicted, tmp / "predicted.nc")
-        sysid.data.save(comparison.reference, tmp / "reference.nc")
-        (tmp / "figures").mkdir()
-        for name, (fig, _) in figures.items():
-            fig.savefig(tmp / "figures" / f"{name}.png", dpi=110)
-    console.info(f"wrote {out}/ (metrics.json, comparison.md, figures/, predicted.nc, "
-                 f"reference.nc)")
-    if not console.quiet:
-        console.result(comparison.to_markdown())
+    return figures
 
 
 # ----------------------------------------------------------------------------------------------

@@ -285,18 +285,9 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
                   time_col, run_col, method, rtol, atol, out, force, constant=constant, where=where)
 
 
-def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
-              t_end: str | None, dt: str | None, times_file: Path | None,
-              inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
-              rtol: str, atol: str, out: Path, force: bool, *, constant: str | None = None,
-              where: str | None = None) -> None:
-    import numpy as np
-
-    import sysid
-    import sysid.data
-    from sysid import budget
-    from sysid.cli.evaluate import check_run
-
+def _check_start_options(y0: str | None, initial_from: str | None, t_start: str | None,
+                         t_end: str | None, dt: str | None, times_file: Path | None) -> None:
+    """Refuse combinations of the start and time-grid options that contradict each other."""
     if (y0 is None) == (initial_from is None):
         raise ConfigError("give exactly one of --y0 A=1,B=2 (a chosen initial state) or "
                           "--initial-from DATA (the first sample of each run of a data file).")
@@ -310,6 +301,71 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
     if t_start is not None and initial_from is not None:
         raise ConfigError("--t-start goes with --y0; with --initial-from each run starts at its "
                           "first sample.")
+
+
+def _initial_from_data(data: Any, times: Any, t_end: str | None, dt: str | None
+                       ) -> tuple[Any, Any, list[str] | None]:
+    """The initial states, time grid and run names of ``--initial-from DATA``.
+
+    Without a grid (no ``--times``, no ``--t-end``) the data itself is returned: each run is
+    simulated on its own sample times. With a grid, each run starts from its first sample.
+    """
+    import sysid.data
+
+    if times is None and t_end is not None:
+        runs = sysid.data.run_ids(data)
+        firsts = [sysid.data.get_run(data, r) for r in runs]
+        starts = sorted({float(f["time"].values[0]) for f in firsts})
+        if len(starts) > 1:
+            raise ConfigError(f"--t-end with --initial-from needs runs that start at the same "
+                              f"time; these start at {starts}. Give --times FILE.")
+        times = time_grid(starts[0], parse_float(t_end, what="--t-end"),
+                          parse_float(dt, what="--dt") if dt is not None else None)
+    if times is None:
+        return data, None, None
+    # each run starts from its first sample, on the requested grid, driven by its inputs
+    initial = {n: [float(sysid.data.get_run(data, r)[n].values[0]) for r in
+                   sysid.data.run_ids(data)] for n in sysid.data.state_names(data)}
+    return initial, times, sysid.data.run_ids(data)
+
+
+def _simulation_inputs(model: Any, opts: Any, inputs_file: Path | None, data_inputs: Any, *,
+                       y0: str | None, initial_from: str | None) -> Any:
+    """The input source of ``sysid simulate``: ``--inputs`` file, ``--u`` constants or the data."""
+    import numpy as np
+
+    held = {n: v for n, v in opts.constant_inputs.items() if n in model.input_names}
+    if inputs_file is not None:
+        if held and y0 is not None:
+            raise ConfigError(f"--inputs gives the input signal and --u (or the fit) holds "
+                              f"{list(held)} constant; give every input in the file, or all "
+                              f"with --u.")
+        inputs = _read_inputs(inputs_file, model, opts)
+    elif y0 is not None and held and set(model.input_names) <= set(held):
+        values = np.array([held[n] for n in model.input_names], dtype=float)
+        inputs = lambda t: values  # noqa: E731 - held constant over the whole simulation
+    else:
+        inputs = data_inputs
+    if model.field.input_names and inputs is None and initial_from is None:
+        raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
+                          f"signal with --inputs FILE.csv (a time column and one column each), "
+                          f"or hold them constant with --u NAME=VALUE.")
+    return inputs
+
+
+def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start: str | None,
+              t_end: str | None, dt: str | None, times_file: Path | None,
+              inputs_file: Path | None, time_col: str | None, run_col: str | None, method: str,
+              rtol: str, atol: str, out: Path, force: bool, *, constant: str | None = None,
+              where: str | None = None) -> None:
+    import numpy as np
+
+    import sysid
+    import sysid.data
+    from sysid import budget
+    from sysid.cli.evaluate import check_run
+
+    _check_start_options(y0, initial_from, t_start, t_end, dt, times_file)
     solver = solver_from({"method": method, "rtol": parse_float(rtol, what="--rtol"),
                           "atol": parse_float(atol, what="--atol")}, "simulate")
     run_dir, model_path = find_model_dir(model_dir)
@@ -348,39 +404,11 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
                                    inputs=tuple(n for n in (opts.inputs or model.field.input_names)
                                                 if n not in opts.constant_inputs))
         data = read_data(initial_from, read, what="--initial-from")
-        initial = data
-        if times is None and t_end is not None:
-            runs = sysid.data.run_ids(data)
-            firsts = [sysid.data.get_run(data, r) for r in runs]
-            starts = sorted({float(f["time"].values[0]) for f in firsts})
-            if len(starts) > 1:
-                raise ConfigError(f"--t-end with --initial-from needs runs that start at the same "
-                                  f"time; these start at {starts}. Give --times FILE.")
-            times = time_grid(starts[0], parse_float(t_end, what="--t-end"),
-                              parse_float(dt, what="--dt") if dt is not None else None)
-        if times is not None:
-            # each run starts from its first sample, on the requested grid, driven by its inputs
-            initial = {n: [float(sysid.data.get_run(data, r)[n].values[0]) for r in
-                           sysid.data.run_ids(data)] for n in sysid.data.state_names(data)}
-            run_names = sysid.data.run_ids(data)
-            if sysid.data.input_names(data) and inputs_file is None:
-                data_inputs = data
-    held = {n: v for n, v in opts.constant_inputs.items() if n in model.input_names}
-    if inputs_file is not None:
-        if held and y0 is not None:
-            raise ConfigError(f"--inputs gives the input signal and --u (or the fit) holds "
-                              f"{list(held)} constant; give every input in the file, or all "
-                              f"with --u.")
-        inputs = _read_inputs(inputs_file, model, opts)
-    elif y0 is not None and held and set(model.input_names) <= set(held):
-        values = np.array([held[n] for n in model.input_names], dtype=float)
-        inputs = lambda t: values  # noqa: E731 - held constant over the whole simulation
-    else:
-        inputs = data_inputs
-    if model.field.input_names and inputs is None and initial_from is None:
-        raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
-                          f"signal with --inputs FILE.csv (a time column and one column each), "
-                          f"or hold them constant with --u NAME=VALUE.")
+        initial, times, run_names = _initial_from_data(data, times, t_end, dt)
+        if run_names is not None and sysid.data.input_names(data) and inputs_file is None:
+            data_inputs = data
+    inputs = _simulation_inputs(model, opts, inputs_file, data_inputs, y0=y0,
+                                initial_from=initial_from)
     n_runs = len(run_names) if run_names else (
         len(sysid.data.run_ids(initial)) if not isinstance(initial, dict) else 1)
     n_times = len(times) if times is not None else int(np.isfinite(initial["time"].values).sum())

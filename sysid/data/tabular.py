@@ -488,25 +488,65 @@ def _assemble(parts: list[_Part], opts: _Options, *, source: str) -> xr.Dataset:
             raise DataError(f"{opts.func}: {part.label} names its columns {list(part.extracted['roles'])} "
                             f"but {parts[0].label} gives {names}.")
     units = _merge_units(parts, names)
+    time_attrs = _unify_time_kind(parts, opts, units)
+    runs = _group_runs(parts, opts)
+    times, values, n_sorted, n_dropped = _run_arrays(runs, names, opts)
+    where = ", ".join(p.label for p in parts)
+    for n in names:
+        flat = np.concatenate(values[n])
+        role = "state" if n in states else "input"
+        if np.isnan(flat).all():
+            raise DataError(f"{opts.func}: {where}: {role} {n!r} has no values (every cell is empty or "
+                            "missing). Remove it from the "
+                            f"{role}s or check the column.")
+        warn_constant(n, flat, context=f"{opts.func}: {where}")
+    attrs: dict[str, object] = {"source": source}
+    shas = [p.sha256 for p in parts if p.sha256]
+    if shas:
+        attrs["source_sha256"] = ", ".join(shas)
+    attrs.update(sampling_attrs(times))
+    done = []
+    if opts.sort:
+        done.append(f"sort=True: {n_sorted} run(s) reordered by time")
+    if opts.drop_duplicates:
+        done.append(f"drop_duplicates=True: {n_dropped} row(s) with a repeated time dropped (first kept)")
+    if done:
+        attrs["processing"] = "; ".join(done)
+    time_name = parts[0].extracted["time_name"]
+    ds = from_arrays(times, values, states=states, inputs=inputs, runs=[r for r, _p, _i in runs],
+                     units=units, long_names={TIME: time_name}, attrs=attrs)
+    ds[TIME].attrs.update(time_attrs)
+    return validate(ds, min_samples=opts.min_samples, where=f"{opts.func}: {where}")
+
+
+def _unify_time_kind(parts: list[_Part], opts: _Options, units: dict[str, str]) -> dict[str, str]:
+    """One time form across files; dates become float time from the earliest date (updates ``units``).
+
+    Returns the time coordinate's extra attributes (the date ``origin``).
+    """
     kinds = {p.extracted["kind"] for p in parts}
     if len(kinds) > 1:
         dates = [p.label for p in parts if p.extracted["kind"] == "datetime"]
         numbers = [p.label for p in parts if p.extracted["kind"] == "numeric"]
         raise DataError(f"{opts.func}: time is given as dates in {dates} but as numbers in {numbers}; "
                         "use one form in every file.")
-    time_attrs: dict[str, str] = {}
-    if kinds == {"datetime"}:
-        t0 = min(int(p.extracted["time"].min()) for p in parts)
-        all_ns = np.concatenate([p.extracted["time"] - t0 for p in parts])
-        t_units = units.get(TIME) or ("days" if np.all(all_ns % (86400 * 10**9) == 0) else "seconds")
-        sec = time_unit_seconds(t_units, context=opts.func)
-        units[TIME] = canonical_time_unit(t_units)
-        for p in parts:
-            p.extracted["time"] = (p.extracted["time"] - t0).astype(np.float64) / (sec * 1e9)
-        origin = pd.Timestamp(t0, unit="ns")
-        if any(p.extracted["aware"] for p in parts):
-            origin = origin.tz_localize("UTC")
-        time_attrs["origin"] = origin.isoformat()
+    if kinds != {"datetime"}:
+        return {}
+    t0 = min(int(p.extracted["time"].min()) for p in parts)
+    all_ns = np.concatenate([p.extracted["time"] - t0 for p in parts])
+    t_units = units.get(TIME) or ("days" if np.all(all_ns % (86400 * 10**9) == 0) else "seconds")
+    sec = time_unit_seconds(t_units, context=opts.func)
+    units[TIME] = canonical_time_unit(t_units)
+    for p in parts:
+        p.extracted["time"] = (p.extracted["time"] - t0).astype(np.float64) / (sec * 1e9)
+    origin = pd.Timestamp(t0, unit="ns")
+    if any(p.extracted["aware"] for p in parts):
+        origin = origin.tz_localize("UTC")
+    return {"origin": origin.isoformat()}
+
+
+def _group_runs(parts: list[_Part], opts: _Options) -> list[tuple[str, _Part, np.ndarray]]:
+    """(run id, part, row indices) of every run, in file order; run ids unique across files."""
     runs: list[tuple[str, _Part, np.ndarray]] = []
     seen: dict[str, str] = {}
     for part in parts:
@@ -522,7 +562,17 @@ def _assemble(parts: list[_Part], opts: _Options, *, source: str) -> xr.Dataset:
                                 "run ids must be unique across files.")
             seen[rid] = part.label
             runs.append((rid, part, idx))
-    times, values = [], {n: [] for n in names}
+    return runs
+
+
+def _run_arrays(runs: list[tuple[str, _Part, np.ndarray]], names: list[str], opts: _Options
+                ) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], int, int]:
+    """Each run's checked times and values (sorted / de-duplicated when asked).
+
+    Returns the times, the values per variable, and how many runs were sorted and rows dropped.
+    """
+    times: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {n: [] for n in names}
     n_sorted = n_dropped = 0
     for rid, part, idx in runs:
         ctx = f"{opts.func}: {part.label}"
@@ -555,32 +605,7 @@ def _assemble(parts: list[_Part], opts: _Options, *, source: str) -> xr.Dataset:
                     "±inf is not a measurement. Use an empty cell for a missing value, or a finite number."
                 )
             values[n].append(v)
-    where = ", ".join(p.label for p in parts)
-    for n in names:
-        flat = np.concatenate(values[n])
-        role = "state" if n in states else "input"
-        if np.isnan(flat).all():
-            raise DataError(f"{opts.func}: {where}: {role} {n!r} has no values (every cell is empty or "
-                            "missing). Remove it from the "
-                            f"{role}s or check the column.")
-        warn_constant(n, flat, context=f"{opts.func}: {where}")
-    attrs: dict[str, object] = {"source": source}
-    shas = [p.sha256 for p in parts if p.sha256]
-    if shas:
-        attrs["source_sha256"] = ", ".join(shas)
-    attrs.update(sampling_attrs(times))
-    done = []
-    if opts.sort:
-        done.append(f"sort=True: {n_sorted} run(s) reordered by time")
-    if opts.drop_duplicates:
-        done.append(f"drop_duplicates=True: {n_dropped} row(s) with a repeated time dropped (first kept)")
-    if done:
-        attrs["processing"] = "; ".join(done)
-    time_name = parts[0].extracted["time_name"]
-    ds = from_arrays(times, values, states=states, inputs=inputs, runs=[r for r, _p, _i in runs],
-                     units=units, long_names={TIME: time_name}, attrs=attrs)
-    ds[TIME].attrs.update(time_attrs)
-    return validate(ds, min_samples=opts.min_samples, where=f"{opts.func}: {where}")
+    return times, values, n_sorted, n_dropped
 
 
 def _run_columns(func: str, trajectory: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -161,6 +161,17 @@ def validate(ds: xr.Dataset, *, min_samples: int = 2, where: str | None = None) 
     if not isinstance(ds, xr.Dataset):
         raise DataError(f"validate: expected an xarray.Dataset; got {type(ds).__name__}.")
     ctx = _where(ds, where)
+    ids, inside = _check_layout(ds, ctx, min_samples)
+    states = [name for name, var in ds.data_vars.items()
+              if _check_variable(name, var, ids, inside, ctx) == "state"]
+    if not states:
+        raise DataError(f"{ctx}: the dataset has no state variable (role='state'); variables are "
+                        f"{list(ds.data_vars)}.")
+    return ds
+
+
+def _check_layout(ds: xr.Dataset, ctx: str, min_samples: int) -> tuple[list[str], np.ndarray]:
+    """Dims, run ids and the time coordinate; returns the run ids and the (run, obs) mask of samples."""
     for dim in (TRAJ, OBS):
         if dim not in ds.dims:
             raise DataError(
@@ -205,45 +216,43 @@ def validate(ds: xr.Dataset, *, min_samples: int = 2, where: str | None = None) 
         )
     for r, n in enumerate(lengths):
         check_run_length(int(n), run=ids[r], context=ctx, min_samples=min_samples)
-    states = []
-    for name, var in ds.data_vars.items():
-        role = var.attrs.get("role")
-        if role not in ROLES:
-            raise DataError(
-                f"{ctx}: variable {name!r} has role {role!r}; it must be one of {list(ROLES)}. "
-                f"Set ds[{name!r}].attrs['role']."
-            )
-        if var.dims != (TRAJ, OBS):
-            raise DataError(f"{ctx}: variable {name!r} has dims {var.dims}; expected ('trajectory', 'obs').")
-        if not np.issubdtype(var.dtype, np.floating):
-            raise DataError(f"{ctx}: variable {name!r} has dtype {var.dtype}; expected float.")
-        if not isinstance(var.attrs.get("units", ""), str):
-            raise DataError(f"{ctx}: variable {name!r} has units {var.attrs['units']!r}; units must be a string.")
-        v = np.asarray(var.values, dtype=float)
-        if np.isinf(v).any():
-            r, i = np.argwhere(np.isinf(v))[0]
-            raise DataError(
-                f"{ctx}: {name!r} is {v[r, i]} in run {ids[r]!r} at sample {i + 1}; values must be "
-                "finite (NaN marks a missing measurement)."
-            )
-        stray = ~inside & ~np.isnan(v)
-        if stray.any():
-            r, i = np.argwhere(stray)[0]
-            raise DataError(
-                f"{ctx}: {name!r} has a value in run {ids[r]!r} at sample {i + 1}, after the run's last "
-                "time; pad values with NaN where time is NaN."
-            )
-        if not (~np.isnan(v)).any():
-            raise DataError(
-                f"{ctx}: {role} {name!r} has no values (every sample is missing). Drop it or give "
-                "measurements."
-            )
-        if role == "state":
-            states.append(name)
-    if not states:
-        raise DataError(f"{ctx}: the dataset has no state variable (role='state'); variables are "
-                        f"{list(ds.data_vars)}.")
-    return ds
+    return ids, inside
+
+
+def _check_variable(name: str, var: xr.DataArray, ids: list[str], inside: np.ndarray, ctx: str) -> str:
+    """Role, dims, dtype, units and values of one data variable; returns its role."""
+    role = var.attrs.get("role")
+    if role not in ROLES:
+        raise DataError(
+            f"{ctx}: variable {name!r} has role {role!r}; it must be one of {list(ROLES)}. "
+            f"Set ds[{name!r}].attrs['role']."
+        )
+    if var.dims != (TRAJ, OBS):
+        raise DataError(f"{ctx}: variable {name!r} has dims {var.dims}; expected ('trajectory', 'obs').")
+    if not np.issubdtype(var.dtype, np.floating):
+        raise DataError(f"{ctx}: variable {name!r} has dtype {var.dtype}; expected float.")
+    if not isinstance(var.attrs.get("units", ""), str):
+        raise DataError(f"{ctx}: variable {name!r} has units {var.attrs['units']!r}; units must be a string.")
+    v = np.asarray(var.values, dtype=float)
+    if np.isinf(v).any():
+        r, i = np.argwhere(np.isinf(v))[0]
+        raise DataError(
+            f"{ctx}: {name!r} is {v[r, i]} in run {ids[r]!r} at sample {i + 1}; values must be "
+            "finite (NaN marks a missing measurement)."
+        )
+    stray = ~inside & ~np.isnan(v)
+    if stray.any():
+        r, i = np.argwhere(stray)[0]
+        raise DataError(
+            f"{ctx}: {name!r} has a value in run {ids[r]!r} at sample {i + 1}, after the run's last "
+            "time; pad values with NaN where time is NaN."
+        )
+    if not (~np.isnan(v)).any():
+        raise DataError(
+            f"{ctx}: {role} {name!r} has no values (every sample is missing). Drop it or give "
+            "measurements."
+        )
+    return str(role)
 
 
 __all__ = ["DataWarning", "validate", "check_run_time", "check_run_length", "sampling_attrs", "warn_constant"]
