@@ -292,3 +292,23 @@ def test_fit_metrics_of_a_stiff_model_use_an_implicit_method(capsys):
     assert metrics["solver"].startswith("LSODA (the default RK45's steps collapsed")
     fit = {row["variable"]: row["fit_percent"] for row in metrics["trajectory"] if row["run"] == "all"}
     assert fit["x"] > 99.0  # the true model on its own (LSODA) simulation: the same solver
+
+
+def test_cli_fit_max_time_flag_stops_training_and_still_writes_the_results(tmp_path, monkeypatch,
+                                                                        capsys):
+    import json
+    import tomllib
+
+    from sysid.cli import main
+
+    sysid.data.to_csv(_data(), tmp_path / "n.csv")
+    monkeypatch.chdir(tmp_path)
+    # 10^8 warm-start epochs would run for hours: --max-time 0.5 ends training inside them
+    code = main(["fit", "n.csv", "--time", "time", "--states", "N", "--model", "physics:logistic",
+                 "--max-time", "0.5", "--set", "warm_start.epochs=100000000", "--set", "loss=nmse",
+                 "--set", "dtype=float64", "--out", "out"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["training"]["stopped_reason"] == "max_time"
+    assert tomllib.loads((tmp_path / "out" / "config.toml").read_text())["fit"]["max_time"] == 0.5
+    assert (tmp_path / "out" / "model").is_dir()

@@ -467,6 +467,10 @@ def _fit_config(opts: CliFitOptions, config: Path | None, settings: dict[str, An
 @click.option("--max-memory", type=click.FloatRange(min=0, min_open=True), metavar="GB",
               help="Largest memory the fit may be estimated to need (default: half the "
               "machine's memory); larger fits are refused before they start.")
+@click.option("--max-time", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Time budget of the fit (same as --set max_time=SECONDS): training stops "
+              "when it is spent, keeps the best model so far and the results are written; the "
+              "metrics after it get a budget as long.")
 @parallel_options
 def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: str | None,
             run_col: str | None, sep: str | None, decimal: str | None, encoding: str | None,
@@ -477,7 +481,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
             settings: tuple[str, ...], out: Path, force: bool, max_memory: float | None,
             where: str | None = None, constant: str | None = None, latent: str | None = None,
             known_initial: str | None = None, outputs: tuple[str, ...] = (),
-            hidden: str | None = None, encoder: int | None = None,
+            hidden: str | None = None, encoder: int | None = None, max_time: float | None = None,
             **parallel: Any) -> int:
     """Fit a continuous-time model dx/dt = f(t, x, u) to measured trajectories in DATA.
 
@@ -492,7 +496,7 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
                     missing_values, sort, rename, drop_duplicates, model, free, params, width,
                     depth, config, holdout, epochs, seed, settings, out, force, max_memory,
                     where=where, constant=constant, latent=latent, known_initial=known_initial,
-                    outputs=outputs, hidden=hidden, encoder=encoder,
+                    outputs=outputs, hidden=hidden, encoder=encoder, max_time=max_time,
                     parallel=ParallelRequest.from_flags(**parallel))
 
 
@@ -505,9 +509,11 @@ def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str
          max_memory: float | None = None, *, where: str | None = None, constant: str | None = None,
          latent: str | None = None, known_initial: str | None = None,
          outputs: tuple[str, ...] = (), hidden: str | None = None, encoder: int | None = None,
-         parallel: ParallelRequest = ParallelRequest()) -> int:
+         max_time: float | None = None, parallel: ParallelRequest = ParallelRequest()) -> int:
     check_new_output(out, force=force)
     settings_d = parse_settings(settings)
+    if max_time is not None:
+        settings_d["max_time"] = max_time
     if known_initial is not None:
         settings_d["known_initial"] = list(parse_names(known_initial, option="--known-initial"))
     opts = _resolve(
