@@ -39,7 +39,7 @@ docs: $(VENV)/.docs-installed
 	@echo "documentation: docs/_build/html/index.html"
 
 test: $(VENV)/.installed
-	TQDM_DISABLE=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 -q -p no:cacheprovider
+	TQDM_DISABLE=1 MPLBACKEND=Agg $(PY) -m pytest -n 2 -q -p no:cacheprovider --durations=15
 
 case-studies: $(VENV)/.installed
 	$(PY) case_studies/run_all.py --out results/case_studies
