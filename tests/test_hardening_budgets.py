@@ -85,6 +85,33 @@ def test_max_time_stops_the_warm_start():
     assert result.solver_stats["epochs_run"] == 0  # the budget was spent before training
 
 
+def test_max_time_and_stop_requests_hold_in_the_setup_smoothing(monkeypatch):
+    # the derivative smoothing of the setup (~30 s at 5 million samples) is cut into pieces of
+    # _PIECE samples with a check between them; pieces of 12 samples here make 4 pieces
+    import sysid.data.smoothing as smoothing
+
+    monkeypatch.setattr(smoothing, "_PIECE", 12)
+    t = np.linspace(0.0, 10.0, 12)
+    y = np.stack([np.sin(t + k) for k in range(4)])[..., None]
+    args = (np.tile(t, (4, 1)), y, np.ones(y.shape, bool), np.full(4, 12), 7)
+    reference = smoothing.smooth_runs(*args)  # no deadline: the pieces give every value
+    with budget.active(budget.Deadline(None)) as d:
+        d.stop()  # Ctrl-C, SIGTERM or a stop request from another thread
+        with pytest.raises(KeyboardInterrupt, match="smoothing the data: stopped on request"):
+            smoothing.smooth_runs(*args)
+    monkeypatch.setattr(smoothing, "_PIECE", 10**6)  # one piece: the same values
+    for a, b in zip(reference, smoothing.smooth_runs(*args)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)  # the same fits, to rounding
+
+    monkeypatch.setattr(smoothing, "_PIECE", 12)
+    data = sysid.from_arrays([t] * 4, {"N": [10.0 / (1.0 + 9.0 * np.exp(-0.8 * t))] * 4},
+                             states=["N"])
+    # spent before training could start: nothing to return, an error saying so (not a result)
+    with pytest.raises(budget.BudgetExceeded, match=r"max_time=1e-06 s was spent in the setup, "
+                                                    r"before training started \(smoothing the data"):
+        sysid.fit(_model(), data, _cfg(max_time=1e-6))
+
+
 def test_ctrl_c_in_the_first_model_selection_keeps_the_model(monkeypatch):
     import sysid.training.engine as engine
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sysid import budget
+
 __all__ = ["local_polynomial", "smooth_runs"]
 
 
@@ -99,12 +101,41 @@ def smooth_runs(t: np.ndarray, y: np.ndarray, mask: np.ndarray, lengths: np.ndar
     y = np.asarray(y, dtype=float)
     mask = np.asarray(mask, dtype=bool)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
-    val, d1, _ = _local_fits(t, y, mask, lengths, points, 2)
-    if second:
-        _, _, d2 = _local_fits(t, y, mask, lengths, points + points // 2 * 2, 3)
-    else:
-        d2 = np.full(y.shape, np.nan)
+    val, d1, d2 = (np.full(y.shape, np.nan) for _ in range(3))
+    wide = points + points // 2 * 2
+    for k, (runs, a, b) in enumerate(_pieces(lengths, y.shape[1], max(points, wide))):
+        if k:  # a deadline (max_time) or a stop request holds between pieces
+            budget.check("smoothing the data")
+        # degree 2 for values and first derivatives, degree 3 over a wider window for second ones
+        for p, degree, keep in ((points, 2, ((0, val), (1, d1))), (wide, 3, ((2, d2),)))[:1 + second]:
+            lo, hi = max(a - p, 0), b + p  # the windows of samples a..b-1 lie inside lo..hi-1
+            fits = _local_fits(t[runs, lo:hi], y[runs, lo:hi], mask[runs, lo:hi],
+                               np.clip(lengths[runs] - lo, 0, hi - lo), p, degree)
+            for which, out in keep:
+                out[runs, a:b] = fits[which][:, a - lo:b - lo]
     return val, d1, d2
+
+
+#: samples smoothed at once (runs of a piece x samples): bounds the temporary arrays (about
+#: 50 floats per sample and state) and the time between two checks of the deadline
+_PIECE = 1 << 17
+
+
+def _pieces(lengths: np.ndarray, width: int, margin: int) -> list[tuple[slice, int, int]]:
+    """Split the padded ``(R, width)`` samples into pieces of at most about :data:`_PIECE`:
+    ``(runs, a, b)`` = consecutive runs, samples ``a..b-1`` of each. A run longer than a piece
+    is cut along time; each cut is smoothed with ``margin`` samples of its neighbours, so every
+    window sees exactly the samples it would see in the whole run."""
+    R = len(lengths)
+    used = int(lengths.max()) if R else 0
+    if R == 0 or used == 0:
+        return []
+    if used > _PIECE:  # long runs: one run at a time, cut along time
+        step = max(_PIECE, 4 * margin)
+        return [(slice(r, r + 1), a, min(a + step, used)) for r in range(R)
+                for a in range(0, max(int(lengths[r]), 1), step)]
+    per = max(1, _PIECE // used)
+    return [(slice(r, min(r + per, R)), 0, used) for r in range(0, R, per)]
 
 
 # rows (windows) gathered per block when a window's samples are read one by one: bounds the

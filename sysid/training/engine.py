@@ -300,21 +300,40 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
         from sysid.estimation.multistart import multistart
 
         return multistart(model, data, cfg, executor=executor, validation=validation)
-    ctx = _setup(model, data, cfg, validation)
-    _start_initial(ctx, initial)
-    if data_parallel is not None:  # the one hook of sysid.parallel.distributed
-        if ctx.spec.encoder is not None:
-            raise ConfigError("fit: a model with an encoder cannot be fitted across processes yet "
-                              "(the encoder's gradients are not gathered); fit it in one process.")
-        data_parallel.attach(ctx.problem)
-    # max_time and Ctrl-C/SIGTERM hold everywhere: the warm start, every solve, the refinement
+    # max_time and Ctrl-C/SIGTERM hold everywhere, from the start: the setup's smoothing, the
+    # warm start, every solve, the refinement
     deadline = time_budget.Deadline(cfg.max_time) if cfg.max_time is not None else None
     old_handler = _install_sigterm()
     try:
         with time_budget.active(deadline):
+            ctx = _timed_setup(model, data, cfg, validation)
+            _start_initial(ctx, initial)
+            if data_parallel is not None:  # the one hook of sysid.parallel.distributed
+                if ctx.spec.encoder is not None:
+                    raise ConfigError("fit: a model with an encoder cannot be fitted across "
+                                      "processes yet (the encoder's gradients are not gathered); "
+                                      "fit it in one process.")
+                data_parallel.attach(ctx.problem)
             return _run(ctx, resume_from)
     finally:
         _restore_sigterm(old_handler)
+
+
+def _timed_setup(model: Any, data: xr.Dataset, cfg: FitConfig,
+                 validation: xr.Dataset | None) -> _Context:
+    """:func:`_setup` under ``max_time``: a budget spent before training can start (smoothing
+    millions of samples) leaves nothing to return, so it is a :class:`~sysid.budget.BudgetExceeded`
+    that says so (a budget spent after the setup returns the model with ``MAX_TIME``)."""
+    started = time.perf_counter()
+    try:
+        return _setup(model, data, cfg, validation)
+    except time_budget.BudgetExceeded as exc:
+        spent = time.perf_counter() - started
+        raise time_budget.BudgetExceeded(
+            f"fit: the time budget max_time={cfg.max_time:g} s was spent in the setup, before "
+            f"training started ({exc.where or 'setup'}, after {spent:.3g} s): nothing was trained. "
+            f"Give a larger max_time (the setup alone needs more than {spent:.3g} s here), or fit "
+            f"fewer samples (fewer or subsampled runs).", where="setup") from None
 
 
 def _run(ctx: _Context, resume_from: str | None) -> FitResult:
