@@ -96,8 +96,37 @@ def test_given_initial_states():
         make_dataset("lorenz", n_runs=3, y0=per_run[:2])
     with pytest.raises(DataError, match=r"has 3 states \['x', 'y', 'z'\]"):
         make_dataset("lorenz", n_runs=3, y0=[1.0, 2.0])
-    with pytest.raises(ConfigError, match=r"y0 must be None, 'random' or an array; got 'typical'"):
+    with pytest.raises(ConfigError, match=r"y0 must be None, 'random', an array or a mapping "
+                                          r"state -> value; got 'typical'"):
         make_dataset("lorenz", y0="typical")
+
+
+def test_initial_states_by_name():
+    # a mapping by state name is the same as the array in the system's order (any key order)
+    by_name = make_dataset("lorenz", n_runs=2, n_obs=5, noise=0.0, y0={"z": 3.0, "x": 1.0, "y": 2.0})
+    xr.testing.assert_identical(by_name, make_dataset("lorenz", n_runs=2, n_obs=5, noise=0.0,
+                                                      y0=[1.0, 2.0, 3.0]))
+    per_run = make_dataset("lorenz", n_runs=2, n_obs=5, noise=0.0,
+                           y0={"x": [1.0, 4.0], "y": 2.0, "z": 3.0})  # one per run, or shared
+    np.testing.assert_array_equal(per_run["x"].values[:, 0], [1.0, 4.0])
+    np.testing.assert_array_equal(per_run["y"].values[:, 0], [2.0, 2.0])
+    one = integrate("lorenz", {"x": 1.0, "y": 2.0, "z": 3.0}, np.linspace(0.0, 0.1, 3))
+    np.testing.assert_array_equal(one["z"].values[:, 0], [3.0])
+    with pytest.raises(ParameterError, match=r"y0 names \['X'\] that are not states of system "
+                                             r"'lorenz' \(did you mean 'x'\?\); its states are"):
+        make_dataset("lorenz", y0={"X": 1.0, "y": 2.0, "z": 3.0})
+    with pytest.raises(ParameterError, match=r"no initial value for state\(s\) \['z'\] of system "
+                                             r"'lorenz'"):
+        make_dataset("lorenz", y0={"x": 1.0, "y": 2.0})
+    with pytest.raises(DataError, match=r"y0\['x'\] must be a number or one number per run; "
+                                        r"got 'one'"):
+        make_dataset("lorenz", y0={"x": "one", "y": 2.0, "z": 3.0})
+    with pytest.raises(DataError, match=r"one number per run for every state; got \{'x': \(2,\), "
+                                        r"'y': \(3,\)"):
+        make_dataset("lorenz", n_runs=2, y0={"x": [1.0, 2.0], "y": [1.0, 2.0, 3.0], "z": 0.0})
+    with pytest.raises(DataError, match=r"y0 must be numbers: an array of shape \(3,\) or \(runs, "
+                                        r"3\) or a mapping"):
+        make_dataset("lorenz", y0=[1.0, None, {}])
 
 
 def test_missing_cells_are_the_requested_fraction_and_spare_the_first_sample():

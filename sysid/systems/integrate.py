@@ -16,10 +16,10 @@ import numpy as np
 import xarray as xr
 
 from sysid.data import from_arrays
-from sysid.errors import ConfigError, DataError
+from sysid.errors import ConfigError, DataError, ParameterError
 from sysid.solvers import SolverConfig, solve_scipy
 from sysid.solvers import check_times as _check_times
-from sysid.systems.base import System, get
+from sysid.systems.base import System, did_you_mean, get
 
 METHODS = ("RK45", "DOP853", "LSODA", "BDF", "Radau")
 
@@ -51,8 +51,22 @@ def check_times(t: Any, where: str) -> np.ndarray:
 
 
 def check_initial(system: System, y0: Any, where: str) -> np.ndarray:
-    """Initial states as an array of shape ``(R, S)`` (a single ``(S,)`` state gives R = 1)."""
-    arr = np.asarray(y0, dtype=float)
+    """Initial states as an array of shape ``(R, S)`` (a single ``(S,)`` state gives R = 1).
+
+    ``y0`` is an array ``(S,)`` or ``(R, S)`` in the system's state order, or a mapping state
+    name -> value (or one value per run) naming every state; an unknown or missing name is a
+    :class:`~sysid.errors.ParameterError` naming it.
+    """
+    if isinstance(y0, Mapping):
+        y0 = _initial_from_mapping(system, y0, where)
+    try:
+        arr = np.asarray(y0, dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{where}: y0 must be numbers: an array of shape ({len(system.states)},) or (runs, "
+            f"{len(system.states)}) or a mapping state -> value over {list(system.states)}; got "
+            f"{type(y0).__name__} {_short(y0)}."
+        ) from None
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != len(system.states):
@@ -69,6 +83,49 @@ def check_initial(system: System, y0: Any, where: str) -> np.ndarray:
             f"{where}: y0 must be finite; state {system.states[s]!r} of run {r} is {arr[r, s]}."
         )
     return arr
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _initial_from_mapping(system: System, y0: Mapping[Any, Any], where: str) -> np.ndarray:
+    """``{state: value or one value per run}`` as an array ``(S,)`` or ``(R, S)``."""
+    states = list(system.states)
+    unknown = [k for k in y0 if k not in states]
+    if unknown:
+        folded = [s for s in states if s.lower() == str(unknown[0]).lower()]
+        hint = f" (did you mean {folded[0]!r}?)" if folded else did_you_mean(str(unknown[0]), states)
+        raise ParameterError(
+            f"{where}: y0 names {unknown} that are not states of system {system.name!r}{hint}; "
+            f"its states are {states}."
+        )
+    missing = [k for k in states if k not in y0]
+    if missing:
+        raise ParameterError(
+            f"{where}: y0 gives no initial value for state(s) {missing} of system "
+            f"{system.name!r}; a mapping must name every state of {states} (its typical initial "
+            f"state is {dict(zip(states, map(float, system.y0)))})."
+        )
+    columns = []
+    for name in states:
+        try:
+            columns.append(np.asarray(y0[name], dtype=float))
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: y0[{name!r}] must be a number or one number per run; got "
+                            f"{_short(y0[name])}.") from None
+    ndims = {c.ndim for c in columns}
+    if ndims == {0}:
+        return np.stack(columns)
+    sizes = {c.size for c in columns if c.ndim == 1}
+    if ndims - {0, 1} or len(sizes) != 1:
+        raise DataError(
+            f"{where}: y0 values must be one number or one number per run for every state; got "
+            f"{ {n: np.shape(y0[n]) for n in states} } (shapes per state)."
+        )
+    runs = sizes.pop()
+    return np.stack([np.broadcast_to(c, (runs,)) for c in columns], axis=1)
 
 
 def check_run_inputs(system: System, inputs: Any, n_runs: int, where: str) -> list[InputFn | None]:
@@ -188,8 +245,9 @@ def integrate(
     ----------
     system : System or str
         A system or its catalogue name.
-    y0 : array_like, shape (S,) or (R, S)
-        Initial state(s); R initial states give R runs.
+    y0 : array_like, shape (S,) or (R, S), or mapping
+        Initial state(s) in the system's state order; R initial states give R runs. Or a
+        mapping naming every state, ``{"x": 1.0, "v": 0.0}`` (values may be one per run).
     t : array_like, shape (N,)
         Output times (strictly increasing); integration runs from ``t[0]`` to ``t[-1]``.
     params : mapping, optional

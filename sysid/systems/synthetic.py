@@ -161,7 +161,8 @@ def _initial_states(system: System, y0: Any, n_runs: int, rng: np.random.Generat
         z = rng.standard_normal(size=(n_runs, base.size))
         return base * np.exp(Y0_SPREAD * z)
     if isinstance(y0, str):
-        raise ConfigError(f"make_dataset: y0 must be None, 'random' or an array; got {y0!r}.")
+        raise ConfigError(f"make_dataset: y0 must be None, 'random', an array or a mapping state "
+                          f"-> value; got {y0!r}.")
     init = check_initial(system, y0, "make_dataset")
     if init.shape[0] == 1:
         return np.repeat(init, n_runs, axis=0)
@@ -211,9 +212,10 @@ def make_dataset(
     missing : float
         Fraction of state cells set to NaN, drawn per run among all samples but the first (the
         initial state stays observed).
-    y0 : None, "random" or array_like
+    y0 : None, "random", array_like or mapping
         None/"random": the typical initial state perturbed log-normally, ``y0 * exp(0.2 z)`` per
-        run (signs kept, zero states stay zero); an array ``(S,)`` for every run or ``(n_runs, S)``.
+        run (signs kept, zero states stay zero); an array ``(S,)`` for every run or ``(n_runs, S)``;
+        or a mapping naming every state, ``{"x": 1.0, "v": 0.0}`` (a value or one per run).
     inputs : callable or sequence of callables, optional
         For systems with inputs: ``u(t)`` shared by all runs or one per run; default a seeded
         random :class:`SumOfSines` per run with the system's ``input_scale``.
