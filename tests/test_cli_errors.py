@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_cli_framework import run_cli
@@ -128,3 +129,38 @@ def test_existing_output_directory_is_left_alone(workdir):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "previous results"
 
+
+
+def test_a_stiff_solve_names_the_command_line_remedy(tmp_path, capsys):
+    # van der Pol with mu = 1000 is stiff: the default dopri5 (a torch solve) stops after ~5000
+    # evaluations (sysid.budget.Pace); the message names the command's options, not Python's
+    import sysid
+    from sysid.budget import STIFF_HINT
+    from sysid.cli import main
+    from sysid.cli._support import solver_remedy
+    from sysid.solvers.config import STIFF_REMEDY
+    from sysid.solvers.runs import _HINT as TORCH_HINT
+
+    sysid.save_model(sysid.models.physics("van_der_pol", values={"mu": 1000.0}), tmp_path / "vdp")
+    code = main(["simulate", str(tmp_path / "vdp"), "--y0", "x=2,v=0", "--t-end", "3000",
+                 "--out", str(tmp_path / "sim.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(r"the steps collapsed: .* implicit SciPy method: --method LSODA, Radau or "
+                     r"BDF\. Try a fixed-step method \(--method rk4; .*\) or looser --rtol/--atol",
+                     err), err
+    assert "SolverConfig" not in err and "method=" not in err, err
+    # the same remedies (torch, SciPy's ivp, solvers.config) as the other commands spell them
+    text = (f"the steps collapsed; {STIFF_HINT}. {TORCH_HINT} Try method='Radau' or 'BDF', looser "
+            f"rtol/atol; {STIFF_REMEDY}")
+    fit = solver_remedy(text, "sysid fit")
+    assert re.search(r"--set solver\.method=rk4 --set solver\.substeps=4, or method and "
+                     r"substeps in the \[fit\.solver\] table of --config", fit), fit
+    assert "looser --set solver.rtol=... and solver.atol=..." in fit
+    report = solver_remedy(text, "sysid report")
+    assert re.search(r"this command has no solver option, but sysid simulate MODEL_DIR "
+                     r"--method Radau or BDF has", report), report
+    for spelled in (fit, report):
+        assert "SolverConfig" not in spelled and "method='" not in spelled, spelled
+    assert solver_remedy(STIFF_REMEDY, "sysid simulate").endswith(
+        "use an implicit method: --method Radau or BDF")

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import click
 
 from sysid import __version__
-from sysid.cli._support import console, fail_internal, one_line, print_error
-from sysid.errors import SysidError
+from sysid.cli._support import console, fail_internal, one_line, print_error, solver_remedy
+from sysid.errors import SolverError, SysidError
 
 __all__ = ["cli", "main"]
 
@@ -145,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SysidError as exc:
         if console.verbose:
             traceback.print_exc()
-        print_error(f"{name}: error: {_error_text(exc)}")
+        text = _error_text(exc)
+        if isinstance(exc, SolverError):  # its remedy as this command takes it, not as Python
+            text = solver_remedy(text, name)
+        print_error(f"{name}: error: {text}")
         code = EXIT_USER
     except OSError as exc:
         if console.verbose:

@@ -546,3 +546,68 @@ def print_error(message: str) -> None:
     """Write one line to stderr."""
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.stderr.flush()
+
+
+# The remedies in solver messages are phrased for the Python API (SolverConfig(method=...)); on
+# the command line they name the command's own option or TOML key instead. Per command: the
+# torch solve's hint (sysid.solvers.runs), an implicit method (lead-in "Try " or "use ...: ",
+# methods a and b) and "looser tolerances".
+_FIT_STEPS = ("smaller steps: a fit integrates with torch methods only (--set solver.method=rk4 "
+              "--set solver.substeps=4, or method and substeps in the [fit.solver] table of "
+              "--config)")
+_SWEEP_STEPS = ("smaller steps: a fit integrates with torch methods only (method = \"rk4\" and "
+                "substeps = 4 in the [fit.solver] table of CONFIG)")
+_REMEDIES = {
+    "sysid simulate": (
+        "Try a fixed-step method (--method rk4; a smaller --dt gives smaller steps) or looser "
+        "--rtol/--atol.",
+        "{lead}--method {a} or {b}", "looser --rtol/--atol"),
+    "sysid fit": (
+        f"Try {_FIT_STEPS}, looser --set solver.rtol=... and solver.atol=..., or a smaller "
+        f"learning rate (--set optimizer.lr=0.001).",
+        f"{{verb}} {_FIT_STEPS}; simulate the fitted model with sysid simulate OUT --method {{a}}",
+        "looser --set solver.rtol=... and solver.atol=..."),
+    "sysid sweep": (
+        f"Try {_SWEEP_STEPS}, looser rtol/atol there, or a smaller lr in [fit.optimizer].",
+        f"{{verb}} {_SWEEP_STEPS}", "looser tolerances in [fit.solver]"),
+}
+_NO_SOLVER_OPTION = ("{verb} an implicit method: this command has no solver option, but "
+                     "sysid simulate MODEL_DIR --method {a} or {b} has")
+_IMPLICIT = (  # the Python phrasings of "use an implicit method" (budget, solvers.config, ivp)
+    r"(?P<lead>use an implicit SciPy method: )method='LSODA', 'Radau' or 'BDF' "
+    r"\(sysid simulate --method LSODA\)",
+    r"(?P<lead>use an implicit method: )SolverConfig\(method=\"(?P<a>\w+)\"\) or "
+    r"method=\"(?P<b>\w+)\" \(SciPy\)",
+    r"(?P<lead>Try )method='(?P<a>\w+)' or '(?P<b>\w+)'",
+)
+
+
+def solver_remedy(message: str, command: str) -> str:
+    """``message`` (a :class:`~sysid.errors.SolverError`'s) with its Python remedies
+    (``SolverConfig(method="Radau")``, ``method='BDF'``, ``rtol/atol``) rewritten as ``command``
+    takes them: ``--method`` and ``--rtol/--atol`` for ``sysid simulate``, ``--set solver.KEY=``
+    or the ``[fit.solver]`` table for ``sysid fit``, and ``sysid simulate --method`` for commands
+    without a solver option (``compare``, ``report``).
+
+    Examples
+    --------
+    >>> solver_remedy("Try method='Radau' or 'BDF' (implicit methods), looser rtol/atol",
+    ...               "sysid simulate")
+    'Try --method Radau or BDF (implicit methods), looser --rtol/--atol'
+    """
+    import re
+
+    torch_hint, implicit, looser = _REMEDIES.get(command, ("", _NO_SOLVER_OPTION, "looser tolerances"))
+    runs = sys.modules.get("sysid.solvers.runs")  # not loaded: no torch solve ran
+    if runs is not None and getattr(runs, "_HINT", ""):
+        message = message.replace(runs._HINT, torch_hint)
+
+    def spell(match: re.Match[str]) -> str:
+        found = match.groupdict()
+        lead = found["lead"]
+        return implicit.format(lead=lead, verb="Try" if lead == "Try " else "use",
+                               a=found.get("a") or "LSODA, Radau", b=found.get("b") or "BDF")
+
+    for pattern in _IMPLICIT:
+        message = re.sub(pattern, spell, message)
+    return message.replace("looser rtol/atol", looser).strip()
