@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from sysid.errors import ConfigError
 from sysid.models.base import NumpyField, ScalingLike, VectorField, scaling_arrays
+from sysid.models.physics import PhysicsField
 
 __all__ = ["NeuralField", "ACTIVATIONS", "frozen_weights"]
 
@@ -295,10 +296,11 @@ class NeuralField(VectorField):
 
 @contextlib.contextmanager
 def frozen_weights(module: nn.Module) -> Iterator[None]:
-    """Fold the scalings of every :class:`NeuralField` in ``module`` into its weights once, for a
-    block that evaluates the fields many times without gradients and without changing them (a
-    free run: ``sysid.simulate``, a fit's validation). Calls with gradients enabled, and calls
-    after the block, fold afresh as usual.
+    """Fold the scalings of every :class:`NeuralField` in ``module`` into its weights once, and
+    compute the constrained values of every :class:`~sysid.models.physics.PhysicsField`'s
+    parameters once, for a block that evaluates the fields many times without gradients and
+    without changing them (a free run: ``sysid.simulate``, a fit's validation). Calls with
+    gradients enabled, and calls after the block, fold and constrain afresh as usual.
 
     Examples
     --------
@@ -309,12 +311,15 @@ def frozen_weights(module: nn.Module) -> Iterator[None]:
     >>> bool(torch.equal(y, f(torch.tensor(0.0), x).detach()))
     True
     """
-    fields = [m for m in module.modules() if isinstance(m, NeuralField)]
+    fields = [m for m in module.modules() if isinstance(m, (NeuralField, PhysicsField))]
     saved = [f._frozen for f in fields]
     try:
         with torch.no_grad():
             for f in fields:
-                f._frozen = f._folded()
+                if isinstance(f, NeuralField):
+                    f._frozen = f._folded()
+                else:
+                    f._frozen = f._values(f.raw)
         yield
     finally:
         for f, s in zip(fields, saved):

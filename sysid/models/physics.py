@@ -150,6 +150,7 @@ class PhysicsField(VectorField):
         self.fn = fn
         self.system = system
         self._override: dict[str, torch.Tensor] | None = None
+        self._frozen: dict[str, torch.Tensor] | None = None  # set by neural.frozen_weights
         self._specs = specs
         self._free = [n for n, p in specs.items() if p.vary]
         self._fixed = [n for n, p in specs.items() if not p.vary]
@@ -316,6 +317,8 @@ class PhysicsField(VectorField):
         """Constrained value of every parameter (free ones differentiable w.r.t. ``raw``)."""
         if self._override is not None:
             return self._override
+        if self._frozen is not None and not torch.is_grad_enabled():
+            return dict(self._frozen)  # a copy: callers may add to it
         return self._values(self.raw)
 
     def _values(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
