@@ -203,15 +203,15 @@ def _integrate(func: Field, y0: torch.Tensor, times: list[float], rtol: float, a
     while i_out < len(times):
         run.check(steps)
         steps += 1
+        if not h >= 10.0 * (math.nextafter(t, math.inf) - t):  # SciPy's smallest step
+            raise StepAbort("the step size fell below the float resolution (the system became stiff "
+                            f"or blew up); {STIFF_REMEDY}", run.t_reached)
         stop = stops[stop_i]
         t1 = t + h
         landing = t1 >= stop
         if landing:
             t1 = stop
         h = t1 - t
-        if not h > 0.0:
-            raise StepAbort("the step size fell below the float resolution (the system became stiff "
-                            f"or blew up); {STIFF_REMEDY}", run.t_reached)
         t1_left = _nextafter(t1, -math.inf, dtype)
         z = y
         for i in range(1, 7):
@@ -246,4 +246,4 @@ def _integrate(func: Field, y0: torch.Tensor, times: list[float], rtol: float, a
         factor = _MAX_FACTOR if ratio == 0.0 else min(_MAX_FACTOR, _SAFETY * ratio ** _EXPONENT)
         h *= min(1.0, factor) if rejected else factor
         rejected = False
-    return out.view(len(times), *y0.shape), run.nfe, run.t_reached
+    return out.view(len(times), *y0.shape), run.nfe, max(run.t_reached, t_end)  # t_end: not its left limit

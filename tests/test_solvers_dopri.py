@@ -1,0 +1,136 @@
+"""The lean no-gradient dopri5 stepper (sysid.solvers.dopri): the same steps as SciPy's RK45, dense
+output at many times, jumps, failures as SolverErrors naming the time reached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.integrate
+import torch
+
+from sysid.errors import SolverError
+from sysid.solvers import SolverConfig, solve
+from sysid.solvers.dopri import _A, _E, _P, dopri5
+from sysid.solvers.runs import SolveCounter
+
+D = torch.float64
+
+
+def _lv(t, y):  # Lotka-Volterra, batched over runs: y (R, 2)
+    prey, pred = y[..., 0], y[..., 1]
+    return torch.stack([(0.55 - 0.028 * pred) * prey, (-0.84 + 0.026 * prey) * pred], dim=-1)
+
+
+def _y0() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.column_stack([30.0 * np.exp(0.2 * rng.standard_normal(4)), 4.0 * np.exp(0.2 * rng.standard_normal(4))])
+
+
+def _lv_numpy(t, y):
+    return _lv(t, torch.from_numpy(y.reshape(4, 2))).numpy().reshape(-1)
+
+
+def test_tableau_consistency():
+    # each row of A sums to its stage time; the continuous extension at theta = 1 gives the
+    # 5th-order weights (the step's end); the error weights sum to zero (exact for y' = const)
+    c = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+    for ci, row in zip(c[1:], _A[1:]):
+        assert sum(row) == pytest.approx(ci, abs=1e-15)
+    np.testing.assert_allclose(np.sum(_P, axis=1), [*_A[6], 0.0], atol=1e-15)
+    assert sum(_E) == pytest.approx(0.0, abs=1e-16)
+
+
+def test_same_steps_and_values_as_scipy_rk45_at_the_same_tolerances():
+    t = np.linspace(0.0, 20.0, 301)
+    y0 = _y0()
+    ref = scipy.integrate.solve_ivp(_lv_numpy, (0.0, 20.0), y0.reshape(-1), t_eval=t, method="RK45",
+                                    rtol=1e-6, atol=1e-8)
+    cnt = SolveCounter()
+    with torch.no_grad():
+        got = solve(_lv, torch.tensor(y0), torch.tensor(t), SolverConfig(rtol=1e-6, atol=1e-8), counter=cnt)
+    # the same algorithm (error norm, controller, first step, dense output): the same evaluations,
+    # values equal up to rounding (measured 1e-13 on states of size 30)
+    assert cnt.nfe == ref.nfev
+    np.testing.assert_allclose(got.numpy(), ref.y.T.reshape(len(t), 4, 2), rtol=1e-10, atol=1e-10)
+    assert cnt.t_reached == 20.0
+
+
+def test_accuracy_against_dop853_in_tolerance_units_and_against_torchdiffeq():
+    t = np.linspace(0.0, 20.0, 2001)  # many outputs: ~20 per step, interpolated at once
+    y0 = _y0()
+    tight = scipy.integrate.solve_ivp(_lv_numpy, (0.0, 20.0), y0.reshape(-1), t_eval=t, method="DOP853",
+                                      rtol=1e-13, atol=1e-13).y.T.reshape(len(t), 4, 2)
+    rtol, atol = 1e-6, 1e-8
+    with torch.no_grad():
+        lean = solve(_lv, torch.tensor(y0), torch.tensor(t), SolverConfig(rtol=rtol, atol=atol)).numpy()
+    with torch.enable_grad():  # with a gradient the torchdiffeq path runs
+        tdq = solve(_lv, torch.tensor(y0), torch.tensor(t), SolverConfig(rtol=rtol, atol=atol)).detach().numpy()
+    units = atol + rtol * np.abs(tight)
+    # the global error over ~2 cycles builds up from local errors of one tolerance unit per step:
+    # measured 24 tolerance units (lean) and 33 (torchdiffeq); bounds at about twice that
+    assert np.max(np.abs(lean - tight) / units) < 60
+    assert np.max(np.abs(tdq - tight) / units) < 60
+    # the two differ by their dense output and first step, not by more than their errors (19)
+    assert np.max(np.abs(lean - tdq) / units) < 60
+
+
+def test_dense_output_against_closed_form():
+    # harmonic oscillator x'' = -w^2 x, runs with different amplitudes; 5001 output times
+    w = 2.0
+    amp = torch.tensor([[1.0], [2.0], [0.5]], dtype=D)
+    y0 = torch.cat([amp, torch.zeros(3, 1, dtype=D)], dim=1)
+    t = torch.linspace(0.0, 10.0, 5001, dtype=D)
+    out, nfe, t_reached = dopri5(lambda s, y: torch.stack([y[:, 1], -w * w * y[:, 0]], dim=1), y0, t.tolist(),
+                                 rtol=1e-8, atol=1e-10, max_steps=10_000, budget=100_000)
+    exact = amp.numpy()[None, :, 0] * np.cos(w * t.numpy())[:, None]
+    # 3 periods at rtol 1e-8: largest error measured 5e-8 (amplitude 2); bound 6x that
+    np.testing.assert_allclose(out[:, :, 0].numpy(), exact, atol=3e-7)
+    assert out.shape == (5001, 3, 2) and t_reached == 10.0 and nfe < 5001  # outputs do not cost steps
+
+
+def test_steps_land_on_jumps_and_see_both_limits():
+    # dy/dt = +1 before t = 0.5, -1 after: exact with the jump, y = t then 1 - t
+    seen = []
+
+    def f(s, y):
+        seen.append(float(s))
+        return torch.where(s < 0.5, torch.ones_like(y), -torch.ones_like(y))
+
+    t = np.linspace(0.0, 1.0, 11)
+    with torch.no_grad():
+        y = solve(f, torch.zeros(1, 1, dtype=D), torch.tensor(t), SolverConfig(), jump_times=[0.5])
+    np.testing.assert_allclose(y[:, 0, 0].numpy(), np.minimum(t, 1.0 - t), atol=1e-12)
+    assert np.nextafter(0.5, 0.0) in seen and np.nextafter(0.5, 1.0) in seen and 0.5 not in seen
+
+
+def test_failures_are_solver_errors_with_the_time_reached():
+    def nan_after(s, y):  # NaN once t > 2
+        return -y + (float("nan") if float(s) > 2.0 else 0.0)
+
+    t = torch.linspace(0.0, 5.0, 6, dtype=D)
+    with torch.no_grad():
+        with pytest.raises(SolverError, match=r"ctx: Integration failed at t=2\.\d*: the vector field returned "
+                                              r"NaN or inf") as info:
+            solve(nan_after, torch.ones(2, dtype=D), t, SolverConfig(), context="ctx")
+        assert 2.0 < info.value.t_reached < 3.0
+        # a stiff decay (k = 1e5) under a budget of 50 steps: stops, names the remedy
+        with pytest.raises(SolverError, match=r"more steps than max_steps=50; .*stiff.*"
+                                              r"SolverConfig\(method=\"Radau\"\)") as info:
+            solve(lambda s, y: -1e5 * (y - torch.cos(s)), torch.zeros(1, dtype=D), t, SolverConfig(max_steps=50))
+        assert 0.0 < info.value.t_reached < 5.0
+        with pytest.raises(SolverError, match=r"at t=0: the vector field returned NaN or inf"):
+            solve(lambda s, y: y * float("inf"), torch.ones(1, dtype=D), t, SolverConfig())
+        # x' = x^2 from 1 blows up at t = 1: the steps collapse onto it
+        with pytest.raises(SolverError, match=r"failed at t=(0\.9\d*|1(\.0\d*)?): the step size fell below "
+                                              r"the float resolution") as info:
+            solve(lambda s, y: y * y, torch.ones(1, dtype=D), t, SolverConfig())
+        assert 0.99 < info.value.t_reached <= 1.01
+
+
+def test_float32_and_a_single_output_interval():
+    t = torch.tensor([0.0, 1.5], dtype=torch.float32)
+    with torch.no_grad():
+        y = solve(lambda s, y: -y, torch.ones(3, dtype=torch.float32), t, SolverConfig(rtol=1e-5, atol=1e-7))
+    assert y.dtype == torch.float32 and y.shape == (2, 3)
+    # rtol 1e-5 on one interval plus float32 rounding: measured 7e-6
+    np.testing.assert_allclose(y[1].numpy(), np.exp(-1.5), rtol=2e-5)
