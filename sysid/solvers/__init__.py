@@ -8,7 +8,9 @@ are used nowhere else (``tests/test_architecture.py`` checks it).
 - :mod:`~sysid.solvers.times`: :func:`check_times`, the one check of output times (``DataError``).
 - :mod:`~sysid.solvers.steps`: explicit Runge-Kutta steps in plain torch, shared by the two torch
   integrators below.
-- :mod:`~sysid.solvers.runs`: :func:`solve`, a batch of runs on one time grid (``simulate``).
+- :mod:`~sysid.solvers.runs`: :func:`solve`, a batch of runs on one time grid (``simulate``);
+  :func:`solve_numpy`, the same with ``dopri5`` on a NumPy field.
+- :mod:`~sysid.solvers.dopri`: the lean Dormand-Prince stepper of solves without a gradient.
 - :mod:`~sysid.solvers.windows`: :func:`solve_windows`, multiple-shooting windows each on its own
   grid (``fit``).
 - :mod:`~sysid.solvers.ivp`: :func:`solve_scipy`, SciPy's ``solve_ivp`` on a plain ``f(t, y)`` with
@@ -26,7 +28,7 @@ from sysid.solvers.config import (
     solver_from,
 )
 from sysid.solvers.ivp import solve_scipy
-from sysid.solvers.runs import SolveCounter, solve
+from sysid.solvers.runs import SolveCounter, solve, solve_numpy
 from sysid.solvers.times import check_times
 from sysid.solvers.windows import StepCounter, solve_windows
 
@@ -41,6 +43,7 @@ __all__ = [
     "check_times",
     "default_solver",
     "solve",
+    "solve_numpy",
     "solve_scipy",
     "solve_windows",
     "solver_from",

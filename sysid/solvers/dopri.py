@@ -33,7 +33,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 
 from sysid import budget as time_budget
@@ -66,7 +68,8 @@ _P = (
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR, _EXPONENT = 0.9, 0.2, 10.0, -1.0 / 5.0
 _STAGES = 6  # new evaluations per step (the first stage is the last one of the previous step)
 
-Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Array = Any  # a torch.Tensor, or a float64 numpy.ndarray
+Field = Callable[[Any, Any], Any]
 
 
 class StepAbort(Exception):
@@ -78,33 +81,127 @@ class StepAbort(Exception):
         self.t = t
 
 
-def _nextafter(t: float, direction: float, dtype: torch.dtype) -> float:
-    """The neighbour of ``t`` towards ``direction`` in ``dtype`` (torchdiffeq's perturbation)."""
-    if dtype == torch.float64:
+class _TorchOps:
+    """The stepper's array operations on torch tensors (one fused op where torch has one)."""
+
+    def __init__(self, like: torch.Tensor) -> None:
+        self.dtype, self.device = like.dtype, like.device
+        self.exponents = torch.arange(1, 5, dtype=like.dtype, device=like.device)
+
+    def const(self, rows: Sequence[Sequence[float]]) -> torch.Tensor:
+        return torch.tensor(rows, dtype=self.dtype, device=self.device)
+
+    def empty(self, rows: int, n: int) -> torch.Tensor:
+        return torch.empty(rows, n, dtype=self.dtype, device=self.device)
+
+    def flat(self, y0: torch.Tensor) -> torch.Tensor:
+        return y0.detach().reshape(1, -1).clone()
+
+    def time(self, t: float) -> torch.Tensor:
+        return torch.tensor(t, dtype=self.dtype, device=self.device)
+
+    def nextafter(self, t: float, direction: float) -> float:
+        """The neighbour of ``t`` in the state's dtype (torchdiffeq's one-ulp perturbation)."""
+        if self.dtype == torch.float64:
+            return math.nextafter(t, direction)
+        tt = torch.tensor(t, dtype=self.dtype)
+        return float(torch.nextafter(tt, torch.tensor(direction, dtype=self.dtype)))
+
+    def combine(self, y: torch.Tensor, a: torch.Tensor, k: torch.Tensor, h: float,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """``y + h * a @ k``."""
+        return torch.addmm(y, a, k, alpha=h, out=out)
+
+    def powers(self, theta: list[float]) -> torch.Tensor:
+        return torch.tensor(theta, dtype=self.dtype, device=self.device)[:, None] ** self.exponents
+
+    def ratio(self, e_row: torch.Tensor, k: torch.Tensor, y: torch.Tensor, z: torch.Tensor, h: float,
+              rtol: float, atol: float) -> float:
+        scale = torch.maximum(y.abs(), z.abs()).mul_(rtol).add_(atol)
+        return h * _rms(torch.mm(e_row, k).div_(scale))
+
+    def finite(self, x: torch.Tensor) -> bool:
+        return bool(torch.isfinite(x).all())
+
+    def first_bad_row(self, k: torch.Tensor) -> int:
+        return int(torch.nonzero(~torch.isfinite(k).all(dim=1))[0, 0])
+
+
+class _NumpyOps:
+    """The same operations on float64 NumPy arrays (a field evaluated by NumPy: no torch dispatch)."""
+
+    dtype = np.float64
+
+    def __init__(self, like: np.ndarray) -> None:
+        self.exponents = np.arange(1, 5, dtype=float)
+
+    def const(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
+        return np.array(rows, dtype=float)
+
+    def empty(self, rows: int, n: int) -> np.ndarray:
+        return np.empty((rows, n))
+
+    def flat(self, y0: np.ndarray) -> np.ndarray:
+        return np.array(y0, dtype=float).reshape(1, -1)
+
+    def time(self, t: float) -> float:
+        return t
+
+    def nextafter(self, t: float, direction: float) -> float:
         return math.nextafter(t, direction)
-    tt = torch.tensor(t, dtype=dtype)
-    return float(torch.nextafter(tt, torch.tensor(direction, dtype=dtype)))
+
+    def combine(self, y: np.ndarray, a: np.ndarray, k: np.ndarray, h: float,
+                out: np.ndarray | None = None) -> np.ndarray:
+        """``y + h * a @ k``."""
+        z = a @ k
+        z *= h
+        z += y
+        if out is None:
+            return z
+        out[...] = z
+        return out
+
+    def powers(self, theta: list[float]) -> np.ndarray:
+        return np.array(theta)[:, None] ** self.exponents
+
+    def ratio(self, e_row: np.ndarray, k: np.ndarray, y: np.ndarray, z: np.ndarray, h: float,
+              rtol: float, atol: float) -> float:
+        scale = np.maximum(np.abs(y), np.abs(z))
+        scale *= rtol
+        scale += atol
+        err = e_row @ k
+        err /= scale
+        return h * math.sqrt(float(np.vdot(err, err)) / err.size)
+
+    def finite(self, x: np.ndarray) -> bool:
+        return bool(np.isfinite(x).all())
+
+    def first_bad_row(self, k: np.ndarray) -> int:
+        return int(np.flatnonzero(~np.isfinite(k).all(axis=1))[0])
 
 
 def _rms(x: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(x)) / math.sqrt(x.numel())
 
 
+Ops = _TorchOps | _NumpyOps
+
+
 class _Run:
     """The state of one solve: the field with its work budget, and the time reached."""
 
-    def __init__(self, func: Field, shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                 budget: int, max_steps: int, pace: time_budget.Pace | None) -> None:
-        self.func, self.shape, self.dtype, self.device = func, shape, dtype, device
+    def __init__(self, func: Field, shape: tuple[int, ...], ops: Ops, budget: int, max_steps: int,
+                 pace: time_budget.Pace | None) -> None:
+        self.func, self.shape, self.ops = func, shape, ops
         self.budget, self.max_steps, self.pace = budget, max_steps, pace
         self.nfe = 0
         self.t_reached = -math.inf
 
-    def field(self, t: float, z: torch.Tensor) -> torch.Tensor:
+    def field(self, t: float, z: Any) -> Any:
         self.nfe += 1
         if t > self.t_reached:
             self.t_reached = t
-        return self.func(torch.tensor(t, dtype=self.dtype, device=self.device), z.view(self.shape)).reshape(-1)
+        return self.func(self.ops.time(t), z.reshape(self.shape)).reshape(-1)
 
     def check(self, steps: int) -> None:
         """Before each step: the time budget, the step budget, a collapsing pace."""
@@ -116,15 +213,19 @@ class _Run:
             raise StepAbort(self.pace.message(self.nfe, self.t_reached), self.t_reached)
 
 
-def _first_step(run: _Run, t0: float, span: float, y: torch.Tensor, f0: torch.Tensor,
-                rtol: float, atol: float) -> float:
+def _first_step(run: _Run, t0: float, span: float, y: Any, f0: Any, rtol: float, atol: float) -> float:
     """Hairer, Norsett & Wanner's starting step for a method of order 5 with a 4th-order estimate."""
-    scale = atol + rtol * y.abs()
-    d0, d1 = _rms(y / scale), _rms(f0 / scale)
+    scale = atol + rtol * abs(y)
+
+    def rms(x: Any) -> float:
+        return math.sqrt(float((x * x).sum()) / n)
+
+    n = y.shape[-1]
+    d0, d1 = rms(y / scale), rms(f0 / scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
     f1 = run.field(t0 + h0, y + h0 * f0)
-    d2 = _rms((f1 - f0) / scale) / h0
+    d2 = rms((f1 - f0) / scale) / h0
     if not (math.isfinite(d1) and math.isfinite(d2)):
         return h0
     if d1 <= 1e-15 and d2 <= 1e-15:
@@ -134,16 +235,18 @@ def _first_step(run: _Run, t0: float, span: float, y: torch.Tensor, f0: torch.Te
     return min(100 * h0, h1, span)
 
 
-def dopri5(func: Field, y0: torch.Tensor, times: Sequence[float], *, rtol: float, atol: float,
+def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol: float,
            max_steps: int, budget: int, jumps: Sequence[float] = (),
-           pace: time_budget.Pace | None = None) -> tuple[torch.Tensor, int, float]:
+           pace: time_budget.Pace | None = None) -> tuple[Array, int, float]:
     """Integrate ``dy/dt = func(t, y)`` from ``y0`` at ``times[0]`` without autograd.
 
     Parameters
     ----------
     func : callable
-        ``func(t, y) -> dy/dt``, ``t`` a 0-d tensor of ``y0``'s dtype, ``y`` shaped like ``y0``.
-    y0 : Tensor
+        ``func(t, y) -> dy/dt`` with ``y`` shaped like ``y0``: for a torch ``y0``, ``t`` is a 0-d
+        tensor of its dtype; for a NumPy ``y0`` (float64), ``t`` is a float and ``func`` returns
+        a NumPy array.
+    y0 : Tensor or numpy.ndarray
         Initial state (any shape; a batch of runs shares one step size).
     times : sequence of float
         Output times, strictly increasing, at least two.
@@ -161,9 +264,9 @@ def dopri5(func: Field, y0: torch.Tensor, times: Sequence[float], *, rtol: float
 
     Returns
     -------
-    (Tensor, int, float)
-        ``y`` at ``times`` ``(len(times), *y0.shape)``, the number of evaluations and the
-        furthest time reached.
+    (Tensor or numpy.ndarray, int, float)
+        ``y`` at ``times`` ``(len(times), *y0.shape)`` (the type of ``y0``), the number of
+        evaluations and the furthest time reached.
 
     Raises
     ------
@@ -171,35 +274,30 @@ def dopri5(func: Field, y0: torch.Tensor, times: Sequence[float], *, rtol: float
         With the reason and the furthest time reached, when the field returns NaN or inf, the
         step size underflows or a budget is spent. The caller words the error.
     """
+    ops: Ops = _TorchOps(y0) if isinstance(y0, torch.Tensor) else _NumpyOps(y0)
     with torch.no_grad():
-        return _integrate(func, y0, list(times), rtol, atol, max_steps, budget, jumps, pace)
+        return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace)
 
 
-def _integrate(func: Field, y0: torch.Tensor, times: list[float], rtol: float, atol: float,
+def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float, atol: float,
                max_steps: int, budget: int, jumps: Sequence[float],
-               pace: time_budget.Pace | None) -> tuple[torch.Tensor, int, float]:
+               pace: time_budget.Pace | None) -> tuple[Array, int, float]:
     """The step loop (long: one loop with its control, kept together for speed and reading)."""
-    dtype, device = y0.dtype, y0.device
-    n, t0, t_end = y0.numel(), times[0], times[-1]
-    run = _Run(func, y0.shape, dtype, device, budget, max_steps, pace)
+    n, t0, t_end = math.prod(y0.shape), times[0], times[-1]
+    run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace)
     stops = sorted({float(s) for s in jumps if t0 < s < t_end} | {t_end})
     jump_set = set(stops[:-1])
-
-    def const(rows: Sequence[Sequence[float]]) -> torch.Tensor:
-        return torch.tensor(rows, dtype=dtype, device=device)
-
-    a_rows = [const([row]) for row in _A[1:]]  # (1, i) each
-    e_row, p_t = const([_E]), const(_P).T.contiguous()  # (1, 7), (4, 7)
-    K = torch.empty(7, n, dtype=dtype, device=device)
-    out = torch.empty(len(times), n, dtype=dtype, device=device)
-    y = y0.reshape(1, n).clone()
+    a_rows = [ops.const([row]) for row in _A[1:]]  # (1, i) each
+    e_row, p_t = ops.const([_E]), ops.const(list(zip(*_P)))  # (1, 7), (4, 7)
+    K, out = ops.empty(7, n), ops.empty(len(times), n)
+    y = ops.flat(y0)
     out[0] = y[0]
     K[0] = run.field(t0, y)
-    if not bool(torch.isfinite(K[0]).all()):
+    if not ops.finite(K[0]):
         raise StepAbort("the vector field returned NaN or inf (the state blew up or left the region "
                         "where the model is defined)", t0)
     t, i_out, steps, stop_i, rejected = t0, 1, 0, 0, False
-    h = _first_step(run, t0, t_end - t0, y, K[0].view(1, n), rtol, atol)
+    h = _first_step(run, t0, t_end - t0, y, K[0:1], rtol, atol)
     while i_out < len(times):
         run.check(steps)
         steps += 1
@@ -212,16 +310,15 @@ def _integrate(func: Field, y0: torch.Tensor, times: list[float], rtol: float, a
         if landing:
             t1 = stop
         h = t1 - t
-        t1_left = _nextafter(t1, -math.inf, dtype)
+        t1_left = ops.nextafter(t1, -math.inf)
         z = y
         for i in range(1, 7):
-            z = torch.addmm(y, a_rows[i - 1], K[:i], alpha=h)
+            z = ops.combine(y, a_rows[i - 1], K[:i], h)
             K[i] = run.field(t1_left if _C[i] == 1.0 else t + _C[i] * h, z)
-        scale = torch.maximum(y.abs(), z.abs()).mul_(rtol).add_(atol)
-        ratio = h * _rms(torch.mm(e_row, K).div_(scale))
+        ratio = ops.ratio(e_row, K, y, z, h, rtol, atol)
         if not ratio <= 1.0:
-            if not math.isfinite(ratio) and not bool(torch.isfinite(K).all()):
-                bad = int(torch.nonzero(~torch.isfinite(K).all(dim=1))[0, 0])
+            if not math.isfinite(ratio) and not ops.finite(K):
+                bad = ops.first_bad_row(K)
                 t_bad = t0 if bad == 0 else (t1_left if _C[bad] == 1.0 else t + _C[bad] * h)
                 raise StepAbort("the vector field returned NaN or inf (the state blew up or left the "
                                 "region where the model is defined)", t_bad)
@@ -231,14 +328,13 @@ def _integrate(func: Field, y0: torch.Tensor, times: list[float], rtol: float, a
             continue
         i_end = bisect.bisect_right(times, t1, lo=i_out)
         if i_end > i_out:  # the outputs inside this step, all at once
-            theta = torch.tensor([(s - t) / h for s in times[i_out:i_end]], dtype=dtype, device=device)
-            powers = torch.stack([theta, theta * theta, theta ** 3, theta ** 4], dim=1)
-            torch.addmm(y, powers, torch.mm(p_t, K), alpha=h, out=out[i_out:i_end])
+            theta = ops.powers([(s - t) / h for s in times[i_out:i_end]])
+            ops.combine(y, theta, p_t @ K, h, out=out[i_out:i_end])
             i_out = i_end
         y, t = z, t1
         if landing and t1 in jump_set:  # the right limit after a jump
             stop_i += 1
-            K[0] = run.field(_nextafter(t1, math.inf, dtype), y)
+            K[0] = run.field(ops.nextafter(t1, math.inf), y)
         else:
             if landing:
                 stop_i += 1
@@ -246,4 +342,4 @@ def _integrate(func: Field, y0: torch.Tensor, times: list[float], rtol: float, a
         factor = _MAX_FACTOR if ratio == 0.0 else min(_MAX_FACTOR, _SAFETY * ratio ** _EXPONENT)
         h *= min(1.0, factor) if rejected else factor
         rejected = False
-    return out.view(len(times), *y0.shape), run.nfe, max(run.t_reached, t_end)  # t_end: not its left limit
+    return out.reshape(len(times), *y0.shape), run.nfe, max(run.t_reached, t_end)  # t_end: not its left limit

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from sysid import budget as time_budget
@@ -22,7 +23,7 @@ from sysid.solvers.dopri import StepAbort, dopri5
 from sysid.solvers.steps import TABLEAUS, grid_between, march, steps_per_gap
 from sysid.solvers.times import check_times
 
-__all__ = ["solve", "SolveCounter"]
+__all__ = ["solve", "solve_numpy", "SolveCounter"]
 
 # right-hand-side evaluations per step (upper bound, with the adaptive first-step guess)
 _STAGES = {"dopri5": 7, "dopri8": 14, "bosh3": 4, "fehlberg2": 3, "adaptive_heun": 2, "rk4": 4,
@@ -151,13 +152,12 @@ def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch
     return out
 
 
-def _lean(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.Tensor,
-          tt: torch.Tensor, times: Any, solver: SolverConfig, budget: int, jump_times: Any,
-          pace: time_budget.Pace | None, cnt: SolveCounter, prefix: str) -> torch.Tensor:
+def _lean(func: Callable[[Any, Any], Any], y0: Any, grid: list[float], solver: SolverConfig,
+          budget: int, jump_times: Any, pace: time_budget.Pace | None, cnt: SolveCounter,
+          prefix: str) -> Any:
     """dopri5 without a gradient: sysid's lean stepper (:mod:`sysid.solvers.dopri`), the same
     steps, errors and messages as the torchdiffeq path at a fraction of its work per step."""
-    grid = [float(s) for s in tt.tolist()]
-    jumps = () if jump_times is None else [float(s) for s in torch.as_tensor(jump_times).flatten().tolist()]
+    jumps = () if jump_times is None else np.asarray(jump_times, dtype=float).ravel().tolist()
     try:
         out, cnt.nfe, cnt.t_reached = dopri5(func, y0, grid, rtol=solver.rtol, atol=solver.atol,
                                              max_steps=solver.max_steps, budget=budget, jumps=jumps,
@@ -168,6 +168,73 @@ def _lean(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch.
             f"{prefix}Integration failed at t={exc.t:.6g}: {exc.reason}. {_HINT}", t_reached=exc.t
         ) from None
     return out
+
+
+def solve_numpy(
+    func: Callable[[float, np.ndarray], np.ndarray],
+    y0: np.ndarray,
+    t: Sequence[float] | np.ndarray,
+    solver: SolverConfig = SolverConfig(),
+    *,
+    counter: SolveCounter | None = None,
+    context: str = "",
+    jump_times: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`solve` for a field evaluated by NumPy: ``dopri5`` by sysid's lean stepper.
+
+    The same steps, error control, output times, jumps, budget and SolverErrors as :func:`solve`
+    with ``dopri5`` and no gradient, on float64 NumPy arrays: a batch of runs in one vectorised
+    solve with no torch dispatch per evaluation (``simulate`` uses it for a model whose NumPy copy
+    agrees with it; issue #13).
+
+    Parameters
+    ----------
+    func : callable
+        ``func(t, y) -> dy/dt`` with ``t`` a float and ``y`` a float64 array shaped like ``y0``.
+    y0 : numpy.ndarray
+        Initial state at ``t[0]``, any shape (e.g. (R, S) for R runs).
+    t : 1-D array or sequence
+        Output times, strictly increasing.
+    solver : SolverConfig
+        Must be ``dopri5`` without the adjoint (tolerances and ``max_steps`` are used).
+    counter, context, jump_times
+        As for :func:`solve`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(t), *y0.shape)``, float64.
+
+    Raises
+    ------
+    DataError
+        For times that are not finite or not strictly increasing.
+    ConfigError
+        For another method, or the adjoint.
+    SolverError
+        As :func:`solve`.
+    """
+    prefix = f"{context}: " if context else ""
+    if solver.method != "dopri5" or solver.adjoint:
+        raise ConfigError(f"{prefix}solve_numpy integrates with dopri5 without the adjoint; got "
+                          f"method={solver.method!r}, adjoint={solver.adjoint}. Use solve() for the others.")
+    times = check_times(t, context or "solve")
+    y = np.asarray(y0, dtype=float)
+    t0 = float(times[0])
+    if not np.isfinite(y).all():
+        bad = np.argwhere(~np.isfinite(y))[0].tolist()
+        raise SolverError(
+            f"{prefix}the initial state is not finite (NaN or inf at index {bad}); every state needs "
+            "a finite value at the first time.",
+            t_reached=t0,
+        )
+    if len(times) == 1:
+        return y[None].copy()
+    budget = solver.max_steps * _STAGES[solver.method] + 20
+    cnt = counter if counter is not None else SolveCounter()
+    cnt.nfe, cnt.t_reached = 0, t0
+    pace = time_budget.Pace(t0, float(times[-1]), budget)
+    return _lean(func, y, [float(s) for s in times], solver, budget, jump_times, pace, cnt, prefix)
 
 
 def solve(
@@ -249,7 +316,7 @@ def solve(
     # the pace is judged on forward solves only (the adjoint's backward pass runs back in time)
     pace = None if solver.adjoint else time_budget.Pace(t0, float(times[-1]), budget)
     if solver.method == "dopri5" and not solver.adjoint and not torch.is_grad_enabled():
-        return _lean(func, y0, tt, times, solver, budget, jump_times, pace, cnt, prefix)
+        return _lean(func, y0, [float(s) for s in tt.tolist()], solver, budget, jump_times, pace, cnt, prefix)
     rhs = _guarded(func, cnt, budget, solver.max_steps, pace)
     try:
         out = _torchdiffeq(rhs, y0, tt, solver, _options(solver, tt, jump_times, counts), adjoint_params)
