@@ -49,7 +49,7 @@ def test_same_steps_and_values_as_scipy_rk45_at_the_same_tolerances():
     with torch.no_grad():
         got = solve(_lv, torch.tensor(y0), torch.tensor(t), SolverConfig(rtol=1e-6, atol=1e-8), counter=cnt)
     # the same algorithm (error norm, controller, first step, dense output): the same evaluations,
-    # values equal up to rounding (measured 1e-13 on states of size 30)
+    # values equal up to rounding (measured 1.5e-13 on states of size 30)
     assert cnt.nfe == ref.nfev
     np.testing.assert_allclose(got.numpy(), ref.y.T.reshape(len(t), 4, 2), rtol=1e-10, atol=1e-10)
     assert cnt.t_reached == 20.0
