@@ -19,13 +19,15 @@ same 200 steps calling the same model (``y + h/6 (k1 + 2 k2 + 2 k3 + k4)`` with 
 ``torch.no_grad``), and prints the ratio (goal: <= 1.2).
 
 Part 4 runs, side by side, the default adaptive ``sysid.simulate`` (dopri5, rtol 1e-6, atol 1e-8)
-and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all 8 runs stacked in
-one state vector on the model's NumPy field, and prints the ratio (goal: < 1).
+and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all runs stacked in
+one state vector on the model's NumPy field, for 8 and for 1000 runs, and prints the ratio (goal:
+< 1). ``simulate`` is timed whole: planning, the solve and the returned dataset.
 
 Part 5 times the command line ``sysid simulate`` of one 600-step run of the saved Lotka-Volterra
-model (a fresh process: start-up included) beside a process that only imports what any torch
-simulation needs (torch, torchdiffeq, xarray): wall time and CPU time (user + system of the child;
-on a loaded machine the CPU time is the better estimate of the wall time on an idle one).
+model (a fresh process: start-up included) beside processes that only import torch, and torch
+and xarray (the floor of any torch simulation that returns a dataset): wall time and CPU time
+(user + system of the child; on a loaded machine the CPU time is the better estimate of the
+wall time on an idle one). The load average is printed with each figure.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_simulate.py [--repeats 5]``.
 """
@@ -177,26 +179,31 @@ def part4(repeats: int) -> None:
     import sysid
 
     t = np.linspace(0.0, 40.0, 201)
-    y0 = _y0()
-    R, S = y0.shape
-    print(f"part 4: adaptive, rtol 1e-6 atol 1e-8, 8 runs; default sysid.simulate (dopri5) vs one "
-          f"vectorised solve_ivp (RK45) of all runs (median of {repeats}, interleaved)")
-    for name, model in _models().items():
-        fn = model.field.numpy_function()
+    print(f"part 4: adaptive, rtol 1e-6 atol 1e-8; default sysid.simulate (dopri5) vs one vectorised "
+          f"solve_ivp (RK45) of all runs (median of {repeats}, interleaved)")
+    for runs in (8, 1000):
+        y0 = _y0(runs)
+        R, S = y0.shape
+        for name, model in _models().items():
+            fn = model.field.numpy_function()
 
-        def f(s, y, fn=fn):  # all runs in one state vector
-            return fn(np.full(R, s), y.reshape(R, S), None).reshape(-1)
+            def f(s, y, fn=fn):  # all runs in one state vector
+                return fn(np.full(R, s), y.reshape(R, S), None).reshape(-1)
 
-        def ivp():
-            return scipy.integrate.solve_ivp(f, (t[0], t[-1]), y0.reshape(-1), t_eval=t,
-                                             method="RK45", rtol=1e-6, atol=1e-8)
+            def ivp(f=f):
+                return scipy.integrate.solve_ivp(f, (t[0], t[-1]), y0.reshape(-1), t_eval=t,
+                                                 method="RK45", rtol=1e-6, atol=1e-8)
 
-        def simulate(model=model):
-            return sysid.simulate(model, y0, t)
+            def simulate(model=model):
+                return sysid.simulate(model, y0, t)
 
-        med = _interleaved({"ivp": ivp, "simulate": simulate}, repeats)
-        print(f"  {name:26s} simulate {med['simulate']:.4f} s, solve_ivp {med['ivp']:.4f} s, "
-              f"ratio {med['simulate'] / med['ivp']:.2f}")
+            ref = ivp().y.T.reshape(len(t), R, S).transpose(1, 0, 2)
+            got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
+            units = np.max(np.abs(got - ref) / (1e-8 + 1e-6 * np.abs(ref)))
+            med = _interleaved({"ivp": ivp, "simulate": simulate}, repeats)
+            print(f"  {runs:5d} runs {name:26s} simulate {med['simulate']:.4f} s, solve_ivp "
+                  f"{med['ivp']:.4f} s, ratio {med['simulate'] / med['ivp']:.2f} (largest difference "
+                  f"{units:.1e} tolerance units; load {os.getloadavg()[0]:.1f})")
 
 
 def _child(cmd: list[str]) -> tuple[float, float]:
@@ -218,17 +225,22 @@ def part5(repeats: int) -> None:
         out = Path(tmp) / "sim.csv"
         cli = [sys.executable, "-m", "sysid", "simulate", str(model_dir), "--y0",
                "prey=30,predator=4", "--t-end", "60", "--dt", "0.1", "--out", str(out)]
-        floor = [sys.executable, "-c", "import torch, torchdiffeq, xarray"]
-        rows: dict = {"cli": [], "floor": []}
-        for _ in range(repeats):
-            out.unlink(missing_ok=True)
-            rows["cli"].append(_child(cli))
-            rows["floor"].append(_child(floor))
-    print(f"part 5: `sysid simulate` of one 600-step run in a fresh process (median of {repeats})")
-    for key, label in (("cli", "sysid simulate"), ("floor", "import torch, torchdiffeq, xarray")):
+        variants = {
+            "sysid simulate": cli,
+            "import torch": [sys.executable, "-c", "import torch"],
+            "import torch, xarray": [sys.executable, "-c", "import torch, xarray"],
+        }
+        rows: dict = {k: [] for k in variants}
+        for _ in range(repeats):  # interleaved: each variant sees the same load
+            for key, cmd in variants.items():
+                out.unlink(missing_ok=True)
+                rows[key].append(_child(cmd))
+    print(f"part 5: `sysid simulate` of one 600-step run in a fresh process (median of {repeats}; "
+          f"load {os.getloadavg()[0]:.1f})")
+    for key in variants:
         wall = statistics.median(w for w, _ in rows[key])
         cpu = statistics.median(c for _, c in rows[key])
-        print(f"  {label:36s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
+        print(f"  {key:24s} wall {wall:6.2f} s   cpu {cpu:6.2f} s")
 
 
 def main() -> None:
