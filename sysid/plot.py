@@ -220,14 +220,13 @@ def phase_portrait(
         V = f[:, j].reshape(gy.size, gx.size)
         speed = np.hypot(U, V)
         ax.streamplot(gx, gy, U, V, color=speed, cmap="Blues", density=0.9, linewidth=0.8, arrowsize=0.8)
-        if data is not None:
-            from sysid.data import get_run, run_ids
+        if data is not None and pair[0] in data.data_vars and pair[1] in data.data_vars:
+            from sysid.data import run_values
 
-            for k, r in enumerate(run_ids(data)):
-                one = get_run(data, r)
-                if pair[0] in one and pair[1] in one:
-                    ax.plot(one[pair[0]].values, one[pair[1]].values, ".", ms=2.5, color="C1",
-                            label="data" if k == 0 else None)
+            # every run's samples in one call (markers only: no line joins the runs)
+            cols = run_values(data, pair)[1]
+            ax.plot(np.concatenate(cols[pair[0]]), np.concatenate(cols[pair[1]]), ".", ms=2.5,
+                    color="C1", label="data")
         orbits = learned_orbits if title == "learned" else reference_orbits
         if orbits is not None:
             _draw_orbits(ax, orbits, pair, f"{'model' if title == 'learned' else 'reference'} orbit")
@@ -248,15 +247,15 @@ def phase_portrait(
 
 def _draw_orbits(ax: Axes, orbits: xr.Dataset, pair: tuple[str, str], name: str) -> None:
     """Each run of ``orbits`` as a line in the plane ``pair`` (one legend entry)."""
-    from sysid.data import get_run, run_ids
+    from sysid.data import run_values
 
     missing = [a for a in pair if a not in orbits.data_vars]
     if missing:
         raise DataError(f"phase_portrait: the orbits have no variables {missing}; they have "
                         f"{list(orbits.data_vars)}.")
-    for k, r in enumerate(run_ids(orbits)):
-        one = get_run(orbits, r)
-        ax.plot(one[pair[0]].values, one[pair[1]].values, "-", lw=1.3, color="C3", alpha=0.9,
+    cols = run_values(orbits, pair)[1]
+    for k in range(len(cols[pair[0]])):
+        ax.plot(cols[pair[0]][k], cols[pair[1]][k], "-", lw=1.3, color="C3", alpha=0.9,
                 label=name if k == 0 else None, zorder=4)
 
 

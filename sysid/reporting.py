@@ -148,11 +148,11 @@ def _dense_grid(ds: xr.Dataset, interpolation: str, n: int = DENSE_POINTS) -> xr
 def _sampling(ds: xr.Dataset) -> tuple[bool, str]:
     """(regular, description): whether every run is evenly sampled (time steps equal to 1e-6
     relative), and the range of time steps in words."""
-    from sysid.data import get_run, run_ids
+    from sysid.data import run_values
 
     lo, hi, regular = np.inf, 0.0, True
-    for r in run_ids(ds):
-        dt = np.diff(get_run(ds, r)["time"].values)
+    for t in run_values(ds)[0]:
+        dt = np.diff(t)
         if dt.size == 0:
             continue
         lo, hi = min(lo, float(dt.min())), max(hi, float(dt.max()))
@@ -166,14 +166,14 @@ def _sampling(ds: xr.Dataset) -> tuple[bool, str]:
 
 
 def _data_summary(ds: xr.Dataset, held_out: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sysid.data import get_run, run_ids
+    from sysid.data import run_ids, run_values
 
     runs = []
     names = [str(n) for n in ds.data_vars]
-    for r in run_ids(ds):
-        one = get_run(ds, r)
-        t = one["time"].values
-        cells = np.stack([one[n].values for n in names], -1) if names else np.zeros((t.size, 0))
+    times, columns = run_values(ds, names)  # read once, not a Dataset per run
+    for i, r in enumerate(run_ids(ds)):
+        t = times[i]
+        cells = np.stack([columns[n][i] for n in names], -1) if names else np.zeros((t.size, 0))
         runs.append({"run": r, "set": "held-out" if r in held_out else "train", "samples": int(t.size),
                      "t_start": float(t[0]), "t_end": float(t[-1]),
                      "missing_percent": float(100 * np.mean(~np.isfinite(cells))) if cells.size else 0.0})
@@ -187,7 +187,7 @@ def _data_summary(ds: xr.Dataset, held_out: Sequence[str]) -> tuple[pd.DataFrame
 
 def _merge(train: xr.Dataset, validation: xr.Dataset | None) -> tuple[xr.Dataset, list[str]]:
     """Training and validation runs in one dataset; returns it and the validation run ids."""
-    from sysid.data import from_arrays, get_run, input_names, run_ids, state_names
+    from sysid.data import from_arrays, input_names, run_ids, run_values, state_names
 
     if validation is None:
         return train, []
@@ -199,11 +199,10 @@ def _merge(train: xr.Dataset, validation: xr.Dataset | None) -> tuple[xr.Dataset
     missing = [n for n in states + inputs if n not in validation.data_vars]
     if missing:
         raise DataError(f"report: the validation data has no variables {missing}.")
-    runs = [(train, r) for r in a] + [(validation, r) for r in b]
-    ones = [get_run(ds, r) for ds, r in runs]
+    ta, va = run_values(train, states + inputs)
+    tb, vb = run_values(validation, states + inputs)
     merged = from_arrays(
-        [o["time"].values for o in ones],
-        {n: [o[n].values for o in ones] for n in states + inputs},
+        ta + tb, {n: va[n] + vb[n] for n in states + inputs},
         states=states, inputs=inputs, runs=a + b,
         units={**{n: train[n].attrs.get("units", "") for n in states + inputs},
                "time": train["time"].attrs.get("units", "")},
@@ -348,10 +347,12 @@ def report(
                                 threshold, settings)
         elif len(state_names(full)) >= 2:
             def portrait() -> None:
-                orbits = an.predict(fitted, _dense_grid(train, mdl.input_interpolation), settings=settings)
+                shown, sample = _plotted_runs(train, "orbits")
+                orbits = an.predict(fitted, _dense_grid(select_runs(train, shown), mdl.input_interpolation),
+                                    settings=settings)
                 doc.figure("phase_portrait", plot.phase_portrait(mdl, data=train, learned_orbits=orbits),
                            "Phase portrait of the learned field with the model's orbits from the "
-                           "training runs' initial states")
+                           f"training runs' initial states{sample}")
             doc.section("phase portrait", portrait)
         if band is not None:  # hook: the ensemble band section, defined at the end of this module
             doc.section("prediction band", lambda: _band_section(doc, band, full, held))
@@ -441,18 +442,21 @@ def _start_states(fitted: Any, mdl: Any, full: xr.Dataset) -> dict[str, list[flo
     it made one, else the first sample, else the model's default. None when some state has no
     value for some run (then the simulation picks its own start)."""
     from sysid.analysis.prediction import fitted_initial_states
-    from sysid.data import get_run, run_ids
+    from sysid.data import run_ids, run_values
 
     est = fitted_initial_states(fitted)
     out: dict[str, list[float]] = {}
+    measured = [s_ for s_ in mdl.state_names if s_ in full.data_vars]
+    firsts = {n: [v[0] for v in vs] for n, vs in run_values(full, measured)[1].items()}
+    estimated = {} if est is None else {  # state -> {run: value}
+        s_: dict(zip(map(str, est.index), est[s_].to_numpy(dtype=float))) for s_ in est.columns}
     for s_ in mdl.state_names:
         vals = []
-        for r in run_ids(full):
-            one = get_run(full, r)
-            if est is not None and s_ in est.columns and r in est.index:
-                vals.append(float(est.loc[r, s_]))
-            elif s_ in one.data_vars and np.isfinite(one[s_].values[0]):
-                vals.append(float(one[s_].values[0]))
+        for i, r in enumerate(run_ids(full)):
+            if s_ in estimated and r in estimated[s_]:
+                vals.append(float(estimated[s_][r]))
+            elif s_ in firsts and np.isfinite(firsts[s_][i]):
+                vals.append(float(firsts[s_][i]))
             elif s_ in mdl.latent_initial:
                 vals.append(float(mdl.latent_initial[s_]))
             else:
@@ -498,11 +502,18 @@ def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset,
             note += "."
         doc.text(note)
         doc.table(valid)
-        dense = an.predict(mdl, _dense_grid(full, model.input_interpolation), settings=settings)
-        doc.figure("trajectories", plot.trajectories(full, dense, held_out=held),
-                   "Data (dots) and the free-run model simulated densely (lines); held-out runs shaded")
-        doc.figure("residuals_time", plot.residuals(full, cmp.predicted, held_out=held),
-                   "Free-run residuals (data - model) against time; held-out runs dashed")
+        from sysid.data import select_runs
+
+        # the figures draw PLOTTED_RUNS runs: only those are simulated densely (10 000 runs at
+        # 400 points each cost minutes for 8 panels)
+        shown, sample = _plotted_runs(full)
+        dense = an.predict(mdl, _dense_grid(select_runs(full, shown), model.input_interpolation),
+                           settings=settings)
+        doc.figure("trajectories", plot.trajectories(full, dense, runs=shown, held_out=held),
+                   "Data (dots) and the free-run model simulated densely (lines); held-out runs "
+                   f"shaded{sample}")
+        doc.figure("residuals_time", plot.residuals(full, cmp.predicted, runs=shown, held_out=held),
+                   f"Free-run residuals (data - model) against time; held-out runs dashed{sample}")
         doc.data["free_run"] = {**cmp.to_dict(), "valid_time": an.jsonable(valid)}
 
     def k_step() -> None:
@@ -533,10 +544,28 @@ def _metrics_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, full: xr.Dataset,
     doc.section("k-step metrics", k_step)
 
 
-def _min_len(ds: xr.Dataset) -> int:
-    from sysid.data import run_ids, run_length
+#: Runs drawn in the trajectory and residual figures (the tables score every run).
+PLOTTED_RUNS = 8
 
-    return min(run_length(ds, r) for r in run_ids(ds))
+
+def _plotted_runs(ds: xr.Dataset, what: str = "runs") -> tuple[list[str], str]:
+    """The runs the figures draw (the first :data:`PLOTTED_RUNS`) and a caption suffix that says
+    so when there are more."""
+    from sysid.data import run_ids
+
+    runs = run_ids(ds)
+    if len(runs) <= PLOTTED_RUNS:
+        return runs, ""
+    scored = "; the tables score all of them" if what == "runs" else ""
+    return runs[:PLOTTED_RUNS], (f" ({what} of the first {PLOTTED_RUNS} of {len(runs)} runs are "
+                                 f"drawn{scored})" if what != "runs" else
+                                 f" (the first {PLOTTED_RUNS} of {len(runs)} runs are drawn{scored})")
+
+
+def _min_len(ds: xr.Dataset) -> int:
+    from sysid.data import run_values
+
+    return min(len(t) for t in run_values(ds)[0])
 
 
 def _equations_text(mdl: Any) -> dict[str, str]:
@@ -603,6 +632,7 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, re
     # long: five short report sections written as closures over the same shared state (model,
     # reference, data, settings), each run by doc.section so that one failing section is reported
     # and the others still appear; splitting them out would pass these ten values to each.
+    from sysid.data import select_runs
     from sysid.systems import System
 
     system, ref = resolved
@@ -629,12 +659,14 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, re
                  f"the data.")
         doc.table(cmp.table())
         doc.table(cmp.valid_time)
-        dense = an.predict(mdl, _dense_grid(full, mdl.input_interpolation), settings=settings)
+        shown, sample = _plotted_runs(full)
+        dense = an.predict(mdl, _dense_grid(select_runs(full, shown), mdl.input_interpolation),
+                           settings=settings)
         doc.figure("reference_trajectories",
-                   plot.trajectories(cmp.reference, dense, held_out=held, data_label="reference",
-                                     model_label="learned"),
+                   plot.trajectories(cmp.reference, dense, runs=shown, held_out=held,
+                                     data_label="reference", model_label="learned"),
                    f"Reference {_bare(ref.name)} (dots, at the sample times) and the learned model (lines) "
-                   f"from the same initial states")
+                   f"from the same initial states{sample}")
         doc.data["reference"]["trajectories"] = cmp.to_dict()
 
     def fields() -> None:
@@ -646,14 +678,16 @@ def _reference_sections(doc: _Doc, an: Any, plot: Any, mdl: Any, fitted: Any, re
                  "RMS of the reference field on the data; support = within "
                  f"{fe.grid.attrs['threshold']:g} std units of a training sample.")
         doc.table(fe.summary.to_frame("value"))
-        grid = _dense_grid(train, mdl.input_interpolation)
-        start = _start_states(fitted, mdl, train)
+        shown, sample = _plotted_runs(train, "orbits")
+        drawn = select_runs(train, shown)
+        grid = _dense_grid(drawn, mdl.input_interpolation)
+        start = _start_states(fitted, mdl, drawn)
         lo = an.predict(fitted, grid, settings=settings)
         ro = an.predict(reference, grid, settings=settings, initial=start)
         doc.figure("phase_portrait", plot.phase_portrait(mdl, reference, data=train, params=params, u=u,
                                                          learned_orbits=lo, reference_orbits=ro),
                    "Learned (left) and reference (right) fields with the training data and each "
-                   "model's orbits from the training runs' initial states")
+                   f"model's orbits from the training runs' initial states{sample}")
         doc.figure("field_error", plot.field_error_map(fe, data=train).figure,
                    "Normalised field error; dashed: edge of the data's support")
         doc.data["reference"]["vector_field"] = fe.to_dict()

@@ -46,7 +46,7 @@ from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
 from sysid.models.model import Model
 from sysid.models.neural import frozen_weights
-from sysid.solvers import SolverConfig, check_times, solve, solve_numpy, solve_scipy, solver_from
+from sysid.solvers import SolverConfig, check_times, solve, solve_numpy, solver_from
 
 __all__ = ["simulate", "to_numpy_rhs", "SolverConfig"]
 
@@ -386,25 +386,34 @@ def _numpy_rhs(model: Model, rhs: Callable[[torch.Tensor, torch.Tensor], torch.T
 
 def _run_scipy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
                solver: SolverConfig, where: str) -> list[np.ndarray]:
-    """Run by run with SciPy on the NumPy right-hand side (vectorised for implicit Jacobians)."""
+    """With SciPy on the NumPy right-hand side: explicit methods integrate the runs together in
+    stacked solves when the inputs are absent or constant; implicit methods and sampled or
+    function inputs run by run (vectorised for implicit Jacobians);
+    :func:`sysid.solvers.ivp.solve_scipy_runs`."""
+    from sysid.solvers.ivp import solve_scipy_runs
+
     fn = target.numpy().fn
-    out = []
-    for r, rid in enumerate(plan.ids):
-        u = source.numpy(r) if source is not None else None
+    offsets = np.array([float(t[0]) for t in plan.times])
+    n_inputs = len(target.inputs)
+    ufns = [source.numpy(r) for r in range(len(plan.ids))] if source is not None else None
 
-        def f(t: float, y: np.ndarray, u: Any = u) -> np.ndarray:
-            x = y.T if y.ndim == 2 else y[None, :]
-            uu = None if u is None else np.broadcast_to(u(t), (x.shape[0], len(target.inputs)))
-            dx = fn(np.full(x.shape[0], t), x, uu)
-            return dx.T if y.ndim == 2 else dx[0]
+    def f_rows(tau: float, x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        t_abs = offsets[rows] + tau
+        if ufns is None:
+            u = None
+        elif source is not None and source.constant is not None:
+            u = source.constant[rows]
+        elif (rows == rows[0]).all():  # one run (K states at once for an implicit Jacobian)
+            u = np.broadcast_to(ufns[rows[0]](t_abs[0]), (rows.size, n_inputs))
+        else:
+            u = np.stack([np.broadcast_to(ufns[r](t), (n_inputs,)) for r, t in zip(rows, t_abs)])
+        return fn(t_abs, x, u)
 
-        if len(plan.times[r]) == 1:
-            out.append(y0[r][None, :])
-            continue
-        sol = solve_scipy(f, y0[r], plan.times[r], solver, context=f"{where} (run {rid!r})",
-                          states=target.states, time_units=target.time_units, vectorized=True)
-        out.append(sol.y.T)
-    return out
+    # sampled inputs kink or jump at each run's own sample times, and a function is called run by
+    # run: stacking pays off without inputs or with constant ones
+    stack = source is None or source.constant is not None
+    return solve_scipy_runs(f_rows, y0, plan.times, solver, context=where, ids=plan.ids,
+                            states=target.states, time_units=target.time_units, stack=stack)
 
 
 def _result(target: _Target, plan: _Plan, states: list[np.ndarray], source: InputSource | None,

@@ -176,7 +176,7 @@ def valid_prediction_time(
 
     if not threshold > 0:
         raise ConfigError(f"threshold must be > 0; got {threshold}.")
-    from sysid.data import get_run
+    from sysid.data import run_values
 
     names = list(variables) if variables is not None else [n for n in state_names(reference) if n in predicted]
     sigma = np.array([np.nanstd(reference[n].values) for n in names])
@@ -184,16 +184,18 @@ def valid_prediction_time(
     t_all = reference["time"].values
     e_all = np.full(t_all.shape, np.nan)
     rows = []
-    for i, r in enumerate(run_ids(reference)):
-        ref_r, pred_r = get_run(reference, r), get_run(predicted, r)
-        ti = ref_r["time"].values
-        if pred_r.sizes["time"] != ti.size:
+    runs = run_ids(reference)
+    t_ref, ref_v = run_values(reference, names)  # read once, not a Dataset per run
+    t_pred, pred_v = run_values(predicted, names, runs=runs)
+    for i, r in enumerate(runs):
+        ti = t_ref[i]
+        if t_pred[i].size != ti.size:
             raise DataError(
                 f"valid_prediction_time: run {r!r} has {ti.size} reference samples but "
-                f"{pred_r.sizes['time']} predicted ones."
+                f"{t_pred[i].size} predicted ones."
             )
-        y = np.stack([ref_r[n].values for n in names], -1)
-        p = np.stack([pred_r[n].values for n in names], -1)
+        y = np.stack([ref_v[n][i] for n in names], -1)
+        p = np.stack([pred_v[n][i] for n in names], -1)
         sq = ((p - y) / sigma) ** 2
         cnt = np.sum(np.isfinite(sq), axis=-1)
         ei = np.where(cnt > 0, np.sqrt(np.nansum(sq, axis=-1) / np.maximum(cnt, 1)), np.nan)

@@ -90,19 +90,16 @@ def _all_metrics(y: np.ndarray, yhat: np.ndarray, normalise: str) -> list[float]
     return [rmse(a, b), nrmse(a, b, normalise=normalise), fit_percent(a, b), r2(a, b), float(a.size)]
 
 
-def _aligned(data: xr.Dataset, predicted: xr.Dataset, run: str, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    from sysid.data import get_run
-
-    d = get_run(data, run)
-    p = get_run(predicted, run)
-    td, tp = d["time"].values, p["time"].values
+def _aligned(run: str, td: np.ndarray, tp: np.ndarray, d: list[np.ndarray],
+             p: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One run's data and prediction (samples x variables) after checking they share times."""
     if td.shape != tp.shape or not np.allclose(td, tp, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(td).max())):
         raise DataError(
             f"metrics: run {run!r} has {td.size} samples in the data but the prediction has "
             f"{tp.size} at other times; simulate at the data's sample times (e.g. "
             f"sysid.analysis.predict(model, data))."
         )
-    return (np.stack([d[n].values for n in names], -1), np.stack([p[n].values for n in names], -1))
+    return np.stack(d, -1), np.stack(p, -1)
 
 
 def trajectory_metrics(
@@ -145,7 +142,7 @@ def trajectory_metrics(
     >>> float(trajectory_metrics(ds, ds)["fit_percent"].sel(run="run0", variable="x"))
     100.0
     """
-    from sysid.data import run_ids, state_names
+    from sysid.data import run_ids, run_values, state_names
 
     if normalise not in NORMALISATIONS:
         raise ConfigError(f"normalise must be one of {list(NORMALISATIONS)}; got {normalise!r}.")
@@ -173,7 +170,10 @@ def trajectory_metrics(
                 f"the prediction has {list(predicted.data_vars)}."
             )
     held = set(held_out)
-    per_run = {r: _aligned(data, predicted, r, names) for r in runs}
+    td, dv = run_values(data, names)  # read once: a Dataset per run cost ms x thousands of runs
+    tp, pv = run_values(predicted, names, runs=runs)
+    per_run = {r: _aligned(r, td[i], tp[i], [dv[n][i] for n in names], [pv[n][i] for n in names])
+               for i, r in enumerate(runs)}
     labels: list[str] = list(runs)
     sets: list[str] = ["held-out" if r in held else "train" for r in runs]
     values = [[_all_metrics(per_run[r][0][:, j], per_run[r][1][:, j], normalise) for j in range(len(names))] for r in runs]

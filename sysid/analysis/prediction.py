@@ -70,11 +70,10 @@ def _to_dataset(
     attrs: Mapping[str, Any],
 ) -> xr.Dataset:
     """Predictions as a schema dataset, with units/long names from the data (or the dynamics)."""
-    from sysid.data import from_arrays, get_run
+    from sysid.data import from_arrays, run_values
 
     values: dict[str, list[np.ndarray]] = {n: [s[:, j] for s in states] for j, n in enumerate(dyn.states)}
-    for name in dyn.inputs:
-        values[name] = [get_run(data, r)[name].values for r in runs]
+    values.update(run_values(data, dyn.inputs, runs=runs)[1])
     if dyn.outputs and dyn.observe is not None:  # measurement equations on the predicted states
         ys = []
         for i, r in enumerate(runs):
@@ -139,7 +138,7 @@ def predict(
     xarray.Dataset
         The prediction in the trajectory schema, same runs and times as ``data``.
     """
-    from sysid.data import get_run, run_ids, select_runs
+    from sysid.data import run_ids, select_runs
     from sysid.training import FitResult
 
     dyn = as_dynamics(model, states=states, params=params)
@@ -154,7 +153,6 @@ def predict(
         raise DataError(
             f"predict: {dyn.name} needs inputs {list(dyn.inputs)} but the data has no {missing_inputs}."
         )
-    times = [get_run(data, r)["time"].values for r in runs]
     if k is None:
         from sysid.models import Model
         from sysid.simulation import simulate
@@ -171,19 +169,18 @@ def predict(
         raise ConfigError(f"predict: k must be a positive integer (steps ahead) or None; got {k!r}.")
     if initial:
         raise ConfigError("predict: initial= applies to free run only; k-step starts from measured samples.")
-    return _k_step(dyn, data, runs, times, int(k), interpolation, settings)
+    return _k_step(dyn, data, runs, int(k), interpolation, settings)
 
 
 def _k_step(
     dyn: Dynamics,
     data: xr.Dataset,
     runs: list[str],
-    times: list[np.ndarray],
     k: int,
     interpolation: str,
     settings: SolverConfig | None,
 ) -> xr.Dataset:
-    from sysid.data import get_run, select_runs
+    from sysid.data import run_values, select_runs
 
     latent = [n for n in dyn.states if n not in data.data_vars]
     if latent:
@@ -191,31 +188,29 @@ def _k_step(
             f"predict: k-step prediction needs every state measured; the data has no {latent}. "
             f"Use free run (k=None) with initial= for unmeasured states."
         )
+    times, columns = run_values(data, dyn.states, runs=runs)
     rows_run, rows_start, x0 = [], [], []
-    meas = []
-    for i, r in enumerate(runs):
-        one = get_run(data, r)
-        y = np.stack([one[n].values for n in dyn.states], -1)
-        meas.append(y)
-        for s in range(len(times[i]) - k):
-            if np.all(np.isfinite(y[s])):
-                rows_run.append(i)
-                rows_start.append(s)
-                x0.append(y[s])
+    for i in range(len(runs)):  # every start whose states are all measured, k samples before the end
+        y = np.stack([columns[n][i] for n in dyn.states], -1)
+        starts = np.flatnonzero(np.all(np.isfinite(y[:max(len(y) - k, 0)]), axis=1))
+        rows_run.append(np.full(starts.size, i))
+        rows_start.append(starts)
+        x0.append(y[starts])
     preds = [np.full((len(t), dyn.n_states), np.nan) for t in times]
-    if rows_run:
-        rr = np.asarray(rows_run)
-        ss = np.asarray(rows_start)
-        x = np.asarray(x0, dtype=float)
+    rr, ss = np.concatenate(rows_run), np.concatenate(rows_start)
+    if rr.size:
+        x = np.concatenate(x0).astype(float)
+        padded = np.full((len(runs), max(len(t) for t in times)), np.nan)
+        for i, t in enumerate(times):
+            padded[i, :len(t)] = t
         src = input_source(select_runs(data, runs) if dyn.inputs else None, dyn.inputs, runs,
                            kind=interpolation, where="predict")
         u = _batch_inputs([src.numpy(i) for i in range(len(runs))], rr) if src is not None else None
         for j in range(k):
-            t0 = np.array([times[a][b + j] for a, b in zip(rr, ss)])
-            t1 = np.array([times[a][b + j + 1] for a, b in zip(rr, ss)])
-            x = step_batch(dyn, x, t0, t1, u=u, settings=settings)
-        for (a, b), xi in zip(zip(rr, ss), x):
-            preds[a][b + k] = xi
+            x = step_batch(dyn, x, padded[rr, ss + j], padded[rr, ss + j + 1], u=u, settings=settings)
+        bounds = np.cumsum([0] + [a.size for a in rows_start])
+        for i in range(len(runs)):
+            preds[i][rows_start[i] + k] = x[bounds[i]:bounds[i + 1]]
     return _to_dataset(dyn, data, runs, times, preds, {"prediction": f"{k}-step ahead"})
 
 

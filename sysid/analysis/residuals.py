@@ -73,7 +73,7 @@ def residual_autocorrelation(
         99 % band). Runs include ``"all"``: the runs' residuals concatenated with NaN gaps between
         them so no lag pairs samples of different runs.
     """
-    from sysid.data import get_run, input_names, run_ids, state_names
+    from sysid.data import input_names, run_ids, run_values, state_names
 
     if not isinstance(max_lag, (int, np.integer)) or max_lag < 1:
         raise ConfigError(f"max_lag must be a positive integer; got {max_lag!r}.")
@@ -84,12 +84,13 @@ def residual_autocorrelation(
     inputs = input_names(data)
     runs = run_ids(data)
     res, uin = [], []
-    for r in runs:
-        d, p = get_run(data, r), get_run(predicted, r)
-        if d.sizes["time"] != p.sizes["time"] or not np.allclose(d["time"].values, p["time"].values):
+    td, dv = run_values(data, [*names, *inputs])  # read once, not a Dataset per run
+    tp, pv = run_values(predicted, names, runs=runs)
+    for i, r in enumerate(runs):
+        if td[i].size != tp[i].size or not np.allclose(td[i], tp[i]):
             raise DataError(f"residual_autocorrelation: run {r!r} is sampled at other times in the prediction.")
-        res.append(np.stack([d[n].values - p[n].values for n in names], -1))
-        uin.append(np.stack([d[n].values for n in inputs], -1) if inputs else np.zeros((d.sizes["time"], 0)))
+        res.append(np.stack([dv[n][i] - pv[n][i] for n in names], -1))
+        uin.append(np.stack([dv[n][i] for n in inputs], -1) if inputs else np.zeros((td[i].size, 0)))
     gap = np.full((max_lag, len(names)), np.nan)
     res.append(np.concatenate([x for r in res for x in (r, gap)])[:-max_lag])
     ugap = np.full((max_lag, len(inputs)), np.nan)

@@ -22,6 +22,7 @@ from sysid.data.schema import (
     input_names,
     run_ids,
     run_length,
+    run_values,
     state_names,
 )
 from sysid.data.splits import select_runs, split_runs, split_time
@@ -58,6 +59,7 @@ __all__ = [
     "load_zarr",
     "run_ids",
     "run_length",
+    "run_values",
     "safe_cell",
     "save",
     "select_runs",

@@ -19,7 +19,7 @@ from sysid.errors import ConfigError, DataError, SolverError
 from sysid.solvers.config import SolverConfig, default_solver
 from sysid.solvers.times import check_times
 
-__all__ = ["solve_scipy", "budget"]
+__all__ = ["solve_scipy", "solve_scipy_runs", "budget", "STACKED_METHODS"]
 
 _ALTERNATIVE = {"LSODA": "'Radau' or 'BDF'", "Radau": "'BDF' or 'LSODA'", "BDF": "'Radau' or 'LSODA'"}
 
@@ -187,3 +187,142 @@ def _stop_error(exc: _Stop, prefix: str, span: str, solver: SolverConfig, limit:
         f"{_remedy(solver.method)}.",
         t_reached=reached,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# many runs in one solve
+
+#: Explicit SciPy methods whose runs are integrated together (:func:`solve_scipy_runs`); implicit
+#: ones keep one solve per run (a stacked Jacobian would couple the runs' Newton iterations).
+STACKED_METHODS = ("RK45", "RK23", "DOP853")
+#: Most runs in one stacked solve, and most output values (times x runs x states) it may hold.
+STACK_RUNS = 256
+STACK_VALUES = 4_000_000
+
+
+def solve_scipy_runs(
+    f_rows: Callable[[float, np.ndarray, np.ndarray], np.ndarray],
+    y0: np.ndarray,
+    times: Sequence[np.ndarray],
+    solver: SolverConfig | None = None,
+    *,
+    context: str = "",
+    ids: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+    time_units: str = "",
+    stack: bool = True,
+) -> list[np.ndarray]:
+    """Integrate many runs of the same dynamics, each from its own start on its own output times.
+
+    With an explicit method (:data:`STACKED_METHODS`), runs are integrated together, up to
+    :data:`STACK_RUNS` at a time, as one stacked system in time relative to each run's start: one
+    ``solve_ivp`` whose right-hand side evaluates all of them in one call. SciPy's error norm is
+    the root mean square over every component, so the tolerances are divided by the square root
+    of the number of runs stacked: each run's own error norm then stays within ``rtol``/``atol``
+    at every step, as in a solve of its own (the steps are those of the most demanding run). A
+    stacked solve that fails is repeated run by run, so a failure names its run as before.
+    Implicit methods solve run by run.
+
+    Parameters
+    ----------
+    f_rows : callable
+        ``f_rows(tau, Y, rows) -> dY``: the right-hand side of runs ``rows`` (indices, ``(K,)``)
+        at time ``tau`` after each run's start, states ``Y`` ``(K, S)`` -> ``(K, S)``.
+    y0 : ndarray (R, S)
+        Initial states.
+    times : sequence of ndarray
+        Per run, its output times (absolute; the first is the run's start).
+    solver : SolverConfig, optional
+        A SciPy method (default the analysis default).
+    context, ids, states, time_units
+        For messages: prefix, run ids, state names, units of time.
+    stack : bool
+        False solves run by run whatever the method: for right-hand sides that are not smooth at
+        each run's own times (inputs interpolated between samples kink or jump there, and a
+        stacked solve would have to step through every run's kinks).
+
+    Returns
+    -------
+    list of ndarray
+        Per run, ``(N_r, S)`` states at its times (the first row is ``y0`` exactly).
+    """
+    solver = solver if solver is not None else default_solver("analysis")
+    y0 = np.asarray(y0, dtype=float)
+    n_runs, n_states = y0.shape
+    ids = [str(i) for i in (ids if ids is not None else range(n_runs))]
+    rel = [np.asarray(t, dtype=float) - float(t[0]) for t in times]
+    out: list[np.ndarray | None] = [y0[r][None, :].copy() if len(rel[r]) == 1 else None
+                                    for r in range(n_runs)]
+    todo = [r for r in range(n_runs) if out[r] is None]
+    if stack and solver.method in STACKED_METHODS and solver.backend == "scipy":
+        for chunk in _stack_chunks(todo, rel, n_states):
+            if len(chunk) > 1:
+                got = _stacked(f_rows, y0, rel, chunk, solver, context, time_units)
+                if got is not None:
+                    for r, y in zip(chunk, got):
+                        out[r] = y
+    for r in todo:
+        if out[r] is None:  # implicit methods, single runs and stacked solves that failed
+            rows, t0 = np.array([r]), float(times[r][0])  # in absolute time, for the messages
+            sol = solve_scipy(lambda t, y, rows=rows, t0=t0: _one_run(f_rows, t - t0, y, rows, n_states),
+                              y0[r], times[r], solver, context=f"{context} (run {ids[r]!r})",
+                              states=states, time_units=time_units, vectorized=True)
+            out[r] = sol.y.T
+    return out  # type: ignore[return-value]
+
+
+def _one_run(f_rows: Callable, tau: float, y: np.ndarray, rows: np.ndarray, n_states: int) -> np.ndarray:
+    """One run's right-hand side for ``solve_ivp``: ``y`` ``(S,)``, or ``(S, K)`` when SciPy
+    evaluates K states at once (implicit methods' Jacobians)."""
+    x = y.T if y.ndim == 2 else y[None, :]
+    dx = np.asarray(f_rows(tau, x, np.repeat(rows, x.shape[0])), dtype=float)
+    return dx.T if y.ndim == 2 else dx[0]
+
+
+def _stack_chunks(todo: list[int], rel: list[np.ndarray], n_states: int) -> list[list[int]]:
+    """Runs in groups for stacked solves: sorted by length and duration (so that runs on the same
+    grid share one), each group at most :data:`STACK_RUNS` runs and :data:`STACK_VALUES` output
+    values over the union of its grids."""
+    order = sorted(todo, key=lambda r: (len(rel[r]), float(rel[r][-1])))
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    grid = np.empty(0)
+    for r in order:
+        merged = np.union1d(grid, rel[r])
+        if chunk and (len(chunk) >= STACK_RUNS or merged.size * (len(chunk) + 1) * n_states > STACK_VALUES):
+            chunks.append(chunk)
+            chunk, merged = [], rel[r]
+        chunk.append(r)
+        grid = merged
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def _stacked(f_rows: Callable, y0: np.ndarray, rel: list[np.ndarray], chunk: list[int],
+             solver: SolverConfig, context: str, time_units: str) -> list[np.ndarray] | None:
+    """One stacked solve of the runs ``chunk``; None when it fails (the caller solves them one by
+    one, for a message naming the run)."""
+    import dataclasses
+
+    rows = np.asarray(chunk)
+    k, n_states = rows.size, y0.shape[1]
+    grid = np.unique(np.concatenate([rel[r] for r in chunk]))
+    shrink = float(np.sqrt(k))  # each run's own RMS error norm stays within the tolerances
+    tight = dataclasses.replace(solver, rtol=max(solver.rtol / shrink, 1e-13), atol=solver.atol / shrink)
+
+    def rhs(tau: float, y: np.ndarray) -> np.ndarray:
+        return np.asarray(f_rows(tau, y.reshape(k, n_states), rows), dtype=float).ravel()
+
+    try:
+        sol = solve_scipy(rhs, y0[rows].ravel(), grid, tight, context=f"{context} ({k} runs stacked)",
+                          time_units=time_units)
+    except SolverError:
+        return None
+    values = sol.y.reshape(k, n_states, grid.size)
+    out = []
+    for i, r in enumerate(chunk):
+        y = values[i][:, np.searchsorted(grid, rel[r])].T
+        y[0] = y0[r]  # the first output is the initial state exactly
+        out.append(y)
+    return out
