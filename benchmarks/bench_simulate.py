@@ -21,7 +21,8 @@ same 200 steps calling the same model (``y + h/6 (k1 + 2 k2 + 2 k3 + k4)`` with 
 Part 4 runs, side by side, the default adaptive ``sysid.simulate`` (dopri5, rtol 1e-6, atol 1e-8)
 and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all runs stacked in
 one state vector on the model's NumPy field, for 8 and for 1000 runs, and prints the ratio (goal:
-< 1). ``simulate`` is timed whole: planning, the solve and the returned dataset.
+< 1). ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
+sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's.
 
 Part 5 times the command line ``sysid simulate`` of one 600-step run of the saved Lotka-Volterra
 model (a fresh process: start-up included) beside processes that only import torch, and torch
@@ -178,6 +179,7 @@ def part4(repeats: int) -> None:
     import scipy.integrate
 
     import sysid
+    from sysid.solvers import solve_numpy
 
     t = np.linspace(0.0, 40.0, 201)
     print(f"part 4: adaptive, rtol 1e-6 atol 1e-8; default sysid.simulate (dopri5) vs one vectorised "
@@ -198,13 +200,17 @@ def part4(repeats: int) -> None:
             def simulate(model=model):
                 return sysid.simulate(model, y0, t)
 
+            def stepper(fn=fn):  # sysid's stepper alone on the same NumPy field
+                return solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t)
+
             ref = ivp().y.T.reshape(len(t), R, S).transpose(1, 0, 2)
             got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
             units = np.max(np.abs(got - ref) / (1e-8 + 1e-6 * np.abs(ref)))
-            med = _interleaved({"ivp": ivp, "simulate": simulate}, repeats)
+            med = _interleaved({"ivp": ivp, "simulate": simulate, "stepper": stepper}, repeats)
             print(f"  {runs:5d} runs {name:26s} simulate {med['simulate']:.4f} s, solve_ivp "
-                  f"{med['ivp']:.4f} s, ratio {med['simulate'] / med['ivp']:.2f} (largest difference "
-                  f"{units:.1e} tolerance units; load {os.getloadavg()[0]:.1f})")
+                  f"{med['ivp']:.4f} s, ratio {med['simulate'] / med['ivp']:.2f}; the stepper alone "
+                  f"{med['stepper'] / med['ivp']:.2f} (largest difference {units:.1e} tolerance "
+                  f"units; load {os.getloadavg()[0]:.1f})")
 
 
 def _child(cmd: list[str]) -> tuple[float, float]:

@@ -8,6 +8,7 @@ measured quantity with attrs ``role`` ("state" or "input"), ``units`` and ``long
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -99,8 +100,9 @@ def from_arrays(
         raise DataError(f"from_arrays: run ids must be unique; got {run_ids}.")
     times = [np.asarray(t, dtype=float).ravel() for t in times]
     n_obs = max(len(t) for t in times)
-    time_arr = np.full((n_runs, n_obs), np.nan)
-    for i, t in enumerate(times):
+    full = all(len(t) == n_obs for t in times)  # no padding: one copy per variable, not per run
+    time_arr = np.stack(times) if full else np.full((n_runs, n_obs), np.nan)
+    for i, t in enumerate([] if full else times):
         time_arr[i, : len(t)] = t
     data_vars = {}
     for name in names:
@@ -109,6 +111,10 @@ def from_arrays(
             raise DataError(
                 f"from_arrays: {name!r} has {len(per_run)} runs but times has {n_runs}."
             )
+        arr = _stacked(per_run, n_obs) if full else None
+        if arr is not None:
+            data_vars[name] = ((TRAJ, OBS), arr, _var_attrs(name, states, units, long_names))
+            continue
         arr = np.full((n_runs, n_obs), np.nan)
         for i, v in enumerate(per_run):
             v = np.asarray(v, dtype=float).ravel()
@@ -118,15 +124,7 @@ def from_arrays(
                     f"but {len(times[i])} times."
                 )
             arr[i, : len(v)] = v
-        data_vars[name] = (
-            (TRAJ, OBS),
-            arr,
-            {
-                "role": "state" if name in states else "input",
-                "units": str(units.get(name, "")),
-                "long_name": str(long_names.get(name, name)),
-            },
-        )
+        data_vars[name] = ((TRAJ, OBS), arr, _var_attrs(name, states, units, long_names))
     t_units = str(units.get(TIME, time_units))
     ds = xr.Dataset(
         data_vars,
@@ -143,6 +141,23 @@ def from_arrays(
         },
     )
     return ds
+
+
+def _stacked(per_run: Sequence[Any], n_obs: int) -> np.ndarray | None:
+    """The runs' values as one ``(runs, n_obs)`` float array when each is a flat array of
+    ``n_obs`` values (one C copy); None otherwise (the per-run loop checks, pads and words it)."""
+    if not all(isinstance(v, np.ndarray) and v.shape == (n_obs,) for v in per_run):
+        return None
+    return np.stack(per_run).astype(float, copy=False)
+
+
+def _var_attrs(name: str, states: Sequence[str], units: Mapping[str, str],
+               long_names: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "role": "state" if name in states else "input",
+        "units": str(units.get(name, "")),
+        "long_name": str(long_names.get(name, name)),
+    }
 
 
 def state_names(ds: xr.Dataset) -> list[str]:
