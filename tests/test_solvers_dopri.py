@@ -188,3 +188,21 @@ def test_simulate_runs_numpy_copy_only_when_it_agrees_with_the_model(monkeypatch
 
 def simulate_values(ds) -> np.ndarray:
     return np.stack([ds[n].values for n in ("prey", "predator")], axis=-1)
+
+
+def test_a_simulate_process_hides_dask_only_when_not_loaded(monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    from sysid.cli import _without_dask
+
+    monkeypatch.delitem(sys.modules, "dask", raising=False)
+    _without_dask()  # as `sysid simulate` does in its own process: "not installed" to xarray
+    assert sys.modules["dask"] is None and importlib.util.find_spec("dask") is None
+    with pytest.raises(ImportError):
+        import dask  # noqa: F401
+    loaded = types.ModuleType("dask")
+    monkeypatch.setitem(sys.modules, "dask", loaded)
+    _without_dask()  # a process that already uses Dask keeps it
+    assert sys.modules["dask"] is loaded
