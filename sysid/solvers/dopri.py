@@ -275,7 +275,8 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
         step size underflows or a budget is spent. The caller words the error.
     """
     ops: Ops = _TorchOps(y0) if isinstance(y0, torch.Tensor) else _NumpyOps(y0)
-    with torch.no_grad():
+    # NaN and inf are found by the step control and raised as StepAbort: no NumPy warnings
+    with torch.no_grad(), np.errstate(all="ignore"):
         return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace)
 
 
