@@ -316,9 +316,12 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
     model = target.model
     run_model = model if model.dtype == dtype else copy.deepcopy(model).to(dtype)
     offsets = np.array([t[0] for t in plan.times])
-    rel = [t - t[0] for t in plan.times]
-    same = all(len(r) == len(rel[0]) for r in rel) and bool(np.all(np.stack(rel) == rel[0]))
-    grid = rel[0] if same else np.unique(np.concatenate(rel))  # one grid: no merging, no look-up
+    same = len({len(t) for t in plan.times}) == 1
+    if same:  # one relative grid for all runs (the usual case): no merging, no look-up
+        rel_all = np.array(plan.times) - offsets[:, None]
+        same = bool(np.all(rel_all == rel_all[0]))
+    rel = [t - t[0] for t in plan.times] if not same else []
+    grid = rel_all[0] if same else np.unique(np.concatenate(rel))
     u_at = source.torch(dtype, offsets) if source is not None else None
     jumps = source.jumps(offsets) if source is not None else None
     off_t = torch.as_tensor(offsets, dtype=dtype)

@@ -101,7 +101,7 @@ def from_arrays(
     times = [np.asarray(t, dtype=float).ravel() for t in times]
     n_obs = max(len(t) for t in times)
     full = all(len(t) == n_obs for t in times)  # no padding: one copy per variable, not per run
-    time_arr = np.stack(times) if full else np.full((n_runs, n_obs), np.nan)
+    time_arr = np.array(times) if full else np.full((n_runs, n_obs), np.nan)
     for i, t in enumerate([] if full else times):
         time_arr[i, : len(t)] = t
     data_vars = {}
@@ -148,7 +148,7 @@ def _stacked(per_run: Sequence[Any], n_obs: int) -> np.ndarray | None:
     ``n_obs`` values (one C copy); None otherwise (the per-run loop checks, pads and words it)."""
     if not all(isinstance(v, np.ndarray) and v.shape == (n_obs,) for v in per_run):
         return None
-    return np.stack(per_run).astype(float, copy=False)
+    return np.array(per_run, dtype=float)  # (np.stack costs a Python call per run)
 
 
 def _var_attrs(name: str, states: Sequence[str], units: Mapping[str, str],
