@@ -16,7 +16,7 @@ from sysid.errors import ConfigError
 from sysid.models.base import NumpyField, ScalingLike, VectorField, scaling_arrays
 from sysid.models.physics import PhysicsField
 
-__all__ = ["NeuralField", "ACTIVATIONS", "frozen_weights"]
+__all__ = ["NeuralField", "ACTIVATIONS", "frozen_weights", "folded_once"]
 
 
 def _np_softplus(z: np.ndarray) -> np.ndarray:
@@ -163,6 +163,7 @@ class NeuralField(VectorField):
         self._act = ACTIVATIONS[activation][0]
         # folded weights made once by frozen_weights() for a no-grad block (None otherwise)
         self._frozen: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._frozen_grad = False  # made with gradients (folded_once): used by calls with them too
         out_idx = [self.state_names.index(n) for n in self.output_names]
         self.register_buffer("x_mean", torch.zeros(n_s))
         self.register_buffer("x_scale", torch.ones(n_s))
@@ -202,11 +203,21 @@ class NeuralField(VectorField):
         from the current weights and buffers (tiny tensors), so training and :meth:`set_scaling`
         stay exact. The means are still subtracted from the batch: folding them into the bias
         would cancel large offsets (e.g. 300 K with a scale of 1) in float32. Inside
-        :func:`frozen_weights` and without gradients, the folded weights made on entry are used.
+        :func:`frozen_weights` and without gradients, or inside :func:`folded_once`, the folded
+        weights made on entry are used.
         """
         self._check_xu(x, u)
         xm = self.x_mean
         z = x - xm if self._all_args else x[..., self._arg_idx] - xm[self._arg_idx]
+        frozen = self._frozen
+        use = frozen is not None and (self._frozen_grad or not torch.is_grad_enabled())
+        return self.network(t, z, u, frozen if use else self._folded())
+
+    def network(self, t: torch.Tensor, z: torch.Tensor, u: torch.Tensor | None,
+                params: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The layers ``params`` (from :meth:`_folded`) on the centred arguments ``z`` (B, A),
+        with the centred inputs and the time appended."""
+        x = z
         if self.input_names or self.time_dependent:
             parts = [z]
             if self.input_names:
@@ -216,18 +227,24 @@ class NeuralField(VectorField):
                 parts.append(tt.reshape(-1, 1).expand(*x.shape[:-1], 1) if tt.ndim else
                              tt.expand(*x.shape[:-1], 1))
             z = torch.cat(parts, dim=-1)
-        frozen = self._frozen
-        params = frozen if frozen is not None and not torch.is_grad_enabled() else self._folded()
         act = self._act
         for w, b in params[:-1]:
             z = act(F.linear(z, w, b))
         w, b = params[-1]
         return F.linear(z, w, b)
 
-    def _folded(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _folded(self, unit: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The layers' ``(weight, bias)`` with the input scales folded into the first layer and
-        the output scale (``x_scale / time_scale`` of the outputs) into the last."""
+        the output scale (``x_scale / time_scale`` of the outputs) into the last.
+
+        With ``unit`` (S,) (a field of all states to all states only): the layers of
+        ``dz/dt = f(x_mean + unit * z) / unit`` in the coordinates ``z`` of a caller that scales
+        the states by ``unit`` around the field's own mean (a fit's scaled states), for
+        :meth:`network` on ``z`` directly."""
         in_scale = self.x_scale if self._all_args else self.x_scale[self._arg_idx]
+        out_scale = self.x_scale if self._all_outputs else self.x_scale[self._out_idx]
+        if unit is not None:
+            in_scale, out_scale = in_scale / unit, out_scale / unit
         if self.input_names or self.time_dependent:
             scales = [in_scale]
             if self.input_names:
@@ -235,7 +252,6 @@ class NeuralField(VectorField):
             if self.time_dependent:
                 scales.append(self.time_scale.reshape(1))
             in_scale = torch.cat(scales)
-        out_scale = self.x_scale if self._all_outputs else self.x_scale[self._out_idx]
         out_scale = out_scale / self.time_scale
         params = [(layer.weight, layer.bias) for layer in self.layers]
         w, b = params[0]
@@ -312,15 +328,49 @@ def frozen_weights(module: nn.Module) -> Iterator[None]:
     True
     """
     fields = [m for m in module.modules() if isinstance(m, (NeuralField, PhysicsField))]
-    saved = [f._frozen for f in fields]
+    saved = [(f._frozen, getattr(f, "_frozen_grad", False)) for f in fields]
     try:
         with torch.no_grad():
             for f in fields:
                 if isinstance(f, NeuralField):
-                    f._frozen = f._folded()
+                    f._frozen, f._frozen_grad = f._folded(), False
                 else:
                     f._frozen = f._values(f.raw)
         yield
     finally:
-        for f, s in zip(fields, saved):
+        for f, (s, g) in zip(fields, saved):
             f._frozen = s
+            if isinstance(f, NeuralField):
+                f._frozen_grad = g
+
+
+@contextlib.contextmanager
+def folded_once(module: nn.Module) -> Iterator[None]:
+    """Fold the scalings of every :class:`NeuralField` in ``module`` into its weights once, with
+    gradients, for a block in which the weights do not change (the forward pass of one training
+    step: every evaluation of a rollout uses the one fold, and the backward pass after the block
+    reaches the weights through it). Without gradients it acts as :func:`frozen_weights`.
+
+    Do not change the weights inside the block (an optimiser step), and do not use it where the
+    backward pass evaluates the field again after the block (the adjoint method, gradient
+    checkpointing): those calls fold afresh, which is correct but gains nothing.
+
+    Examples
+    --------
+    >>> f = NeuralField(["x"], width=4, depth=1)
+    >>> x = torch.ones(2, 1)
+    >>> with folded_once(f):
+    ...     y = f(torch.tensor(0.0), x) + f(torch.tensor(1.0), x)
+    >>> y.sum().backward()
+    >>> f.layers[0].weight.grad is not None
+    True
+    """
+    fields = [m for m in module.modules() if isinstance(m, NeuralField)]
+    saved = [(f._frozen, f._frozen_grad) for f in fields]
+    try:
+        for f in fields:
+            f._frozen, f._frozen_grad = f._folded(), torch.is_grad_enabled()
+        yield
+    finally:
+        for f, (s, g) in zip(fields, saved):
+            f._frozen, f._frozen_grad = s, g

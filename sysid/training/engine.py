@@ -832,11 +832,13 @@ def _warm_start(ctx: _Context) -> dict[str, Any]:
     if not params:
         return {"skipped": "no free parameters"}
     n_par = sum(p.numel() for p in params)
+    method = ws.method
     try:
-        return regress_derivatives(
+        return {"method": method, **regress_derivatives(
             ctx.rhs, train.t[ok], train.smooth[ok], train.u[ok] if train.u is not None else None,
             train.deriv[ok], epochs=ws.epochs, lr=ws.lr, parameters=params,
-            use_lbfgs=n_par <= 64, penalty=ctx.problem.penalty if ctx.problem.hybrids else None)
+            use_lbfgs=n_par <= 64, penalty=ctx.problem.penalty if ctx.problem.hybrids else None,
+            method=method)}
     except SolverError as exc:  # a field that fails on the data is left as it was
         return {"skipped": f"field evaluation failed: {exc}"}
 

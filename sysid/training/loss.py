@@ -8,6 +8,9 @@ and a position of 1e3 m step alike. The data misfit itself is an error model of
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -30,11 +33,46 @@ class ScaledRhs(nn.Module):
         self.field = field
         self.register_buffer("mean", mean.clone())
         self.register_buffer("scale", scale.clone())
+        # the network's layers folded for z directly (see folded), while a block lasts
+        self._direct: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._direct_grad = False
 
     def forward(self, t: torch.Tensor, z: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
         """Scaled derivatives ``(W, S)``."""
+        direct = self._direct
+        if direct is not None and (self._direct_grad or not torch.is_grad_enabled()):
+            return self.field.network(t, z, u, direct)
         x = self.mean + self.scale * z
         return self.field(t, x, u) / self.scale
+
+    @contextlib.contextmanager
+    def folded(self) -> Iterator[None]:
+        """Fold the networks' scalings into their weights once for a block of evaluations in
+        which the weights do not change (one rollout; with gradients when they are enabled, so
+        the backward pass after the block reaches the weights through the one fold).
+
+        A :class:`~sysid.models.neural.NeuralField` of all states to all states whose mean is
+        this scaling's mean (a fit sets the data's scaling on an unscaled model) is evaluated on
+        the scaled states directly: ``x = mean + scale * z``, the network's own centring and
+        scaling and the final ``/ scale`` become one scaling of its first and last layer (the
+        same values up to rounding; 5 instead of 12 operations per evaluation of the default
+        network). Any other field has its networks folded once (:func:`folded_once`).
+        """
+        from sysid.models.neural import NeuralField, folded_once
+
+        field = self.field
+        if (isinstance(field, NeuralField) and field._all_args and field._all_outputs
+                and torch.equal(field.x_mean, self.mean)):
+            saved = (self._direct, self._direct_grad)
+            try:
+                self._direct = field._folded(self.scale)
+                self._direct_grad = torch.is_grad_enabled()
+                yield
+            finally:
+                self._direct, self._direct_grad = saved
+            return
+        with folded_once(field):
+            yield
 
 
 def continuity_loss(pred_z: torch.Tensor, nodes_z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

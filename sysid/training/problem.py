@@ -6,6 +6,7 @@ training data); time stays in the user's units and the solvers step on each wind
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -478,8 +479,13 @@ class WindowProblem:
         """Scaled states ``(W, H, S)`` of every window."""
         t = gather(self.data.t, windows)
         z0 = self.initial_states(nodes, windows)
-        return solve_windows(self.rhs, z0, t, inputs=inputs, substeps=self.substeps,
-                             counter=self.counter, solver=self.config.solver)
+        solver = self.config.solver
+        # the networks' scalings folded once per rollout (not where the backward pass evaluates
+        # the field again: the adjoint, gradient checkpointing)
+        again = torch.is_grad_enabled() and (solver.adjoint or solver.checkpoint_steps is not None)
+        with contextlib.nullcontext() if again else self.rhs.folded():
+            return solve_windows(self.rhs, z0, t, inputs=inputs, substeps=self.substeps,
+                                 counter=self.counter, solver=solver)
 
     def measured(self, pred: torch.Tensor, windows: Windows) -> torch.Tensor:
         """The predicted measured variables ``(W, H, M)`` (scaled) of predicted states ``pred``:

@@ -5,13 +5,18 @@ Before any trajectory is integrated, each measured state is smoothed by local po
 at every sample. The vector field is then fitted to
 ``f(t, x, u) ~ dx/dt`` by least squares over all samples: cheap (one field evaluation per sample
 and step, no solver) and, for physics and hybrid models, a direct least-squares estimate of the
-parameters that lands the trajectory fit close to its optimum.
+parameters that lands the trajectory fit close to its optimum. A network's field is fitted by
+full-batch L-BFGS until it stops improving (far fewer evaluations than Adam needs for the same
+objective); fields with few parameters by Adam, then L-BFGS. Every evaluation runs over pieces of
+:data:`CHUNK_ROWS` rows with ``max_time``, Ctrl-C and SIGTERM checked between them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from typing import final
 
 import torch
 from torch import nn
@@ -21,11 +26,20 @@ from sysid.data.smoothing import local_polynomial, smooth_runs
 
 __all__ = ["local_polynomial", "smooth_runs", "regress_derivatives"]  # the first two re-exported
 
+#: Rows per piece of one objective evaluation (the budget is checked between pieces; at 5 million
+#: rows one full evaluation of the default network took ~10 s, a piece ~0.15 s).
+CHUNK_ROWS = 65_536
+#: L-BFGS iterations per round of the "lbfgs" warm start; it stops after a round that lowers the
+#: objective by less than PLATEAU of its value.
+LBFGS_ROUND = 10
+PLATEAU = 0.05
+
 
 def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: torch.Tensor | None,
                         dz: torch.Tensor, *, epochs: int, lr: float,
                         parameters: list[nn.Parameter], use_lbfgs: bool,
-                        penalty: Callable[[], torch.Tensor] | None = None) -> dict[str, float]:
+                        penalty: Callable[[], torch.Tensor] | None = None,
+                        method: str = "adam", chunk_rows: int | None = None) -> dict[str, float]:
     """Fit the scaled field ``rhs(t, z, u)`` to scaled derivatives ``dz`` by least squares.
 
     Parameters
@@ -37,41 +51,123 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
     dz : Tensor (M, S)
         Smoothed derivatives of the scaled states (per time unit).
     epochs, lr : int, float
-        Adam steps and learning rate.
+        ``method="adam"``: Adam steps and learning rate. ``method="lbfgs"``: the most
+        objective-and-gradient evaluations (``lr`` unused).
     parameters : list of nn.Parameter
         What to fit (the field's trainable tensors).
     use_lbfgs : bool
-        Finish with L-BFGS (few parameters: physics and small hybrid models).
+        ``method="adam"``: finish with L-BFGS (few parameters: physics and small hybrid models).
     penalty : callable, optional
         An extra term added to the objective (the hybrid models' neural penalty).
+    method : {"adam", "lbfgs"}
+        "lbfgs": full-batch L-BFGS with a strong Wolfe line search from the start, stopped when
+        :data:`LBFGS_ROUND` iterations lower the objective by less than :data:`PLATEAU` of it
+        (a network's default: it reaches Adam's 300-step objective in ~50 evaluations).
+    chunk_rows : int, optional
+        Rows per piece of one evaluation (default :data:`CHUNK_ROWS`): the gradient is
+        accumulated piece by piece (the same full-batch objective), and ``max_time``, Ctrl-C and
+        SIGTERM are checked between pieces, so a budget holds inside one evaluation over
+        millions of rows.
 
     Returns
     -------
     dict
-        ``{"loss_before", "loss_after", "samples"}``; the parameters are left at the best
-        state found (never worse than the start).
+        ``{"loss_before", "loss_after", "samples", "evaluations"}`` (plus ``"note"`` when the
+        time budget ended it); the parameters are left at the best state found (never worse than
+        the start). A spent ``max_time`` keeps that best state; Ctrl-C propagates (the caller
+        restores the model as given).
     """
-    weight = 1.0 / dz.pow(2).mean(dim=0).clamp(min=1e-12)
-
-    def objective() -> torch.Tensor:
-        err = rhs(t, z, u) - dz
-        value = (err.pow(2) * weight).mean()
-        return value + penalty() if penalty is not None else value
-
-    with torch.no_grad():
-        start = float(objective())
+    obj = _Objective(rhs, t, z, u, dz, penalty, parameters,
+                     CHUNK_ROWS if chunk_rows is None else chunk_rows)
+    try:
+        start = obj.value()
+    except time_budget.BudgetExceeded:
+        return {"loss_before": math.nan, "loss_after": math.nan, "samples": float(len(t)),
+                "evaluations": 0.0, "note": "max_time spent in the warm start"}
+    info = {"loss_before": start, "loss_after": start, "samples": float(len(t))}
     if not math.isfinite(start):
-        return {"loss_before": start, "loss_after": start, "samples": float(len(t))}
-    best, best_state = _adam(objective, parameters, epochs, lr, start)
-    if use_lbfgs and not time_budget.expired():
-        best = _lbfgs(objective, parameters, best, best_state)
-    return {"loss_before": start, "loss_after": best, "samples": float(len(t))}
+        return {**info, "evaluations": 0.0}
+    obj.best, obj.best_state = start, _snapshot(parameters)
+    try:
+        if method == "lbfgs":
+            _lbfgs_rounds(obj, epochs)
+        else:
+            _adam(obj, epochs, lr)
+            final = obj.value()  # after the last step
+            if math.isfinite(final) and final < obj.best:
+                obj.best, obj.best_state = final, _snapshot(parameters, obj.best_state)
+            _restore(parameters, obj.best_state)
+            if use_lbfgs:
+                _lbfgs(obj, max_iter=100)
+    except time_budget.BudgetExceeded:  # max_time: the best state so far is the result
+        info["note"] = "max_time spent in the warm start"
+    _restore(parameters, obj.best_state)
+    return {**info, "loss_after": obj.best, "evaluations": float(obj.evaluations)}
+
+
+@final
+class _Objective:
+    """The weighted least-squares objective, evaluated over pieces of ``chunk_rows`` rows with a
+    budget check before each; remembers the best parameters it has seen."""
+
+    def __init__(self, rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: torch.Tensor | None,
+                 dz: torch.Tensor, penalty: Callable[[], torch.Tensor] | None,
+                 parameters: list[nn.Parameter], chunk_rows: int) -> None:
+        self.rhs, self.penalty, self.parameters = rhs, penalty, parameters
+        self.weight = 1.0 / dz.pow(2).mean(dim=0).clamp(min=1e-12)
+        m = len(t)
+        self.count = m * dz.shape[-1]  # the mean is over rows and states
+        step = max(int(chunk_rows), 1)
+        self.pieces = [(t[i:i + step], z[i:i + step], None if u is None else u[i:i + step],
+                        dz[i:i + step]) for i in range(0, m, step)]
+        self.evaluations = 0
+        self.best = math.inf
+        self.best_state: list[torch.Tensor] = []
+
+    def _piece(self, t, z, u, dz) -> torch.Tensor:
+        folded = getattr(self.rhs, "folded", None)  # a ScaledRhs: its networks evaluated on z
+        with folded() if folded is not None else contextlib.nullcontext():
+            err = self.rhs(t, z, u) - dz
+        if len(self.pieces) == 1:
+            return (err.pow(2) * self.weight).mean()
+        return (err.pow(2) * self.weight).sum() / self.count
+
+    def value(self) -> float:
+        """The objective at the current parameters, without gradients."""
+        total = 0.0
+        with torch.no_grad():
+            for piece in self.pieces:
+                time_budget.check("warm start")
+                total += float(self._piece(*piece))
+            if self.penalty is not None:
+                total += float(self.penalty())
+        return total
+
+    def gradient(self) -> float:
+        """The objective, its gradient accumulated into the parameters' ``.grad`` (set to zero
+        first); a finite value below the best seen is remembered with its parameters."""
+        for p in self.parameters:
+            p.grad = None
+        total = 0.0
+        for piece in self.pieces:
+            time_budget.check("warm start")
+            value = self._piece(*piece)
+            value.backward()
+            total += float(value.detach())
+        if self.penalty is not None:
+            value = self.penalty()
+            value.backward()
+            total += float(value.detach())
+        self.evaluations += 1
+        if math.isfinite(total) and total < self.best:
+            self.best, self.best_state = total, _snapshot(self.parameters, self.best_state)
+        return total
 
 
 def _snapshot(parameters: list[nn.Parameter],
               into: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """A copy of the parameters (into ``into`` when given: one multi-tensor copy, no new tensors)."""
-    if into is None:
+    if not into:
         return [p.detach().clone() for p in parameters]
     with torch.no_grad():
         torch._foreach_copy_(into, [p.detach() for p in parameters])
@@ -84,54 +180,59 @@ def _restore(parameters: list[nn.Parameter], state: list[torch.Tensor]) -> None:
             p.copy_(s)
 
 
-def _adam(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter], epochs: int,
-          lr: float, start: float) -> tuple[float, list[torch.Tensor]]:
-    """Adam with cosine decay to a tenth; the parameters end at the best state seen, returned
-    with its objective value."""
-    best, best_state = start, _snapshot(parameters)
-    opt = torch.optim.Adam(parameters, lr=lr, foreach=True)  # one update op for all tensors
+def _adam(obj: _Objective, epochs: int, lr: float) -> None:
+    """Adam with cosine decay to a tenth (the best state is kept by ``obj``); stops at a
+    non-finite objective."""
+    opt = torch.optim.Adam(obj.parameters, lr=lr, foreach=True)  # one update op for all tensors
     for step in range(epochs):
-        if time_budget.expired():  # max_time or a stop request: keep the best state so far
-            break
-        opt.zero_grad()
-        loss = objective()
-        value = float(loss.detach())
+        value = obj.gradient()
         if not math.isfinite(value):
-            _restore(parameters, best_state)
+            _restore(obj.parameters, obj.best_state)
             break
-        if value < best:
-            best, best_state = value, _snapshot(parameters, best_state)
-        loss.backward()
         opt.step()
         for g in opt.param_groups:
             g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / epochs)))
-    with torch.no_grad():
-        final = float(objective())
-    if math.isfinite(final) and final < best:
-        best, best_state = final, _snapshot(parameters)
-    _restore(parameters, best_state)
-    return best, best_state
 
 
-def _lbfgs(objective: Callable[[], torch.Tensor], parameters: list[nn.Parameter], best: float,
-           best_state: list[torch.Tensor]) -> float:
-    """L-BFGS from the best state; kept only when it lowers the objective."""
-    lbfgs = torch.optim.LBFGS(parameters, lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+def _lbfgs(obj: _Objective, *, max_iter: int, max_eval: int | None = None,
+           opt: torch.optim.LBFGS | None = None) -> torch.optim.LBFGS:
+    """One L-BFGS run of at most ``max_iter`` iterations from the current parameters (continuing
+    ``opt``'s history when given); a failure (a non-finite objective in the line search) leaves
+    the best state to ``obj``."""
+    if opt is None:
+        opt = torch.optim.LBFGS(obj.parameters, lr=1.0, max_iter=max_iter, max_eval=max_eval,
+                                line_search_fn="strong_wolfe")
+    else:
+        for g in opt.param_groups:
+            g["max_iter"], g["max_eval"] = max_iter, max_eval or max_iter * 5 // 4
 
     def closure() -> torch.Tensor:
-        time_budget.check("warm start")  # a spent budget ends L-BFGS (restored below)
-        lbfgs.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
+        value = obj.gradient()
+        return torch.tensor(value if math.isfinite(value) else math.inf)
 
     try:
-        lbfgs.step(closure)
-    except RuntimeError:
-        _restore(parameters, best_state)
-    with torch.no_grad():
-        final = float(objective())
-    if math.isfinite(final) and final < best:
-        return final
-    _restore(parameters, best_state)
-    return best
+        opt.step(closure)
+    except RuntimeError as exc:
+        if isinstance(exc, time_budget.BudgetExceeded):
+            raise
+        _restore(obj.parameters, obj.best_state)
+    return opt
+
+
+def _lbfgs_rounds(obj: _Objective, evaluations: int) -> None:
+    """L-BFGS in rounds of :data:`LBFGS_ROUND` iterations until a round lowers the best
+    objective by less than :data:`PLATEAU` of it, a round makes no progress, or ``evaluations``
+    objective evaluations are spent."""
+    opt = None
+    while obj.evaluations < evaluations:
+        before, used = obj.best, obj.evaluations
+        left = evaluations - obj.evaluations
+        opt = _lbfgs(obj, max_iter=LBFGS_ROUND, max_eval=min(left, LBFGS_ROUND * 5 // 4), opt=opt)
+        if obj.evaluations == used or not math.isfinite(obj.best):
+            break
+        if before - obj.best < PLATEAU * abs(before):
+            break
+        # a failed line search leaves non-finite parameters behind: go on from the best state
+        if not all(bool(torch.isfinite(p).all()) for p in obj.parameters):
+            _restore(obj.parameters, obj.best_state)
+            break
