@@ -139,3 +139,31 @@ def test_lbfgs_warm_start_lowers_the_objective():
     assert ws["method"] == "lbfgs" and 0 < ws["evaluations"] <= 300
     # the smoothed derivatives of sin/cos are matched far better than by the untrained network
     assert ws["loss_after"] < 0.05 * ws["loss_before"]
+
+
+def test_plateau_stops_adam_when_the_objective_levels_off():
+    # a line through wiggly data: the objective levels off at the wiggles' share, then 25 steps
+    # gain less than half of it; plateau=0 runs every step
+    t, z, dz = _rows(50)
+    dz = dz + 0.3 * torch.sin(37.0 * z)
+    evals = {}
+    for plateau in (0.0, 0.5):
+        f = _Counted()
+        info = regress_derivatives(f, t, z, None, dz, epochs=400, lr=0.05, parameters=[f.a, f.b],
+                                   use_lbfgs=False, plateau=plateau)
+        evals[plateau] = info["evaluations"]
+    assert evals[0.0] == 400
+    assert evals[0.5] < 400 and evals[0.5] % 25 == 1  # stopped at a check (step 25 k, evaluated)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"plateau": 1.0}, r"WarmStart: plateau must lie in \[0, 1\); got 1.0"),
+    ({"plateau": "x"}, r"WarmStart: plateau must lie in \[0, 1\)"),
+    ({"method": "sgd"}, r"WarmStart: method must be one of"),
+])
+def test_warm_start_settings_are_checked(settings, message):
+    from sysid.errors import ConfigError
+    from sysid.training.config import WarmStart
+
+    with pytest.raises(ConfigError, match=message):
+        WarmStart(**settings)

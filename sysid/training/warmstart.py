@@ -5,10 +5,10 @@ Before any trajectory is integrated, each measured state is smoothed by local po
 at every sample. The vector field is then fitted to
 ``f(t, x, u) ~ dx/dt`` by least squares over all samples: cheap (one field evaluation per sample
 and step, no solver) and, for physics and hybrid models, a direct least-squares estimate of the
-parameters that lands the trajectory fit close to its optimum. A network's field is fitted by
-full-batch L-BFGS until it stops improving (far fewer evaluations than Adam needs for the same
-objective); fields with few parameters by Adam, then L-BFGS. Every evaluation runs over pieces of
-:data:`CHUNK_ROWS` rows with ``max_time``, Ctrl-C and SIGTERM checked between them.
+parameters that lands the trajectory fit close to its optimum. Adam (then L-BFGS for fields of
+few parameters), or full-batch L-BFGS, stopped when the objective levels off
+(``WarmStart.plateau``). Every evaluation runs over pieces of :data:`CHUNK_ROWS` rows with
+``max_time``, Ctrl-C and SIGTERM checked between them.
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ __all__ = ["local_polynomial", "smooth_runs", "regress_derivatives"]  # the firs
 #: Rows per piece of one objective evaluation (the budget is checked between pieces; at 5 million
 #: rows one full evaluation of the default network took ~10 s, a piece ~0.15 s).
 CHUNK_ROWS = 65_536
-#: L-BFGS iterations per round of the "lbfgs" warm start; it stops after a round that lowers the
-#: objective by less than PLATEAU of its value.
+#: L-BFGS iterations per round of the "lbfgs" warm start (``WarmStart.plateau`` is checked after
+#: each round).
 LBFGS_ROUND = 10
-PLATEAU = 0.05
+#: Adam steps between two plateau checks of the warm start (``WarmStart.plateau``).
+ADAM_ROUND = 25
 
 
 def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: torch.Tensor | None,
                         dz: torch.Tensor, *, epochs: int, lr: float,
                         parameters: list[nn.Parameter], use_lbfgs: bool,
                         penalty: Callable[[], torch.Tensor] | None = None,
-                        method: str = "adam", chunk_rows: int | None = None) -> dict[str, float]:
+                        method: str = "adam", plateau: float = 0.0,
+                        chunk_rows: int | None = None) -> dict[str, float]:
     """Fit the scaled field ``rhs(t, z, u)`` to scaled derivatives ``dz`` by least squares.
 
     Parameters
@@ -60,9 +62,12 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
     penalty : callable, optional
         An extra term added to the objective (the hybrid models' neural penalty).
     method : {"adam", "lbfgs"}
-        "lbfgs": full-batch L-BFGS with a strong Wolfe line search from the start, stopped when
-        :data:`LBFGS_ROUND` iterations lower the objective by less than :data:`PLATEAU` of it
-        (a network's default: it reaches Adam's 300-step objective in ~50 evaluations).
+        "lbfgs": full-batch L-BFGS with a strong Wolfe line search from the start, in rounds of
+        :data:`LBFGS_ROUND` iterations (it reaches the default network's 300-Adam-step
+        objective in ~50 evaluations).
+    plateau : float
+        Stop when :data:`ADAM_ROUND` Adam steps (or one L-BFGS round) lower the best objective
+        by less than this share of it (0: never).
     chunk_rows : int, optional
         Rows per piece of one evaluation (default :data:`CHUNK_ROWS`): the gradient is
         accumulated piece by piece (the same full-batch objective), and ``max_time``, Ctrl-C and
@@ -90,9 +95,9 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
     obj.best, obj.best_state = start, _snapshot(parameters)
     try:
         if method == "lbfgs":
-            _lbfgs_rounds(obj, epochs)
+            _lbfgs_rounds(obj, epochs, plateau)
         else:
-            _adam(obj, epochs, lr)
+            _adam(obj, epochs, lr, plateau)
             final = obj.value()  # after the last step
             if math.isfinite(final) and final < obj.best:
                 obj.best, obj.best_state = final, _snapshot(parameters, obj.best_state)
@@ -180,15 +185,21 @@ def _restore(parameters: list[nn.Parameter], state: list[torch.Tensor]) -> None:
             p.copy_(s)
 
 
-def _adam(obj: _Objective, epochs: int, lr: float) -> None:
+def _adam(obj: _Objective, epochs: int, lr: float, plateau: float) -> None:
     """Adam with cosine decay to a tenth (the best state is kept by ``obj``); stops at a
-    non-finite objective."""
+    non-finite objective, or when :data:`ADAM_ROUND` steps lowered the best objective by less
+    than ``plateau`` of it."""
     opt = torch.optim.Adam(obj.parameters, lr=lr, foreach=True)  # one update op for all tensors
+    mark = obj.best
     for step in range(epochs):
         value = obj.gradient()
         if not math.isfinite(value):
             _restore(obj.parameters, obj.best_state)
             break
+        if plateau > 0 and step > 0 and step % ADAM_ROUND == 0:
+            if mark - obj.best < plateau * abs(mark):
+                break
+            mark = obj.best
         opt.step()
         for g in opt.param_groups:
             g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / epochs)))
@@ -219,9 +230,9 @@ def _lbfgs(obj: _Objective, *, max_iter: int, max_eval: int | None = None,
     return opt
 
 
-def _lbfgs_rounds(obj: _Objective, evaluations: int) -> None:
+def _lbfgs_rounds(obj: _Objective, evaluations: int, plateau: float) -> None:
     """L-BFGS in rounds of :data:`LBFGS_ROUND` iterations until a round lowers the best
-    objective by less than :data:`PLATEAU` of it, a round makes no progress, or ``evaluations``
+    objective by less than ``plateau`` of it, a round makes no progress, or ``evaluations``
     objective evaluations are spent."""
     opt = None
     while obj.evaluations < evaluations:
@@ -230,7 +241,7 @@ def _lbfgs_rounds(obj: _Objective, evaluations: int) -> None:
         opt = _lbfgs(obj, max_iter=LBFGS_ROUND, max_eval=min(left, LBFGS_ROUND * 5 // 4), opt=opt)
         if obj.evaluations == used or not math.isfinite(obj.best):
             break
-        if before - obj.best < PLATEAU * abs(before):
+        if before - obj.best < plateau * abs(before):
             break
         # a failed line search leaves non-finite parameters behind: go on from the best state
         if not all(bool(torch.isfinite(p).all()) for p in obj.parameters):
