@@ -167,3 +167,14 @@ def test_warm_start_settings_are_checked(settings, message):
 
     with pytest.raises(ConfigError, match=message):
         WarmStart(**settings)
+
+
+def test_fields_with_physics_parameters_run_every_warm_start_step():
+    # the plateau stop is for networks; a physics field's warm start is its direct estimate
+    model = sysid.models.physics("logistic", free=["r"], values={"K": 10.0, "r": 0.3})
+    t = np.linspace(0.0, 10.0, 12)
+    data = sysid.from_arrays([t], {"N": [10.0 / (1.0 + 9.0 * np.exp(-0.8 * t))]}, states=["N"])
+    cfg = FitConfig(epochs=1, progress=False, dtype="float64", warm_start={"epochs": 60},
+                    refine={"enabled": False, "stderr": False})
+    ws = sysid.fit(model, data, cfg).solver_stats["warm_start"]
+    assert ws["method"] == "adam" and ws["evaluations"] >= 60  # 60 Adam steps, then L-BFGS

@@ -453,12 +453,14 @@ class WarmStart(_Part):
         did not bring the default network to the held-out target of ``bench_fit_speed.py`` in
         fewer trajectory epochs, so it is not the default.
     plateau : float
-        Stop when 25 Adam steps (or one L-BFGS round) lower the best objective by less than this
-        share of it (0: never; in [0, 1)). The warm start is a rough start: the default network's
+        For fields without physics parameters (networks): stop when 25 Adam steps (or one L-BFGS
+        round) lower the best objective by less than this share of it (0: never; in [0, 1)).
+        Fields with physics parameters run all ``epochs``: the warm start is their direct
+        estimate, and a hybrid's drift slowly from a poor start. For a network the warm start is a
+        rough start: the default network's
         fit to the noisy smoothed derivatives of ``bench_fit_speed.py``'s task levels off after
         ~125 of the 300 steps, and stopping there reached the held-out target in as few
-        trajectory epochs over 10 seeds (median 62.5, mean 76; all 300 steps: 57.5, 111); a
-        hybrid whose physics parameters start far off improves for ~200 steps.
+        trajectory epochs over 10 seeds (median 62.5, mean 76; all 300 steps: 57.5, 111).
     """
 
     _table: ClassVar[str] = "fit.warm_start"

@@ -833,12 +833,15 @@ def _warm_start(ctx: _Context) -> dict[str, Any]:
         return {"skipped": "no free parameters"}
     n_par = sum(p.numel() for p in params)
     method = ws.method
+    # the plateau stop is for networks only: the warm start is the direct estimate of physics
+    # parameters (a hybrid's drift slowly from a poor start and need all its steps)
+    plateau = 0.0 if physics_raw(ctx.work) else ws.plateau
     try:
         return {"method": method, **regress_derivatives(
             ctx.rhs, train.t[ok], train.smooth[ok], train.u[ok] if train.u is not None else None,
             train.deriv[ok], epochs=ws.epochs, lr=ws.lr, parameters=params,
             use_lbfgs=n_par <= 64, penalty=ctx.problem.penalty if ctx.problem.hybrids else None,
-            method=method, plateau=ws.plateau)}
+            method=method, plateau=plateau)}
     except SolverError as exc:  # a field that fails on the data is left as it was
         return {"skipped": f"field evaluation failed: {exc}"}
 
@@ -929,7 +932,7 @@ def _select(ctx: _Context) -> tuple[float, float]:
                                 ctx.counter), math.nan
     ws, inp = ctx.windows_for(*ctx.plan.final)
     ctx.problem.substeps = ctx.loop.substeps
-    with torch.inference_mode():  # the value only (less bookkeeping than no_grad)
+    with torch.no_grad():
         try:
             value = float(ctx.problem.loss(ctx.nodes, ws, inp))
         except SolverError:
