@@ -17,6 +17,7 @@ import torch
 from sysid import budget as time_budget
 from sysid.data.scaling import Scaling
 from sysid.errors import SolverError
+from sysid.models.neural import frozen_weights
 from sysid.training.config import FitConfig
 from sysid.training.loss import ScaledRhs
 from sysid.training.problem import ModelSpec, Prepared, WindowProblem
@@ -55,9 +56,10 @@ def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitCon
             return math.nan
     problem = WindowProblem(rhs, val, spec, cfg, counter)
     problem.substeps = substeps
-    # the rollout folds the networks' scalings once (WindowProblem.predict); inference_mode
-    # would save ~10 % more but breaks torchdiffeq's later solves with gradients
-    with torch.no_grad():
+    # physics parameters constrained once per check (frozen_weights), the networks' scalings
+    # folded once per rollout (WindowProblem.predict); inference_mode would save ~10 % more but
+    # breaks torchdiffeq's later solves with gradients
+    with torch.no_grad(), frozen_weights(rhs):
         try:
             pred = problem.predict(val.z_guess, windows, problem.inputs_for(windows))
         except SolverError:
