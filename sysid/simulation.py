@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -306,8 +307,10 @@ def _encode(target: _Target, plan: _Plan, use: list[bool], source: InputSource |
 
 
 def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
-               solver: SolverConfig, dtype: torch.dtype, where: str) -> list[np.ndarray]:
-    """All runs in one batched torch solve in relative time on the union of the runs' grids."""
+               solver: SolverConfig, dtype: torch.dtype, where: str) -> np.ndarray | list[np.ndarray]:
+    """All runs in one batched torch solve in relative time on the union of the runs' grids:
+    ``(R, N, S)`` when the runs share one relative grid (the usual case), else one ``(N_r, S)``
+    array per run."""
     if target.model is None:
         raise ConfigError(
             f"{where}: {solver.method!r} integrates a torch model; these dynamics are NumPy "
@@ -315,13 +318,7 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
         )
     model = target.model
     run_model = model if model.dtype == dtype else copy.deepcopy(model).to(dtype)
-    offsets = np.array([t[0] for t in plan.times])
-    same = len({len(t) for t in plan.times}) == 1
-    if same:  # one relative grid for all runs (the usual case): no merging, no look-up
-        rel_all = np.array(plan.times) - offsets[:, None]
-        same = bool(np.all(rel_all == rel_all[0]))
-    rel = [t - t[0] for t in plan.times] if not same else []
-    grid = rel_all[0] if same else np.unique(np.concatenate(rel))
+    offsets, grid, rel = _relative_grid(plan.times)
     u_at = source.torch(dtype, offsets) if source is not None else None
     jumps = source.jumps(offsets) if source is not None else None
     off_t = torch.as_tensor(offsets, dtype=dtype)
@@ -330,27 +327,43 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
         t_abs = tau + off_t
         return run_model(t_abs, y, u_at(tau, t_abs) if u_at is not None else None)
 
-    with torch.no_grad(), frozen_weights(run_model):  # the networks' scalings folded once
-        numpy_rhs = _numpy_rhs(run_model, rhs, y0, offsets, u_at, solver, dtype)
-        try:
-            if numpy_rhs is not None:
-                sol = torch.from_numpy(solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver,
-                                                   context=where, jump_times=jumps))
-            else:
-                sol = solve(rhs, torch.as_tensor(y0, dtype=dtype), torch.as_tensor(grid, dtype=dtype), solver,
-                            context=where, jump_times=None if jumps is None else torch.as_tensor(jumps, dtype=dtype))
-        except SolverError as exc:
-            tr = exc.t_reached
-            if tr is not None and np.all(offsets == offsets[0]):
-                tr = tr + float(offsets[0])
-                msg = str(exc).replace(f"t={exc.t_reached:.6g}", f"t={tr:.6g}")
-            else:
-                msg = f"{exc} (time measured from each run's start)"
-            raise SolverError(msg, t_reached=tr) from None
-    out = sol.double().numpy()  # (N, R, S)
-    if same:
-        return list(out.transpose(1, 0, 2))
+    try:
+        with torch.no_grad():
+            numpy_rhs = _numpy_rhs(run_model, rhs, y0, offsets, u_at, solver, dtype)
+        if numpy_rhs is not None:  # no torch evaluation in the solve: nothing to fold
+            out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver,
+                              context=where, jump_times=jumps)
+        else:
+            with torch.no_grad(), frozen_weights(run_model):  # the networks' scalings folded once
+                out = solve(rhs, torch.as_tensor(y0, dtype=dtype), torch.as_tensor(grid, dtype=dtype), solver,
+                            context=where, jump_times=None if jumps is None else torch.as_tensor(jumps, dtype=dtype)
+                            ).double().numpy()  # (N, R, S)
+    except SolverError as exc:
+        tr = exc.t_reached
+        if tr is not None and np.all(offsets == offsets[0]):
+            tr = tr + float(offsets[0])
+            msg = str(exc).replace(f"t={exc.t_reached:.6g}", f"t={tr:.6g}")
+        else:
+            msg = f"{exc} (time measured from each run's start)"
+        raise SolverError(msg, t_reached=tr) from None
+    if rel is None:
+        return out.transpose(1, 0, 2)
     return [out[np.searchsorted(grid, rel[r]), r, :] for r in range(len(plan.ids))]
+
+
+def _relative_grid(times: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """Each run's start, the union of the runs' relative grids and, only when those grids
+    differ, each run's relative times (None: every run on the one grid)."""
+    first = times[0]
+    if all(t is first for t in times):  # times= given: one array for all runs, nothing to merge
+        return np.full(len(times), first[0]), first - first[0], None
+    offsets = np.array([t[0] for t in times])
+    if len({len(t) for t in times}) == 1:
+        rel_all = np.array(times) - offsets[:, None]
+        if np.all(rel_all == rel_all[0]):
+            return offsets, rel_all[0], None
+    rel = [t - t[0] for t in times]
+    return offsets, np.unique(np.concatenate(rel)), rel
 
 
 def _numpy_rhs(model: Model, rhs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: np.ndarray,
@@ -381,11 +394,21 @@ def _numpy_rhs(model: Model, rhs: Callable[[torch.Tensor, torch.Tensor], torch.T
         with np.errstate(all="ignore"):
             got = numpy_rhs(0.0, np.asarray(y0, dtype=float))
             want = rhs(torch.tensor(0.0, dtype=dtype), torch.as_tensor(y0, dtype=dtype)).numpy()
-            if not np.allclose(got, want, rtol=1e-9, atol=1e-12 * max(1.0, float(np.abs(want).max()))):
+            if not _agree(got, want):
                 return None
     except Exception:  # noqa: BLE001 - a field without a working NumPy copy keeps the torch path
         return None
     return numpy_rhs
+
+
+def _agree(got: np.ndarray, want: np.ndarray) -> bool:
+    """``np.allclose(got, want, rtol=1e-9, atol=1e-12 * max(1, max abs(want)))``, its common case
+    (same shapes, all finite) decided by one comparison instead of ``isclose``'s general path."""
+    scale = np.abs(want)
+    atol = 1e-12 * max(1.0, float(scale.max()))
+    if got.shape == want.shape and bool((np.abs(got - want) <= atol + 1e-9 * scale).all()):
+        return True
+    return bool(np.allclose(got, want, rtol=1e-9, atol=atol))  # NaN, inf, broadcasting: as before
 
 
 def _run_scipy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
@@ -420,13 +443,18 @@ def _run_scipy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
                             states=target.states, time_units=target.time_units, stack=stack)
 
 
-def _result(target: _Target, plan: _Plan, states: list[np.ndarray], source: InputSource | None,
+def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray], source: InputSource | None,
             solver: SolverConfig) -> xr.Dataset:
     """The schema: states, the measurement equations' outputs (role "state": measured quantities)
-    evaluated on them, and the inputs used."""
-    values = {n: [s[:, j] for s in states] for j, n in enumerate(target.states)}
+    evaluated on them, and the inputs used. ``states``: ``(R, N, S)`` when every run has the same
+    times (its columns go to the dataset as they are), else one ``(N_r, S)`` array per run."""
+    if isinstance(states, np.ndarray):
+        values: dict[str, Any] = {n: states[:, :, j] for j, n in enumerate(target.states)}
+    else:
+        values = {n: [s[:, j] for s in states] for j, n in enumerate(target.states)}
     units = dict(plan.units)
-    u_runs = [None if source is None else source.values_at(r, t) for r, t in enumerate(plan.times)]
+    u_runs = ([None] * len(plan.times) if source is None
+              else [source.values_at(r, t) for r, t in enumerate(plan.times)])
     if target.outputs:
         observe = target.numpy().observe
         ys = [np.asarray(observe(t, x, u), dtype=float).reshape(len(t), -1)
@@ -440,16 +468,26 @@ def _result(target: _Target, plan: _Plan, states: list[np.ndarray], source: Inpu
     time_attrs = {"units": target.time_units, "long_name": "time", **plan.time_attrs}
     units[TIME] = str(time_attrs.get("units", ""))
     shown = target.states + target.outputs
+    first = plan.times[0]
+    times = (np.broadcast_to(first, (len(plan.times), len(first)))  # times=: one grid, copied once
+             if all(t is first for t in plan.times) else plan.times)
     ds = from_arrays(
-        plan.times, values, states=list(shown), inputs=list(target.inputs), runs=plan.ids,
+        times, values, states=list(shown), inputs=list(target.inputs), runs=plan.ids,
         units=units, long_names={n: plan.long_names.get(n, n) for n in shown + target.inputs},
-        attrs={"source": "sysid.simulate", "solver": json.dumps(solver.to_dict())},
+        attrs={"source": "sysid.simulate", "solver": _solver_json(solver)},
     )
+    variables = ds.variables  # attributes set on the variables: no DataArray built for it
     if target.model is not None and target.model.outputs is not None:
         for n in target.outputs:
-            ds[n].attrs["equation"] = target.model.outputs.expressions[n].text
-    ds[TIME].attrs.update(time_attrs)
+            variables[n].attrs["equation"] = target.model.outputs.expressions[n].text
+    variables[TIME].attrs.update(time_attrs)
     return ds
+
+
+@functools.lru_cache(maxsize=64)
+def _solver_json(solver: SolverConfig) -> str:
+    """The settings as the dataset's ``solver`` attribute (a frozen config: written once)."""
+    return json.dumps(solver.to_dict())
 
 
 def simulate(
@@ -545,7 +583,7 @@ def simulate(
         plan = _plan_from_values(target, initial, times, runs, where)
         source = inputs
     use = _encoder_runs(target, plan, latent, override, encoder, where)
-    spans = [(float(t[0]), float(t[-1])) for t in plan.times]
+    spans = [(float(t[0]), float(t[-1])) for t in plan.times] if source is not None else None
     full, firsts = plan, [0] * len(plan.ids)
     if not any(use):
         y0 = _initial_states(target, plan, latent, override, where)
@@ -558,7 +596,9 @@ def simulate(
     else:
         states = _run_torch(target, plan, y0, src, solver, dtype, where)
     # samples the encoder read before a run's start have no prediction
-    states = [np.concatenate([np.full((k, x.shape[1]), np.nan), x]) if k else x for k, x in zip(firsts, states)]
+    if any(firsts):
+        states = [np.concatenate([np.full((k, x.shape[1]), np.nan), x]) if k else x
+                  for k, x in zip(firsts, states)]
     return _result(target, full, states, src, solver)
 
 

@@ -98,10 +98,14 @@ def from_arrays(
         raise DataError(f"from_arrays: {len(run_ids)} run ids for {n_runs} runs of times.")
     if len(set(run_ids)) != n_runs:
         raise DataError(f"from_arrays: run ids must be unique; got {run_ids}.")
-    times = [np.asarray(t, dtype=float).ravel() for t in times]
-    n_obs = max(len(t) for t in times)
-    full = all(len(t) == n_obs for t in times)  # no padding: one copy per variable, not per run
-    time_arr = np.array(times) if full else np.full((n_runs, n_obs), np.nan)
+    if isinstance(times, np.ndarray) and times.ndim == 2:  # runs of equal length: no per-run work
+        time_arr = np.array(times, dtype=float, order="C")
+        n_obs, full = time_arr.shape[1], True
+    else:
+        times = [np.asarray(t, dtype=float).ravel() for t in times]
+        n_obs = max(len(t) for t in times)
+        full = all(len(t) == n_obs for t in times)  # no padding: one copy per variable, not per run
+        time_arr = np.array(times) if full else np.full((n_runs, n_obs), np.nan)
     for i, t in enumerate([] if full else times):
         time_arr[i, : len(t)] = t
     data_vars = {}
@@ -111,7 +115,10 @@ def from_arrays(
             raise DataError(
                 f"from_arrays: {name!r} has {len(per_run)} runs but times has {n_runs}."
             )
-        arr = _stacked(per_run, n_obs) if full else None
+        if full and isinstance(per_run, np.ndarray) and per_run.shape == (n_runs, n_obs):
+            arr = np.array(per_run, dtype=float, order="C")  # one copy, laid out as the per-run path
+        else:
+            arr = _stacked(per_run, n_obs) if full else None
         if arr is not None:
             data_vars[name] = ((TRAJ, OBS), arr, _var_attrs(name, states, units, long_names))
             continue
