@@ -42,6 +42,10 @@ def _write_atomic(path: Path, payload: bytes) -> None:
     atomic.write_bytes(path, payload)
 
 
+#: Rows of a table shown in report.md and report.html (report.json has them all).
+TABLE_ROWS = 60
+
+
 @dataclass
 class _Doc:
     """The report being assembled: Markdown and HTML side by side, figures, JSON payload."""
@@ -62,8 +66,20 @@ class _Doc:
         self.html.append(f"<p>{html.escape(text)}</p>")
 
     def table(self, df: pd.DataFrame, *, index: bool = True) -> None:
+        """A table in both documents; beyond :data:`TABLE_ROWS` rows (a row per run of 10 000
+        runs) the first rows and the pooled ones ("all ...") are shown and the text says so
+        (``report.json`` keeps every row)."""
         from sysid.analysis.tables import format_value, markdown_table
 
+        if len(df) > TABLE_ROWS:
+            labels = pd.Series(df.index.get_level_values(0).astype(str), index=range(len(df)))
+            pooled = labels.str.startswith("all").to_numpy()
+            keep = np.flatnonzero(~pooled)[:TABLE_ROWS]
+            total = len(df)
+            df = df.iloc[np.sort(np.concatenate([keep, np.flatnonzero(pooled)]))]
+            self.text(f"The first {len(keep)} of {total} rows are shown"
+                      + (" with the pooled rows" if pooled.any() else "")
+                      + "; report.json has all of them.")
         self.md += [markdown_table(df, index=index), ""]
         shown = df.copy()
         for c in shown.columns:
@@ -322,12 +338,14 @@ def report(
     pars = parameters if parameters is not None else pars
     if pars is None and len(mdl.parameter_table()):
         pars = mdl.parameter_table()
-    unknown = [r for r in held_out if r not in run_ids(data)]
+    known = set(run_ids(data))
+    unknown = [r for r in held_out if r not in known]
     if unknown:
         raise DataError(f"report: held_out runs {unknown} are not in the data; runs are {run_ids(data)}.")
     full, val_ids = _merge(data, validation)
     held = list(held_out) + val_ids
-    train = select_runs(full, [r for r in run_ids(full) if r not in held]) if held else full
+    held_set = set(held)
+    train = select_runs(full, [r for r in run_ids(full) if r not in held_set]) if held else full
     settings = settings if settings is not None else default_solver("report")
     doc = _Doc(title=title or "sysid fit report")
     doc.data["title"] = doc.title

@@ -64,3 +64,18 @@ def test_report_of_many_runs_draws_a_sample_and_says_so(tmp_path):
     assert "(the first 8 of 10 runs are drawn; the tables score all of them)" in text
     assert "(orbits of the first 8 of 10 runs are drawn)" in text
     assert text.count("| run9 |") >= 1  # every run is scored in the tables
+
+
+def test_report_tables_show_the_first_rows_and_the_pooled_ones():
+    import pandas as pd
+
+    from sysid.reporting import TABLE_ROWS, _Doc
+
+    runs = [f"run{i}" for i in range(100)] + ["all"]
+    df = pd.DataFrame({"rmse": np.arange(101.0)}, index=pd.Index(runs, name="run"))
+    doc = _Doc(title="t")
+    doc.table(df)
+    md = "\n".join(doc.md)
+    assert f"The first {TABLE_ROWS} of 101 rows are shown with the pooled rows; report.json has all" in md
+    assert f"| run{TABLE_ROWS - 1} |" in md and f"| run{TABLE_ROWS} |" not in md
+    assert "| all |" in md  # the pooled row is kept

@@ -308,7 +308,8 @@ def compare(
             states=_state_names(ref_ds))
     from sysid.data import run_ids, state_names
 
-    missing = [r for r in run_ids(ref_ds) if r not in run_ids(pred)]
+    have = set(run_ids(pred))  # once: a list per run was quadratic in the runs
+    missing = [r for r in run_ids(ref_ds) if r not in have]
     if missing:
         raise DataError(f"compare: the prediction has no runs {missing}.")
     names = [n for n in state_names(ref_ds) if n in pred.data_vars]

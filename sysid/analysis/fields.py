@@ -142,7 +142,7 @@ def check_support(
         When some run leaves the support (``warn=True``), naming the runs, the largest distance and
         the threshold.
     """
-    from sysid.data import get_run, run_ids
+    from sysid.data import run_ids, run_values
 
     missing = [n for n in support.states if n not in trajectories.data_vars]
     if missing:
@@ -151,10 +151,10 @@ def check_support(
             f"{list(support.states)}."
         )
     rows = []
-    for r in run_ids(trajectories):
-        one = get_run(trajectories, r)
-        x = np.stack([one[n].values for n in support.states], axis=-1)
-        t = one["time"].values
+    times, columns = run_values(trajectories, support.states)  # read once, not a Dataset per run
+    for i, r in enumerate(run_ids(trajectories)):
+        x = np.stack([columns[n][i] for n in support.states], axis=-1)
+        t = times[i]
         ok = np.all(np.isfinite(x), axis=1)
         d = np.full(len(t), np.nan)
         if ok.any():

@@ -151,7 +151,8 @@ def trajectory_metrics(
     missing_runs = [r for r in runs if r not in pred_runs]
     if missing_runs:
         raise DataError(f"metrics: the prediction has no runs {missing_runs}; it has {sorted(pred_runs)}.")
-    unknown_held = [r for r in held_out if r not in runs]
+    known = set(runs)
+    unknown_held = [r for r in held_out if r not in known]
     if unknown_held:
         raise DataError(f"metrics: held_out runs {unknown_held} are not in the data; runs are {runs}.")
     if variables is None:
