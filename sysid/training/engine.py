@@ -288,6 +288,10 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     ------
     ConfigError, DataError
         For invalid settings, a model that does not match the data, or an unusable checkpoint.
+    sysid.budget.BudgetExceeded
+        When ``max_time`` is spent before training can start (the setup's smoothing of millions
+        of samples): there is no model to return yet. A budget spent later returns the model
+        with ``stopped_reason == "max_time"``.
     """
     cfg = config if config is not None else FitConfig()
     if not isinstance(cfg, FitConfig):
