@@ -338,10 +338,7 @@ def report(
     pars = parameters if parameters is not None else pars
     if pars is None and len(mdl.parameter_table()):
         pars = mdl.parameter_table()
-    known = set(run_ids(data))
-    unknown = [r for r in held_out if r not in known]
-    if unknown:
-        raise DataError(f"report: held_out runs {unknown} are not in the data; runs are {run_ids(data)}.")
+    _check_held_out(data, held_out)
     full, val_ids = _merge(data, validation)
     held = list(held_out) + val_ids
     held_set = set(held)
@@ -578,6 +575,15 @@ def _plotted_runs(ds: xr.Dataset, what: str = "runs") -> tuple[list[str], str]:
     return runs[:PLOTTED_RUNS], (f" ({what} of the first {PLOTTED_RUNS} of {len(runs)} runs are "
                                  f"drawn{scored})" if what != "runs" else
                                  f" (the first {PLOTTED_RUNS} of {len(runs)} runs are drawn{scored})")
+
+
+def _check_held_out(data: xr.Dataset, held_out: Sequence[str]) -> None:
+    from sysid.data import run_ids
+
+    known = set(run_ids(data))  # a set: a list per held-out run was quadratic in the runs
+    unknown = [r for r in held_out if r not in known]
+    if unknown:
+        raise DataError(f"report: held_out runs {unknown} are not in the data; runs are {run_ids(data)}.")
 
 
 def _min_len(ds: xr.Dataset) -> int:
