@@ -136,16 +136,24 @@ def _y0(runs: int = 8) -> np.ndarray:
                             4.0 * np.exp(0.2 * rng.standard_normal(runs))])
 
 
-def _interleaved(fns: dict, repeats: int) -> dict:
-    """Median time of each function, the variants interleaved (same load for each)."""
-    for fn in fns.values():
-        fn()  # warm-up
+def _interleaved(fns: dict, repeats: int, sample: float = 0.05) -> dict:
+    """Median time per call of each function, the variants interleaved (same load for each).
+
+    Each of the ``repeats`` samples times enough back-to-back calls to last about ``sample``
+    seconds (the count fixed per variant from its warm-up call), so a 1 ms call is not measured
+    by a single reading of the clock amid the machine's other work."""
+    loops = {}
+    for k, fn in fns.items():  # warm-up, and the calls per sample
+        start = time.perf_counter()
+        fn()
+        loops[k] = max(1, int(sample / max(time.perf_counter() - start, 1e-6)))
     times: dict = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
+            for _ in range(loops[k]):
+                fn()
+            times[k].append((time.perf_counter() - start) / loops[k])
     return {k: statistics.median(v) for k, v in times.items()}
 
 

@@ -47,9 +47,13 @@ def dataset_runs(ds: Any, where: str) -> tuple[list[str], list[np.ndarray], list
         )
     ids = run_ids(ds)
     tt = np.asarray(ds[TIME].values, dtype=float)
+    valid = ~np.isnan(tt)
+    if tt.shape[-1] and valid.all():  # no padding (equal lengths): rows of one copy, no per-run search
+        every = np.arange(tt.shape[1])
+        return ids, list(np.array(tt)), [every] * len(ids)
     times, keep = [], []
     for i, rid in enumerate(ids):
-        k = np.nonzero(~np.isnan(tt[i]))[0]
+        k = np.nonzero(valid[i])[0]
         if len(k) == 0:
             raise DataError(f"{where}: run {rid!r} has no samples.")
         times.append(tt[i, k])
@@ -190,8 +194,9 @@ def _from_dataset(ds: xr.Dataset, names: tuple[str, ...], ids: Sequence[str], ki
     missing = [n for n in names if n not in ds.data_vars]
     if missing:
         raise DataError(f"{where}: the model needs inputs {missing}; the dataset has variables {list(ds.data_vars)}.")
-    if all(r in src_ids for r in ids):
-        rows = [src_ids.index(r) for r in ids]
+    first = {r: i for i, r in reversed(list(enumerate(src_ids)))}  # as list.index: the first wins
+    if all(r in first for r in ids):
+        rows = [first[r] for r in ids]
     elif len(src_ids) == 1:
         rows = [0] * len(ids)
     else:
@@ -199,11 +204,12 @@ def _from_dataset(ds: xr.Dataset, names: tuple[str, ...], ids: Sequence[str], ki
             f"{where}: the inputs dataset has runs {src_ids} but the simulated runs are {list(ids)}; give "
             "inputs with the same run ids, or a single run used for every run."
         )
+    arrays = [np.asarray(ds[n].values, dtype=float) for n in names]  # read once, not per run
     samples = []
     for i, r in enumerate(rows):
         t = src_times[r]
-        u = np.stack([np.asarray(ds[n].values[r], dtype=float)[keep[r]] for n in names], axis=-1)
-        for j, n in enumerate(names):
+        u = np.stack([a[r][keep[r]] for a in arrays], axis=-1)
+        for j, n in enumerate(names if not np.isfinite(u).all() else ()):
             bad = np.nonzero(~np.isfinite(u[:, j]))[0]
             if len(bad):
                 raise DataError(
