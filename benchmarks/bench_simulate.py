@@ -23,6 +23,9 @@ and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all 
 one state vector on the model's NumPy field, for 8 and for 1000 runs, and prints the ratio (goal:
 < 1). ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
 sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's.
+In parts 3 and 4 each of the ``--repeats`` samples times enough back-to-back calls of a variant
+to last ~50 ms (a 1 ms call read once from the clock is mostly the machine's other work), and the
+ratio is of the medians of the per-call times.
 
 Part 5 times the command line ``sysid simulate`` of one 600-step run of the saved Lotka-Volterra
 model (a fresh process: start-up included) beside processes that only import torch, and torch

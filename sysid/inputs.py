@@ -155,6 +155,35 @@ class InputSource:
             return None
         return np.unique(np.concatenate([t - o for (t, _), o in zip(self.samples, offsets)]))
 
+    def _interpolator(self, dtype: torch.dtype, offsets: np.ndarray) -> InputInterpolator:
+        """The samples of all runs in relative time, padded into one interpolator."""
+        assert self.samples is not None
+        n = max(len(t) for t, _ in self.samples)
+        t_arr = np.zeros((self.n_runs, n))
+        u_arr = np.zeros((self.n_runs, n, len(self.names)))
+        for i, ((t, u), o) in enumerate(zip(self.samples, offsets)):
+            t_arr[i, : len(t)] = t - o
+            u_arr[i, : len(t)] = u
+        lengths = torch.as_tensor([len(t) for t, _ in self.samples])
+        return InputInterpolator(torch.as_tensor(t_arr, dtype=dtype), torch.as_tensor(u_arr, dtype=dtype),
+                                 lengths, self.kind)
+
+    def numpy_batch(self, offsets: np.ndarray) -> Callable[[float], np.ndarray] | None:
+        """All runs' inputs at one relative time, ``u(tau) -> (R, I)`` in NumPy float64: the values
+        of :meth:`torch` in float64, without torch's dispatch at every evaluation; for constants,
+        and for samples when every run has the same relative sample times (one search for all
+        runs). None otherwise (a function; runs sampled on different relative grids)."""
+        if self.constant is not None:
+            const = np.asarray(self.constant, dtype=float)
+            return lambda tau: const
+        if self.samples is None:
+            return None
+        interp = self._interpolator(torch.float64, offsets)
+        tp = interp.t.numpy()
+        if not (bool((tp == tp[0]).all()) and bool((interp.lengths == interp.lengths[0]).all())):
+            return None
+        return _one_grid(interp)
+
     def torch(self, dtype: torch.dtype, offsets: np.ndarray) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """All runs' inputs as ``u(tau, t_abs) -> (R, I)`` for a batched torch solve.
 
@@ -163,15 +192,7 @@ class InputSource:
         afterwards would round them away); a function sees absolute time.
         """
         if self.samples is not None:
-            n = max(len(t) for t, _ in self.samples)
-            t_arr = np.zeros((self.n_runs, n))
-            u_arr = np.zeros((self.n_runs, n, len(self.names)))
-            for i, ((t, u), o) in enumerate(zip(self.samples, offsets)):
-                t_arr[i, : len(t)] = t - o
-                u_arr[i, : len(t)] = u
-            lengths = torch.as_tensor([len(t) for t, _ in self.samples])
-            interp = InputInterpolator(torch.as_tensor(t_arr, dtype=dtype), torch.as_tensor(u_arr, dtype=dtype),
-                                       lengths, self.kind)
+            interp = self._interpolator(dtype, offsets)
             return lambda tau, t_abs: interp(tau)
         if self.constant is not None:
             const = torch.as_tensor(self.constant, dtype=dtype)
@@ -186,6 +207,42 @@ class InputSource:
             return torch.tensor(out, dtype=dtype)
 
         return from_function
+
+
+def _one_grid(interp: InputInterpolator) -> Callable[[float], np.ndarray]:
+    """:meth:`InputInterpolator.__call__` at one time for all runs when every run has the same
+    sample times: the same operations in NumPy (so the same float64 values), one search."""
+    t = interp.t[0].numpy()
+    u = interp.u.numpy()
+    n, kind = t.size, interp.kind
+    lo, hi = float(interp.t_first[0]), float(interp.t_last[0])
+    if n == 1:
+        first = u[:, 0]
+        return lambda tau: first
+    h_all = interp._h.numpy()
+    m = interp._m.numpy() if kind == "cubic" else None
+
+    def u_at(tau: float) -> np.ndarray:
+        tq = min(max(float(tau), lo), hi)
+        k = int(np.searchsorted(t, tq, side="right")) - 1
+        if kind == "zoh":
+            return u[:, min(max(k, 0), n - 1)]
+        k = min(max(k, 0), n - 2)
+        h = h_all[:, k]
+        s = np.clip((tq - t[k]) / h, 0.0, 1.0)
+        y0 = u[:, k]
+        if kind == "linear":
+            return y0 + s * (u[:, k + 1] - y0)
+        y1, m0, m1 = u[:, k + 1], m[:, k], m[:, k + 1]  # type: ignore[index]
+        s2 = s * s
+        s3 = s2 * s
+        h00 = 2 * s3 - 3 * s2 + 1
+        h10 = s3 - 2 * s2 + s
+        h01 = -2 * s3 + 3 * s2
+        h11 = s3 - s2
+        return h00 * y0 + h10 * h * m0 + h01 * y1 + h11 * h * m1
+
+    return u_at
 
 
 def _from_dataset(ds: xr.Dataset, names: tuple[str, ...], ids: Sequence[str], kind: str, where: str,

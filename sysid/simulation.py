@@ -329,7 +329,7 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
 
     try:
         with torch.no_grad():
-            numpy_rhs = _numpy_rhs(run_model, rhs, y0, offsets, u_at, solver, dtype)
+            numpy_rhs = _numpy_rhs(run_model, rhs, y0, offsets, u_at, source, solver, dtype)
         if numpy_rhs is not None:  # no torch evaluation in the solve: nothing to fold
             out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver,
                               context=where, jump_times=jumps)
@@ -368,13 +368,16 @@ def _relative_grid(times: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, lis
 
 def _numpy_rhs(model: Model, rhs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: np.ndarray,
                offsets: np.ndarray, u_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-               solver: SolverConfig, dtype: torch.dtype) -> Callable[[float, np.ndarray], np.ndarray] | None:
+               source: InputSource | None, solver: SolverConfig,
+               dtype: torch.dtype) -> Callable[[float, np.ndarray], np.ndarray] | None:
     """The batched field on the model's NumPy copy, for the default dopri5 in float64, or None.
 
     Evaluated by NumPy, a field costs no torch dispatch: on 8 runs of a small network or a
     physics model an evaluation is 2-3x cheaper (issue #13). It is used only when it agrees with
     the torch model at the initial states (within 1e-9 relative: the same float64 arithmetic in
-    another order), so a field whose NumPy copy fails or differs keeps the torch path.
+    another order), so a field whose NumPy copy fails or differs keeps the torch path. Sampled
+    inputs on one relative grid for all runs, and constants, are read in NumPy too
+    (:meth:`~sysid.inputs.InputSource.numpy_batch`: the same values); others through ``u_at``.
     """
     if solver.method != "dopri5" or solver.adjoint or dtype != torch.float64:
         return None
@@ -383,11 +386,14 @@ def _numpy_rhs(model: Model, rhs: Callable[[torch.Tensor, torch.Tensor], torch.T
     try:
         f = model.field.numpy_function()
         has_u = u_at is not None
+        u_np = source.numpy_batch(offsets) if source is not None else None
 
         def numpy_rhs(tau: float, y: np.ndarray) -> np.ndarray:
             t_abs = tau + off if same_start else tau + offsets
             u = None
-            if has_u:
+            if u_np is not None:
+                u = u_np(tau)
+            elif has_u:
                 u = u_at(torch.tensor(tau, dtype=torch.float64), torch.as_tensor(tau + offsets)).numpy()
             return np.asarray(f(t_abs, y, u), dtype=float).reshape(y.shape)
 

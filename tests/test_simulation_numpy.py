@@ -106,3 +106,31 @@ def test_export_errors():
         f(0.0, np.zeros(3))
     with pytest.raises(ConfigError, match="model must be a sysid.models.Model"):
         to_numpy_rhs(model.field)
+
+
+@pytest.mark.parametrize("kind", ["zoh", "linear", "cubic"])
+def test_inputs_read_in_numpy_equal_the_torch_interpolation(kind):
+    """simulate's NumPy path reads sampled inputs on one relative grid (and constants) without
+    torch: the same float64 values as the torch interpolation, at samples, between them, outside."""
+    from sysid.inputs import input_source
+
+    t = np.linspace(0.0, 4.0, 9)
+    u = [np.stack([np.sin(2 * t + k), np.cos(t) * k], axis=-1) for k in range(3)]
+    ds = from_arrays([t, t + 5.0, t - 1.0], {"a": [v[:, 0] for v in u], "b": [v[:, 1] for v in u]},
+                     states=[], inputs=["a", "b"], runs=["r0", "r1", "r2"])
+    src = input_source(ds, ("a", "b"), ["r0", "r1", "r2"], kind=kind, where="test")
+    offsets = np.array([0.0, 5.0, -1.0])
+    fast, ref = src.numpy_batch(offsets), src.torch(torch.float64, offsets)
+    taus = np.concatenate([t, t[:-1] + 0.37 * np.diff(t), [-0.5, 4.0 + 1e-12, 9.0]])
+    for tau in taus:  # exactly equal: the same IEEE operations in the same order
+        want = ref(torch.tensor(tau, dtype=torch.float64), None).numpy()
+        np.testing.assert_array_equal(fast(float(tau)), want)
+    # runs on different relative grids, and functions, keep the torch interpolation
+    ragged = from_arrays([t, t[:5]], {"a": [u[0][:, 0], u[1][:5, 0]], "b": [u[0][:, 1], u[1][:5, 1]]},
+                         states=[], inputs=["a", "b"])
+    assert input_source(ragged, ("a", "b"), ["run0", "run1"], kind=kind, where="test").numpy_batch(
+        np.zeros(2)) is None
+    assert input_source(lambda s: np.array([s, 1.0]), ("a", "b"), ["run0"], kind=kind,
+                        where="test").numpy_batch(np.zeros(1)) is None
+    const = input_source({"a": [1.0, 2.0], "b": 3.0}, ("a", "b"), ["r0", "r1"], kind=kind, where="test")
+    np.testing.assert_array_equal(const.numpy_batch(np.zeros(2))(0.7), [[1.0, 3.0], [2.0, 3.0]])
