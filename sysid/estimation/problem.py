@@ -78,18 +78,21 @@ class _Grid:
 
     def __init__(self, t: torch.Tensor, lengths: torch.Tensor, step: float, u: torch.Tensor | None,
                  kind: str) -> None:
+        from sysid import budget
+
         R, N = t.shape
         times, positions = [], []
-        for r in range(R):
+        for r in range(R):  # vectorised per run: a loop over 5 million gaps took 100 s
+            budget.check("refinement grid")  # max_time and Ctrl-C hold here too
             n = int(lengths[r])
             tr = t[r, :n]
             gaps = tr[1:] - tr[:-1]
             k = torch.clamp(torch.ceil(gaps / step - 1e-9), min=1).to(torch.long)
-            pieces = [tr[:1]]
-            for g in range(n - 1):
-                frac = torch.arange(1, int(k[g]) + 1, dtype=t.dtype) / float(k[g])
-                pieces.append(tr[g] + gaps[g] * frac)
-            times.append(torch.cat(pieces))
+            # gap g contributes tr[g] + gaps[g] * j / k[g] for j = 1..k[g]
+            g = torch.repeat_interleave(torch.arange(n - 1), k)
+            j = torch.arange(g.numel()) - torch.repeat_interleave(torch.cumsum(k, 0) - k, k) + 1
+            frac = j.to(t.dtype) / k[g].to(t.dtype)
+            times.append(torch.cat([tr[:1], tr[g] + gaps[g] * frac]))
             positions.append(torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(k, 0)]))
         M = max(len(x) for x in times)
         self.t = torch.stack([torch.cat([x, x[-1:].expand(M - len(x))]) for x in times])
