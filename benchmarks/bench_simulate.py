@@ -23,7 +23,11 @@ and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all 
 one state vector on the model's NumPy field, for 8 and for 1000 runs, and prints the ratio (goal:
 < 1). ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
 sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's.
-In parts 3 and 4 each of the ``--repeats`` samples times enough back-to-back calls of a variant
+Part 6 splits one ``simulate`` call of 8 runs of the network (the case where the solve is short)
+into the stepper alone, ``from_arrays`` of the result and a bare ``xarray.Dataset`` of the same
+arrays, each beside one vectorised ``solve_ivp``: the fixed costs a Dataset result carries.
+
+In parts 3, 4 and 6 each of the ``--repeats`` samples times enough back-to-back calls of a variant
 to last ~50 ms (a 1 ms call read once from the clock is mostly the machine's other work), and the
 ratio is of the medians of the per-call times.
 
@@ -224,6 +228,51 @@ def part4(repeats: int) -> None:
                   f"units; load {os.getloadavg()[0]:.1f})")
 
 
+def part6(repeats: int) -> None:
+    import scipy.integrate
+    import xarray as xr
+
+    import sysid
+    from sysid.data import from_arrays
+    from sysid.solvers import solve_numpy
+
+    t = np.linspace(0.0, 40.0, 201)
+    y0 = _y0(8)
+    R, S = y0.shape
+    model = _models()["neural 2-32-32-2"]
+    fn = model.field.numpy_function()
+    ds = sysid.simulate(model, y0, t)
+    names = ["prey", "predator"]
+    arrays = {n: ds[n].values.copy() for n in names}
+    t_runs = [t] * R
+    ids = [f"run{i}" for i in range(R)]
+
+    def ivp():
+        return scipy.integrate.solve_ivp(lambda s, y: fn(np.full(R, s), y.reshape(R, S), None).reshape(-1),
+                                         (t[0], t[-1]), y0.reshape(-1), t_eval=t, method="RK45",
+                                         rtol=1e-6, atol=1e-8)
+
+    def dataset():  # the bare xarray object of the same arrays: the floor of any Dataset result
+        return xr.Dataset({n: (("trajectory", "obs"), a, {"role": "state"}) for n, a in arrays.items()},
+                          coords={"trajectory": ("trajectory", np.array(ids, dtype=object)),
+                                  "time": (("trajectory", "obs"), np.tile(t, (R, 1)), {"units": ""})})
+
+    fns = {
+        "solve_ivp": ivp,
+        "simulate": lambda: sysid.simulate(model, y0, t),
+        "stepper alone": lambda: solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t),
+        "from_arrays of the result": lambda: from_arrays(t_runs, {n: list(a) for n, a in arrays.items()},
+                                                         states=names, runs=ids),
+        "bare xarray Dataset": dataset,
+    }
+    med = _interleaved(fns, repeats)
+    print(f"part 6: where one simulate call of 8 runs of the network goes (median of {repeats}, "
+          f"interleaved; load {os.getloadavg()[0]:.1f})")
+    for key, sec in med.items():
+        print(f"  {key:28s} {sec * 1e3:7.3f} ms  {sec / med['solve_ivp']:5.2f} x solve_ivp")
+    print(f"  simulate beyond the stepper  {(med['simulate'] - med['stepper alone']) * 1e3:7.3f} ms")
+
+
 def _child(cmd: list[str]) -> tuple[float, float]:
     # as installed: sysid's modules compiled once (pip writes .pyc files), not at every start
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -269,12 +318,12 @@ def part5(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run, e.g. 3,4")
+    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run, e.g. 3,4")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}")
     parts = {int(p) for p in args.parts.split(",")}
-    for number, part in ((1, part1), (2, part2), (3, part3), (4, part4), (5, part5)):
+    for number, part in ((1, part1), (2, part2), (3, part3), (4, part4), (5, part5), (6, part6)):
         if number in parts:
             part(args.repeats)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
