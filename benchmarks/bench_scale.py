@@ -19,21 +19,23 @@ Times are wall-clock seconds of one run on one torch thread; they depend on the 
 load (this is a scale check, not a speed comparison). Run:
 ``python benchmarks/bench_scale.py [--cases 10000x3,1000x5000] [--epochs 5] [--step-limit 900]``.
 
-Measured 30 Nov 2026 on the shared 2-core machine, one case at a time (load average 2.3-2.9
-during both; wall seconds):
+Measured 30 Nov 2026 on the shared 2-core machine, one case at a time (wall seconds):
 
-- ``python benchmarks/bench_scale.py --cases 10000x3 --step-limit 240``: build 0.9, to_csv 0.1,
-  load_csv 1.3, fit 5.2, metrics 3.9, report 20.5 (before the metrics and report read every run
-  once and integrated the runs together: metrics 104.8, report 230.1 at load 7.7-9.8).
-- ``python benchmarks/bench_scale.py --cases 1000x5000 --step-limit 420``: build 2.3, to_csv
-  12.6, load_csv 14.4, fit 368.0 (max_time 336 s; see below), metrics 4.6, report 23.3 (before:
-  metrics 287.2, report 414.6 at load 5.3 -> 2.8).
+- ``python benchmarks/bench_scale.py --cases 10000x3 --step-limit 240`` (load average 3.4-3.7):
+  build 1.5, to_csv 0.1, load_csv 2.5, fit 7.7, metrics 2.8, report 13.8 (before the metrics and
+  report read every run once and integrated the runs together: metrics 104.8, report 230.1 at
+  load 7.7-9.8).
+- ``python benchmarks/bench_scale.py --cases 1000x5000 --step-limit 420`` (load 2.1-2.9): build
+  2.1, to_csv 13.4, load_csv 8.4, fit 89.7 (5 epochs), metrics 4.7, report 19.5 (before: fit
+  233.5, metrics 287.2, report 414.6 at load 5.3 -> 2.8).
 
 The metrics and the report's free runs are SciPy RK45 solves, up to 256 runs stacked in one
 ``solve_ivp`` (:func:`sysid.solvers.ivp.solve_scipy_runs`); the report simulates densely and
-draws only the first 8 runs. The fit of 1000 x 5000 ran 32 s past its ``max_time`` after the warm
-start (the setup's smoothing and the warm start stop on time: ``max_time`` 40 and 100 s gave fits
-of 40.5 and 100.6 s at this size).
+draws only the first 8 runs and shows the first 60 rows of its per-run tables (``report.json``
+has all). An earlier run of the same day gave the 1000 x 5000 fit 368 s with ``max_time`` 336:
+the refinement, which skips this size as too large, first built its integration grid with a
+Python loop over 5 million sample gaps (~100 s, no deadline check); now built per run with
+tensor ops (0.5 s). At this size ``max_time`` 40 and 100 s gave fits of 40.5 and 100.6 s.
 
 ``--csv-writers N`` compares, side by side in this process (interleaved, median of 3), the CSV
 writer ``to_csv`` had before (one ``csv.writer`` row per sample, kept below as the reference)
