@@ -461,12 +461,23 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
     units = dict(plan.units)
     u_runs = ([None] * len(plan.times) if source is None
               else [source.values_at(r, t) for r, t in enumerate(plan.times)])
+    first = plan.times[0]
+    times = (np.broadcast_to(first, (len(plan.times), len(first)))  # times=: one grid, copied once
+             if all(t is first for t in plan.times) else plan.times)
     if target.outputs:
         observe = target.numpy().observe
-        ys = [np.asarray(observe(t, x, u), dtype=float).reshape(len(t), -1)
-              for t, x, u in zip(plan.times, states, u_runs)]
-        for j, n in enumerate(target.outputs):
-            values[n] = [y[:, j] for y in ys]
+        if isinstance(states, np.ndarray) and target.view is None:
+            # a model's measurement equations are elementwise: every run's rows in one call
+            R, N, S = states.shape
+            u_rows = None if source is None else np.concatenate(u_runs)
+            y = np.asarray(observe(np.asarray(times, dtype=float).reshape(-1), states.reshape(R * N, S),
+                                   u_rows), dtype=float).reshape(R, N, -1)
+            values.update({n: y[:, :, j] for j, n in enumerate(target.outputs)})
+        else:
+            ys = [np.asarray(observe(t, x, u), dtype=float).reshape(len(t), -1)
+                  for t, x, u in zip(plan.times, states, u_runs)]
+            for j, n in enumerate(target.outputs):
+                values[n] = [y[:, j] for y in ys]
     if source is not None:
         for j, n in enumerate(target.inputs):
             values[n] = [u[:, j] for u in u_runs]
@@ -474,9 +485,6 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
     time_attrs = {"units": target.time_units, "long_name": "time", **plan.time_attrs}
     units[TIME] = str(time_attrs.get("units", ""))
     shown = target.states + target.outputs
-    first = plan.times[0]
-    times = (np.broadcast_to(first, (len(plan.times), len(first)))  # times=: one grid, copied once
-             if all(t is first for t in plan.times) else plan.times)
     ds = from_arrays(
         times, values, states=list(shown), inputs=list(target.inputs), runs=plan.ids,
         units=units, long_names={n: plan.long_names.get(n, n) for n in shown + target.inputs},

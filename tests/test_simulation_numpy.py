@@ -134,3 +134,16 @@ def test_inputs_read_in_numpy_equal_the_torch_interpolation(kind):
                         where="test").numpy_batch(np.zeros(1)) is None
     const = input_source({"a": [1.0, 2.0], "b": 3.0}, ("a", "b"), ["r0", "r1"], kind=kind, where="test")
     np.testing.assert_array_equal(const.numpy_batch(np.zeros(2))(0.7), [[1.0, 3.0], [2.0, 3.0]])
+
+
+def test_outputs_of_many_runs_are_the_equations_on_each_simulated_sample():
+    """The measurement equations are evaluated on every run's samples in one call: each value is
+    the equation of that run's simulated states at that time (exactly: the same float64 ops)."""
+    m = sm.physics("sir", outputs={"cases": "gamma * I", "share": "I / (S + I + R)"}, observed=["I"],
+                   dtype=torch.float64)
+    gamma = float(m.field.physical_parameters()["gamma"].detach().double())
+    sim = simulate(m, {"S": [990.0, 900.0, 950.0], "I": [10.0, 5.0, 1.0], "R": 0.0}, np.linspace(0, 20, 11))
+    s, i, r = (sim[n].values for n in ("S", "I", "R"))
+    np.testing.assert_array_equal(sim["cases"].values, gamma * i)
+    np.testing.assert_array_equal(sim["share"].values, i / (s + i + r))
+    assert sim["cases"].attrs["equation"] == "gamma * I" and sim["cases"].attrs["role"] == "state"
