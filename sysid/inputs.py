@@ -141,6 +141,8 @@ class InputSource:
         """Run ``r``'s inputs at the times ``t`` as ``(N, I)`` (the values echoed in a result);
         at a sample time, exactly the sample."""
         t = np.asarray(t, dtype=float)
+        if self.samples is not None and np.array_equal(self.samples[r][0], t):
+            return np.array(self.samples[r][1], dtype=float).reshape(len(t), -1)  # every time a sample
         out = np.asarray(self.numpy(r)(t), dtype=float).reshape(len(t), -1)
         if self.samples is not None:
             ts, us = self.samples[r]
