@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from sysid.data.schema import TIME, from_arrays
+from sysid.data.schema import TIME, _from_block, from_arrays
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
@@ -485,11 +485,18 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
     time_attrs = {"units": target.time_units, "long_name": "time", **plan.time_attrs}
     units[TIME] = str(time_attrs.get("units", ""))
     shown = target.states + target.outputs
-    ds = from_arrays(
-        times, values, states=list(shown), inputs=list(target.inputs), runs=plan.ids,
-        units=units, long_names={n: plan.long_names.get(n, n) for n in shown + target.inputs},
-        attrs={"source": "sysid.simulate", "solver": _solver_json(solver)},
-    )
+    kw: dict[str, Any] = dict(states=list(shown), inputs=list(target.inputs), runs=plan.ids, units=units,
+                              long_names={n: plan.long_names.get(n, n) for n in shown + target.inputs},
+                              attrs={"source": "sysid.simulate", "solver": _solver_json(solver)})
+    if isinstance(states, np.ndarray):  # one grid: the times and every variable in one allocation
+        names = list(shown + target.inputs)
+        block = np.empty((1 + len(names), *states.shape[:2]))
+        block[0] = times
+        for i, n in enumerate(names):
+            block[1 + i] = values[n]
+        ds = _from_block(block, **kw)
+    else:
+        ds = from_arrays(times, values, **kw)
     variables = ds.variables  # attributes set on the variables: no DataArray built for it
     if target.model is not None and target.model.outputs is not None:
         for n in target.outputs:

@@ -74,30 +74,11 @@ def from_arrays(
         if isinstance(value, str) or not hasattr(value, "__iter__"):
             raise DataError(f"from_arrays: {arg} must be a list of variable names; got "
                             f"{type(value).__name__} {value!r}.")
-    states = list(states)
-    inputs = list(inputs)
     units = dict(units or {})
     long_names = dict(long_names or {})
+    states, inputs, run_ids = _checked(states, inputs, values, len(times), runs)
     names = states + inputs
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise DataError(f"from_arrays: names {dup} are given more than once in states/inputs.")
-    reserved = [n for n in names if n in (TRAJ, OBS, TIME)]
-    if reserved:
-        raise DataError(
-            f"from_arrays: variables may not be named {reserved} (reserved by the schema); rename them."
-        )
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise DataError(f"from_arrays: no values for {missing}; values has {sorted(values)}.")
-    n_runs = len(times)
-    if n_runs == 0:
-        raise DataError("from_arrays: at least one run is needed; times is empty.")
-    run_ids = [str(r) for r in runs] if runs is not None else [f"run{i}" for i in range(n_runs)]
-    if len(run_ids) != n_runs:
-        raise DataError(f"from_arrays: {len(run_ids)} run ids for {n_runs} runs of times.")
-    if len(set(run_ids)) != n_runs:
-        raise DataError(f"from_arrays: run ids must be unique; got {run_ids}.")
+    n_runs = len(run_ids)
     if isinstance(times, np.ndarray) and times.ndim == 2:  # runs of equal length: no per-run work
         time_arr = np.array(times, dtype=float, order="C")
         n_obs, full = time_arr.shape[1], True
@@ -133,7 +114,40 @@ def from_arrays(
             arr[i, : len(v)] = v
         data_vars[name] = ((TRAJ, OBS), arr, _var_attrs(name, states, units, long_names))
     t_units = str(units.get(TIME, time_units))
-    ds = xr.Dataset(
+    return _dataset(data_vars, time_arr, run_ids, t_units, long_names, attrs)
+
+
+def _checked(states: Sequence[str], inputs: Sequence[str], values: Mapping[str, Any], n_runs: int,
+             runs: Sequence[str] | None) -> tuple[list[str], list[str], list[str]]:
+    """:func:`from_arrays`' checks of the names and run ids: (states, inputs, run ids)."""
+    states = list(states)
+    inputs = list(inputs)
+    names = states + inputs
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise DataError(f"from_arrays: names {dup} are given more than once in states/inputs.")
+    reserved = [n for n in names if n in (TRAJ, OBS, TIME)]
+    if reserved:
+        raise DataError(
+            f"from_arrays: variables may not be named {reserved} (reserved by the schema); rename them."
+        )
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise DataError(f"from_arrays: no values for {missing}; values has {sorted(values)}.")
+    if n_runs == 0:
+        raise DataError("from_arrays: at least one run is needed; times is empty.")
+    run_ids = [str(r) for r in runs] if runs is not None else [f"run{i}" for i in range(n_runs)]
+    if len(run_ids) != n_runs:
+        raise DataError(f"from_arrays: {len(run_ids)} run ids for {n_runs} runs of times.")
+    if len(set(run_ids)) != n_runs:
+        raise DataError(f"from_arrays: run ids must be unique; got {run_ids}.")
+    return states, inputs, run_ids
+
+
+def _dataset(data_vars: dict[str, Any], time_arr: np.ndarray, run_ids: list[str], t_units: str,
+             long_names: Mapping[str, str], attrs: Mapping[str, object] | None) -> xr.Dataset:
+    """The schema's Dataset around arrays already laid out ``(runs, obs)``."""
+    return xr.Dataset(
         data_vars,
         coords={
             TRAJ: (TRAJ, np.array(run_ids, dtype=object)),
@@ -147,7 +161,34 @@ def from_arrays(
             **dict(attrs or {}),
         },
     )
-    return ds
+
+
+def _from_block(block: np.ndarray, *, states: Sequence[str], inputs: Sequence[str] = (),
+               runs: Sequence[str] | None = None, units: Mapping[str, str] | None = None,
+               long_names: Mapping[str, str] | None = None,
+               attrs: Mapping[str, object] | None = None) -> xr.Dataset:
+    """:func:`from_arrays` for runs of equal length whose times and values are already one
+    C-ordered float64 array ``block`` ``(1 + V, runs, obs)``: ``block[0]`` the times,
+    ``block[1 + i]`` the i-th of ``states + inputs``. The Dataset's variables are views of
+    ``block`` (no copy: one allocation for the whole result; the caller hands it over and keeps
+    no reference). Same names, checks, attributes and messages as :func:`from_arrays`.
+
+    Examples
+    --------
+    >>> block = np.array([[[0.0, 1.0]], [[1.0, 2.0]]])
+    >>> _from_block(block, states=["x"])["x"].values.tolist()
+    [[1.0, 2.0]]
+    """
+    names = list(states) + list(inputs)
+    if block.dtype != np.float64 or not block.flags.c_contiguous or block.shape[0] != 1 + len(names):
+        raise DataError(f"_from_block: block must be C-ordered float64 (1 + {len(names)}, runs, obs); got "
+                        f"{block.dtype} {block.shape}.")
+    units = dict(units or {})
+    long_names = dict(long_names or {})
+    states, inputs, run_ids = _checked(states, inputs, dict.fromkeys(names), block.shape[1], runs)
+    data_vars = {n: ((TRAJ, OBS), block[1 + i], _var_attrs(n, states, units, long_names))
+                 for i, n in enumerate(names)}
+    return _dataset(data_vars, block[0], run_ids, str(units.get(TIME, "")), long_names, attrs)
 
 
 def _stacked(per_run: Sequence[Any], n_obs: int) -> np.ndarray | None:
