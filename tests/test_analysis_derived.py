@@ -51,7 +51,10 @@ def _selkov_data(noise: float = 0.01):
 @pytest.fixture(scope="module")
 def selkov_ensemble():
     data = _selkov_data()
-    cfg = sysid.FitConfig(epochs=60, dtype="float64", progress=False)
+    # 80 epochs: with the warm start stopping on its plateau (WarmStart.plateau=0.1, the default
+    # since 30 Nov) 60 epochs left the members' y interval 0.7 % short of the truth (1.354 vs
+    # 1.364); at 80 and 100 epochs it holds it, as it did at 60 with all 300 warm-start steps
+    cfg = sysid.FitConfig(epochs=80, dtype="float64", progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ens = sysid.ensemble(sysid.models.neural(["x", "y"], width=16, depth=2), data, cfg,
@@ -74,7 +77,7 @@ def test_neural_selkov_ensemble_interval_contains_the_true_fixed_point_and_warns
     assert tab.loc["fixed point 0: x", "kind"] == "fixed point"
     assert "fixed point 0: eigenvalue 1 real" in tab.index
     # the cycle is on the data: every member finds it, its period within 5 % of the reference's
-    # (9.8 time units; 60 epochs of training)
+    # (9.8 time units; 80 epochs of training)
     assert tab.loc["period", "n_members"] == 4
     assert tab.loc["amplitude x", "distance_to_data"] < tab.loc["fixed point 0: x", "distance_to_data"]
     ref = derived(lambda t, z: selkov(t, z), data, states=["x", "y"])
