@@ -22,3 +22,19 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared datasets folder not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def python_sigint():
+    """SIGINT raises KeyboardInterrupt in this test, as in an interactive Python.
+
+    A process started in the background by a non-interactive shell (``make test &``, a CI
+    runner) inherits SIGINT ignored (POSIX); the Ctrl-C tests would then test nothing and fail.
+    The handler is restored afterwards."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

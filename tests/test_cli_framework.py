@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -38,6 +40,37 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg", PYTHONPATH=str(REPO))
     return subprocess.run([sys.executable, "-m", "sysid", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
+
+
+def _default_sigint() -> None:  # pragma: no cover - runs in the child before exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def cli_process(args: list[str], *, cwd: Path | None = None, env: dict | None = None):
+    """The real command line started in the background (to be sent a signal), killed on the way
+    out if it is still running, so that a failing test never leaves a 100 000-epoch fit behind.
+
+    The child starts with SIGINT at its default: a process inherits an ignored SIGINT (POSIX),
+    and a test runner's worker may ignore it, which would make Ctrl-C tests test nothing."""
+    env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg", PYTHONPATH=str(REPO)) \
+        if env is None else env
+    proc = subprocess.Popen([sys.executable, "-m", "sysid", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def stderr_so_far(proc: subprocess.Popen) -> str:
+    """What a background command wrote to stderr, stopping it first if it is still running."""
+    if proc.poll() is None:
+        proc.kill()
+    return proc.communicate()[1]
 
 
 # ---------------------------------------------------------------------------------------------

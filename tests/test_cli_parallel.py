@@ -138,33 +138,28 @@ def test_sweep_config_mistakes(runs_csv, tmp_path, capsys):
 
 
 def test_ctrl_c_stops_the_workers_and_writes_the_members(runs_csv, tmp_path):
-    import os
     import signal
-    import subprocess
     import time
 
-    from test_cli_framework import REPO
+    from test_cli_framework import cli_process, stderr_so_far
 
     ckpt = tmp_path / "ckpt.pt"
-    env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg", PYTHONPATH=str(REPO))
     args = [a for a in _fit_args(runs_csv, tmp_path / "ens") if a != "3"]  # not --epochs 3
     args[args.index("--epochs") + 1:args.index("--epochs") + 1] = ["100000"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sysid", *args, "--ensemble", "2", "--workers", "2",
-         "--set", "warm_start=false", "--set", f'checkpoint={{ path = "{ckpt}", every = 1 }}'],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # each member writes its own checkpoint (ckpt.member_000.pt, ...): when both exist, both
-    # members' training epochs are running
-    ckpts = [tmp_path / f"ckpt.member_{i:03d}.pt" for i in (0, 1)]
-    deadline = time.monotonic() + 180
-    while not all(c.exists() for c in ckpts) and time.monotonic() < deadline \
-            and proc.poll() is None:
-        time.sleep(0.1)
-    assert all(c.exists() for c in ckpts), proc.communicate()[1]
-    assert not ckpt.exists()
-    proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    _, err = proc.communicate(timeout=180)
+    with cli_process([*args, "--ensemble", "2", "--workers", "2", "--set", "warm_start=false",
+                      "--set", f'checkpoint={{ path = "{ckpt}", every = 1 }}']) as proc:
+        # each member writes its own checkpoint (ckpt.member_000.pt, ...): when both exist, both
+        # members' training epochs are running
+        ckpts = [tmp_path / f"ckpt.member_{i:03d}.pt" for i in (0, 1)]
+        deadline = time.monotonic() + 180
+        while not all(c.exists() for c in ckpts) and time.monotonic() < deadline \
+                and proc.poll() is None:
+            time.sleep(0.1)
+        assert all(c.exists() for c in ckpts), stderr_so_far(proc)
+        assert not ckpt.exists()
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=180)
     assert proc.returncode == 130, err
     assert time.monotonic() - sent < 90  # the running fits stopped; nobody waited for 1e5 epochs
     assert "Traceback" not in err

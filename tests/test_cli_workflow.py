@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 
@@ -25,7 +24,7 @@ import sysid
 import sysid.analysis
 import sysid.data
 import sysid.systems
-from test_cli_framework import REPO, run_cli
+from test_cli_framework import cli_process, run_cli, stderr_so_far
 
 TINY = """\
 [model]
@@ -293,17 +292,15 @@ def test_ctrl_c_keeps_the_best_model(tmp_path):
         TINY.replace("epochs = 4\n", "epochs = 100000\n").replace("warm_start = { epochs = 10 }",
                                                                  "warm_start = false")
         + f'checkpoint = {{ path = "{ckpt}", every = 1 }}\n')
-    env = dict(os.environ, TQDM_DISABLE="1", MPLBACKEND="Agg", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sysid", "fit", "osc.csv", "--time", "time", "--states", "x,v",
-         "--run", "trajectory", "--config", "long.toml", "--out", "fit"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.1)  # the first checkpoint means training epochs are running
-    assert ckpt.exists(), proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    args = ["fit", "osc.csv", "--time", "time", "--states", "x,v", "--run", "trajectory",
+            "--config", "long.toml", "--out", "fit"]
+    with cli_process(args, cwd=tmp_path) as proc:
+        deadline = time.monotonic() + 120
+        while not ckpt.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)  # the first checkpoint means training epochs are running
+        assert ckpt.exists(), stderr_so_far(proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "interrupted" in err and "best model so far was saved" in err

@@ -129,7 +129,7 @@ def test_set_aside_keeps_an_incomplete_result_beside_the_old_one(tmp_path):
     assert second.set_aside().name == "out.incomplete-2"
 
 
-def test_signals_are_held_back_until_the_block_ends():
+def test_signals_are_held_back_until_the_block_ends(python_sigint):
     seen = []
     with pytest.raises(KeyboardInterrupt):
         with atomic.signals_deferred():

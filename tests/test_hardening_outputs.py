@@ -219,7 +219,7 @@ def test_a_failure_after_the_model_keeps_what_was_written(data, monkeypatch, cap
     assert (Path("fit") / "history.csv").is_file() and not (Path("fit") / "metrics.json").exists()
 
 
-def test_ctrl_c_while_the_model_is_written_finishes_it_first(data, monkeypatch, capsys):
+def test_ctrl_c_while_the_model_is_written_finishes_it_first(data, monkeypatch, capsys, python_sigint):
     import sysid.io
 
     real = sysid.io.st_save

@@ -11,7 +11,8 @@ import torch
 from sysid.training import checkpoint as ck
 
 
-def test_interrupt_during_checkpoint_is_deferred_until_the_file_is_complete(tmp_path, monkeypatch):
+def test_interrupt_during_checkpoint_is_deferred_until_the_file_is_complete(tmp_path, monkeypatch,
+                                                                            python_sigint):
     real_save = torch.save
 
     def save_and_get_interrupted(obj, f, *args, **kwargs):
