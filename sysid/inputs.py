@@ -30,7 +30,7 @@ import xarray as xr
 
 from sysid.data.schema import OBS, TIME, TRAJ, from_arrays, run_ids
 from sysid.errors import DataError
-from sysid.models.interpolation import InputInterpolator, numpy_interpolant
+from sysid.models.interpolation import InputInterpolator, hermite, numpy_interpolant
 
 __all__ = ["InputSource", "input_source", "dataset_runs"]
 
@@ -235,14 +235,7 @@ def _one_grid(interp: InputInterpolator) -> Callable[[float], np.ndarray]:
         y0 = u[:, k]
         if kind == "linear":
             return y0 + s * (u[:, k + 1] - y0)
-        y1, m0, m1 = u[:, k + 1], m[:, k], m[:, k + 1]  # type: ignore[index]
-        s2 = s * s
-        s3 = s2 * s
-        h00 = 2 * s3 - 3 * s2 + 1
-        h10 = s3 - 2 * s2 + s
-        h01 = -2 * s3 + 3 * s2
-        h11 = s3 - s2
-        return h00 * y0 + h10 * h * m0 + h01 * y1 + h11 * h * m1
+        return hermite(s, h, y0, u[:, k + 1], m[:, k], m[:, k + 1])  # type: ignore[index]
 
     return u_at
 

@@ -9,7 +9,7 @@ import torch
 
 from sysid.errors import ConfigError, DataError
 
-__all__ = ["InputInterpolator", "INTERPOLATIONS", "pchip_slopes_numpy"]
+__all__ = ["InputInterpolator", "INTERPOLATIONS", "pchip_slopes_numpy", "hermite", "numpy_interpolant"]
 
 INTERPOLATIONS = ("zoh", "linear", "cubic")
 
@@ -190,16 +190,7 @@ class InputInterpolator:
         y0 = self.u[r, k]
         if self.kind == "linear":
             return y0 + s * (self.u[r, k + 1] - y0)
-        y1 = self.u[r, k + 1]
-        m0 = self._m[r, k]
-        m1 = self._m[r, k + 1]
-        s2 = s * s
-        s3 = s2 * s
-        h00 = 2 * s3 - 3 * s2 + 1
-        h10 = s3 - 2 * s2 + s
-        h01 = -2 * s3 + 3 * s2
-        h11 = s3 - s2
-        return h00 * y0 + h10 * h * m0 + h01 * y1 + h11 * h * m1
+        return hermite(s, h, y0, self.u[r, k + 1], self._m[r, k], self._m[r, k + 1])
 
     def numpy_function(self, run: int = 0) -> Any:
         """A NumPy ``u(t) -> (I,)`` for one run (same interpolation), for NumPy exports."""
@@ -207,6 +198,18 @@ class InputInterpolator:
         t = self.t[run, :n].detach().cpu().double().numpy().copy()
         u = self.u[run, :n].detach().cpu().double().numpy().copy()
         return numpy_interpolant(t, u, self.kind)
+
+
+def hermite(s: Any, h: Any, y0: Any, y1: Any, m0: Any, m1: Any) -> Any:
+    """Cubic Hermite interpolation at fraction ``s`` of an interval of length ``h`` between values
+    ``y0``, ``y1`` with slopes ``m0``, ``m1`` (NumPy arrays or torch tensors alike)."""
+    s2 = s * s
+    s3 = s2 * s
+    h00 = 2 * s3 - 3 * s2 + 1
+    h10 = s3 - 2 * s2 + s
+    h01 = -2 * s3 + 3 * s2
+    h11 = s3 - s2
+    return h00 * y0 + h10 * h * m0 + h01 * y1 + h11 * h * m1
 
 
 def numpy_interpolant(t: np.ndarray, u: np.ndarray, kind: str) -> Any:
@@ -232,8 +235,6 @@ def numpy_interpolant(t: np.ndarray, u: np.ndarray, kind: str) -> Any:
         s = np.clip((tc - t[k])[..., None] / h, 0.0, 1.0)
         if kind == "linear":
             return u[k] + s * (u[k + 1] - u[k])
-        s2, s3 = s * s, s * s * s
-        return ((2 * s3 - 3 * s2 + 1) * u[k] + (s3 - 2 * s2 + s) * h * m[k]  # type: ignore[index]
-                + (-2 * s3 + 3 * s2) * u[k + 1] + (s3 - s2) * h * m[k + 1])  # type: ignore[index]
+        return hermite(s, h, u[k], u[k + 1], m[k], m[k + 1])  # type: ignore[index]
 
     return u_at
