@@ -30,7 +30,6 @@ import collections
 import concurrent.futures as cf
 import multiprocessing
 import os
-import pickle
 import signal
 import sys
 import threading
@@ -208,8 +207,9 @@ class LocalPool(cf.Executor):
                         "'if __name__ == \"__main__\":', because each worker imports the script.")
                 else:
                     exc = WorkerDied(f"the worker process (pid {lane.pid}) died while running this "
-                                     f"task (killed by a signal, out of memory, or a crash in "
-                                     f"native code).")
+                                     f"task (killed by a signal, out of memory, a crash in "
+                                     f"native code, or a function of the task that cannot be "
+                                     f"imported there).")
                 lane.pool.shutdown(wait=False)
                 if not self._closed:
                     self._lanes[self._lanes.index(lane)] = _Lane(self._ctx, self._threads)
@@ -273,22 +273,8 @@ def _signal(pid: int, sig: int) -> None:
 # running a batch
 
 
-def _run_pickled(blob: bytes, index: int, label: str) -> Any:
-    """Worker side of :func:`run_tasks`: unpickle the task here, so an import error is reported
-    as that task's failure instead of killing the worker.
-
-    ``blob`` is always the bytes :func:`_submit` made with ``pickle.dumps`` in the parent sysid
-    process for this submission (the executor would pickle the task anyway); nothing read from a
-    file or a network reaches it. Model and config files are read without pickle
-    (``tests/test_architecture.py`` checks both)."""
-    try:
-        fn, payload = pickle.loads(blob)
-    except Exception as exc:  # noqa: BLE001
-        return TaskFailure(index=index, label=label, error_type=type(exc).__name__,
-                           message=f"the task could not be unpacked in the worker: {exc}. Functions "
-                                   f"in a model must be importable there (module level, not a "
-                                   f"lambda or a function defined inside another).",
-                           worker=f"pid {os.getpid()}")
+def _run_in_worker(fn: Callable, payload: Any, index: int, label: str) -> Any:
+    """Worker side of :func:`run_tasks` (a module-level function, so the executor can send it)."""
     return run_task(fn, payload, index, label, worker=True)
 
 
@@ -353,7 +339,12 @@ def _failure_from(exc: BaseException, index: int, label: str) -> TaskFailure:
                            message=f"{exc} A worker of the standard process pool died, which "
                                    f"stops that whole pool; sysid.parallel.LocalPool loses only "
                                    f"the task whose worker died.")
-    return TaskFailure(index=index, label=label, error_type=type(exc).__name__, message=str(exc))
+    message = str(exc)
+    if "pickle" in message.lower():  # the executor could not send the task to a worker
+        message = (f"the task cannot be sent to a worker process: {message}. Define physics "
+                   f"functions at module level in an importable module (not a lambda, a nested "
+                   f"function or an interactive session's __main__).")
+    return TaskFailure(index=index, label=label, error_type=type(exc).__name__, message=message)
 
 
 def _interrupted(result: Any) -> bool:
@@ -434,17 +425,7 @@ def _submit(ex: cf.Executor, fn: Callable, payload: Any, index: int, label: str,
             serial: bool) -> cf.Future:
     if serial:  # same process: no pickling, the caller's threads and progress settings
         return ex.submit(run_task, fn, payload, index, label, worker=False)
-    try:
-        blob = pickle.dumps((fn, payload), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception as exc:  # noqa: BLE001 - reported for this task only
-        future: cf.Future = cf.Future()
-        future.set_result(TaskFailure(
-            index=index, label=label, error_type=type(exc).__name__,
-            message=f"the task cannot be sent to a worker process: {exc}. Define physics functions "
-                    f"at module level in an importable module (not a lambda, a nested function or "
-                    f"an interactive session's __main__)."))
-        return future
-    return ex.submit(_run_pickled, blob, index, label)
+    return ex.submit(_run_in_worker, fn, payload, index, label)
 
 
 def _outcome(future: cf.Future, index: int, label: str) -> Any:
