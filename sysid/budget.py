@@ -31,6 +31,7 @@ import contextlib
 import contextvars
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -56,6 +57,8 @@ __all__ = [
     "format_bytes",
     "Pace",
     "STIFF_HINT",
+    "Sigterm",
+    "sigterm_as_interrupt",
 ]
 
 
@@ -457,3 +460,35 @@ def check_fit(*, stages: Any, lengths: Any, substeps: int, stages_per_step: int,
         check_work(work, what=what,
                    drivers=f"the epochs of every stage and {warm_epochs} warm-start epochs",
                    remedy="Use fewer epochs or warm_start.epochs, or larger strides.")
+
+
+# ----------------------------------------------------------------------------------------------
+# SIGTERM as Ctrl-C
+
+
+class Sigterm(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's stop) raised as a Ctrl-C, see :func:`sigterm_as_interrupt`."""
+
+
+def _raise_sigterm(signum: int, frame: object) -> None:
+    raise Sigterm()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Sigterm` (a ``KeyboardInterrupt``) like Ctrl-C, so
+    that a killed fit keeps its best model and a file being written is finished or removed; the
+    previous handler is restored afterwards. Outside the main thread (where signals cannot be
+    handled) the block simply runs."""
+    installed, previous = False, None
+    if threading.current_thread() is threading.main_thread():
+        try:
+            previous = signal.signal(signal.SIGTERM, _raise_sigterm)
+            installed = True
+        except (ValueError, OSError):  # pragma: no cover - embedded interpreters without signals
+            pass
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -7,16 +7,14 @@ Exit status: 0 success, 2 a user error (one line on stderr naming the file, colu
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Sequence
 
 import click
 
-from sysid import __version__
+from sysid import __version__, budget
 from sysid.cli._support import console, fail_internal, one_line, print_error, solver_remedy
 from sysid.errors import SolverError, SysidError
 
@@ -127,9 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _without_dask()
     old_showwarning = warnings.showwarning
     warnings.showwarning = _showwarning
-    old_sigterm = _sigterm_as_ctrl_c()
     try:
-        rv = cli.main(args=args, prog_name="sysid", standalone_mode=False)
+        with budget.sigterm_as_interrupt():  # for the whole command: a killed fit keeps its model
+            rv = cli.main(args=args, prog_name="sysid", standalone_mode=False)
         code = rv if isinstance(rv, int) else EXIT_OK
     except click.exceptions.Exit as exc:
         code = exc.exit_code
@@ -166,8 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_INTERNAL
     finally:
         warnings.showwarning = old_showwarning
-        if old_sigterm is not None:
-            signal.signal(signal.SIGTERM, old_sigterm)
     sys.stdout.flush()
     return code
 
@@ -181,22 +177,6 @@ def _without_dask() -> None:
     that already imported Dask keeps it."""
     if "dask" not in sys.modules:
         sys.modules["dask"] = None  # type: ignore[assignment]
-
-
-def _sigterm_as_ctrl_c() -> object | None:
-    """Make SIGTERM (``kill``, a scheduler's stop) act as Ctrl-C for the whole command, so that
-    it too keeps a trained model and finishes a file being written; returns the old handler
-    (None outside the main thread, where signals cannot be handled)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except (ValueError, OSError):  # pragma: no cover - embedded interpreters without signals
-        return None
 
 
 def _register() -> None:

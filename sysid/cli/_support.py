@@ -38,8 +38,6 @@ __all__ = [
     "one_line",
     "existing_file",
     "fail_internal",
-    "Sigterm",
-    "sigterm_as_interrupt",
     "print_error",
 ]
 
@@ -509,31 +507,6 @@ def existing_file(path: str | os.PathLike, *, what: str) -> Path:
                 hint = f" Files with that suffix in '{parent}': {close}."
         raise DataError(f"{what} '{p}' does not exist.{hint}")
     return p
-
-
-class Sigterm(KeyboardInterrupt):
-    """SIGTERM turned into an interrupt so a killed command stops as cleanly as after Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Sigterm()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Sigterm` (a KeyboardInterrupt) like Ctrl-C: a
-    killed fit keeps its best model, and temporary outputs are removed."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def fail_internal(exc: BaseException) -> str:

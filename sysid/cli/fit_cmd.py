@@ -33,7 +33,6 @@ from sysid.cli._support import (
     parse_renames,
     parse_settings,
     print_error,
-    sigterm_as_interrupt,
     start_output_dir,
 )
 from sysid.cli.parallel_cmd import (
@@ -489,15 +488,14 @@ def fit_cmd(data: str | None, time_col: str | None, states: str | None, inputs: 
     ('runs/*.csv'), a .nc/.zarr file written by sysid, or dataset:NAME for a shipped dataset
     (see 'sysid datasets list').
     """
-    # SIGTERM behaves like Ctrl-C for the whole command: training stops keeping the best model,
-    # and an interrupted write removes its temporary directory.
-    with sigterm_as_interrupt():
-        return _fit(data, time_col, states, inputs, run_col, sep, decimal, encoding,
-                    missing_values, sort, rename, drop_duplicates, model, free, params, width,
-                    depth, config, holdout, epochs, seed, settings, out, force, max_memory,
-                    where=where, constant=constant, latent=latent, known_initial=known_initial,
-                    outputs=outputs, hidden=hidden, encoder=encoder, max_time=max_time,
-                    parallel=ParallelRequest.from_flags(**parallel))
+    # SIGTERM behaves like Ctrl-C for the whole command (sysid.cli.main sets it up): training
+    # stops keeping the best model, and an interrupted write removes its temporary directory.
+    return _fit(data, time_col, states, inputs, run_col, sep, decimal, encoding,
+                missing_values, sort, rename, drop_duplicates, model, free, params, width,
+                depth, config, holdout, epochs, seed, settings, out, force, max_memory,
+                where=where, constant=constant, latent=latent, known_initial=known_initial,
+                outputs=outputs, hidden=hidden, encoder=encoder, max_time=max_time,
+                parallel=ParallelRequest.from_flags(**parallel))
 
 
 def _fit(data: str | None, time_col: str | None, states: str | None, inputs: str | None,

@@ -19,7 +19,6 @@ from sysid.cli._support import (
     existing_file,
     parse_assignments,
     parse_float,
-    sigterm_as_interrupt,
 )
 from sysid.errors import ConfigError, DataError, ModelFileError
 from sysid.solvers import default_solver, solver_from
@@ -278,8 +277,7 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
                                                                 if initial_from else ())),
                              *(("--inputs", f) for f in (inputs_file,) if f is not None),
                              *(("--times", f) for f in (times_file,) if f is not None)])
-    with sigterm_as_interrupt(), \
-            budget.limits(output_points=max_points) if max_points else contextlib.nullcontext(), \
+    with budget.limits(output_points=max_points) if max_points else contextlib.nullcontext(), \
             budget.active(budget.Deadline(max_time, what="--max-time") if max_time else None):
         _simulate(model_dir, y0, initial_from, t_start, t_end, dt, times_file, inputs_file,
                   time_col, run_col, method, rtol, atol, out, force, constant=constant, where=where)

@@ -19,9 +19,7 @@ import copy
 import dataclasses
 import math
 import os
-import signal
 import sys
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -307,8 +305,7 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
     # max_time and Ctrl-C/SIGTERM hold everywhere, from the start: the setup's smoothing, the
     # warm start, every solve, the refinement
     deadline = time_budget.Deadline(cfg.max_time) if cfg.max_time is not None else None
-    old_handler = _install_sigterm()
-    try:
+    with time_budget.sigterm_as_interrupt():
         with time_budget.active(deadline):
             ctx = _timed_setup(model, data, cfg, validation)
             _start_initial(ctx, initial)
@@ -319,8 +316,6 @@ def fit(model: Any, data: xr.Dataset, config: FitConfig | None = None, *,
                                       "fit it in one process.")
                 data_parallel.attach(ctx.problem)
             return _run(ctx, resume_from)
-    finally:
-        _restore_sigterm(old_handler)
 
 
 def _timed_setup(model: Any, data: xr.Dataset, cfg: FitConfig,
@@ -950,8 +945,7 @@ def _train(ctx: _Context) -> tuple[StopReason, str]:
     stage_of = [i for i, (_, n, _) in enumerate(plan.stages) for _ in range(n)]
     total = len(stage_of)
     progress = _Progress(cfg, total, loop.epoch, ctx.started)
-    old_handler = _install_sigterm()
-    stopped, message = StopReason.COMPLETED, ""
+    stopped, message = StopReason.COMPLETED, ""  # SIGTERM acts as Ctrl-C: fit() set it up
     good = previous = None
     try:
         if loop.epoch == 0 and loop.best_key[0] == math.inf:  # the start (after the warm start)
@@ -1000,7 +994,6 @@ def _train(ctx: _Context) -> tuple[StopReason, str]:
             good.restore(ctx, everything=True)
     finally:
         progress.close()
-        _restore_sigterm(old_handler)
     return stopped, message
 
 
@@ -1149,20 +1142,3 @@ def _fingerprint(ctx: _Context) -> str:
     return data_fingerprint(train.run_ids, train.t, train.y, train.mask, train.u)
 
 
-def _install_sigterm() -> Any:
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except (ValueError, OSError):
-        return None
-
-
-def _restore_sigterm(previous: Any) -> None:
-    if previous is None or threading.current_thread() is not threading.main_thread():
-        return
-    signal.signal(signal.SIGTERM, previous)
