@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from sysid.data.schema import TIME, _from_block, from_arrays
+from sysid.data.schema import TIME, from_block, from_arrays
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
@@ -494,7 +494,7 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
         block[0] = times
         for i, n in enumerate(names):
             block[1 + i] = values[n]
-        ds = _from_block(block, **kw)
+        ds = from_block(block, **kw)
     else:
         ds = from_arrays(times, values, **kw)
     variables = ds.variables  # attributes set on the variables: no DataArray built for it

@@ -152,16 +152,16 @@ def test_outputs_of_many_runs_are_the_equations_on_each_simulated_sample():
 def test_one_block_result_equals_from_arrays_and_checks_its_block():
     """simulate's result for runs on one grid is built around one (1 + V, R, N) allocation: the
     same Dataset as from_arrays of the same values, each variable a C-ordered (R, N) array."""
-    from sysid.data.schema import _from_block
+    from sysid.data.schema import from_block
 
     t = np.linspace(0.0, 1.0, 4)
     x = np.arange(8.0).reshape(2, 4)
     block = np.stack([np.tile(t, (2, 1)), x, -x])
-    got = _from_block(block, states=["x"], inputs=["u"], runs=["a", "b"], units={"time": "s", "x": "m"})
+    got = from_block(block, states=["x"], inputs=["u"], runs=["a", "b"], units={"time": "s", "x": "m"})
     want = from_arrays([t, t], {"x": list(x), "u": list(-x)}, states=["x"], inputs=["u"], runs=["a", "b"],
                        units={"time": "s", "x": "m"})
     assert got.identical(want) and got["x"].values.flags.c_contiguous
     with pytest.raises(DataError, match=r"block must be C-ordered float64 \(1 \+ 2, runs, obs\)"):
-        _from_block(block[:2], states=["x"], inputs=["u"])
+        from_block(block[:2], states=["x"], inputs=["u"])
     with pytest.raises(DataError, match="run ids must be unique"):
-        _from_block(block, states=["x"], inputs=["u"], runs=["a", "a"])
+        from_block(block, states=["x"], inputs=["u"], runs=["a", "a"])

@@ -163,7 +163,7 @@ def _dataset(data_vars: dict[str, Any], time_arr: np.ndarray, run_ids: list[str]
     )
 
 
-def _from_block(block: np.ndarray, *, states: Sequence[str], inputs: Sequence[str] = (),
+def from_block(block: np.ndarray, *, states: Sequence[str], inputs: Sequence[str] = (),
                runs: Sequence[str] | None = None, units: Mapping[str, str] | None = None,
                long_names: Mapping[str, str] | None = None,
                attrs: Mapping[str, object] | None = None) -> xr.Dataset:
@@ -176,12 +176,12 @@ def _from_block(block: np.ndarray, *, states: Sequence[str], inputs: Sequence[st
     Examples
     --------
     >>> block = np.array([[[0.0, 1.0]], [[1.0, 2.0]]])
-    >>> _from_block(block, states=["x"])["x"].values.tolist()
+    >>> from_block(block, states=["x"])["x"].values.tolist()
     [[1.0, 2.0]]
     """
     names = list(states) + list(inputs)
     if block.dtype != np.float64 or not block.flags.c_contiguous or block.shape[0] != 1 + len(names):
-        raise DataError(f"_from_block: block must be C-ordered float64 (1 + {len(names)}, runs, obs); got "
+        raise DataError(f"from_block: block must be C-ordered float64 (1 + {len(names)}, runs, obs); got "
                         f"{block.dtype} {block.shape}.")
     units = dict(units or {})
     long_names = dict(long_names or {})
@@ -335,6 +335,7 @@ __all__ = [
     "TIME",
     "ROLES",
     "from_arrays",
+    "from_block",
     "state_names",
     "input_names",
     "run_ids",
