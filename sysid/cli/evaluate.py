@@ -7,7 +7,6 @@ again without the original files: ``model/``, ``data.nc`` (the data as read), ``
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import warnings

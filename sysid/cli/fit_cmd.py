@@ -808,7 +808,7 @@ def _write_fit_outputs(tmp: Path, *, result: Any, ds: Any, test: Any | None,
     (tmp / "config.toml").write_text(
         dumps_toml(_resolved(result, opts),
                    header="Resolved options of this fit; reproduce it with\n"
-                          f"  sysid fit --config config.toml --out NEW_DIR"),
+                          "  sysid fit --config config.toml --out NEW_DIR"),
         encoding="utf-8")
     # provenance for the report; rewritten with the list of files once everything is written
     _write_manifest(tmp, result=result, ds=ds, test=test, opts=opts, elapsed=elapsed, files=False)

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sysid import budget as time_budget
 from sysid.data.scaling import Scaling
 from sysid.errors import SolverError
 from sysid.models.neural import frozen_weights

@@ -98,9 +98,9 @@ def regress_derivatives(rhs: nn.Module, t: torch.Tensor, z: torch.Tensor, u: tor
             _lbfgs_rounds(obj, epochs, plateau)
         else:
             _adam(obj, epochs, lr, plateau)
-            final = obj.value()  # after the last step
-            if math.isfinite(final) and final < obj.best:
-                obj.best, obj.best_state = final, _snapshot(parameters, obj.best_state)
+            last = obj.value()  # after the last step
+            if math.isfinite(last) and last < obj.best:
+                obj.best, obj.best_state = last, _snapshot(parameters, obj.best_state)
             _restore(parameters, obj.best_state)
             if use_lbfgs:
                 _lbfgs(obj, max_iter=100)
