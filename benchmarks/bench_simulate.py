@@ -22,7 +22,11 @@ Part 4 runs, side by side, the default adaptive ``sysid.simulate`` (dopri5, rtol
 and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all runs stacked in
 one state vector on the model's NumPy field, for 8 and for 1000 runs, and prints the ratio (goal:
 < 1). ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
-sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's.
+sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's. Three
+models: the physics model, the untrained network (nearly linear: its solve is a handful of steps,
+~1 ms for 8 runs, so the fixed costs of a Dataset result weigh most; part 6 splits them) and the
+same network fitted to the Lotka-Volterra runs (``sysid.fit``, 100 epochs: a field that
+oscillates, as fitted models do; its solve takes ~130 steps).
 Part 6 splits one ``simulate`` call of 8 runs of the network (the case where the solve is short)
 into the stepper alone, ``from_arrays`` of the result and a bare ``xarray.Dataset`` of the same
 arrays, each beside one vectorised ``solve_ivp``: the fixed costs a Dataset result carries.
@@ -143,6 +147,19 @@ def _y0(runs: int = 8) -> np.ndarray:
                             4.0 * np.exp(0.2 * rng.standard_normal(runs))])
 
 
+def _fitted_network():
+    """The 2-32-32-2 network fitted by ``sysid.fit`` (100 epochs, float64) to 8 runs of the
+    Lotka-Volterra model: a field that oscillates, as a fitted model's does. The untrained network
+    of :func:`_models` is nearly linear, and its solve takes a handful of steps."""
+    import sysid
+
+    lv = _models()["physics (Lotka-Volterra)"]
+    data = sysid.simulate(lv, _y0(8), np.linspace(0.0, 40.0, 201))
+    net = sysid.models.neural(["prey", "predator"], width=32, depth=2, seed=0)
+    cfg = sysid.FitConfig(epochs=100, progress=False, dtype="float64")
+    return sysid.fit(net, data, config=cfg).model
+
+
 def _interleaved(fns: dict, repeats: int, sample: float = 0.05) -> dict:
     """Median time per call of each function, the variants interleaved (same load for each).
 
@@ -186,7 +203,7 @@ def part3(repeats: int) -> None:
         got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
         gap = float(np.max(np.abs(got - ref.transpose(1, 0, 2))))
         med = _interleaved({"plain": plain, "simulate": simulate}, repeats)
-        print(f"  {name:26s} simulate {med['simulate']:.4f} s, plain loop {med['plain']:.4f} s, "
+        print(f"  {name:33s} simulate {med['simulate']:.4f} s, plain loop {med['plain']:.4f} s, "
               f"ratio {med['simulate'] / med['plain']:.2f} (largest difference {gap:.1e})")
 
 
@@ -199,10 +216,11 @@ def part4(repeats: int) -> None:
     t = np.linspace(0.0, 40.0, 201)
     print(f"part 4: adaptive, rtol 1e-6 atol 1e-8; default sysid.simulate (dopri5) vs one vectorised "
           f"solve_ivp (RK45) of all runs (median of {repeats}, interleaved)")
+    models = {**_models(), "neural fitted to Lotka-Volterra": _fitted_network()}
     for runs in (8, 1000):
         y0 = _y0(runs)
         R, S = y0.shape
-        for name, model in _models().items():
+        for name, model in models.items():
             fn = model.field.numpy_function()
 
             def f(s, y, fn=fn):  # all runs in one state vector
@@ -222,7 +240,7 @@ def part4(repeats: int) -> None:
             got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
             units = np.max(np.abs(got - ref) / (1e-8 + 1e-6 * np.abs(ref)))
             med = _interleaved({"ivp": ivp, "simulate": simulate, "stepper": stepper}, repeats)
-            print(f"  {runs:5d} runs {name:26s} simulate {med['simulate']:.4f} s, solve_ivp "
+            print(f"  {runs:5d} runs {name:33s} simulate {med['simulate']:.4f} s, solve_ivp "
                   f"{med['ivp']:.4f} s, ratio {med['simulate'] / med['ivp']:.2f}; the stepper alone "
                   f"{med['stepper'] / med['ivp']:.2f} (largest difference {units:.1e} tolerance "
                   f"units; load {os.getloadavg()[0]:.1f})")

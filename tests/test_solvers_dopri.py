@@ -186,6 +186,27 @@ def test_simulate_runs_numpy_copy_only_when_it_agrees_with_the_model(monkeypatch
     np.testing.assert_allclose(sim["c"].values[0], np.exp(-0.5 * t), atol=1e-6)
 
 
+def test_numpy_copy_is_checked_on_eight_runs_spread_over_the_batch():
+    import sysid
+    from sysid.simulation import _agree_at_start
+
+    net = sysid.models.neural(["x", "y"], ["u"], width=8, depth=1, time_dependent=True,
+                              seed=0).to(torch.float64)
+    f = net.field.numpy_function()
+    rng = np.random.default_rng(1)
+    y0, offsets, u = rng.normal(size=(40, 2)), rng.uniform(0, 5, 40), rng.normal(size=(40, 1))
+    assert _agree_at_start(net, f, y0, offsets, u)  # each run's own time and input
+    seen = []
+
+    def wrong_on_the_last_run(t, x, uu):  # checked: the last run is one of the eight rows
+        seen.append(len(x))
+        out = f(t, x, uu)
+        return out + (np.abs(x - y0[-1]).sum(axis=-1, keepdims=True) == 0)
+
+    assert not _agree_at_start(net, wrong_on_the_last_run, y0, offsets, u)
+    assert seen == [8]  # 8 of the 40 runs are evaluated, not all
+
+
 def simulate_values(ds) -> np.ndarray:
     return np.stack([ds[n].values for n in ("prey", "predator")], axis=-1)
 
