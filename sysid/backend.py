@@ -4,6 +4,10 @@ A right-hand side in sysid is written once as ``rhs(t, x, u, p, xp)`` where ``x`
 its last axis, ``p`` maps parameter names to scalars (floats or 0-d tensors) and ``xp`` is one of
 :data:`NUMPY` or :data:`TORCH` below. Use ``xp.sin``, ``xp.stack([...])`` (stacks on the last
 axis) and so on instead of calling numpy or torch directly.
+
+:data:`TORCH` is built on first use (``from sysid.backend import TORCH`` imports torch then), so
+NumPy code that imports this module (a catalogue system integrated by SciPy, ``sysid simulate``
+of a saved model) does not import torch.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -45,23 +48,6 @@ def _np_stack(items: list[Any]) -> np.ndarray:
     return np.stack(arrays, axis=-1)
 
 
-def _torch_stack(items: list[Any]) -> torch.Tensor:
-    ref = next((i for i in items if isinstance(i, torch.Tensor)), None)
-    if ref is None:
-        return torch.stack([torch.as_tensor(i) for i in items], dim=-1)
-    tensors = [i if isinstance(i, torch.Tensor) else torch.full_like(ref, float(i)) for i in items]
-    tensors = torch.broadcast_tensors(*tensors)
-    return torch.stack(tensors, dim=-1)
-
-
-def _torch_maximum(a: Any, b: Any) -> torch.Tensor:
-    return torch.maximum(torch.as_tensor(a), torch.as_tensor(b))
-
-
-def _torch_minimum(a: Any, b: Any) -> torch.Tensor:
-    return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
-
-
 NUMPY = ArrayNamespace(
     name="numpy",
     sin=np.sin,
@@ -80,22 +66,38 @@ NUMPY = ArrayNamespace(
     zeros_like=np.zeros_like,
 )
 
-TORCH = ArrayNamespace(
-    name="torch",
-    sin=torch.sin,
-    cos=torch.cos,
-    tan=torch.tan,
-    exp=torch.exp,
-    log=torch.log,
-    sqrt=torch.sqrt,
-    tanh=torch.tanh,
-    abs=torch.abs,
-    sign=torch.sign,
-    where=torch.where,
-    maximum=_torch_maximum,
-    minimum=_torch_minimum,
-    _stack=_torch_stack,
-    zeros_like=torch.zeros_like,
-)
+
+
+def _torch_namespace() -> ArrayNamespace:
+    """The torch namespace (imports torch)."""
+    import torch
+
+    def stack(items: list[Any]) -> torch.Tensor:
+        ref = next((i for i in items if isinstance(i, torch.Tensor)), None)
+        if ref is None:
+            return torch.stack([torch.as_tensor(i) for i in items], dim=-1)
+        tensors = [i if isinstance(i, torch.Tensor) else torch.full_like(ref, float(i)) for i in items]
+        return torch.stack(torch.broadcast_tensors(*tensors), dim=-1)
+
+    def maximum(a: Any, b: Any) -> torch.Tensor:
+        return torch.maximum(torch.as_tensor(a), torch.as_tensor(b))
+
+    def minimum(a: Any, b: Any) -> torch.Tensor:
+        return torch.minimum(torch.as_tensor(a), torch.as_tensor(b))
+
+    return ArrayNamespace(
+        name="torch", sin=torch.sin, cos=torch.cos, tan=torch.tan, exp=torch.exp, log=torch.log,
+        sqrt=torch.sqrt, tanh=torch.tanh, abs=torch.abs, sign=torch.sign, where=torch.where,
+        maximum=maximum, minimum=minimum, _stack=stack, zeros_like=torch.zeros_like,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """:data:`TORCH`, built once on first use (importing torch takes over a second)."""
+    if name == "TORCH":
+        namespace = globals()["TORCH"] = _torch_namespace()
+        return namespace
+    raise AttributeError(f"module 'sysid.backend' has no attribute {name!r}")
+
 
 __all__ = ["ArrayNamespace", "NUMPY", "TORCH"]

@@ -46,7 +46,7 @@ from typing import Any, final
 
 import numpy as np
 
-from sysid.backend import NUMPY, TORCH, ArrayNamespace
+from sysid.backend import NUMPY, ArrayNamespace
 from sysid.errors import ConfigError
 
 __all__ = [
@@ -619,7 +619,7 @@ class _Compiler:
     def __init__(self, xp: ArrayNamespace, text: str) -> None:
         self.numpy = xp is NUMPY or xp.name == "numpy"
         self.binops = {k: v[1] for k, v in _BINOPS.items()}
-        if xp is TORCH or xp.name == "torch":
+        if xp.name == "torch":
             self.fns = _torch_fns()
         elif self.numpy:
             self.fns = _numpy_fns()

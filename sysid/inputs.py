@@ -15,6 +15,8 @@
 
 An :class:`InputSource` gives each run's inputs as a NumPy function (SciPy integration, the values
 echoed into the result) and all runs' inputs as one torch function (batched torch integration).
+torch is imported only by the torch forms (and cubic interpolation): a NumPy simulation
+(``sysid simulate`` of a saved model) reads constant, zero-order-hold and linear inputs without it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Any, final
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 
 from sysid.data.schema import OBS, TIME, TRAJ, from_arrays, run_ids
@@ -157,8 +158,10 @@ class InputSource:
             return None
         return np.unique(np.concatenate([t - o for (t, _), o in zip(self.samples, offsets)]))
 
-    def _interpolator(self, dtype: torch.dtype, offsets: np.ndarray) -> InputInterpolator:
+    def _interpolator(self, dtype: Any, offsets: np.ndarray) -> InputInterpolator:
         """The samples of all runs in relative time, padded into one interpolator."""
+        import torch
+
         assert self.samples is not None
         n = max(len(t) for t, _ in self.samples)
         t_arr = np.zeros((self.n_runs, n))
@@ -180,19 +183,30 @@ class InputSource:
             return lambda tau: const
         if self.samples is None:
             return None
-        interp = self._interpolator(torch.float64, offsets)
-        tp = interp.t.numpy()
-        if not (bool((tp == tp[0]).all()) and bool((interp.lengths == interp.lengths[0]).all())):
+        rel = [t - o for (t, _), o in zip(self.samples, offsets)]
+        if not all(len(t) == len(rel[0]) and np.array_equal(t, rel[0]) for t in rel):
             return None
-        return _one_grid(interp)
+        t = rel[0]
+        u = np.stack([np.asarray(v, dtype=float).reshape(len(t), -1) for _, v in self.samples])
+        if len(t) == 1:
+            first = u[:, 0]
+            return lambda tau: first
+        slopes = None
+        if self.kind == "cubic":  # the torch interpolator's slopes (imports torch)
+            import torch
 
-    def torch(self, dtype: torch.dtype, offsets: np.ndarray) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+            slopes = self._interpolator(torch.float64, offsets)._m.numpy()
+        return _one_grid(t, u, slopes, self.kind)
+
+    def torch(self, dtype: Any, offsets: np.ndarray) -> Callable[[Any, Any], Any]:
         """All runs' inputs as ``u(tau, t_abs) -> (R, I)`` for a batched torch solve.
 
         Samples are interpolated in *relative* time ``tau = t - offset`` of each run, which keeps
         torchdiffeq's one-ulp left/right evaluations at input jumps intact (adding an offset
         afterwards would round them away); a function sees absolute time.
         """
+        import torch
+
         if self.samples is not None:
             interp = self._interpolator(dtype, offsets)
             return lambda tau, t_abs: interp(tau)
@@ -211,18 +225,13 @@ class InputSource:
         return from_function
 
 
-def _one_grid(interp: InputInterpolator) -> Callable[[float], np.ndarray]:
+def _one_grid(t: np.ndarray, u: np.ndarray, m: np.ndarray | None, kind: str) -> Callable[[float], np.ndarray]:
     """:meth:`InputInterpolator.__call__` at one time for all runs when every run has the same
-    sample times: the same operations in NumPy (so the same float64 values), one search."""
-    t = interp.t[0].numpy()
-    u = interp.u.numpy()
-    n, kind = t.size, interp.kind
-    lo, hi = float(interp.t_first[0]), float(interp.t_last[0])
-    if n == 1:
-        first = u[:, 0]
-        return lambda tau: first
-    h_all = interp._h.numpy()
-    m = interp._m.numpy() if kind == "cubic" else None
+    sample times ``t`` (N,) (relative, N >= 2), ``u`` (R, N, I), cubic slopes ``m`` (R, N, I):
+    the same operations in NumPy (so the same float64 values), one search."""
+    n = t.size
+    lo, hi = float(t[0]), float(t[-1])
+    h_all = np.broadcast_to((t[1:] - t[:-1])[None, :, None], (u.shape[0], n - 1, 1))
 
     def u_at(tau: float) -> np.ndarray:
         tq = min(max(float(tau), lo), hi)

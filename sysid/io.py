@@ -16,6 +16,12 @@ means importing that module, which runs the module's top-level code, so :func:`l
 function over yourself (``functions={"mypackage.rhs:spring": spring}``) or opt in with
 ``allow_import=True`` for a file you trust. Functions defined in ``__main__``, in a notebook, or
 inside another function (and lambdas) cannot be imported at all; pass them with ``functions=``.
+
+:func:`load_dynamics` reads the same folder, with the same checks and errors, into NumPy
+:class:`~sysid.models.Dynamics` without importing torch (``sysid simulate`` starts in under half
+the time): networks and catalogue or text-equation physics terms, composed in any way; it
+answers None for what only the torch model represents (an import-path function, an encoder,
+measurement equations, half precision), where :func:`load_model` is the way.
 """
 
 from __future__ import annotations
@@ -27,25 +33,23 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from sysid import atomic
 from sysid.errors import ModelFileError, SysidError
-from sysid.models.base import VectorField, scaling_to_dict
-from sysid.models.composite import HybridField, SecondOrderField
-from sysid.models.encoder import Encoder, StateEncoder
-from sysid.models.model import Model
-from sysid.models.neural import NeuralField
-from sysid.models.outputs import Outputs
+from sysid.models.dynamics import Dynamics
 from sysid.models.parameters import Parameter
-from sysid.models.physics import PhysicsField
 
-__all__ = ["save_model", "load_model", "FORMAT", "SCHEMA_VERSION", "file_entries", "verify_files",
+if TYPE_CHECKING:  # torch and the torch models are imported by the functions that need them
+    import torch
+
+    from sysid.models.base import VectorField
+    from sysid.models.encoder import StateEncoder
+    from sysid.models.model import Model
+
+__all__ = ["save_model", "load_model", "load_dynamics", "FORMAT", "SCHEMA_VERSION", "file_entries", "verify_files",
            "check_file", "read_json", "read_toml", "read_table"]
 
 FORMAT = "sysid-model"
@@ -60,8 +64,13 @@ _MAX_FILES_BYTES = 1024 * 1024
 MAX_TEXT_BYTES = {"json": 64 * 1024 * 1024, "toml": 1024 * 1024, "csv": 256 * 1024 * 1024}
 _MAX_DEPTH = 10_000  # hidden layers a NeuralField spec may ask for
 _MAX_WIDTH = 2**40  # only a sanity bound: the weight count is checked against the file
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16}
+_DTYPES = ("float32", "float64", "float16", "bfloat16")  # of torch; load_dynamics reads the first two
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return getattr(torch, name)
 
 
 def _sha256(data: bytes) -> str:
@@ -94,7 +103,12 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
     ModelFileError
         When the path exists and ``overwrite`` is False, or the model cannot be described.
     """
+    import torch
+    from safetensors.torch import save as st_save
+
     from sysid import __version__
+    from sysid.models.base import scaling_to_dict
+    from sysid.models.model import Model
 
     if not isinstance(model, Model):
         raise ModelFileError(f"save_model: expected a sysid.models.Model; got {type(model).__name__}.")
@@ -446,6 +460,10 @@ def _neural_numel(spec: Mapping[str, Any]) -> int:
 
 def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
            functions: Mapping[str, Callable[..., Any]], available: int) -> VectorField:
+    from sysid.models.composite import HybridField, SecondOrderField
+    from sysid.models.neural import NeuralField
+    from sysid.models.physics import PhysicsField
+
     kind = spec.get("type")
     if kind == "NeuralField":
         # a manifest edited to ask for a huge network must not allocate it before the shape check
@@ -485,6 +503,8 @@ def _build(spec: Mapping[str, Any], dtype: torch.dtype, allow_import: bool,
 def _encoder(spec: Mapping[str, Any], available: int, where: str) -> StateEncoder:
     """The encoder a manifest describes; its size is checked against the tensor file before
     anything is allocated (a manifest edited to ask for a huge network is refused)."""
+    from sysid.models.encoder import Encoder, StateEncoder
+
     settings = Encoder(**{k: spec[k] for k in ("past", "width", "depth", "activation", "seed")})
     sizes = [len(spec[k]) for k in ("measured", "inputs", "latent")]
     if settings.number_of_weights(*sizes) > available:
@@ -498,6 +518,13 @@ def _scaling_object(d: Mapping[str, Any]) -> Any:
     from sysid.data import Scaling
 
     return Scaling(names=tuple(d["names"]), mean=d["mean"], scale=d["scale"], time_scale=d["time_scale"])
+
+
+def _model_path(path: Any) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelFileError(f"load_model: path must be a folder path (str or pathlib.Path); got "
+                             f"{type(path).__name__}.")
+    return Path(path)
 
 
 def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
@@ -527,10 +554,12 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         manifest (tampered or corrupted), a pickle payload, or a structure that does not match
         the tensors.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ModelFileError(f"load_model: path must be a folder path (str or pathlib.Path); got "
-                             f"{type(path).__name__}.")
-    path = Path(path)
+    from safetensors.torch import load as st_load
+
+    from sysid.models.model import Model
+    from sysid.models.outputs import Outputs
+
+    path = _model_path(path)
     manifest, blob = _read(path)
     where = f"load_model: {str(path)!r}"
     try:
@@ -543,9 +572,10 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         if dtype_name not in _DTYPES:
             raise ModelFileError(f"{where}: unsupported dtype {dtype_name!r} in {MANIFEST}.")
         available = sum(int(v.numel()) for v in tensors.values())
-        field = _build(m["field"], _DTYPES[dtype_name], allow_import, dict(functions or {}), available)
+        dtype = _torch_dtype(dtype_name)
+        field = _build(m["field"], dtype, allow_import, dict(functions or {}), available)
         scaling = None if m.get("scaling") is None else _scaling_object(m["scaling"])
-        outputs = None if m.get("outputs") is None else Outputs.from_spec(m["outputs"], dtype=_DTYPES[dtype_name])
+        outputs = None if m.get("outputs") is None else Outputs.from_spec(m["outputs"], dtype=dtype)
         encoder = None if m.get("encoder") is None else _encoder(m["encoder"], available, where)
         model = Model(field, observed=m["observed"], input_interpolation=m["input_interpolation"],
                       scaling=scaling, latent_initial=m.get("latent_initial"), metadata=m.get("metadata"),
@@ -595,3 +625,270 @@ def _check_parameters(model: Model, saved: Any, where: str) -> None:
                 f"{where}: parameter {name!r} comes out as {value:.6g} from the saved tensors and "
                 f"the bounds in {MANIFEST}, but was {current!r} when saved; the bounds or the "
                 "structure were edited. Refusing to load it.")
+
+
+# ----------------------------------------------------------------------------------------------
+# the NumPy view of a model file, without torch
+
+
+class _NotNumpy(Exception):
+    """The model file describes what only the torch model represents (load_dynamics: None)."""
+
+
+def load_dynamics(path: str | os.PathLike[str]) -> Dynamics | None:
+    """Read a model folder written by :func:`save_model` into NumPy dynamics, without torch.
+
+    The files are checked as :func:`load_model` checks them (sizes and sha256 of every file, no
+    pickle payload, format and schema version), with the same errors. Networks
+    (:class:`~sysid.models.NeuralField`), physics terms of a catalogue system or of text
+    equations (parsed by :mod:`sysid.expressions`, never executed), and their hybrid and
+    second-order compositions are read into the same float64 NumPy functions as the loaded
+    model's ``numpy_function()``, with the parameter values the saved tensors give (checked
+    against those recorded at saving). :func:`sysid.simulate` integrates the result with
+    ``dopri5`` (the default) or a SciPy method, as it integrates the model's NumPy copy, and
+    ``import torch`` (over a second) never happens: ``sysid simulate`` uses this.
+
+    Parameters
+    ----------
+    path : path-like
+        The model folder.
+
+    Returns
+    -------
+    Dynamics or None
+        The model's states, inputs, units, input interpolation and ``latent_initial`` with its
+        vector field; None when the file holds what this view cannot represent exactly or
+        without running code: a physics function named by import path, an encoder of hidden
+        states, measurement equations, float16/bfloat16 tensors, or a structure that does not
+        match the tensors (:func:`load_model` then loads it, or says what is wrong).
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_model` (the same messages): a missing or foreign folder, a tensor file or
+        manifest whose size or sha256 does not match, a pickle payload, a newer schema.
+    """
+    path = _model_path(path)
+    manifest, blob = _read(path)
+    try:
+        return _numpy_dynamics(manifest, blob)
+    except _NotNumpy:
+        return None
+    except (SysidError, SafetensorError, KeyError, TypeError, ValueError, AttributeError, IndexError,
+            ArithmeticError, RecursionError):
+        return None  # load_model reads it, or raises its own message for the damage
+
+
+def _numpy_dynamics(manifest: Mapping[str, Any], blob: bytes) -> Dynamics:
+    """The Dynamics a checked manifest and tensor file describe (raises _NotNumpy, or a
+    KeyError/TypeError/... for a structure that load_model reports)."""
+    import math
+
+    import numpy as np
+    from safetensors.numpy import load as np_load
+
+    m = manifest["model"]
+    dtype_name = str(m.get("dtype", "float32"))
+    if dtype_name not in ("float32", "float64"):
+        raise _NotNumpy(dtype_name)
+    if m.get("encoder") is not None or m.get("outputs") is not None:
+        raise _NotNumpy("encoder or measurement equations")
+    if m.get("scaling") is not None:
+        _scaling_object(m["scaling"])  # what load_model validates
+    tensors = np_load(blob)
+    if any(v.dtype not in (np.float32, np.float64) for v in tensors.values()):
+        raise _NotNumpy("tensor dtype")
+    used: set[str] = set()
+    values: dict[str, float] = {}
+    spec = m["field"]
+    f = _numpy_field(spec, tensors, "field.", used, values)
+    if used != set(tensors) or _outputs(spec) != _names(spec)[0]:
+        raise _NotNumpy("structure")  # tensors left over, or a field without every state
+    saved = manifest.get("parameters")
+    if saved is not None:
+        tol = max(1e-9, 64 * float(np.finfo(dtype_name).eps))  # float64 here, the dtype's own there
+        if set(saved) != set(values) or not all(
+                isinstance(saved[n], dict) and isinstance(saved[n].get("current"), (int, float))
+                and not isinstance(saved[n]["current"], bool)
+                and math.isclose(v, float(saved[n]["current"]), rel_tol=tol, abs_tol=1e-300)
+                for n, v in values.items()):
+            raise _NotNumpy("parameters")  # load_model names the parameter
+    states, inputs, state_units, input_units, time_units = _names(spec)
+    observed = list(m["observed"])
+    if any(n not in states for n in observed) or not isinstance(m["input_interpolation"], str):
+        raise _NotNumpy("names")
+    latent = {str(k): float(v) for k, v in dict(m.get("latent_initial") or {}).items()}
+    if set(latent) != {n for n in states if n not in observed}:
+        raise _NotNumpy("latent_initial")
+    return Dynamics.from_numpy_field(f, states=states, inputs=inputs, state_units=state_units,
+                                     input_units=input_units, time_units=time_units, name="model",
+                                     interpolation=m["input_interpolation"], latent_initial=latent)
+
+
+def _names(spec: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...],
+                                              tuple[str, ...], str]:
+    """States, inputs, their units and the time units of a field spec."""
+    kind = spec["type"]
+    if kind == "HybridField":
+        p, n = _names(spec["physics"]), _names(spec["neural"])
+        inputs = tuple(dict.fromkeys((*p[1], *n[1])))
+        units = dict(zip(n[1], n[3])) | dict(zip(p[1], p[3]))  # the physics term's first
+        return p[0], inputs, p[2], tuple(units[i] for i in inputs), p[4]
+    if kind == "SecondOrderField":
+        return _names(spec["acceleration"])
+    return (tuple(str(s) for s in spec["states"]), tuple(str(s) for s in spec["inputs"]),
+            tuple(str(s) for s in spec["state_units"]), tuple(str(s) for s in spec["input_units"]),
+            str(spec["time_units"]))
+
+
+def _outputs(spec: Mapping[str, Any]) -> tuple[str, ...]:
+    """The states a field spec gives derivatives of (a model's field: all of them)."""
+    if spec["type"] == "HybridField":
+        return _outputs(spec["physics"])
+    if spec["type"] == "SecondOrderField":
+        return tuple(str(s) for s in (*spec["positions"], *spec["velocities"]))
+    return tuple(str(s) for s in spec["outputs"])
+
+
+def _array(tensors: Mapping[str, Any], key: str, shape: tuple[int, ...], used: set[str]) -> Any:
+    value = tensors[key]
+    if tuple(value.shape) != shape:
+        raise _NotNumpy(f"shape of {key}")
+    used.add(key)
+    return value.astype(float)
+
+
+def _numpy_field(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefix: str, used: set[str],
+                 values: dict[str, float]) -> Any:
+    """The NumPy function of one field spec (:mod:`sysid.models.numpy_fields`, as the torch
+    field's ``numpy_function()`` builds it) from the tensors under ``prefix``; the physical
+    parameter values go to ``values``."""
+    from sysid.models import numpy_fields as nf
+
+    kind = spec["type"]
+    if kind == "NeuralField":
+        return _numpy_neural(spec, tensors, prefix, used)
+    if kind == "PhysicsField":
+        fn = _numpy_rhs_function(spec["function"])
+        own = _numpy_parameters(spec, tensors, prefix, used)
+        _probe(fn, own, spec)
+        values.update(own)
+        return nf.physics_function(fn, own, len(spec["outputs"]), bool(spec["inputs"]))
+    if kind == "HybridField":
+        phys, neu = spec["physics"], spec["neural"]
+        outputs = list(phys["outputs"])
+        if (list(neu["states"]) != list(phys["states"]) or list(neu["outputs"]) != list(spec["neural_states"])
+                or any(n not in outputs for n in neu["outputs"])):
+            raise _NotNumpy("hybrid names")
+        inputs = _names(spec)[1]
+        return nf.hybrid_function(_numpy_field(phys, tensors, prefix + "physics.", used, values),
+                                  _numpy_field(neu, tensors, prefix + "neural.", used, values),
+                                  [inputs.index(n) for n in phys["inputs"]],
+                                  [inputs.index(n) for n in neu["inputs"]],
+                                  [outputs.index(n) for n in neu["outputs"]])
+    if kind == "SecondOrderField":
+        acc = spec["acceleration"]
+        q, v = list(spec["positions"]), list(spec["velocities"])
+        if not q or len(q) != len(v) or list(acc["states"]) != q + v or list(acc["outputs"]) != v:
+            raise _NotNumpy("second-order names")
+        return nf.second_order_function(_numpy_field(acc, tensors, prefix + "acceleration.", used, values),
+                                        len(q))
+    raise _NotNumpy(f"field type {kind!r}")
+
+
+def _numpy_neural(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefix: str,
+                  used: set[str]) -> Any:
+    """A NeuralField's NumPy function from its weights and normalisation buffers."""
+    from sysid.models import numpy_fields as nf
+
+    states, inputs, outputs = list(spec["states"]), list(spec["inputs"]), list(spec["outputs"])
+    arguments = list(spec.get("arguments", states))
+    width, depth, activation = spec["width"], spec["depth"], spec["activation"]
+    if (activation not in nf.ACTIVATIONS or any(isinstance(k, bool) or not isinstance(k, int)
+                                                for k in (width, depth)) or depth < 0 or width < 1
+            or any(n not in states for n in arguments + outputs)):
+        raise _NotNumpy("network")
+    time_dependent = bool(spec["time_dependent"])
+    sizes = [len(arguments) + len(inputs) + int(time_dependent)] + [width] * depth + [len(outputs)]
+    if depth > _MAX_DEPTH or sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) > sum(
+            v.size for v in tensors.values()):
+        raise _NotNumpy("network size")  # load_model refuses it before allocating anything
+    weights = [(_array(tensors, f"{prefix}layers.{k}.weight", (b, a), used),
+                _array(tensors, f"{prefix}layers.{k}.bias", (b,), used))
+               for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    S, In = len(states), len(inputs)
+    buffers = {name: _array(tensors, prefix + name, shape, used) for name, shape in
+               (("x_mean", (S,)), ("x_scale", (S,)), ("u_mean", (In,)), ("u_scale", (In,)),
+                ("time_scale", ()))}
+    return nf.neural_function(
+        weights, activation, x_mean=buffers["x_mean"], x_scale=buffers["x_scale"],
+        u_mean=buffers["u_mean"], u_scale=buffers["u_scale"], time_scale=float(buffers["time_scale"]),
+        outputs=[states.index(n) for n in outputs],
+        arguments=None if arguments == states else [states.index(n) for n in arguments],
+        has_inputs=bool(inputs), time_dependent=time_dependent)
+
+
+def _numpy_rhs_function(ref: Mapping[str, Any]) -> Any:
+    """A catalogue system's rhs or text equations; an import path is not read here (it would run
+    a module's code: load_model asks for allow_import or functions=)."""
+    if "system" in ref:
+        from sysid import systems
+
+        return systems.get(str(ref["system"])).rhs
+    if "equations" in ref:
+        from sysid.models.equations_rhs import EquationsRhs
+
+        return EquationsRhs.from_dict(ref["equations"])
+    raise _NotNumpy("import path")
+
+
+def _numpy_parameters(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefix: str,
+                      used: set[str]) -> dict[str, float]:
+    """A PhysicsField's parameter values from its raw (free) and fixed tensors, in float64 (as
+    the model copied to float64 computes them for a simulation)."""
+    from sysid.models.parameters import value_from_raw
+
+    specs = {}
+    for name, entry in dict(spec["parameters"]).items():
+        p = Parameter.from_dict(entry)
+        specs[str(name)] = p.replace(scale=p.effective_scale) if p.kind == "free" and p.scale is None else p
+    free = [n for n, p in specs.items() if p.vary]
+    fixed = [n for n, p in specs.items() if not p.vary]
+    raw = _array(tensors, prefix + "raw", (len(free),), used)
+    held = _array(tensors, prefix + "fixed", (len(fixed),), used)
+    values = {n: float(value_from_raw(float(raw[i]), specs[n])) for i, n in enumerate(free)}
+    values.update({n: float(held[j]) for j, n in enumerate(fixed)})
+    return {n: values[n] for n in specs}
+
+
+class _Reads(Mapping[str, float]):
+    """Parameter values that record which names a function reads (the probe)."""
+
+    def __init__(self, values: Mapping[str, float]) -> None:
+        self._values, self.read = dict(values), set()
+
+    def __getitem__(self, key: str) -> float:
+        self.read.add(key)
+        return self._values[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _probe(fn: Any, values: Mapping[str, float], spec: Mapping[str, Any]) -> None:
+    """One call on ones, as PhysicsField's probe: the function reads exactly the parameters and
+    returns one derivative per output (else load_model says what does not match)."""
+    import numpy as np
+
+    from sysid.backend import NUMPY
+
+    x = np.ones((1, len(spec["states"])))
+    u = np.ones((1, len(spec["inputs"]))) if spec["inputs"] else None
+    reads = _Reads(values)
+    with np.errstate(all="ignore"):
+        out = np.asarray(fn(0.0, x, u, reads, NUMPY))
+    if reads.read != set(values) or out.shape[-1:] != (len(spec["outputs"]),):
+        raise _NotNumpy("physics function")

@@ -6,7 +6,10 @@ dataset whose first samples, times and inputs are used) and a :class:`~sysid.sol
 and returns the same schema as the measurements. A torch method integrates all runs in one batched
 solve (:func:`sysid.solvers.solve`); a SciPy method integrates run by run on the model's NumPy copy
 (:func:`sysid.solvers.solve_scipy`), which is how stiff dynamics are simulated (``"Radau"``,
-``"BDF"``). Inputs of every form go through :func:`sysid.inputs.input_source`.
+``"BDF"``). NumPy dynamics with ``dopri5`` (the default) are integrated by sysid's own stepper on
+NumPy arrays (:func:`sysid.solvers.solve_numpy`) without importing torch: ``sysid simulate``
+simulates a model file read by :func:`sysid.io.load_dynamics` this way. Inputs of every form go
+through :func:`sysid.inputs.input_source`.
 
 Initial states, one rule: for each run and state the first of
 
@@ -34,20 +37,22 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
 import pandas as pd
-import torch
 import xarray as xr
 
 from sysid.data.schema import TIME, from_block, from_arrays
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
-from sysid.models.model import Model
-from sysid.models.neural import frozen_weights
 from sysid.solvers import SolverConfig, check_times, solve, solve_numpy, solver_from
+
+if TYPE_CHECKING:  # torch is imported where a torch model is simulated, not with this module
+    import torch
+
+    from sysid.models.model import Model
 
 __all__ = ["simulate", "to_numpy_rhs", "SolverConfig"]
 
@@ -77,14 +82,6 @@ class _Target:
 
 
 def _target(model: Any, where: str) -> _Target:
-    if isinstance(model, Model):
-        return _Target(view=None, model=model, states=model.state_names, inputs=model.input_names,
-                       outputs=model.output_names,
-                       units=dict(zip(model.state_names, model.state_units))
-                       | dict(zip(model.input_names, model.input_units))
-                       | dict(zip(model.output_names, model.output_units)),
-                       time_units=model.time_units, latent_initial=dict(model.latent_initial),
-                       interpolation=model.input_interpolation)
     if isinstance(model, Dynamics):
         return _Target(view=model, model=None, states=model.states, inputs=model.inputs,
                        outputs=model.outputs if model.observe is not None else (),
@@ -93,6 +90,16 @@ def _target(model: Any, where: str) -> _Target:
                        | dict(zip(model.outputs, model.output_units)),
                        time_units=model.time_units, latent_initial=dict(model.latent_initial),
                        interpolation=model.interpolation)
+    from sysid.models.model import Model
+
+    if isinstance(model, Model):
+        return _Target(view=None, model=model, states=model.state_names, inputs=model.input_names,
+                       outputs=model.output_names,
+                       units=dict(zip(model.state_names, model.state_units))
+                       | dict(zip(model.input_names, model.input_units))
+                       | dict(zip(model.output_names, model.output_units)),
+                       time_units=model.time_units, latent_initial=dict(model.latent_initial),
+                       interpolation=model.input_interpolation)
     raise ConfigError(
         f"{where}: model must be a sysid.models.Model, or dynamics as sysid.models.Dynamics (see "
         f"sysid.analysis.as_dynamics); got {type(model).__name__}."
@@ -264,6 +271,8 @@ def _encode(target: _Target, plan: _Plan, use: list[bool], source: InputSource |
             where: str) -> tuple[_Plan, list[int]]:
     """The plan with runs that use the encoder starting at sample ``past - 1`` (measured states
     from the data there, hidden states from the encoder), and each run's first simulated sample."""
+    import torch
+
     if not any(use):
         return plan, [0] * len(use)
     enc = target.model.encoder
@@ -311,10 +320,17 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
     """All runs in one batched torch solve in relative time on the union of the runs' grids:
     ``(R, N, S)`` when the runs share one relative grid (the usual case), else one ``(N_r, S)``
     array per run."""
+    import torch
+
+    from sysid.models.neural import frozen_weights
+
+    if dtype is None:
+        dtype = torch.float64
     if target.model is None:
         raise ConfigError(
             f"{where}: {solver.method!r} integrates a torch model; these dynamics are NumPy "
-            "(a reference system or a function). Use a SciPy method, e.g. SolverConfig(method='RK45')."
+            "(a reference system, a function or a model file read by sysid.io.load_dynamics). Use "
+            "dopri5 (the default) or a SciPy method, e.g. SolverConfig(method='RK45')."
         )
     model = target.model
     run_model = model if model.dtype == dtype else copy.deepcopy(model).to(dtype)
@@ -339,16 +355,57 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
                             context=where, jump_times=None if jumps is None else torch.as_tensor(jumps, dtype=dtype)
                             ).double().numpy()  # (N, R, S)
     except SolverError as exc:
-        tr = exc.t_reached
-        if tr is not None and np.all(offsets == offsets[0]):
-            tr = tr + float(offsets[0])
-            msg = str(exc).replace(f"t={exc.t_reached:.6g}", f"t={tr:.6g}")
-        else:
-            msg = f"{exc} (time measured from each run's start)"
-        raise SolverError(msg, t_reached=tr) from None
+        raise _absolute(exc, offsets) from None
     if rel is None:
         return out.transpose(1, 0, 2)
     return [out[np.searchsorted(grid, rel[r]), r, :] for r in range(len(plan.ids))]
+
+
+def _run_numpy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
+               solver: SolverConfig, where: str) -> np.ndarray | list[np.ndarray]:
+    """NumPy dynamics with ``dopri5``: all runs in one solve by sysid's stepper on NumPy arrays
+    (:func:`sysid.solvers.solve_numpy`), in relative time on the union of the runs' grids, as
+    :func:`_run_torch` integrates a model's NumPy copy (the same steps and values). Inputs are
+    read in NumPy when every run has the same relative sample times (or they are constants,
+    zero-order hold or linear: no torch), else run by run at absolute times."""
+    fn = target.view.fn
+    offsets, grid, rel = _relative_grid(plan.times)
+    same_start = bool(np.all(offsets == offsets[0]))
+    n_runs = len(plan.ids)
+    u_batch = source.numpy_batch(offsets) if source is not None else None
+    u_runs = ([source.numpy(r) for r in range(n_runs)]
+              if source is not None and u_batch is None else None)
+
+    def rhs(tau: float, y: np.ndarray) -> np.ndarray:
+        t_abs = np.full(n_runs, tau + offsets[0]) if same_start else tau + offsets
+        if u_batch is not None:
+            u = u_batch(tau)
+        elif u_runs is not None:
+            u = np.stack([np.asarray(g(t), dtype=float).reshape(-1) for g, t in zip(u_runs, t_abs)])
+        else:
+            u = None
+        return fn(t_abs, y, u)
+
+    jumps = source.jumps(offsets) if source is not None else None
+    try:
+        out = solve_numpy(rhs, np.asarray(y0, dtype=float), grid, solver, context=where, jump_times=jumps)
+    except SolverError as exc:
+        raise _absolute(exc, offsets) from None
+    if rel is None:
+        return out.transpose(1, 0, 2)
+    return [out[np.searchsorted(grid, rel[r]), r, :] for r in range(n_runs)]
+
+
+def _absolute(exc: SolverError, offsets: np.ndarray) -> SolverError:
+    """A solve's error with the time reached in absolute time (runs that share a start), or
+    said to be measured from each run's start."""
+    tr = exc.t_reached
+    if tr is not None and np.all(offsets == offsets[0]):
+        tr = tr + float(offsets[0])
+        msg = str(exc).replace(f"t={exc.t_reached:.6g}", f"t={tr:.6g}")
+    else:
+        msg = f"{exc} (time measured from each run's start)"
+    return SolverError(msg, t_reached=tr)
 
 
 def _relative_grid(times: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
@@ -378,6 +435,8 @@ def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
     inputs on one relative grid for all runs, and constants, are read in NumPy too
     (:meth:`~sysid.inputs.InputSource.numpy_batch`: the same values); others through ``u_at``.
     """
+    import torch
+
     if solver.method != "dopri5" or solver.adjoint or dtype != torch.float64:
         return None
     same_start = bool(np.all(offsets == offsets[0]))
@@ -540,7 +599,7 @@ def simulate(
     override: Values = None,
     runs: Sequence[str] | None = None,
     interpolation: str | None = None,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
     encoder: bool | None = None,
 ) -> xr.Dataset:
     """Simulate a model forward and return the trajectory schema (user units).
@@ -575,8 +634,9 @@ def simulate(
         Run ids for mapping/array initial states (default run0, run1, ...).
     interpolation : {"zoh", "linear", "cubic"}, optional
         How sampled inputs are interpolated; default the model's own.
-    dtype : torch.dtype
-        Precision of a torch simulation (default float64; SciPy always runs in float64).
+    dtype : torch.dtype, optional
+        Precision of a torch simulation (default float64; SciPy and NumPy dynamics always run in
+        float64).
     encoder : bool, optional
         For a model with an encoder of its hidden states (``model.encoder``) and a dataset
         ``initial``: None (default) starts every run without ``latent``/``override`` values at
@@ -632,6 +692,8 @@ def simulate(
         y0 = _initial_states(target, plan, latent, override, where)
     if solver.backend == "scipy":
         states = _run_scipy(target, plan, y0, src, solver, where)
+    elif target.model is None and solver.method == "dopri5" and not solver.adjoint:
+        states = _run_numpy(target, plan, y0, src, solver, where)
     else:
         states = _run_torch(target, plan, y0, src, solver, dtype, where)
     # samples the encoder read before a run's start have no prediction
@@ -666,6 +728,8 @@ def to_numpy_rhs(model: Model, inputs: InputSourceLike = None) -> Callable[[floa
     >>> f(0.0, np.array([1.0, 2.0])).shape
     (2,)
     """
+    from sysid.models.model import Model
+
     where = "to_numpy_rhs"
     if not isinstance(model, Model):
         raise ConfigError(f"{where}: model must be a sysid.models.Model; got {type(model).__name__}.")

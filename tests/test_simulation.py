@@ -454,15 +454,17 @@ def test_one_rule_for_initial_states_override_latent_data_default():
         simulate(model, data)
 
 
-def test_numpy_dynamics_are_simulated_with_scipy_only():
+def test_numpy_dynamics_are_simulated_with_scipy_or_the_numpy_dopri5():
     from sysid.models import Dynamics
 
     dyn = Dynamics(fn=lambda t, x, u: -x, states=("x",))
     t = np.linspace(0.0, 2.0, 5)
     sim = simulate(dyn, {"x": 1.0}, t, solver="RK45")
     np.testing.assert_allclose(sim["x"].values[0], np.exp(-t), rtol=1e-5)  # rtol 1e-6 of the defaults
-    with pytest.raises(ConfigError, match=r"'dopri5' integrates a torch model; these dynamics are NumPy"):
-        simulate(dyn, {"x": 1.0}, t)
+    # the default dopri5 runs sysid's stepper on NumPy (rtol 1e-6 of the defaults again)
+    np.testing.assert_allclose(simulate(dyn, {"x": 1.0}, t)["x"].values[0], np.exp(-t), rtol=1e-5)
+    with pytest.raises(ConfigError, match=r"'rk4' integrates a torch model; these dynamics are NumPy"):
+        simulate(dyn, {"x": 1.0}, t, solver="rk4")
     with pytest.raises(ConfigError, match=r"model must be a sysid.models.Model, or dynamics as "
                                           r"sysid.models.Dynamics"):
         simulate(lambda t, y: -y, {"x": 1.0}, t)

@@ -1,4 +1,10 @@
-"""``sysid simulate``: run a fitted model forward from new initial states, with new inputs."""
+"""``sysid simulate``: run a fitted model forward from new initial states, with new inputs.
+
+With dopri5 (the default) or a SciPy method, the model file is read by
+:func:`sysid.io.load_dynamics` into NumPy dynamics and simulated without importing torch (over a
+second of start-up); a model only torch represents (see there) and the torch fixed-step methods
+load it with :func:`sysid.io.load_model`. The output is the same either way.
+"""
 
 from __future__ import annotations
 
@@ -187,6 +193,27 @@ def _check_y0(y0: dict[str, float], states: tuple[str, ...]) -> None:
                           f"{list(states)}, e.g. --y0 " + ",".join(f"{s}=0" for s in states) + ".")
 
 
+def _load(model_path: Path, solver: Any) -> Any:
+    """The model as NumPy dynamics where they can stand for it and the method integrates NumPy
+    (no torch), else the torch model."""
+    import sysid.io
+
+    if solver.backend == "scipy" or (solver.method == "dopri5" and not solver.adjoint):
+        dynamics = sysid.io.load_dynamics(model_path)
+        if dynamics is not None:
+            return dynamics
+    return sysid.io.load_model(model_path)
+
+
+def _names(model: Any) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """States, inputs and measured quantities of a model or of its NumPy dynamics."""
+    from sysid.models import Dynamics
+
+    if isinstance(model, Dynamics):
+        return model.states, model.inputs, model.observed
+    return tuple(model.field.state_names), tuple(model.field.input_names), tuple(model.measured)
+
+
 def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
     """An input signal from a CSV with a time column and one column per model input.
 
@@ -197,7 +224,7 @@ def _read_inputs(path: Path, model: Any, opts: CliFitOptions) -> Any:
     import sysid.data
 
     existing_file(path, what="--inputs file")
-    names = tuple(model.field.input_names)
+    names = _names(model)[1]
     if not names:
         raise ConfigError(f"--inputs '{path}': the model has no inputs; leave --inputs out.")
     time_col = opts.time or "time"
@@ -332,20 +359,21 @@ def _simulation_inputs(model: Any, opts: Any, inputs_file: Path | None, data_inp
     """The input source of ``sysid simulate``: ``--inputs`` file, ``--u`` constants or the data."""
     import numpy as np
 
-    held = {n: v for n, v in opts.constant_inputs.items() if n in model.input_names}
+    input_names = _names(model)[1]
+    held = {n: v for n, v in opts.constant_inputs.items() if n in input_names}
     if inputs_file is not None:
         if held and y0 is not None:
             raise ConfigError(f"--inputs gives the input signal and --u (or the fit) holds "
                               f"{list(held)} constant; give every input in the file, or all "
                               f"with --u.")
         inputs = _read_inputs(inputs_file, model, opts)
-    elif y0 is not None and held and set(model.input_names) <= set(held):
-        values = np.array([held[n] for n in model.input_names], dtype=float)
+    elif y0 is not None and held and set(input_names) <= set(held):
+        values = np.array([held[n] for n in input_names], dtype=float)
         inputs = lambda t: values  # noqa: E731 - held constant over the whole simulation
     else:
         inputs = data_inputs
-    if model.field.input_names and inputs is None and initial_from is None:
-        raise ConfigError(f"the model has inputs {list(model.field.input_names)}; give their "
+    if input_names and inputs is None and initial_from is None:
+        raise ConfigError(f"the model has inputs {list(input_names)}; give their "
                           f"signal with --inputs FILE.csv (a time column and one column each), "
                           f"or hold them constant with --u NAME=VALUE.")
     return inputs
@@ -369,15 +397,15 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
     run_dir, model_path = find_model_dir(model_dir)
     if run_dir != model_path:
         check_run(run_dir)  # the sizes and sha256 its manifest lists, before reading any file
-    model = sysid.load_model(model_path)
-    states = tuple(model.field.state_names)
+    model = _load(model_path, solver)
+    states, input_names, measured = _names(model)
     opts = fit_data_options(run_dir).merged(time=time_col, run=run_col, where=where)
     if constant is not None:
         given = parse_assignments(constant, option="--u")
-        unknown = [n for n in given if n not in model.input_names]
+        unknown = [n for n in given if n not in input_names]
         if unknown:
             raise ConfigError(f"--u: {unknown} {'is' if len(unknown) == 1 else 'are'} not an input "
-                              f"of the model; its inputs are {list(model.input_names)}.")
+                              f"of the model; its inputs are {list(input_names)}.")
         opts = dataclasses.replace(opts, constant_inputs={**opts.constant_inputs, **given})
     if where is not None and initial_from is None:
         raise ConfigError("--where selects rows of --initial-from; give --initial-from DATA.")
@@ -398,8 +426,8 @@ def _simulate(model_dir: Path, y0: str | None, initial_from: str | None, t_start
             times = time_grid(t0, parse_float(t_end, what="--t-end"),
                               parse_float(dt, what="--dt") if dt is not None else None)
     else:
-        read = dataclasses.replace(opts, states=opts.states or tuple(model.measured),
-                                   inputs=tuple(n for n in (opts.inputs or model.field.input_names)
+        read = dataclasses.replace(opts, states=opts.states or measured,
+                                   inputs=tuple(n for n in (opts.inputs or input_names)
                                                 if n not in opts.constant_inputs))
         data = read_data(initial_from, read, what="--initial-from")
         initial, times, run_names = _initial_from_data(data, times, t_end, dt)

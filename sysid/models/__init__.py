@@ -8,19 +8,19 @@ of them may declare measurement equations (``outputs=``, :class:`Outputs`). Ever
 also be composed directly. Hidden states of any of them can be estimated from past samples by an
 :class:`Encoder` (``neural(..., encoder=Encoder(past=10))``). :class:`Dynamics` is the same kind of right-hand side as batched NumPy
 (what SciPy integrates; :func:`sysid.analysis.as_dynamics` makes one from anything).
+
+The torch classes and factories are imported on first use of their names (``import sysid.models``
+does not import torch).
 """
 
-from sysid.models.base import ScalingLike, VectorField, scaling_arrays, scaling_to_dict
-from sysid.models.composite import HybridField, SecondOrderField
+import sys
+import types
+from typing import Any
+
 from sysid.models.dynamics import Dynamics
-from sysid.models.encoder import Encoder, StateEncoder
+from sysid.models.equations_rhs import EquationsRhs
 from sysid.models.interpolation import INTERPOLATIONS, InputInterpolator, numpy_interpolant
-from sysid.models.model import Model, hybrid, neural, physics, second_order
-from sysid.models.neural import ACTIVATIONS, NeuralField
-from sysid.models.outputs import Outputs
-from sysid.models.equations import EquationsRhs, from_toml
 from sysid.models.parameters import Parameter, raw_from_value, value_from_raw
-from sysid.models.physics import PhysicsField
 from sysid.solvers import (
     ADAPTIVE_METHODS,
     FIXED_METHODS,
@@ -28,6 +28,65 @@ from sysid.solvers import (
     SolverConfig,
     solve,
 )
+
+# the torch modules, imported on first use of one of their names: a NumPy simulation of a saved
+# model (sysid.io.load_dynamics, ``sysid simulate``) never imports torch
+_LAZY = {
+    "ScalingLike": "base", "VectorField": "base", "scaling_arrays": "base", "scaling_to_dict": "base",
+    "HybridField": "composite", "SecondOrderField": "composite",
+    "Encoder": "encoder", "StateEncoder": "encoder",
+    "Model": "model", "hybrid": "model", "neural": "model", "physics": "model",  # (_Package)
+    "second_order": "model",
+    "ACTIVATIONS": "neural", "NeuralField": "neural",
+    "Outputs": "outputs",
+    "from_toml": "equations",
+    "PhysicsField": "physics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The torch-based names of this package, imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"sysid.models.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sysid.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """``sysid.models.neural`` and ``sysid.models.physics`` are the factories, though submodules
+    of the same names exist: importing a submodule binds it on its package, which would hide the
+    lazily imported factory (eager imports used to bind the factories last)."""
+
+    @property
+    def neural(self) -> Any:
+        from sysid.models.model import neural
+
+        return neural
+
+    @neural.setter
+    def neural(self, value: Any) -> None:  # the import system binding the submodule: the name stays the factory
+        pass
+
+    @property
+    def physics(self) -> Any:
+        from sysid.models.model import physics
+
+        return physics
+
+    @physics.setter
+    def physics(self, value: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "ACTIVATIONS",

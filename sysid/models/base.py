@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,11 +13,9 @@ import torch
 from torch import nn
 
 from sysid.errors import ConfigError
+from sysid.models.numpy_fields import NumpyField
 
 __all__ = ["VectorField", "ScalingLike", "scaling_arrays", "scaling_to_dict", "NumpyField"]
-
-# f(t, x, u) on NumPy arrays, states on the last axis of x; returns the outputs on the last axis.
-NumpyField = Callable[[Any, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 class ScalingLike(Protocol):

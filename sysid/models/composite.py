@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, final
 
-import numpy as np
 import torch
 
 from sysid.errors import ConfigError, ParameterError
 from sysid.models.base import NumpyField, ScalingLike, VectorField
+from sysid.models.numpy_fields import hybrid_function, second_order_function
 from sysid.models.parameters import Parameter
 
 __all__ = ["HybridField", "SecondOrderField"]
@@ -109,18 +109,10 @@ class HybridField(VectorField):
 
     def numpy_function(self) -> NumpyField:
         """NumPy sum of the two terms' exports."""
-        fp, fn = self.physics.numpy_function(), self.neural.numpy_function()
-        ip = [self.input_names.index(n) for n in self.physics.input_names]
-        ineu = [self.input_names.index(n) for n in self.neural.input_names]
-        idx = self._idx.numpy().copy()
-
-        def f(t: Any, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-            base = np.array(fp(t, x, u[..., ip] if ip and u is not None else None), dtype=float)
-            corr = fn(t, x, u[..., ineu] if ineu and u is not None else None)
-            base[..., idx] += corr
-            return base
-
-        return f
+        return hybrid_function(self.physics.numpy_function(), self.neural.numpy_function(),
+                               [self.input_names.index(n) for n in self.physics.input_names],
+                               [self.input_names.index(n) for n in self.neural.input_names],
+                               self._idx.tolist())
 
     def spec(self) -> dict[str, Any]:
         """Structure for model files."""
@@ -207,13 +199,7 @@ class SecondOrderField(VectorField):
 
     def numpy_function(self) -> NumpyField:
         """NumPy ``[v, acceleration]``."""
-        fa = self.acceleration.numpy_function()
-        n = len(self.positions)
-
-        def f(t: Any, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-            return np.concatenate([x[..., n:], fa(t, x, u)], axis=-1)
-
-        return f
+        return second_order_function(self.acceleration.numpy_function(), len(self.positions))
 
     def spec(self) -> dict[str, Any]:
         """Structure for model files."""

@@ -12,7 +12,7 @@ system, a fit result, a plain ``f(t, y)``). :func:`sysid.simulate` integrates ei
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, final
 
@@ -211,21 +211,26 @@ class Dynamics:
     def from_field(cls, vf: Any, *, name: str, interpolation: str = "linear",
                    latent_initial: Mapping[str, float] | None = None) -> Dynamics:
         """The NumPy view of a :class:`~sysid.models.VectorField` (its ``numpy_function()``)."""
-        f = vf.numpy_function()
-        has_inputs = bool(vf.input_names)
+        return cls.from_numpy_field(vf.numpy_function(), states=vf.state_names, inputs=vf.input_names,
+                                    state_units=vf.state_units, input_units=vf.input_units,
+                                    time_units=vf.time_units, name=name, interpolation=interpolation,
+                                    latent_initial=latent_initial)
+
+    @classmethod
+    def from_numpy_field(cls, f: Callable[[Any, np.ndarray, np.ndarray | None], np.ndarray], *,
+                         states: Sequence[str], inputs: Sequence[str] = (),
+                         state_units: Sequence[str] = (), input_units: Sequence[str] = (),
+                         time_units: str = "", name: str = "dynamics", interpolation: str = "linear",
+                         latent_initial: Mapping[str, float] | None = None) -> Dynamics:
+        """Dynamics of a field's NumPy function ``f(t, x, u)`` (a ``numpy_function()``, or
+        :func:`sysid.io.load_dynamics`'s copy of a model file), which takes one time as a float
+        when every row has the same time."""
+        has_inputs = bool(inputs)
 
         def fn(t: np.ndarray, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
             tt = float(t[0]) if np.ptp(t) == 0 else t
             return np.asarray(f(tt, x, u if has_inputs else None), dtype=float).reshape(x.shape)
 
-        return cls(
-            fn=fn,
-            states=tuple(vf.state_names),
-            inputs=tuple(vf.input_names),
-            state_units=tuple(vf.state_units),
-            input_units=tuple(vf.input_units),
-            time_units=str(vf.time_units),
-            name=name,
-            interpolation=interpolation,
-            latent_initial=dict(latent_initial or {}),
-        )
+        return cls(fn=fn, states=tuple(states), inputs=tuple(inputs), state_units=tuple(state_units),
+                   input_units=tuple(input_units), time_units=str(time_units), name=name,
+                   interpolation=interpolation, latent_initial=dict(latent_initial or {}))

@@ -1,13 +1,20 @@
-"""Measured inputs as functions of time, batched over runs that have different time grids."""
+"""Measured inputs as functions of time, batched over runs that have different time grids.
+
+torch is imported by the functions that use it (:class:`InputInterpolator`, the cubic slopes),
+not with this module: :func:`numpy_interpolant` of zero-order-hold and linear inputs, and
+:data:`INTERPOLATIONS`, serve NumPy simulations that never import torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
-import torch
 
 from sysid.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # annotations only
+    import torch
 
 __all__ = ["InputInterpolator", "INTERPOLATIONS", "pchip_slopes_numpy", "hermite", "numpy_interpolant"]
 
@@ -20,6 +27,8 @@ def _pchip_slopes(h: torch.Tensor, d: torch.Tensor, lengths: torch.Tensor) -> to
     ``h`` (R, N-1, 1) interval widths, ``d`` (R, N-1, I) secant slopes (both padded past each
     run's end); returns slopes (R, N, I) at the knots.
     """
+    import torch
+
     n = d.shape[1] + 1
     m = torch.zeros(d.shape[0], n, d.shape[2], dtype=d.dtype)
     if n > 2:
@@ -58,6 +67,8 @@ def _pchip_slopes(h: torch.Tensor, d: torch.Tensor, lengths: torch.Tensor) -> to
 
 def pchip_slopes_numpy(t: np.ndarray, u: np.ndarray) -> np.ndarray:
     """The same slopes for one run in NumPy (``t`` (N,), ``u`` (N, I)); used by NumPy exports."""
+    import torch
+
     tt = torch.as_tensor(np.asarray(t, dtype=float))[None]
     uu = torch.as_tensor(np.asarray(u, dtype=float))[None]
     h = (tt[:, 1:] - tt[:, :-1])[..., None]
@@ -99,6 +110,8 @@ class InputInterpolator:
 
     def __init__(self, t: torch.Tensor, u: torch.Tensor, lengths: torch.Tensor | None = None,
                  kind: str = "linear") -> None:
+        import torch
+
         if kind not in INTERPOLATIONS:
             raise ConfigError(f"InputInterpolator: unknown kind {kind!r}; choose one of {list(INTERPOLATIONS)}.")
         t = torch.as_tensor(t)
@@ -166,6 +179,8 @@ class InputInterpolator:
 
     def __call__(self, t: torch.Tensor | float) -> torch.Tensor:
         """Inputs (R, I) at a scalar time or at per-run times ``t`` (R,)."""
+        import torch
+
         dtype = self.u.dtype
         tq = torch.as_tensor(t, dtype=dtype)
         if tq.ndim == 0:

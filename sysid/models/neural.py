@@ -14,42 +14,22 @@ from torch.nn import functional as F
 
 from sysid.errors import ConfigError
 from sysid.models.base import NumpyField, ScalingLike, VectorField, scaling_arrays
+from sysid.models.numpy_fields import ACTIVATIONS as NUMPY_ACTIVATIONS
+from sysid.models.numpy_fields import neural_function
 from sysid.models.physics import PhysicsField
 
 __all__ = ["NeuralField", "ACTIVATIONS", "frozen_weights", "folded_once"]
 
 
-def _np_softplus(z: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, z)
-
-
-def _np_sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _np_silu(z: np.ndarray) -> np.ndarray:
-    return z * _np_sigmoid(z)
-
-
-def _np_elu(z: np.ndarray) -> np.ndarray:
-    return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
-
-
-def _np_gelu(z: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return 0.5 * z * (1.0 + erf(z / math.sqrt(2.0)))
-
-
 # name -> (torch function, numpy function)
 ACTIVATIONS: dict[str, tuple[Any, Any]] = {
-    "tanh": (torch.tanh, np.tanh),
-    "relu": (torch.relu, lambda z: np.maximum(z, 0.0)),
-    "softplus": (nn.functional.softplus, _np_softplus),
-    "sigmoid": (torch.sigmoid, _np_sigmoid),
-    "silu": (nn.functional.silu, _np_silu),
-    "elu": (nn.functional.elu, _np_elu),
-    "gelu": (nn.functional.gelu, _np_gelu),
+    "tanh": (torch.tanh, NUMPY_ACTIVATIONS["tanh"]),
+    "relu": (torch.relu, NUMPY_ACTIVATIONS["relu"]),
+    "softplus": (nn.functional.softplus, NUMPY_ACTIVATIONS["softplus"]),
+    "sigmoid": (torch.sigmoid, NUMPY_ACTIVATIONS["sigmoid"]),
+    "silu": (nn.functional.silu, NUMPY_ACTIVATIONS["silu"]),
+    "elu": (nn.functional.elu, NUMPY_ACTIVATIONS["elu"]),
+    "gelu": (nn.functional.gelu, NUMPY_ACTIVATIONS["gelu"]),
 }
 
 # The last layer starts this much smaller than a Glorot-initialised layer, so an untrained network
@@ -261,35 +241,17 @@ class NeuralField(VectorField):
         return params
 
     def numpy_function(self) -> NumpyField:
-        """Pure-NumPy float64 copy of :meth:`forward`."""
-        weights = [(layer.weight.detach().cpu().double().numpy().copy(),
-                    layer.bias.detach().cpu().double().numpy().copy()) for layer in self.layers]
-        act = ACTIVATIONS[self.activation][1]
-        xm = self.x_mean.detach().cpu().double().numpy().copy()
-        xs = self.x_scale.detach().cpu().double().numpy().copy()
-        um = self.u_mean.detach().cpu().double().numpy().copy()
-        us = self.u_scale.detach().cpu().double().numpy().copy()
-        ts = float(self.time_scale)
-        out_scale = xs[self._out_idx.numpy()] / ts
-        has_u = bool(self.input_names)
-        time_dep = self.time_dependent
-        arg_idx = None if self._all_args else self._arg_idx.numpy().copy()
+        """Pure-NumPy float64 copy of :meth:`forward` (:mod:`sysid.models.numpy_fields`)."""
 
-        def f(t: Any, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-            z = (x - xm) / xs
-            parts = [z if arg_idx is None else z[..., arg_idx]]
-            if has_u:
-                parts.append((np.asarray(u, dtype=float) - um) / us)
-            if time_dep:
-                tt = np.asarray(t, dtype=float) / ts
-                parts.append(np.broadcast_to(tt.reshape(-1, 1) if tt.ndim else tt, (*x.shape[:-1], 1)))
-            h = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-            for w, b in weights[:-1]:
-                h = act(h @ w.T + b)
-            w, b = weights[-1]
-            return (h @ w.T + b) * out_scale
+        def array(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().double().numpy()
 
-        return f
+        return neural_function(
+            [(array(layer.weight), array(layer.bias)) for layer in self.layers], self.activation,
+            x_mean=array(self.x_mean), x_scale=array(self.x_scale), u_mean=array(self.u_mean),
+            u_scale=array(self.u_scale), time_scale=float(self.time_scale),
+            outputs=self._out_idx.tolist(), arguments=None if self._all_args else self._arg_idx.tolist(),
+            has_inputs=bool(self.input_names), time_dependent=self.time_dependent)
 
     def spec(self) -> dict[str, Any]:
         """Structure for model files."""

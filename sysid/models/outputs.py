@@ -19,11 +19,10 @@ from torch import nn
 from sysid.backend import NUMPY, TORCH
 from sysid.errors import ConfigError, ParameterError
 from sysid.expressions import FUNCTIONS, NEURAL, Expression, parse
+from sysid.models.equations_rhs import TIME_NAME
 from sysid.models.parameters import Parameter, as_parameter, raw_from_value, value_from_raw
 
 __all__ = ["Outputs", "TIME_NAME"]
-
-TIME_NAME = "t"  # the name of time inside equations
 
 
 def _broadcast(value: Any, like: Any) -> Any:

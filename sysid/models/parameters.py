@@ -27,10 +27,10 @@ transform, an infinite raw value); a fixed parameter (``vary=False``) may sit on
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-
-import torch
+from typing import Any
 
 from sysid.errors import ParameterError
 
@@ -224,11 +224,12 @@ def raw_from_value(value: float, param: Parameter) -> float:
     return value / param.effective_scale
 
 
-def value_from_raw(raw: torch.Tensor | float, param: Parameter) -> torch.Tensor | float:
+def value_from_raw(raw: Any, param: Parameter) -> Any:
     """The constrained value for a raw tensor (differentiable) or float."""
     lo, hi = param.bounds
     kind = param.kind
-    if isinstance(raw, torch.Tensor):
+    torch = sys.modules.get("torch")  # not imported: raw cannot be a tensor (NumPy model files)
+    if torch is not None and isinstance(raw, torch.Tensor):
         if kind == "interval":
             return lo + (hi - lo) * torch.sigmoid(raw)
         if kind == "lower":

@@ -6,13 +6,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, final
 
-import numpy as np
 import torch
 from torch import nn
 
-from sysid.backend import NUMPY, TORCH
+from sysid.backend import TORCH
 from sysid.errors import ConfigError, ParameterError
 from sysid.models.base import NumpyField, VectorField
+from sysid.models.numpy_fields import physics_function
 from sysid.models.parameters import (
     Parameter,
     as_parameter,
@@ -369,15 +369,7 @@ class PhysicsField(VectorField):
         """Pure-NumPy ``fn(t, x, u, p, NUMPY)`` with the current parameter values as floats."""
         with torch.no_grad():
             p = {k: float(v.double()) for k, v in self.physical_parameters().items()}
-        fn = self.fn
-        n_o = len(self.output_names)
-        has_u = bool(self.input_names)
-
-        def f(t: Any, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-            out = np.asarray(fn(t, x, u if has_u else None, p, NUMPY), dtype=float)
-            return np.broadcast_to(out, (*x.shape[:-1], n_o))
-
-        return f
+        return physics_function(self.fn, p, len(self.output_names), bool(self.input_names))
 
     def function_ref(self) -> dict[str, str]:
         """How a model file names ``fn``: ``{"system": name}``, ``{"equations": {...}}`` (text

@@ -16,7 +16,13 @@ are used nowhere else (``tests/test_architecture.py`` checks it).
 - :mod:`~sysid.solvers.ivp`: :func:`solve_scipy`, SciPy's ``solve_ivp`` on a plain ``f(t, y)`` with
   the non-finite guard and a work budget (reference systems, ``simulate`` with a SciPy method,
   the analysis).
+
+torch is imported by the torch integrators when they run (and with :mod:`~sysid.solvers.windows`,
+loaded on first use of :func:`solve_windows` or :class:`StepCounter`), not with this package:
+:func:`solve_numpy` and :func:`solve_scipy` run without it.
 """
+
+from typing import Any
 
 from sysid.solvers.config import (
     ADAPTIVE_METHODS,
@@ -30,7 +36,16 @@ from sysid.solvers.config import (
 from sysid.solvers.ivp import solve_scipy
 from sysid.solvers.runs import SolveCounter, solve, solve_numpy
 from sysid.solvers.times import check_times
-from sysid.solvers.windows import StepCounter, solve_windows
+
+
+def __getattr__(name: str) -> Any:
+    """:func:`solve_windows` and :class:`StepCounter`, imported on first use (they need torch)."""
+    if name in ("solve_windows", "StepCounter"):
+        from sysid.solvers import windows
+
+        return getattr(windows, name)
+    raise AttributeError(f"module 'sysid.solvers' has no attribute {name!r}")
+
 
 __all__ = [
     "ADAPTIVE_METHODS",

@@ -31,15 +31,19 @@ sec. II.6.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from sysid import budget as time_budget
 from sysid.solvers.config import STIFF_REMEDY
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["dopri5", "StepAbort"]
 
@@ -81,10 +85,18 @@ class StepAbort(Exception):
         self.t = t
 
 
+def _import_torch() -> None:
+    """Bind the module name ``torch`` for :class:`_TorchOps` (a torch solve already imported
+    torch; a NumPy solve never does, so this module does not import it at its own import)."""
+    global torch
+    import torch
+
+
 class _TorchOps:
     """The stepper's array operations on torch tensors (one fused op where torch has one)."""
 
     def __init__(self, like: torch.Tensor) -> None:
+        _import_torch()
         self.dtype, self.device = like.dtype, like.device
         self.exponents = torch.arange(1, 5, dtype=like.dtype, device=like.device)
 
@@ -274,9 +286,10 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
         With the reason and the furthest time reached, when the field returns NaN or inf, the
         step size underflows or a budget is spent. The caller words the error.
     """
-    ops: Ops = _TorchOps(y0) if isinstance(y0, torch.Tensor) else _NumpyOps(y0)
+    tm = sys.modules.get("torch")  # not imported: y0 is NumPy and func needs no torch
+    ops: Ops = _TorchOps(y0) if tm is not None and isinstance(y0, tm.Tensor) else _NumpyOps(y0)
     # NaN and inf are found by the step control and raised as StepAbort: no NumPy warnings
-    with torch.no_grad(), np.errstate(all="ignore"):
+    with tm.no_grad() if tm is not None else contextlib.nullcontext(), np.errstate(all="ignore"):
         return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace)
 
 

@@ -4,24 +4,26 @@ torchdiffeq reports failures as bare ``AssertionError`` s ("underflow in dt nan"
 silently from fixed-step methods, and can loop for a very long time on a blow-up. :func:`solve`
 wraps it so every failure is a :class:`~sysid.errors.SolverError` carrying the time reached. The
 explicit fixed-step methods (rk4, euler, midpoint, heun2, heun3) are stepped by
-:func:`sysid.solvers.steps.march`, the loop the windows of a fit use too.
+:func:`sysid.solvers.steps.march`, the loop the windows of a fit use too. torch is imported by
+:func:`solve`, not with this module: :func:`solve_numpy` integrates NumPy fields without it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from sysid import budget as time_budget
 from sysid.errors import ConfigError, SolverError
 from sysid.solvers.config import STIFF_REMEDY, SolverConfig
 from sysid.solvers.dopri import StepAbort, dopri5
-from sysid.solvers.steps import TABLEAUS, grid_between, march, steps_per_gap
 from sysid.solvers.times import check_times
+
+if TYPE_CHECKING:  # annotations only
+    import torch
 
 __all__ = ["solve", "solve_numpy", "SolveCounter"]
 
@@ -62,6 +64,8 @@ def _reason(message: str, stiff: bool) -> str:
 
 def _grid(tt: torch.Tensor, counts: list[int]) -> torch.Tensor:
     """Every step's start time and the last output time (the grid of a fixed-step solve)."""
+    import torch
+
     pts = [tt[k] + (tt[k + 1] - tt[k]) * (j / m) for k, m in enumerate(counts) for j in range(m)]
     return torch.stack([*pts, tt[-1]])
 
@@ -69,6 +73,8 @@ def _grid(tt: torch.Tensor, counts: list[int]) -> torch.Tensor:
 def _guarded(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], cnt: SolveCounter,
              budget: int, max_steps: int,
              pace: time_budget.Pace | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    import torch
+
     def rhs(tk: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cnt.nfe += 1
         tf = float(tk.detach())
@@ -117,6 +123,10 @@ def _check_budget(solver: SolverConfig, tt: torch.Tensor, counts: list[int], pre
 
 def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: list[int]) -> dict[str, Any]:
     """torchdiffeq options: the budget and the input jumps, or the fixed-step grid."""
+    import torch
+
+    from sysid.solvers.steps import grid_between
+
     if not solver.adaptive:  # (with the adjoint) the grid of the forward and of each backward interval
         grid = _grid(tt, counts)
         return {"perturb": True, "grid_constructor": lambda f, y, t: grid_between(grid, t)}
@@ -134,6 +144,10 @@ def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch
            prefix: str, checkpoint: int | None = None) -> torch.Tensor:
     """sysid's own explicit Runge-Kutta steps; finiteness is checked once at the end (fixed steps
     cannot loop, and NaN propagates), which spares a synchronisation per evaluation."""
+    import torch
+
+    from sysid.solvers.steps import TABLEAUS, march
+
     tab = TABLEAUS[method]
     out = torch.stack(march(lambda s, y, u: func(s, y), y0, tt, counts, tab, checkpoint=checkpoint))
     cnt.nfe = sum(counts) * len(tab.c)
@@ -292,6 +306,10 @@ def solve(
         With ``t_reached`` when ``y0`` is not finite, the field returns NaN/inf, the step size
         underflows or the work budget is exhausted.
     """
+    import torch
+
+    from sysid.solvers.steps import TABLEAUS, steps_per_gap
+
     prefix = f"{context}: " if context else ""
     if solver.backend != "torch":
         raise ConfigError(f"{prefix}{solver.method!r} is a SciPy method; this solve runs in torch. "
