@@ -68,6 +68,10 @@ NUMPY = ArrayNamespace(
 
 
 
+#: The torch namespace: built by the module's ``__getattr__`` on first use (imports torch).
+TORCH: ArrayNamespace
+
+
 def _torch_namespace() -> ArrayNamespace:
     """The torch namespace (imports torch)."""
     import torch
