@@ -475,6 +475,8 @@ def _agree_at_start(model: Model, f: Callable[..., np.ndarray], y0: np.ndarray, 
                     u0: np.ndarray | None) -> bool:
     """Whether the NumPy copy ``f`` and the torch model give the same derivatives at the initial
     states of up to :data:`_CHECK_ROWS` runs spread over the batch (first and last included)."""
+    import torch
+
     rows = np.unique(np.linspace(0, len(y0) - 1, min(len(y0), _CHECK_ROWS)).round().astype(int))
     u = None if u0 is None else np.asarray(u0, dtype=float)[rows]  # inputs: one row per run
     got = np.asarray(f(offsets[rows], y0[rows], u), dtype=float).reshape(len(rows), -1)

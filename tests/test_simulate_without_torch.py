@@ -164,3 +164,17 @@ def test_a_model_the_numpy_view_cannot_represent_falls_back_and_still_works(tmp_
     sim = pd.read_csv(out)
     ref = sysid.simulate(load_model(tmp_path / "enc"), {"x": 1.0, "h": 0.0}, np.linspace(0, 2, 201))
     np.testing.assert_allclose(sim["x"], ref["x"].values[0], rtol=1e-12)
+
+
+def test_a_torch_model_with_dopri5_still_integrates_its_numpy_copy(models, monkeypatch):
+    """The torch route's NumPy copy (checked against the model at the start) keeps working with
+    torch imported lazily: a failure there would silently fall back to the slower torch solve."""
+    import sysid.simulation as simulation
+
+    calls = []
+    real = simulation.solve_numpy
+    monkeypatch.setattr(simulation, "solve_numpy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    sim = simulation.simulate(load_model(models["physics"]), {"prey": 30.0, "predator": 4.0},
+                              np.linspace(0, 6, 13))
+    assert calls == [1]
+    assert np.isfinite(sim["prey"].values).all()
