@@ -178,3 +178,15 @@ def test_a_torch_model_with_dopri5_still_integrates_its_numpy_copy(models, monke
                               np.linspace(0, 6, 13))
     assert calls == [1]
     assert np.isfinite(sim["prey"].values).all()
+
+
+def test_other_methods_load_the_torch_model(models, tmp_path, monkeypatch):
+    """SciPy integrates a float32 model's copy with float32-computed parameter values, which the
+    float64 view would not reproduce bit for bit; rk4 is a torch method."""
+    def refuse(path):
+        raise AssertionError("load_dynamics is for dopri5")
+
+    monkeypatch.setattr(sysid.io, "load_dynamics", refuse)
+    for method in ("RK45", "rk4"):
+        assert main(_cli(models["physics"], tmp_path / f"{method}.csv", *ARGS["physics"],
+                         "--method", method)) == 0

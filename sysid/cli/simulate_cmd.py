@@ -1,9 +1,11 @@
 """``sysid simulate``: run a fitted model forward from new initial states, with new inputs.
 
-With dopri5 (the default) or a SciPy method, the model file is read by
-:func:`sysid.io.load_dynamics` into NumPy dynamics and simulated without importing torch (over a
-second of start-up); a model only torch represents (see there) and the torch fixed-step methods
-load it with :func:`sysid.io.load_model`. The output is the same either way.
+With dopri5 (the default) the model file is read by :func:`sysid.io.load_dynamics` into NumPy
+dynamics and simulated without importing torch (over a second of start-up): the same solve as
+the torch model's, which integrates its float64 NumPy copy. A model only torch represents (see
+there), the torch fixed-step methods and the SciPy methods load it with
+:func:`sysid.io.load_model` (SciPy integrates a float32 model's copy with its parameter values
+as computed in float32, which a float64 view would not reproduce bit for bit).
 """
 
 from __future__ import annotations
@@ -194,11 +196,11 @@ def _check_y0(y0: dict[str, float], states: tuple[str, ...]) -> None:
 
 
 def _load(model_path: Path, solver: Any) -> Any:
-    """The model as NumPy dynamics where they can stand for it and the method integrates NumPy
-    (no torch), else the torch model."""
+    """The model as NumPy dynamics for dopri5 where they can stand for it (no torch), else the
+    torch model (module docstring)."""
     import sysid.io
 
-    if solver.backend == "scipy" or (solver.method == "dopri5" and not solver.adjoint):
+    if solver.method == "dopri5" and not solver.adjoint:
         dynamics = sysid.io.load_dynamics(model_path)
         if dynamics is not None:
             return dynamics
