@@ -225,7 +225,8 @@ class InputSource:
         return from_function
 
 
-def _one_grid(t: np.ndarray, u: np.ndarray, m: np.ndarray | None, kind: str) -> Callable[[float], np.ndarray]:
+def _one_grid(t: np.ndarray, u: np.ndarray, m: np.ndarray | None,
+              kind: str) -> Callable[[float], np.ndarray]:
     """:meth:`InputInterpolator.__call__` at one time for all runs when every run has the same
     sample times ``t`` (N,) (relative, N >= 2), ``u`` (R, N, I), cubic slopes ``m`` (R, N, I):
     the same operations in NumPy (so the same float64 values), one search."""

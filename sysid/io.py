@@ -777,7 +777,8 @@ def _numpy_field(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefix: st
     if kind == "HybridField":
         phys, neu = spec["physics"], spec["neural"]
         outputs = list(phys["outputs"])
-        if (list(neu["states"]) != list(phys["states"]) or list(neu["outputs"]) != list(spec["neural_states"])
+        if (list(neu["states"]) != list(phys["states"])
+                or list(neu["outputs"]) != list(spec["neural_states"])
                 or any(n not in outputs for n in neu["outputs"])):
             raise _NotNumpy("hybrid names")
         inputs = _names(spec)[1]
@@ -791,8 +792,8 @@ def _numpy_field(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefix: st
         q, v = list(spec["positions"]), list(spec["velocities"])
         if not q or len(q) != len(v) or list(acc["states"]) != q + v or list(acc["outputs"]) != v:
             raise _NotNumpy("second-order names")
-        return nf.second_order_function(_numpy_field(acc, tensors, prefix + "acceleration.", used, values),
-                                        len(q))
+        inner = _numpy_field(acc, tensors, prefix + "acceleration.", used, values)
+        return nf.second_order_function(inner, len(q))
     raise _NotNumpy(f"field type {kind!r}")
 
 
@@ -851,7 +852,9 @@ def _numpy_parameters(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefi
     specs = {}
     for name, entry in dict(spec["parameters"]).items():
         p = Parameter.from_dict(entry)
-        specs[str(name)] = p.replace(scale=p.effective_scale) if p.kind == "free" and p.scale is None else p
+        if p.kind == "free" and p.scale is None:  # as PhysicsField keeps it
+            p = p.replace(scale=p.effective_scale)
+        specs[str(name)] = p
     free = [n for n, p in specs.items() if p.vary]
     fixed = [n for n, p in specs.items() if not p.vary]
     raw = _array(tensors, prefix + "raw", (len(free),), used)

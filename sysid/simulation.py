@@ -388,7 +388,8 @@ def _run_numpy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
 
     jumps = source.jumps(offsets) if source is not None else None
     try:
-        out = solve_numpy(rhs, np.asarray(y0, dtype=float), grid, solver, context=where, jump_times=jumps)
+        out = solve_numpy(rhs, np.asarray(y0, dtype=float), grid, solver, context=where,
+                          jump_times=jumps)
     except SolverError as exc:
         raise _absolute(exc, offsets) from None
     if rel is None:

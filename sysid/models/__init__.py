@@ -71,8 +71,8 @@ class _Package(types.ModuleType):
         return neural
 
     @neural.setter
-    def neural(self, value: Any) -> None:  # the import system binding the submodule: the name stays the factory
-        pass
+    def neural(self, value: Any) -> None:
+        pass  # the import system binding the submodule: the name stays the factory
 
     @property
     def physics(self) -> Any:
