@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import final
 
+import numpy as np
 import torch
 
 from sysid import budget as time_budget
 
-__all__ = ["Tableau", "TABLEAUS", "rk_step", "march", "steps_per_gap", "grid_between"]
+__all__ = ["Tableau", "TABLEAUS", "rk_step", "march", "march_numpy", "steps_per_gap", "grid_between"]
 
 # rhs(t, z, u) -> dz/dt, with t of shape () or (B,), z (B, ...) and u the inputs or None
 Rhs = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -279,3 +280,76 @@ def steps_per_gap(t: Sequence[float], step: float | None, substeps: int) -> list
     if step is None:
         return [substeps] * (len(t) - 1)
     return [max(1, math.ceil((b - a) / step * (1.0 - 1e-9))) for a, b in zip(t[:-1], t[1:])]
+
+
+def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np.ndarray,
+                t: np.ndarray, substeps: int, tab: Tableau, *,
+                autonomous: bool = False) -> np.ndarray:
+    """:func:`march` on float64 NumPy arrays, with a time grid per row: no torch dispatch per
+    operation, for small batches without a gradient (a fit's held-out runs).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(t (B,), z (B, S)) -> dz/dt (B, S)``, float64.
+    z0 : numpy.ndarray (B, S)
+        States at ``t[:, 0]``.
+    t : numpy.ndarray (B, N)
+        Output times of each row (non-decreasing; a zero gap keeps the state).
+    substeps : int
+        Equal steps in every interval.
+    tab : Tableau
+        The method.
+    autonomous : bool
+        ``f`` does not read the time: it is given None (no stage times are made).
+
+    Returns
+    -------
+    numpy.ndarray (B, N, S)
+        The state at every output time (the first is ``z0``); non-finite values are left for
+        the caller to find (NumPy warnings are silenced).
+
+    Examples
+    --------
+    >>> t = np.array([[0.0, 0.5, 1.0]])
+    >>> z = march_numpy(lambda t, z: -z, np.ones((1, 1)), t, 4, TABLEAUS["rk4"])
+    >>> abs(float(z[0, -1, 0]) - math.exp(-1.0)) < 1e-5  # 8 rk4 steps of 1/8
+    True
+    """
+    t = np.asarray(t, dtype=float)
+    z = np.asarray(z0, dtype=float)
+    B, N = t.shape
+    out = np.empty((B, N, z.shape[-1]))
+    out[:, 0] = z
+    h_all = (t[:, 1:] - t[:, :-1]) / substeps  # (B, N-1)
+    cs = sorted(set(tab.c))
+    which = [cs.index(c) for c in tab.c]
+    # stage times of each interval's first step
+    starts = [] if autonomous else [t[:, :-1] + c * h_all for c in cs]
+    # the columns w h (B, 1) of every stage weight and of the update, for every interval at once
+    wh = {w: (w * h_all.T[..., None]) for w in {w for ai in tab.a for w in ai if w != 0.0}}
+    h_den = h_all.T[..., None] / tab.denominator
+    # the update's stages grouped by weight: RK4's k1 + k4 + 2 (k2 + k3)
+    groups = [(w, [j for j, b in enumerate(tab.b) if b == w]) for w in sorted(set(tab.b)) if w]
+    with np.errstate(all="ignore"):
+        for k in range(N - 1):
+            time_budget.check("integration")  # max_time and stop requests hold in long solves
+            for j in range(substeps):
+                times = [s[:, k] + j * h_all[:, k] if j else s[:, k] for s in starts]
+                ks: list[np.ndarray] = []
+                for i, ai in enumerate(tab.a):
+                    zi = z
+                    for w, kj in zip(ai, ks):
+                        if w != 0.0:
+                            zi = zi + wh[w][k] * kj
+                    ks.append(f(times[which[i]] if starts else None, zi))
+                acc = None
+                for w, js in groups:
+                    part = ks[js[0]]
+                    for j2 in js[1:]:
+                        part = part + ks[j2]
+                    part = part if w == 1.0 else w * part
+                    acc = part if acc is None else acc + part
+                z = z + h_den[k] * acc
+            out[:, k + 1] = z
+    return out
