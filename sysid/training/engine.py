@@ -55,6 +55,7 @@ from sysid.training.result import FitResult, StopReason
 from sysid.training.shooting import ShootingPlan, multiple_plan, plan_shooting
 from sysid.training.solvers import StepCounter
 from sysid.training.stats import (
+    HeldOut,
     initial_table,
     latent_table,
     parameter_table,
@@ -192,6 +193,7 @@ class _Context:
     opt: torch.optim.Optimizer | None = None
     warm_info: dict[str, Any] = field(default_factory=dict)
     windows: dict[tuple[int, int], tuple] = field(default_factory=dict)
+    held_out: HeldOut | None = None  # the validation runs, ready for checks (made at the first)
 
     def windows_for(self, horizon: int, stride: int) -> tuple:
         """``(windows, inputs)`` of a stage (built once)."""
@@ -927,8 +929,9 @@ def _select(ctx: _Context) -> tuple[float, float]:
     """(validation NRMSE, loss on the final stage's windows): the first when there is validation
     data, else the second picks the best model (comparable across curriculum stages)."""
     if ctx.val is not None:
-        return validation_nrmse(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.loop.substeps,
-                                ctx.counter), math.nan
+        if ctx.held_out is None:  # windows, observations and spreads made once per fit
+            ctx.held_out = HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
+        return ctx.held_out.nrmse(ctx.loop.substeps), math.nan
     ws, inp = ctx.windows_for(*ctx.plan.final)
     ctx.problem.substeps = ctx.loop.substeps
     with torch.no_grad():

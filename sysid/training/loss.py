@@ -9,8 +9,9 @@ and a position of 1e3 m step alike. The data misfit itself is an error model of
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -73,6 +74,62 @@ class ScaledRhs(nn.Module):
             return
         with folded_once(field):
             yield
+
+    def numpy_function(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """A float64 NumPy copy ``g(t (B,), z (B, S)) -> dz/dt (B, S)`` of this field without
+        inputs, with the current weights (a snapshot: later training does not change it).
+
+        The network of :meth:`folded` (a field of all states to all states on the fit's scaling)
+        is evaluated on ``z`` with its folded layers (6 NumPy operations per evaluation of the
+        default network); any other field through its own ``numpy_function`` in user units.
+
+        Raises
+        ------
+        ValueError
+            For a field with inputs (their interpolation lives in torch).
+        """
+        from sysid.models.neural import ACTIVATIONS, NeuralField
+
+        field = self.field
+        if field.input_names:
+            raise ValueError("ScaledRhs.numpy_function: the field has inputs")
+        with torch.no_grad():
+            mean = self.mean.double().numpy().copy()
+            scale = self.scale.double().numpy().copy()
+            if (isinstance(field, NeuralField) and field._all_args and field._all_outputs
+                    and torch.equal(field.x_mean, self.mean)):
+                # each layer's weight and bias as one matrix [W^T; b] applied to [h, 1]: one
+                # product per layer instead of a product and a sum (~30 % of an evaluation
+                # of the default network on a few rows)
+                layers = [np.vstack([w.double().numpy().T, b.double().numpy()[None, :]])
+                          for w, b in field._folded(self.scale)]
+                act = ACTIVATIONS[field.activation][1]
+                timed = field.time_dependent
+                rows: dict[int, list[np.ndarray]] = {}  # per batch size: [h, 1] of each layer
+
+                def network(t: np.ndarray | None, z: np.ndarray) -> np.ndarray:
+                    bufs = rows.get(len(z))
+                    if bufs is None:
+                        bufs = rows[len(z)] = [np.ones((len(z), w.shape[0])) for w in layers]
+                    h = bufs[0]
+                    h[:, :z.shape[1]] = z
+                    if timed:
+                        h[:, -2] = t
+                    for w, nxt in zip(layers[:-1], bufs[1:]):
+                        if act is np.tanh:  # (the default) straight into the next buffer
+                            np.tanh(h @ w, out=nxt[:, :-1])
+                        else:
+                            nxt[:, :-1] = act(h @ w)
+                        h = nxt
+                    return h @ layers[-1]
+
+                return network
+        f = field.numpy_function()
+
+        def scaled(t: np.ndarray, z: np.ndarray) -> np.ndarray:
+            return np.asarray(f(t, mean + scale * z, None), dtype=float) / scale
+
+        return scaled
 
 
 def continuity_loss(pred_z: torch.Tensor, nodes_z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

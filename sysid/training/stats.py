@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any
+from typing import Any, final
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,8 @@ import torch
 
 from sysid.data.scaling import Scaling
 from sysid.errors import SolverError
-from sysid.models.neural import frozen_weights
+from sysid.models.neural import NeuralField, frozen_weights
+from sysid.solvers.steps import TABLEAUS, march_numpy
 from sysid.training.config import FitConfig
 from sysid.training.loss import ScaledRhs
 from sysid.training.problem import ModelSpec, Prepared, WindowProblem
@@ -24,7 +25,7 @@ from sysid.training.result import gauss_newton_stderr
 from sysid.training.solvers import StepCounter
 from sysid.training.windows import Windows, gather, make_windows
 
-__all__ = ["validation_nrmse", "parameter_table", "physics_raw", "latent_table",
+__all__ = ["validation_nrmse", "HeldOut", "numpy_rollout", "parameter_table", "physics_raw", "latent_table",
            "initial_table"]
 
 
@@ -39,44 +40,132 @@ def physics_raw(model: Any) -> list[tuple[Any, torch.nn.Parameter]]:
 
 def validation_nrmse(rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitConfig,
                      substeps: int, counter: StepCounter) -> float:
-    """Free-run NRMSE of held-out runs simulated from their first sample.
+    """Free-run NRMSE of held-out runs simulated from their first sample (one check of
+    :class:`HeldOut`; a fit keeps one :class:`HeldOut` for all its checks)."""
+    return HeldOut(rhs, val, spec, cfg, counter).nrmse(substeps)
 
-    RMSE of each measured state over all measured samples of all runs divided by that state's
-    standard deviation in the held-out data, averaged over states. Latent states start from their
-    derivative estimate (second-order models) or their scaled zero; with an encoder, each run
-    starts at sample ``past - 1`` from the encoder's latent states (runs not longer than ``past``
-    samples are left out). A failed simulation gives inf.
+
+@final
+class HeldOut:
+    """The held-out runs of a fit, made ready once for its repeated validation checks.
+
+    :meth:`nrmse` is the free-run NRMSE of the runs simulated from their first sample: the RMSE
+    of each measured state over all measured samples of all runs divided by that state's
+    standard deviation in the held-out data, averaged over states. Latent states start from
+    their derivative estimate (second-order models) or their scaled zero; with an encoder, each
+    run starts at sample ``past - 1`` from the encoder's latent states (runs not longer than
+    ``past`` samples are left out). A failed simulation gives inf.
+
+    The rollout takes the training solver's steps; for up to :data:`NUMPY_ROWS` held-out runs
+    without inputs on a fixed-step method it runs on a float64 NumPy copy of the field
+    (:func:`numpy_rollout`: no torch dispatch per operation), else in torch in the fit's dtype.
+    The windows, the observed values and their spread are made here, once.
+
+    Parameters
+    ----------
+    rhs : ScaledRhs
+        The field being trained (evaluated with its weights at each check).
+    val : Prepared
+        The held-out runs, scaled like the training data.
+    spec : ModelSpec
+    cfg : FitConfig
+    counter : StepCounter
+        Receives the field evaluations of every check.
     """
-    n = int(val.t.shape[1])
-    windows = make_windows(val.lengths, n, stride=n)
-    if spec.encoder is not None:  # held-out runs start where the encoder has read its samples
-        windows = _from_sample(val.lengths, spec.encoder.past - 1)
-        if windows.count == 0:
+
+    def __init__(self, rhs: ScaledRhs, val: Prepared, spec: ModelSpec, cfg: FitConfig,
+                 counter: StepCounter) -> None:
+        n = int(val.t.shape[1])
+        windows = make_windows(val.lengths, n, stride=n)
+        if spec.encoder is not None:  # held-out runs start where the encoder has read its samples
+            windows = _from_sample(val.lengths, spec.encoder.past - 1)
+        self.windows, self.val, self.rhs = windows, val, rhs
+        self.problem = WindowProblem(rhs, val, spec, cfg, counter)
+        y = gather(val.y, windows)
+        mask = gather(val.mask, windows) & windows.valid[..., None]
+        # per measured variable: where it was measured, its values there and their spread
+        self.columns: list[tuple[int, torch.Tensor, torch.Tensor, float]] = []
+        for j in range(len(spec.measured)):
+            m = mask[..., j]
+            if int(m.sum()) < 2:
+                continue
+            obs = y[..., j][m].double()
+            self.columns.append((j, m, obs, float(obs.std(unbiased=False))))
+
+    def nrmse(self, substeps: int) -> float:
+        """The held-out NRMSE of the field's current weights, ``substeps`` steps per sample gap
+        (NaN without runs or variables to compare, inf when the simulation fails)."""
+        windows, problem = self.windows, self.problem
+        if windows.count == 0 or not self.columns:
             return math.nan
-    problem = WindowProblem(rhs, val, spec, cfg, counter)
-    problem.substeps = substeps
-    # physics parameters constrained once per check (frozen_weights), the networks' scalings
-    # folded once per rollout (WindowProblem.predict); inference_mode would save ~10 % more but
-    # breaks torchdiffeq's later solves with gradients
-    with torch.no_grad(), frozen_weights(rhs):
-        try:
-            pred = problem.predict(val.z_guess, windows, problem.inputs_for(windows))
-        except SolverError:
-            return math.inf
-        pred = problem.measured(pred, windows)
-    y = gather(val.y, windows)
-    mask = gather(val.mask, windows) & windows.valid[..., None]
-    out = []
-    for j in range(len(spec.measured)):
-        m = mask[..., j]
-        if int(m.sum()) < 2:
-            continue
-        obs = y[..., j][m].double()
-        err = pred[..., j][m].double() - obs
-        sd = float(obs.std(unbiased=False))
-        rmse = float(err.pow(2).mean().sqrt())
-        out.append(rmse / sd if sd > 0 else rmse)
-    return float(np.mean(out)) if out else math.nan
+        problem.substeps = substeps
+        # physics parameters constrained once per check (frozen_weights), the networks'
+        # scalings folded once per rollout (WindowProblem.predict); inference_mode would save
+        # ~10 % more but breaks torchdiffeq's later solves with gradients
+        with torch.no_grad(), frozen_weights(self.rhs):
+            try:
+                pred = numpy_rollout(problem, windows)
+                if pred is None:
+                    pred = problem.predict(self.val.z_guess, windows, problem.inputs_for(windows))
+            except SolverError:
+                return math.inf
+            pred = problem.measured(pred, windows)
+        out = []
+        for j, m, obs, sd in self.columns:
+            err = pred[..., j][m].double() - obs
+            rmse = float(err.pow(2).mean().sqrt())
+            out.append(rmse / sd if sd > 0 else rmse)
+        return float(np.mean(out))
+
+
+#: Held-out runs up to which :func:`validation_nrmse` rolls out in NumPy: a batch this small
+#: costs torch its dispatch per operation (a 100-step rk4 rollout of 2 runs of the default
+#: network: ~3 ms in NumPy against ~10 ms in torch, ``bench_fit_breakdown.py``); larger batches
+#: are matrix products, which torch in float32 does faster than NumPy in float64 (at 1024 rows
+#: NumPy took ~5x longer).
+NUMPY_ROWS = 256
+
+
+def numpy_rollout(problem: WindowProblem, windows: Windows) -> torch.Tensor | None:
+    """The scaled states ``(W, H, S)`` of ``problem.predict`` without gradients, integrated in
+    float64 NumPy (:func:`~sysid.solvers.steps.march_numpy`), or None where that does not apply:
+    inputs, an adaptive solver, more than :data:`NUMPY_ROWS` windows, or a field whose NumPy copy
+    fails or disagrees with the torch field at the initial states (beyond the rounding of the
+    fit's dtype).
+
+    Raises
+    ------
+    SolverError
+        When the states become non-finite.
+    """
+    data, solver = problem.data, problem.config.solver
+    if data.u is not None or solver.method not in TABLEAUS or windows.count > NUMPY_ROWS:
+        return None
+    t = gather(data.t, windows)
+    z0 = problem.initial_states(data.z_guess, windows).detach()
+    t_np, z_np = t.double().numpy(), z0.double().numpy()
+    try:
+        g = problem.rhs.numpy_function()
+        with np.errstate(all="ignore"):
+            got = g(t_np[:, 0], z_np)
+        want = problem.rhs(t[:, 0], z0, None).detach().double().numpy()
+    except Exception:  # noqa: BLE001 - a field without a working NumPy copy keeps the torch path
+        return None
+    tol = 1e-4 if z0.dtype == torch.float32 else 1e-9  # relative rounding of the torch field
+    if got.shape != want.shape or not np.allclose(got, want, rtol=tol,
+                                                  atol=tol * max(1.0, float(np.abs(want).max()))):
+        return None
+    tab = TABLEAUS[solver.method]
+    field = problem.rhs.field
+    zs = march_numpy(g, z_np, t_np, problem.substeps, tab, autonomous=isinstance(
+        field, NeuralField) and not field.time_dependent)
+    problem.counter.add(len(tab.c) * problem.substeps * (t_np.shape[1] - 1))
+    if not np.isfinite(zs).all():
+        bad = ~np.isfinite(zs).all(axis=(0, 2))
+        t_bad = float(t_np[:, max(int(np.argmax(bad)) - 1, 0)].min())
+        raise SolverError(f"Integration with {solver.method} gave non-finite states near "
+                          f"t={t_bad:.6g}", t_reached=t_bad)
+    return torch.from_numpy(zs).to(z0.dtype)
 
 
 def _from_sample(lengths: torch.Tensor, k: int) -> Windows:

@@ -1,0 +1,191 @@
+"""A fit's held-out checks: the NumPy rollout of the held-out runs gives the torch rollout's
+NRMSE (within the rounding of the fit's dtype), falls back to torch where it does not apply,
+and a failed rollout is inf as before."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sysid.data import from_arrays
+from sysid.errors import SolverError
+from sysid.models import Model, VectorField, neural, physics
+from sysid.solvers.steps import TABLEAUS, march, march_numpy
+from sysid.systems import make_dataset
+from sysid.training import FitConfig, engine, stats
+
+D = torch.float64
+
+
+def _rhs_torch(t, z, u):
+    return -0.7 * z + torch.sin(t)[..., None] * z.flip(-1)
+
+
+def _rhs_numpy(t, z):
+    return -0.7 * z + np.sin(t)[..., None] * z[..., ::-1]
+
+
+@pytest.mark.parametrize("method", sorted(TABLEAUS))
+def test_march_numpy_equals_the_torch_march(method):
+    tw = torch.tensor([[0.0, 0.3, 0.35, 1.0, 2.2], [0.0, 0.45, 0.5, 1.5, 3.3],
+                       [0.2, 0.5, 0.55, 1.2, 1.2]], dtype=D)  # a grid per row; a zero gap last
+    z0 = torch.tensor([[1.0, -0.5], [0.2, 0.3], [2.0, 1.0]], dtype=D)
+    tab = TABLEAUS[method]
+    want = torch.stack(march(_rhs_torch, z0, tw, [3] * 4, tab), dim=1).numpy()
+    got = march_numpy(_rhs_numpy, z0.numpy(), tw.numpy(), 3, tab)
+    # the same float64 steps; only the order of the additions differs
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert got.shape == (3, 5, 2)
+    np.testing.assert_array_equal(got[2, 4], got[2, 3])  # a zero gap keeps the state
+
+
+def test_march_numpy_autonomous_passes_no_time():
+    seen = []
+
+    def f(t, z):
+        seen.append(t)
+        return -z
+
+    t = np.array([[0.0, 0.5, 1.0]])
+    z = march_numpy(f, np.ones((1, 1)), t, 4, TABLEAUS["rk4"], autonomous=True)
+    assert set(seen) == {None}
+    assert abs(z[0, -1, 0] - math.exp(-1.0)) < 1e-5  # 8 rk4 steps of 1/8: error ~1e-7
+
+
+def _lv(n_runs=3, n_obs=40, seed=0):
+    return make_dataset("lotka_volterra", n_runs=n_runs, n_obs=n_obs, noise=0.0, y0="random",
+                        seed=seed)
+
+
+def _held_out(model, cfg, data=None, val=None):
+    data = _lv() if data is None else data
+    ctx = engine._setup(model, data, cfg, _lv(seed=1) if val is None else val)
+    return ctx, stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
+
+
+def _both(held, monkeypatch, substeps=1):
+    """(NumPy NRMSE, torch NRMSE, evaluations counted by each)."""
+    counter = held.problem.counter
+    before = counter.nfe
+    fast = held.nrmse(substeps)
+    n_fast = counter.nfe - before
+    monkeypatch.setattr(stats, "NUMPY_ROWS", 0)
+    slow = held.nrmse(substeps)
+    monkeypatch.undo()
+    return fast, slow, n_fast, counter.nfe - before - n_fast
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
+def test_numpy_rollout_gives_the_torch_nrmse(dtype, rtol, monkeypatch):
+    # a trained-looking network: weights large enough that the field is far from zero
+    model = neural(["prey", "predator"], width=16, depth=2, seed=3)
+    with torch.no_grad():
+        model.field.layers[-1].weight.mul_(30.0)
+    _, held = _held_out(model, FitConfig(dtype=dtype, progress=False))
+    fast, slow, n_fast, n_slow = _both(held, monkeypatch, substeps=2)
+    assert math.isfinite(fast) and fast > 0.05  # a real misfit, not a trivial zero
+    # float64: the same steps in another order of additions; float32: the torch rollout rounds
+    # every step to 7 digits over 78 steps, NumPy's to 16
+    assert fast == pytest.approx(slow, rel=rtol)
+    assert n_fast == n_slow == 4 * 2 * 39  # rk4 stages x substeps x sample gaps (3 runs at once)
+
+
+def test_physics_field_goes_through_its_numpy_copy(monkeypatch):
+    model = physics("lotka_volterra", values={"a": 1.3, "b": 0.5, "c": 0.9, "d": 0.1})
+    cfg = FitConfig(dtype="float64", progress=False)
+    _, held = _held_out(model, cfg)
+    calls = []
+    real = type(model.field).numpy_function
+
+    def spy(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(type(model.field), "numpy_function", spy)
+    fast = held.nrmse(1)
+    monkeypatch.undo()
+    assert calls == [1]
+    monkeypatch.setattr(stats, "NUMPY_ROWS", 0)
+    assert fast == pytest.approx(held.nrmse(1), rel=1e-10)
+
+
+class _WrongCopy(VectorField):
+    """A field whose NumPy copy is wrong (twice the torch field)."""
+
+    def __init__(self):
+        super().__init__()
+        self._init_names("test", ["x", "y"], [], None, None, None, "s")
+        self.k = nn.Parameter(torch.tensor(0.3, dtype=D))
+
+    def forward(self, t, x, u=None):
+        return torch.stack([-self.k * x[:, 1], self.k * x[:, 0]], dim=-1)
+
+    def numpy_function(self):
+        k = float(self.k.detach())
+        return lambda t, x, u: 2.0 * np.stack([-k * x[:, 1], k * x[:, 0]], axis=-1)
+
+    def spec(self):
+        return {"type": "wrong"}
+
+
+def _circle(n_runs, seed):
+    """Runs on circles around (0, 1) (the true field rotates at 0.3 rad per time unit)."""
+    t = np.linspace(0.0, 5.0, 30)
+    r0 = np.random.default_rng(seed).uniform(0.5, 2.0, n_runs)
+    return from_arrays([t] * n_runs, {"x": [r * np.cos(0.3 * t) for r in r0],
+                                      "y": [1.0 + r * np.sin(0.3 * t) for r in r0]},
+                       states=["x", "y"])
+
+
+def test_a_field_whose_numpy_copy_disagrees_keeps_the_torch_rollout(monkeypatch):
+    model = Model(_WrongCopy())
+    cfg = FitConfig(dtype="float64", progress=False)
+    ctx = engine._setup(model, _circle(3, 0), cfg, _circle(2, 1))
+    held = stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
+    assert stats.numpy_rollout(held.problem, held.windows) is None
+    fast, slow, _, _ = _both(held, monkeypatch)
+    assert fast == slow  # both through torch
+
+
+@pytest.mark.parametrize("setting", ["adaptive", "rows"])
+def test_adaptive_solvers_and_many_runs_keep_the_torch_rollout(setting, monkeypatch):
+    model = neural(["prey", "predator"], width=8, depth=1, seed=0)
+    cfg = FitConfig(dtype="float64", progress=False,
+                    solver="dopri5" if setting == "adaptive" else "rk4")
+    _, held = _held_out(model, cfg)
+    if setting == "rows":
+        monkeypatch.setattr(stats, "NUMPY_ROWS", 1)  # 2 held-out runs: above the limit
+    assert stats.numpy_rollout(held.problem, held.windows) is None
+
+
+class _Quadratic(VectorField):
+    """``dx/dt = k x^2`` (both states): blows up in finite time; a correct NumPy copy."""
+
+    def __init__(self):
+        super().__init__()
+        self._init_names("test", ["x", "y"], [], None, None, None, "s")
+        self.k = nn.Parameter(torch.tensor(50.0, dtype=D))
+
+    def forward(self, t, x, u=None):
+        return self.k * x * x
+
+    def numpy_function(self):
+        k = float(self.k.detach())
+        return lambda t, x, u: k * x * x
+
+    def spec(self):
+        return {"type": "quadratic"}
+
+
+def test_a_rollout_that_blows_up_is_inf_on_both_paths(monkeypatch):
+    cfg = FitConfig(dtype="float64", progress=False)
+    ctx = engine._setup(Model(_Quadratic()), _circle(3, 0), cfg, _circle(2, 1))
+    held = stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
+    with pytest.raises(SolverError, match="non-finite states near t="):  # the NumPy path
+        stats.numpy_rollout(held.problem, held.windows)
+    fast, slow, _, _ = _both(held, monkeypatch)
+    assert fast == slow == math.inf
