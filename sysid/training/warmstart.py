@@ -189,7 +189,9 @@ def _adam(obj: _Objective, epochs: int, lr: float, plateau: float) -> None:
     """Adam with cosine decay to a tenth (the best state is kept by ``obj``); stops at a
     non-finite objective, or when :data:`ADAM_ROUND` steps lowered the best objective by less
     than ``plateau`` of it."""
-    opt = torch.optim.Adam(obj.parameters, lr=lr, foreach=True)  # one update op for all tensors
+    # the fused update: one kernel for all tensors (~3x cheaper than the multi-tensor "foreach"
+    # update on a CPU for the default network, a third of a warm-start step's time)
+    opt = torch.optim.Adam(obj.parameters, lr=lr, fused=True)
     mark = obj.best
     for step in range(epochs):
         value = obj.gradient()
