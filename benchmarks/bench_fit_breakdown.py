@@ -8,15 +8,22 @@ when it is reached).
 The engine's steps are timed by wrapping them in this process (``engine._setup``,
 ``engine._warm_start`` + ``engine._shoot_latent``, ``engine._select`` (validation and the
 best-model checks), ``engine._epoch`` (training), ``engine._guarded_refine``); the rest of ``fit``
-(result tables, bookkeeping) is "other". Two variants run side by side, interleaved per seed
-after one untimed warm-up fit: today's code, and "previous" (the code of issue 13's
-measurement): the fixed-step loop that stepped with ``rk_step`` (see ``bench_train_step.py``),
-Adam's per-tensor update loop (``foreach=False``, as torch defaults to on a CPU), the networks'
-scalings folded at every evaluation, and all 300 warm-start Adam steps (today's default stops
-when 25 steps gain less than 10 % of the objective, ``WarmStart.plateau``: ~125 steps here). The
-epochs to the target differ between the variants (the rounding differs and the fits are
-chaotic). Printed per variant: seconds and share of each step, summed over
-seeds; goal: warm start + validation <= 15 % of the fit.
+(result tables, bookkeeping) is "other". Three variants run side by side, interleaved per seed
+after one untimed warm-up fit:
+
+- "today": the code as it is.
+- "torch checks": today's training with the held-out checks and the warm start as they were
+  before the NumPy rollout (the held-out runs integrated in torch, ``stats.NUMPY_ROWS = 0``), and
+  the warm start of before (Adam's multi-tensor update instead of its fused one, stopped at
+  ``WarmStart(plateau=0.1)``: ~125 steps here instead of ~75).
+- "previous" (the code of issue 13's measurement): that, plus the fixed-step loop that stepped
+  with ``rk_step`` (see ``bench_train_step.py``), Adam's per-tensor update loop
+  (``foreach=False``, as torch defaults to on a CPU), the networks' scalings folded at every
+  evaluation, and all 300 warm-start Adam steps.
+
+The epochs to the target differ between the variants (the rounding differs and the fits are
+chaotic). Printed per variant: seconds and share of each step, summed over seeds, and the
+held-out checks' cost in training epochs; goal: warm start + validation <= 15 % of the fit.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_fit_breakdown.py [--seeds 2]``.
 """
@@ -65,7 +72,10 @@ def timed_engine(totals: dict):
             setattr(engine, name, fn)
 
 
-def one_fit(train, test, seed: int, totals: dict, warm: dict | None = None) -> tuple[int, float]:
+def one_fit(train, test, seed: int, totals: dict,
+            warm: dict | None = None) -> tuple[int, float, int]:
+    """One fit of the benchmark config; its time adds up in ``totals``. Returns the epochs run,
+    the best held-out NRMSE and the number of held-out checks."""
     import sysid
 
     model = sysid.models.neural(["prey", "predator"], width=32, depth=2, seed=seed)
@@ -76,25 +86,43 @@ def one_fit(train, test, seed: int, totals: dict, warm: dict | None = None) -> t
     with timed_engine(totals):
         result = sysid.fit(model, train, cfg, validation=test)
     totals["fit"] = totals.get("fit", 0.0) + time.perf_counter() - start
-    return int(result.history["epoch"].max()), float(result.history["val_nrmse"].min())
+    epochs = int(result.history["epoch"].max())
+    totals["epochs"] = totals.get("epochs", 0) + epochs
+    checks = int(result.history["val_nrmse"].notna().sum()) + 1  # + the one before training
+    return epochs, float(result.history["val_nrmse"].min()), checks
 
 
 class _LoopAdam(torch.optim.Adam):
     def __init__(self, *args, **kwargs):
-        kwargs["foreach"] = False
+        kwargs["foreach"], kwargs["fused"] = False, False
         super().__init__(*args, **kwargs)
+
+
+class _ForeachAdam(torch.optim.Adam):
+    def __init__(self, *args, **kwargs):
+        kwargs["foreach"], kwargs["fused"] = True, False
+        super().__init__(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def torch_checks(adam: type = _ForeachAdam):
+    """The held-out checks in torch and the warm start's multi-tensor Adam (as before)."""
+    from sysid.training import stats
+
+    saved = stats.NUMPY_ROWS, torch.optim.Adam
+    stats.NUMPY_ROWS = 0
+    torch.optim.Adam = adam
+    try:
+        yield
+    finally:
+        stats.NUMPY_ROWS, torch.optim.Adam = saved
 
 
 @contextlib.contextmanager
 def previous():
     """The previous stepping, Adam's per-tensor loop and per-call folding of the scalings."""
-    saved = torch.optim.Adam
-    torch.optim.Adam = _LoopAdam
-    try:
-        with previous_stepping(), per_call_folding():
-            yield
-    finally:
-        torch.optim.Adam = saved
+    with torch_checks(_LoopAdam), previous_stepping(), per_call_folding():
+        yield
 
 
 def main() -> None:
@@ -103,24 +131,34 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}")
-    variants = {"today": contextlib.nullcontext, "previous": previous}
-    # the warm start: today's default stops on its plateau; before, all 300 Adam steps ran
-    warm = {"today": {}, "previous": {"plateau": 0.0}}
+    variants = {"today": contextlib.nullcontext, "torch checks": torch_checks,
+                "previous": previous}
+    # the warm start: today's default stops on its plateau (0.4); before, at 0.1; at first all
+    # 300 Adam steps ran
+    warm = {"today": {}, "torch checks": {"plateau": 0.1}, "previous": {"plateau": 0.0}}
     totals: dict = {k: {} for k in variants}
+    checks: dict = {k: 0 for k in variants}
     train, test = make_data(0)
     one_fit(train, test, 0, {})  # warm-up: imports and first-call caches
     for seed in range(args.seeds):
         train, test = make_data(seed)
         for name, ctx in variants.items():
             with ctx():
-                epochs, best = one_fit(train, test, seed, totals[name], warm[name])
-            print(f"  seed {seed} {name:18s} {epochs} epochs, best held-out NRMSE {best:.4f}")
+                epochs, best, n = one_fit(train, test, seed, totals[name], warm[name])
+            checks[name] += n
+            print(f"  seed {seed} {name:14s} {epochs} epochs, {n} held-out checks, best held-out "
+                  f"NRMSE {best:.4f}")
     for name, t in totals.items():
         fit = t.pop("fit")
+        epochs = t.pop("epochs")
         t["other"] = fit - sum(t.values())
         print(f"{name}: {fit:.2f} s over {args.seeds} fits")
         for step in ("setup", "warm start", "validation", "training", "refinement", "other"):
             print(f"  {step:12s} {t.get(step, 0.0):7.2f} s  {t.get(step, 0.0) / fit:6.1%}")
+        per_check = t.get("validation", 0.0) / max(checks[name], 1)
+        per_epoch = t.get("training", 0.0) / max(epochs, 1)
+        print(f"  one held-out check costs {per_check * 1e3:.2f} ms = {per_check / per_epoch:.2f} "
+              f"training epochs ({per_epoch * 1e3:.2f} ms)")
         both = t.get("warm start", 0.0) + t.get("validation", 0.0)
         print(f"  warm start + validation: {both / fit:.1%} of the fit (goal <= 15 %)")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
