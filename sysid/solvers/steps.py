@@ -6,6 +6,10 @@ given number of equal steps in each interval between consecutive output times, s
 hit exactly (no interpolation), and calls the vector field once per stage for the whole batch
 (PERFORMANCE.md: a hand-written batched RK4 costs 0.19-0.28x the torchdiffeq dopri5 loop).
 
+:func:`march_numpy` is the same stepping on float64 NumPy arrays with a grid per row, for small
+batches without a gradient (a fit's held-out checks), where torch's dispatch per operation costs
+more than the arithmetic.
+
 The Butcher tableaus are the textbook ones (Hairer, Norsett & Wanner, *Solving Ordinary
 Differential Equations I*, sec. II.1); "rk4" is the classical 1/6-1/3-1/3-1/6 rule.
 """
