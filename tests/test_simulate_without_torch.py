@@ -9,6 +9,7 @@ model and its NumPy copy.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -190,3 +191,23 @@ def test_other_methods_load_the_torch_model(models, tmp_path, monkeypatch):
     for method in ("RK45", "rk4"):
         assert main(_cli(models["physics"], tmp_path / f"{method}.csv", *ARGS["physics"],
                          "--method", method)) == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--y0", "x=1", "--t-end", "6"), r"--y0: no value for states \['v'\]"),
+    (("--y0", "x=1,v=0,w=2", "--t-end", "6"), r"--y0: \['w'\] is not a state of the model"),
+    (("--y0", "x=1,v=0", "--t-end", "6"), r"the model has inputs \['u'\]; give their signal"),
+    (("--y0", "x=1,v=0", "--t-end", "9", "--inputs", "U"),
+     r"inputs of run .* cover \[0, 6\] but run 'simulated' is simulated over \[0, 9\]"),
+])
+def test_mistakes_get_the_torch_routes_messages(models, tmp_path, monkeypatch, capsys, extra, message):
+    extra = [str(models["inputs"]) if a == "U" else a for a in extra]
+    args = ["simulate", str(models["neural"]), *extra, "--out", str(tmp_path / "s.csv")]
+    errors = []
+    for numpy_route in (True, False):
+        if not numpy_route:
+            monkeypatch.setattr(sysid.io, "load_dynamics", lambda path: None)
+        assert main(args) == 2
+        errors.append(capsys.readouterr().err)
+    assert errors[0] == errors[1]
+    assert re.search(message, errors[0]), errors[0]
