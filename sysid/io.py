@@ -33,7 +33,7 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 from safetensors import SafetensorError
 
@@ -631,6 +631,7 @@ def _check_parameters(model: Model, saved: Any, where: str) -> None:
 # the NumPy view of a model file, without torch
 
 
+@final
 class _NotNumpy(Exception):
     """The model file describes what only the torch model represents (load_dynamics: None)."""
 
@@ -864,6 +865,7 @@ def _numpy_parameters(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefi
     return {n: values[n] for n in specs}
 
 
+@final
 class _Reads(Mapping[str, float]):
     """Parameter values that record which names a function reads (the probe)."""
 

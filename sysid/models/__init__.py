@@ -15,7 +15,7 @@ does not import torch).
 
 import sys
 import types
-from typing import Any
+from typing import Any, final
 
 from sysid.models.dynamics import Dynamics
 from sysid.models.equations_rhs import EquationsRhs
@@ -59,6 +59,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
+@final
 class _Package(types.ModuleType):
     """``sysid.models.neural`` and ``sysid.models.physics`` are the factories, though submodules
     of the same names exist: importing a submodule binds it on its package, which would hide the
