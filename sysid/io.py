@@ -73,6 +73,20 @@ def _torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
+def st_save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save`` (imported on use: it imports torch)."""
+    from safetensors.torch import save
+
+    return save(dict(tensors), metadata=None if metadata is None else dict(metadata))
+
+
+def st_load(blob: bytes) -> dict[str, Any]:
+    """``safetensors.torch.load`` (imported on use: it imports torch)."""
+    from safetensors.torch import load
+
+    return load(blob)
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -104,7 +118,6 @@ def save_model(model: Model, path: str | os.PathLike[str], *, overwrite: bool = 
         When the path exists and ``overwrite`` is False, or the model cannot be described.
     """
     import torch
-    from safetensors.torch import save as st_save
 
     from sysid import __version__
     from sysid.models.base import scaling_to_dict
@@ -554,8 +567,6 @@ def load_model(path: str | os.PathLike[str], *, allow_import: bool = False,
         manifest (tampered or corrupted), a pickle payload, or a structure that does not match
         the tensors.
     """
-    from safetensors.torch import load as st_load
-
     from sysid.models.model import Model
     from sysid.models.outputs import Outputs
 
