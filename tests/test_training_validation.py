@@ -16,7 +16,7 @@ from sysid.errors import SolverError
 from sysid.models import Model, VectorField, neural, physics
 from sysid.solvers.steps import TABLEAUS, march, march_numpy
 from sysid.systems import make_dataset
-from sysid.training import FitConfig, engine, stats
+from sysid.training import FitConfig, engine, fit, stats
 
 D = torch.float64
 
@@ -189,3 +189,30 @@ def test_a_rollout_that_blows_up_is_inf_on_both_paths(monkeypatch):
         stats.numpy_rollout(held.problem, held.windows)
     fast, slow, _, _ = _both(held, monkeypatch)
     assert fast == slow == math.inf
+
+
+def test_a_fit_checks_and_stops_at_its_target_as_with_the_torch_rollout(monkeypatch):
+    # float64: the NumPy checks give the torch checks' history to rounding, so the same best
+    # model and the same stop at the target (set between the first and the best value seen)
+    data, val = _lv(n_runs=3, n_obs=30), _lv(n_runs=2, n_obs=30, seed=1)
+    cfg = dict(epochs=12, dtype="float64", progress=False, refine={"enabled": False, "stderr": False},
+               warm_start={"epochs": 20})
+
+    def run(target=None, rows=stats.NUMPY_ROWS):
+        monkeypatch.setattr(stats, "NUMPY_ROWS", rows)
+        model = neural(["prey", "predator"], width=8, depth=1, seed=0)
+        v = {"every": 2, "target": target}
+        return fit(model, data, FitConfig(**cfg, validation=v), validation=val)
+
+    fast, slow = run(), run(rows=0)
+    a, b = fast.history["val_nrmse"].to_numpy(), slow.history["val_nrmse"].to_numpy()
+    assert np.isfinite(a[1::2]).all() and np.isnan(a[0::2]).all()  # checks at epochs 2, 4, ...
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+    assert fast.best_epoch == slow.best_epoch
+    first, best = a[1], np.nanmin(a)
+    assert best < first  # training improved the held-out fit, so a target between them is met
+    target = 0.5 * (first + best)
+    hit = int(fast.history["epoch"][fast.history["val_nrmse"] <= target].iloc[0])
+    stopped = run(target)
+    assert stopped.stopped_reason == "target_reached"
+    assert int(stopped.history["epoch"].max()) == hit  # at the first check at or below it

@@ -99,14 +99,17 @@ class HeldOut:
         if windows.count == 0 or not self.columns:
             return math.nan
         problem.substeps = substeps
-        # physics parameters constrained once per check (frozen_weights), the networks'
-        # scalings folded once per rollout (WindowProblem.predict); inference_mode would save
-        # ~10 % more but breaks torchdiffeq's later solves with gradients
-        with torch.no_grad(), frozen_weights(self.rhs):
+        with torch.no_grad():
             try:
                 pred = numpy_rollout(problem, windows)
                 if pred is None:
-                    pred = problem.predict(self.val.z_guess, windows, problem.inputs_for(windows))
+                    # physics parameters constrained once per check (frozen_weights), the
+                    # networks' scalings folded once per rollout (WindowProblem.predict);
+                    # inference_mode would save ~10 % more but breaks torchdiffeq's later solves
+                    # with gradients
+                    with frozen_weights(self.rhs):
+                        pred = problem.predict(self.val.z_guess, windows,
+                                               problem.inputs_for(windows))
             except SolverError:
                 return math.inf
             pred = problem.measured(pred, windows)
