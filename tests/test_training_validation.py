@@ -79,13 +79,18 @@ def _both(held, monkeypatch, substeps=1):
     return fast, slow, n_fast, counter.nfe - before - n_fast
 
 
-@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
-def test_numpy_rollout_gives_the_torch_nrmse(dtype, rtol, monkeypatch):
+@pytest.mark.parametrize("dtype, rtol, activation, timed", [
+    ("float64", 1e-10, "tanh", False), ("float32", 1e-4, "tanh", False),
+    ("float64", 1e-10, "softplus", True)])
+def test_numpy_rollout_gives_the_torch_nrmse(dtype, rtol, activation, timed, monkeypatch):
     # a trained-looking network: weights large enough that the field is far from zero
-    model = neural(["prey", "predator"], width=16, depth=2, seed=3)
+    model = neural(["prey", "predator"], width=16, depth=2, seed=3, activation=activation,
+                   time_dependent=timed)
     with torch.no_grad():
         model.field.layers[-1].weight.mul_(30.0)
     _, held = _held_out(model, FitConfig(dtype=dtype, progress=False))
+    held.problem.substeps = 2
+    assert stats.numpy_rollout(held.problem, held.windows) is not None  # the NumPy path applies
     fast, slow, n_fast, n_slow = _both(held, monkeypatch, substeps=2)
     assert math.isfinite(fast) and fast > 0.05  # a real misfit, not a trivial zero
     # float64: the same steps in another order of additions; float32: the torch rollout rounds
