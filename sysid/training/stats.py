@@ -121,11 +121,12 @@ class HeldOut:
         return float(np.mean(out))
 
 
-#: Held-out runs up to which :func:`validation_nrmse` rolls out in NumPy: a batch this small
-#: costs torch its dispatch per operation (a 100-step rk4 rollout of 2 runs of the default
-#: network: ~3 ms in NumPy against ~10 ms in torch, ``bench_fit_breakdown.py``); larger batches
-#: are matrix products, which torch in float32 does faster than NumPy in float64 (at 1024 rows
-#: NumPy took ~5x longer).
+#: Held-out runs up to which :class:`HeldOut` rolls out in NumPy: a batch this small costs torch
+#: its dispatch per operation (a 100-step rk4 rollout of 2 runs of the default network: ~4.5 ms
+#: in NumPy against ~10 ms in torch, ``bench_fit_breakdown.py``); larger batches are matrix
+#: products, which torch in float32 does faster than NumPy in float64. An rk4 step of the default
+#: network with one BLAS thread: NumPy 2.1x faster at 2 rows, 1.3x at 256, 1.26x at 1024, 0.45x
+#: at 4096; with NumPy's default threads on a 2-core machine it was ~5x slower at 1024.
 NUMPY_ROWS = 256
 
 
