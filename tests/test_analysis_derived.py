@@ -8,7 +8,6 @@ the focus): short training in float64 so the test runs in seconds.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import numpy as np
@@ -19,7 +18,7 @@ from scipy.integrate import solve_ivp
 
 import sysid
 import sysid.models
-from sysid.analysis import ExtrapolationWarning, as_dynamics
+from sysid.analysis import ExtrapolationWarning
 from sysid.analysis.derived import DerivedQuantities, derived, sample_parameters
 from sysid.data.schema import from_arrays
 from sysid.errors import ConfigError, DataError

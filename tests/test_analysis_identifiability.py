@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy.integrate import solve_ivp
 
 import sysid
 import sysid.models
