@@ -144,6 +144,29 @@ def test_simulate_from_the_data_matches_the_api(synthetic):
     np.testing.assert_allclose(sim["x"].values, expected["x"].values, rtol=1e-12, atol=0)
 
 
+def test_simulate_into_a_new_folder_writes_the_same_csv(synthetic, capsys, monkeypatch):
+    from sysid.cli import main
+
+    root, _, _, _ = synthetic
+    monkeypatch.chdir(root)
+    ok(run_cli("simulate", "fit", "--initial-from", "rig.csv", "--out", "sim_folder", cwd=root))
+    # a folder --out (no suffix) gets simulation.csv: the same bytes as a file --out
+    ok(run_cli("simulate", "fit", "--initial-from", "rig.csv", "--out", "same.csv", cwd=root))
+    assert sorted(p.name for p in (root / "sim_folder").iterdir()) == ["simulation.csv"]
+    assert (root / "sim_folder" / "simulation.csv").read_bytes() == (root / "same.csv").read_bytes()
+    capsys.readouterr()
+    # an existing folder is refused without --force, and a mistake creates no folder
+    assert main(["simulate", "fit", "--initial-from", "rig.csv", "--out", "sim_folder"]) == 2
+    assert "output directory 'sim_folder' (--out) already exists" in capsys.readouterr().err
+    assert main(["simulate", "fit", "--y0", "x=1,w=2", "--t-end", "2", "--out", "new_folder"]) == 2
+    assert "is not a state of the model" in capsys.readouterr().err
+    assert not (root / "new_folder").exists()
+    (root / "plain").write_text("not a folder")
+    assert main(["simulate", "fit", "--initial-from", "rig.csv", "--out", "plain", "--force"]) == 2
+    assert "--out 'plain' is a file; give FILE.csv, FILE.nc or a folder" in capsys.readouterr().err
+    assert (root / "plain").read_text() == "not a folder"
+
+
 def test_simulate_from_y0_with_new_inputs(synthetic):
     root, _, _, _ = synthetic
     t_in = np.linspace(0.0, 5.0, 51)

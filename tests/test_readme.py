@@ -98,6 +98,6 @@ def test_readme_runs_as_written(tmp_path):
         assert "Traceback" not in proc.stderr
     assert checked_demo
     # what the CLI block promises
-    head = (tmp_path / "sim.csv").read_text(encoding="utf-8").splitlines()[0]
+    head = (tmp_path / "sim1" / "simulation.csv").read_text(encoding="utf-8").splitlines()[0]
     assert head == "run,t [s],x [m],v [m/s],u [m/s^2]"
     assert (tmp_path / "fit1" / "report.html").is_file() and (tmp_path / "cmp1" / "metrics.json").is_file()

@@ -36,6 +36,8 @@ __all__ = ["simulate_cmd", "read_times", "time_grid", "fit_data_options"]
 _OUT_SUFFIXES = (".csv", ".nc")
 _SIM = default_solver("simulate")  # the same defaults as sysid.simulate (sysid.solvers.config)
 DEFAULT_POINTS = 201
+#: The file written in a folder given as --out (a path without a suffix).
+FOLDER_FILE = "simulation.csv"
 
 _EPILOG = """\b
 Examples:
@@ -44,6 +46,9 @@ Examples:
 \b
   # from the first sample of every run of a data file (its inputs drive the model)
   sysid simulate rig_fit --initial-from rig_test.csv --out sim.nc
+\b
+  # into a new folder (it gets simulation.csv), as fit and compare write folders
+  sysid simulate rig_fit --initial-from rig_test.csv --out rig_sim
 \b
   # a model with an input: new input signal in a CSV with the time column and one column per input
   sysid simulate rig_fit --y0 x=0,v=0 --t-end 10 --inputs step.csv --out step_response.csv
@@ -281,7 +286,7 @@ def _csv_names(opts: CliFitOptions, result: Any) -> tuple[str, str | None]:
 @click.option("--rtol", default=f"{_SIM.rtol:g}", show_default=True, help="Relative tolerance.")
 @click.option("--atol", default=f"{_SIM.atol:g}", show_default=True, help="Absolute tolerance.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output FILE.csv or "
-              "FILE.nc.")
+              f"FILE.nc, or a new FOLDER (no suffix) that gets {FOLDER_FILE}.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @click.option("--max-points", type=click.FloatRange(min=1), metavar="N", help="Most output "
               "points (times x runs) to compute (default 2e6); larger simulations are refused "
@@ -297,10 +302,14 @@ def simulate_cmd(model_dir: Path, y0: str | None, initial_from: str | None, t_st
     """Simulate the model fitted in MODEL_DIR and write the trajectories to --out."""
     from sysid import budget
 
-    if out.suffix.lower() not in _OUT_SUFFIXES:
-        raise ConfigError(f"--out '{out}' must end in .csv or .nc; got "
-                          f"'{out.suffix or 'no suffix'}'.")
+    if out.suffix and out.suffix.lower() not in _OUT_SUFFIXES:
+        raise ConfigError(f"--out '{out}' must end in .csv or .nc; got '{out.suffix}' (or name "
+                          f"a new folder, which gets {FOLDER_FILE}).")
     check_new_output(out, force=force)
+    if not out.suffix:  # a folder, as fit and compare write: the trajectories go in it as CSV
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out '{out}' is a file; give FILE.csv, FILE.nc or a folder.")
+        out = out / FOLDER_FILE
     check_output_apart(out, [("MODEL_DIR", model_dir),
                              *(("--initial-from", f) for f in (data_source_files(initial_from)
                                                                 if initial_from else ())),
