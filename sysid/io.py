@@ -40,7 +40,7 @@ from safetensors import SafetensorError
 from sysid import atomic
 from sysid.errors import ModelFileError, SysidError
 from sysid.models.dynamics import Dynamics
-from sysid.models.parameters import Parameter
+from sysid.models.parameters import Parameter, ReadRecorder
 
 if TYPE_CHECKING:  # torch and the torch models are imported by the functions that need them
     import torch
@@ -816,16 +816,15 @@ def _numpy_neural(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefix: s
 
     states, inputs, outputs = list(spec["states"]), list(spec["inputs"]), list(spec["outputs"])
     arguments = list(spec.get("arguments", states))
-    width, depth, activation = spec["width"], spec["depth"], spec["activation"]
-    if (activation not in nf.ACTIVATIONS or any(isinstance(k, bool) or not isinstance(k, int)
-                                                for k in (width, depth)) or depth < 0 or width < 1
-            or any(n not in states for n in arguments + outputs)):
+    if spec["activation"] not in nf.ACTIVATIONS or any(n not in states for n in arguments + outputs):
         raise _NotNumpy("network")
+    # width and depth checked, and the weights counted, before anything is allocated (as
+    # load_model does: its ModelFileError makes this None, and load_model says it)
+    if _neural_numel(spec) > sum(v.size for v in tensors.values()):
+        raise _NotNumpy("network size")
+    width, depth, activation = spec["width"], spec["depth"], spec["activation"]
     time_dependent = bool(spec["time_dependent"])
     sizes = [len(arguments) + len(inputs) + int(time_dependent)] + [width] * depth + [len(outputs)]
-    if depth > _MAX_DEPTH or sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) > sum(
-            v.size for v in tensors.values()):
-        raise _NotNumpy("network size")  # load_model refuses it before allocating anything
     weights = [(_array(tensors, f"{prefix}layers.{k}.weight", (b, a), used),
                 _array(tensors, f"{prefix}layers.{k}.bias", (b,), used))
                for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
@@ -876,24 +875,6 @@ def _numpy_parameters(spec: Mapping[str, Any], tensors: Mapping[str, Any], prefi
     return {n: values[n] for n in specs}
 
 
-@final
-class _Reads(Mapping[str, float]):
-    """Parameter values that record which names a function reads (the probe)."""
-
-    def __init__(self, values: Mapping[str, float]) -> None:
-        self._values, self.read = dict(values), set()
-
-    def __getitem__(self, key: str) -> float:
-        self.read.add(key)
-        return self._values[key]
-
-    def __iter__(self) -> Any:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-
 def _probe(fn: Any, values: Mapping[str, float], spec: Mapping[str, Any]) -> None:
     """One call on ones, as PhysicsField's probe: the function reads exactly the parameters and
     returns one derivative per output (else load_model says what does not match)."""
@@ -903,8 +884,8 @@ def _probe(fn: Any, values: Mapping[str, float], spec: Mapping[str, Any]) -> Non
 
     x = np.ones((1, len(spec["states"])))
     u = np.ones((1, len(spec["inputs"]))) if spec["inputs"] else None
-    reads = _Reads(values)
+    reads = ReadRecorder(values, missing_value=lambda: 1.0)
     with np.errstate(all="ignore"):
         out = np.asarray(fn(0.0, x, u, reads, NUMPY))
-    if reads.read != set(values) or out.shape[-1:] != (len(spec["outputs"]),):
+    if reads.missing or set(reads.read) != set(values) or out.shape[-1:] != (len(spec["outputs"]),):
         raise _NotNumpy("physics function")

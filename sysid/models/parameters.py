@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import Any, final
 
 from sysid.errors import ParameterError
 
-__all__ = ["Parameter", "as_parameter", "check_names", "raw_from_value", "value_from_raw"]
+__all__ = ["Parameter", "ReadRecorder", "as_parameter", "check_names", "raw_from_value", "value_from_raw"]
 
 
 @dataclass(frozen=True)
@@ -250,3 +250,33 @@ def value_from_raw(raw: Any, param: Parameter) -> Any:
     if kind == "upper":
         return hi - math.exp(raw_f)
     return param.effective_scale * raw_f
+
+
+@final
+class ReadRecorder(Mapping[str, Any]):
+    """Parameter values for a probe call of a right-hand side ``fn(t, x, u, p, xp)``: records
+    which names it reads (``read``, in order) and which it asks for without their being given
+    (``missing``; those read as ``missing_value()``). A physics term's parameter names must be
+    exactly those its function reads (:class:`~sysid.models.PhysicsField` and
+    :func:`sysid.io.load_dynamics` probe with it)."""
+
+    def __init__(self, values: Mapping[str, Any], missing_value: Callable[[], Any]) -> None:
+        self._values = dict(values)
+        self._missing_value = missing_value
+        self.read: list[str] = []
+        self.missing: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            if key not in self.missing:
+                self.missing.append(key)
+            return self._missing_value()
+        if key not in self.read:
+            self.read.append(key)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)

@@ -15,6 +15,7 @@ from sysid.models.base import NumpyField, VectorField
 from sysid.models.numpy_fields import physics_function
 from sysid.models.parameters import (
     Parameter,
+    ReadRecorder,
     as_parameter,
     raw_from_value,
     value_from_raw,
@@ -25,31 +26,6 @@ __all__ = ["PhysicsField", "RhsFunction"]
 # rhs(t, x, u, p, xp): x[..., i] states on the last axis, u[..., j] inputs or None,
 # p a mapping name -> scalar, xp a sysid.backend namespace; returns xp.stack([...]).
 RhsFunction = Callable[[Any, Any, Any, Mapping[str, Any], Any], Any]
-
-
-class _Recorder(Mapping[str, Any]):
-    """Parameter mapping for the probe call: records which names the function reads."""
-
-    def __init__(self, values: Mapping[str, Any], like: torch.Tensor) -> None:
-        self._values = dict(values)
-        self._like = like
-        self.read: list[str] = []
-        self.missing: list[str] = []
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self._values:
-            if key not in self.missing:
-                self.missing.append(key)
-            return torch.ones((), dtype=self._like.dtype)
-        if key not in self.read:
-            self.read.append(key)
-        return self._values[key]
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
 
 
 def _fn_name(fn: Callable[..., Any]) -> str:
@@ -252,7 +228,8 @@ class PhysicsField(VectorField):
         x = torch.ones(1, n, dtype=like.dtype)
         u = torch.ones(1, len(self.input_names), dtype=like.dtype) if self.input_names else None
         with torch.no_grad():
-            rec = _Recorder(self.physical_parameters(), like)
+            rec = ReadRecorder(self.physical_parameters(),
+                               missing_value=lambda: torch.ones((), dtype=like.dtype))
             try:
                 out = self.fn(torch.zeros((), dtype=like.dtype), x, u, rec, TORCH)
             except ParameterError:
