@@ -356,9 +356,7 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
                             ).double().numpy()  # (N, R, S)
     except SolverError as exc:
         raise _absolute(exc, offsets) from None
-    if rel is None:
-        return out.transpose(1, 0, 2)
-    return [out[np.searchsorted(grid, rel[r]), r, :] for r in range(len(plan.ids))]
+    return _per_run(out, grid, rel)
 
 
 def _run_numpy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
@@ -392,9 +390,15 @@ def _run_numpy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
                           jump_times=jumps)
     except SolverError as exc:
         raise _absolute(exc, offsets) from None
+    return _per_run(out, grid, rel)
+
+
+def _per_run(out: np.ndarray, grid: np.ndarray, rel: list[np.ndarray] | None) -> np.ndarray | list[np.ndarray]:
+    """A batched solve ``(N, R, S)`` on ``grid`` as ``(R, N, S)`` when every run is on that grid
+    (``rel`` None), else each run's ``(N_r, S)`` at its own relative times."""
     if rel is None:
         return out.transpose(1, 0, 2)
-    return [out[np.searchsorted(grid, rel[r]), r, :] for r in range(n_runs)]
+    return [out[np.searchsorted(grid, t), r, :] for r, t in enumerate(rel)]
 
 
 def _absolute(exc: SolverError, offsets: np.ndarray) -> SolverError:
