@@ -429,15 +429,17 @@ def _relative_grid(times: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, lis
 
 
 def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
-               u_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, source: InputSource | None, solver: SolverConfig,
+               u_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+               source: InputSource | None, solver: SolverConfig,
                dtype: torch.dtype) -> Callable[[float, np.ndarray], np.ndarray] | None:
     """The batched field on the model's NumPy copy, for the default dopri5 in float64, or None.
 
     Evaluated by NumPy, a field costs no torch dispatch: on 8 runs of a small network or a
     physics model an evaluation is 2-3x cheaper (issue #13). It is used only when it agrees with
     the torch model at the initial states (of up to 8 runs, :func:`_agree_at_start`; within 1e-9
-    relative: the same float64 arithmetic in another order), so a field whose NumPy copy fails or differs keeps the torch path. Sampled
-    inputs on one relative grid for all runs, and constants, are read in NumPy too
+    relative: the same float64 arithmetic in another order), so a field whose NumPy copy fails or
+    differs keeps the torch path. Sampled inputs on one relative grid for all runs, and constants,
+    are read in NumPy too
     (:meth:`~sysid.inputs.InputSource.numpy_batch`: the same values); others through ``u_at``.
     """
     import torch
