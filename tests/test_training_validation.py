@@ -118,23 +118,36 @@ def test_physics_field_goes_through_its_numpy_copy(monkeypatch):
     assert fast == pytest.approx(held.nrmse(1), rel=1e-10)
 
 
-class _WrongCopy(VectorField):
-    """A field whose NumPy copy is wrong (twice the torch field)."""
+class _Field(VectorField):
+    """A two-state test field of one parameter ``k``: ``torch_fn(k, x)`` and its NumPy copy
+    ``numpy_fn(k, x)`` (which a test may make wrong on purpose)."""
 
-    def __init__(self):
+    def __init__(self, k, torch_fn, numpy_fn):
         super().__init__()
         self._init_names("test", ["x", "y"], [], None, None, None, "s")
-        self.k = nn.Parameter(torch.tensor(0.3, dtype=D))
+        self.k = nn.Parameter(torch.tensor(k, dtype=D))
+        self._torch_fn, self._numpy_fn = torch_fn, numpy_fn
 
     def forward(self, t, x, u=None):
-        return torch.stack([-self.k * x[:, 1], self.k * x[:, 0]], dim=-1)
+        return self._torch_fn(self.k, x)
 
     def numpy_function(self):
         k = float(self.k.detach())
-        return lambda t, x, u: 2.0 * np.stack([-k * x[:, 1], k * x[:, 0]], axis=-1)
+        return lambda t, x, u: self._numpy_fn(k, x)
 
     def spec(self):
-        return {"type": "wrong"}
+        return {"type": "test"}
+
+
+def _wrong_copy():
+    """Rotation at k = 0.3 whose NumPy copy is twice the torch field."""
+    return _Field(0.3, lambda k, x: torch.stack([-k * x[:, 1], k * x[:, 0]], dim=-1),
+                  lambda k, x: 2.0 * np.stack([-k * x[:, 1], k * x[:, 0]], axis=-1))
+
+
+def _quadratic():
+    """``dx/dt = k x^2`` (both states, k = 50): blows up in finite time; a correct NumPy copy."""
+    return _Field(50.0, lambda k, x: k * x * x, lambda k, x: k * x * x)
 
 
 def _circle(n_runs, seed):
@@ -147,7 +160,7 @@ def _circle(n_runs, seed):
 
 
 def test_a_field_whose_numpy_copy_disagrees_keeps_the_torch_rollout(monkeypatch):
-    model = Model(_WrongCopy())
+    model = Model(_wrong_copy())
     cfg = FitConfig(dtype="float64", progress=False)
     ctx = engine._setup(model, _circle(3, 0), cfg, _circle(2, 1))
     held = stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
@@ -167,28 +180,9 @@ def test_adaptive_solvers_and_many_runs_keep_the_torch_rollout(setting, monkeypa
     assert stats.numpy_rollout(held.problem, held.windows) is None
 
 
-class _Quadratic(VectorField):
-    """``dx/dt = k x^2`` (both states): blows up in finite time; a correct NumPy copy."""
-
-    def __init__(self):
-        super().__init__()
-        self._init_names("test", ["x", "y"], [], None, None, None, "s")
-        self.k = nn.Parameter(torch.tensor(50.0, dtype=D))
-
-    def forward(self, t, x, u=None):
-        return self.k * x * x
-
-    def numpy_function(self):
-        k = float(self.k.detach())
-        return lambda t, x, u: k * x * x
-
-    def spec(self):
-        return {"type": "quadratic"}
-
-
 def test_a_rollout_that_blows_up_is_inf_on_both_paths(monkeypatch):
     cfg = FitConfig(dtype="float64", progress=False)
-    ctx = engine._setup(Model(_Quadratic()), _circle(3, 0), cfg, _circle(2, 1))
+    ctx = engine._setup(Model(_quadratic()), _circle(3, 0), cfg, _circle(2, 1))
     held = stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
     with pytest.raises(SolverError, match="non-finite states near t="):  # the NumPy path
         stats.numpy_rollout(held.problem, held.windows)
