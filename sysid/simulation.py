@@ -47,6 +47,7 @@ from sysid.data.schema import TIME, from_block, from_arrays
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
+from sysid.models.numpy_fields import copies_agree
 from sysid.solvers import SolverConfig, check_times, solve, solve_numpy, solver_from
 
 if TYPE_CHECKING:  # torch is imported where a torch model is simulated, not with this module
@@ -490,17 +491,7 @@ def _agree_at_start(model: Model, f: Callable[..., np.ndarray], y0: np.ndarray, 
     with torch.no_grad():
         want = model(torch.as_tensor(offsets[rows]), torch.as_tensor(y0[rows]),
                      None if u is None else torch.as_tensor(u)).numpy().reshape(len(rows), -1)
-    return _agree(got, want)
-
-
-def _agree(got: np.ndarray, want: np.ndarray) -> bool:
-    """``np.allclose(got, want, rtol=1e-9, atol=1e-12 * max(1, max abs(want)))``, its common case
-    (same shapes, all finite) decided by one comparison instead of ``isclose``'s general path."""
-    scale = np.abs(want)
-    atol = 1e-12 * max(1.0, float(scale.max()))
-    if got.shape == want.shape and bool((np.abs(got - want) <= atol + 1e-9 * scale).all()):
-        return True
-    return bool(np.allclose(got, want, rtol=1e-9, atol=atol))  # NaN, inf, broadcasting: as before
+    return copies_agree(got, want, rtol=1e-9, atol=1e-12)  # float64 rounding
 
 
 def _run_scipy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,

@@ -160,10 +160,8 @@ def _circle(n_runs, seed):
 
 
 def test_a_field_whose_numpy_copy_disagrees_keeps_the_torch_rollout(monkeypatch):
-    model = Model(_wrong_copy())
     cfg = FitConfig(dtype="float64", progress=False)
-    ctx = engine._setup(model, _circle(3, 0), cfg, _circle(2, 1))
-    held = stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
+    _, held = _held_out(Model(_wrong_copy()), cfg, _circle(3, 0), _circle(2, 1))
     assert stats.numpy_rollout(held.problem, held.windows) is None
     fast, slow, _, _ = _both(held, monkeypatch)
     assert fast == slow  # both through torch
@@ -182,8 +180,7 @@ def test_adaptive_solvers_and_many_runs_keep_the_torch_rollout(setting, monkeypa
 
 def test_a_rollout_that_blows_up_is_inf_on_both_paths(monkeypatch):
     cfg = FitConfig(dtype="float64", progress=False)
-    ctx = engine._setup(Model(_quadratic()), _circle(3, 0), cfg, _circle(2, 1))
-    held = stats.HeldOut(ctx.rhs, ctx.val, ctx.spec, ctx.cfg, ctx.counter)
+    _, held = _held_out(Model(_quadratic()), cfg, _circle(3, 0), _circle(2, 1))
     with pytest.raises(SolverError, match="non-finite states near t="):  # the NumPy path
         stats.numpy_rollout(held.problem, held.windows)
     fast, slow, _, _ = _both(held, monkeypatch)

@@ -21,7 +21,7 @@ import numpy as np
 
 from sysid.backend import NUMPY
 
-__all__ = ["ACTIVATIONS", "NumpyField", "neural_function", "physics_function", "hybrid_function",
+__all__ = ["ACTIVATIONS", "NumpyField", "copies_agree", "neural_function", "physics_function", "hybrid_function",
            "second_order_function"]
 
 NumpyField = Callable[[Any, np.ndarray, "np.ndarray | None"], np.ndarray]
@@ -144,3 +144,17 @@ def second_order_function(acceleration: NumpyField, n_positions: int) -> NumpyFi
         return np.concatenate([x[..., n:], acceleration(t, x, u)], axis=-1)
 
     return f
+
+
+def copies_agree(got: np.ndarray, want: np.ndarray, *, rtol: float, atol: float) -> bool:
+    """Whether a NumPy copy's derivatives ``got`` equal the torch field's ``want`` to rounding:
+    same shape and, elementwise, ``abs(got - want) <= atol * max(1, max abs(want)) + rtol *
+    abs(want)`` (``np.allclose``'s test with an ``atol`` relative to the largest derivative; NaN
+    or inf anywhere disagrees). Used before a NumPy copy stands in for the torch field
+    (``sysid.simulate``; a fit's held-out checks, with the rounding of the fit's dtype)."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    if got.shape != want.shape:
+        return False
+    scale = np.abs(want)
+    bound = atol * max(1.0, float(scale.max())) + rtol * scale
+    return bool((np.abs(got - want) <= bound).all())

@@ -17,6 +17,7 @@ import torch
 from sysid.data.scaling import Scaling
 from sysid.errors import SolverError
 from sysid.models.neural import NeuralField, frozen_weights
+from sysid.models.numpy_fields import copies_agree
 from sysid.solvers.steps import TABLEAUS, march_numpy
 from sysid.training.config import FitConfig
 from sysid.training.loss import ScaledRhs
@@ -156,8 +157,7 @@ def numpy_rollout(problem: WindowProblem, windows: Windows) -> torch.Tensor | No
     except Exception:  # noqa: BLE001 - a field without a working NumPy copy keeps the torch path
         return None
     tol = 1e-4 if z0.dtype == torch.float32 else 1e-9  # relative rounding of the torch field
-    if got.shape != want.shape or not np.allclose(got, want, rtol=tol,
-                                                  atol=tol * max(1.0, float(np.abs(want).max()))):
+    if not copies_agree(got, want, rtol=tol, atol=tol):
         return None
     tab = TABLEAUS[solver.method]
     field = problem.rhs.field
