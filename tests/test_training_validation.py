@@ -167,6 +167,30 @@ def test_a_field_whose_numpy_copy_disagrees_keeps_the_torch_rollout(monkeypatch)
     assert fast == slow  # both through torch
 
 
+def test_the_copy_is_compared_with_the_torch_field_at_the_first_check_only(monkeypatch):
+    # the NumPy copy's structure does not change during a fit: once it agreed, later checks
+    # skip the comparison (one torch evaluation at the initial states per check)
+    _, held = _held_out(neural(["prey", "predator"], width=8, depth=1, seed=0),
+                        FitConfig(dtype="float64", progress=False))
+    calls = []
+    real = type(held.rhs).forward
+
+    def spy(self, t, z, u):
+        calls.append(1)
+        return real(self, t, z, u)
+
+    monkeypatch.setattr(type(held.rhs), "forward", spy)
+    first = held.nrmse(1)
+    assert calls == [1]  # the comparison of the copy at the initial states
+    assert held.nrmse(1) == first and calls == [1]  # same weights, same value, no comparison
+    # a wrong copy is refused with the comparison and taken without it (so it is made only
+    # when an earlier check of the same field agreed)
+    _, wrong = _held_out(Model(_wrong_copy()), FitConfig(dtype="float64", progress=False),
+                         _circle(3, 0), _circle(2, 1))
+    assert stats.numpy_rollout(wrong.problem, wrong.windows) is None
+    assert stats.numpy_rollout(wrong.problem, wrong.windows, verify=False) is not None
+
+
 @pytest.mark.parametrize("setting", ["adaptive", "rows"])
 def test_adaptive_solvers_and_many_runs_keep_the_torch_rollout(setting, monkeypatch):
     model = neural(["prey", "predator"], width=8, depth=1, seed=0)

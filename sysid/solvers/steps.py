@@ -330,23 +330,25 @@ def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np
     which = [cs.index(c) for c in tab.c]
     # stage times of each interval's first step
     starts = [] if autonomous else [t[:, :-1] + c * h_all for c in cs]
-    # the columns w h (B, 1) of every stage weight and of the update, for every interval at once
-    wh = {w: (w * h_all.T[..., None]) for w in {w for ai in tab.a for w in ai if w != 0.0}}
-    h_den = h_all.T[..., None] / tab.denominator
+    # the columns w h (B, 1) of every stage weight and of the update, per interval (lists: an
+    # item of a list is cheaper to take than a row of an array, ~100 times per check)
+    wh = {w: list(w * h_all.T[..., None]) for w in {w for ai in tab.a for w in ai if w != 0.0}}
+    h_den = list(h_all.T[..., None] / tab.denominator)
+    # each stage's terms (the columns of its weight, the earlier stage it multiplies)
+    terms = [[(wh[w], j) for j, w in enumerate(ai) if w != 0.0] for ai in tab.a]
     # the update's stages grouped by weight: RK4's k1 + k4 + 2 (k2 + k3)
     groups = [(w, [j for j, b in enumerate(tab.b) if b == w]) for w in sorted(set(tab.b)) if w]
+    ks: list[np.ndarray] = [z] * len(tab.a)
     with np.errstate(all="ignore"):
         for k in range(N - 1):
             time_budget.check("integration")  # max_time and stop requests hold in long solves
             for j in range(substeps):
                 times = [s[:, k] + j * h_all[:, k] if j else s[:, k] for s in starts]
-                ks: list[np.ndarray] = []
-                for i, ai in enumerate(tab.a):
+                for i, stage in enumerate(terms):
                     zi = z
-                    for w, kj in zip(ai, ks):
-                        if w != 0.0:
-                            zi = zi + wh[w][k] * kj
-                    ks.append(f(times[which[i]] if starts else None, zi))
+                    for col, kj in stage:
+                        zi = zi + col[k] * ks[kj]
+                    ks[i] = f(times[which[i]] if starts else None, zi)
                 acc = None
                 for w, js in groups:
                     part = ks[js[0]]

@@ -100,28 +100,35 @@ class ScaledRhs(nn.Module):
                     and torch.equal(field.x_mean, self.mean)):
                 # each layer's weight and bias as one matrix [W^T; b] applied to [h, 1]: one
                 # product per layer instead of a product and a sum (~30 % of an evaluation
-                # of the default network on a few rows)
+                # of the default network on a few rows); np.dot rather than the matmul operator
+                # and each hidden layer's activation written straight into the next layer's
+                # buffer (its view made once per batch size): 4.7 instead of 6.4 us on 2 rows
                 layers = [np.vstack([w.double().numpy().T, b.double().numpy()[None, :]])
                           for w, b in field._folded(self.scale)]
                 act = ACTIVATIONS[field.activation][1]
                 timed = field.time_dependent
-                rows: dict[int, list[np.ndarray]] = {}  # per batch size: [h, 1] of each layer
+                # per batch size: the first buffer [z, (t,) 1], then (W, [h, 1], view of the
+                # next buffer's h) per hidden layer, then the last buffer
+                rows: dict[int, tuple] = {}
+                dot, last = np.dot, layers[-1]
 
                 def network(t: np.ndarray | None, z: np.ndarray) -> np.ndarray:
-                    bufs = rows.get(len(z))
-                    if bufs is None:
-                        bufs = rows[len(z)] = [np.ones((len(z), w.shape[0])) for w in layers]
-                    h = bufs[0]
-                    h[:, :z.shape[1]] = z
+                    plan = rows.get(len(z))
+                    if plan is None:
+                        bufs = [np.ones((len(z), w.shape[0])) for w in layers]
+                        plan = rows[len(z)] = (bufs[0], [
+                            (w, bufs[i], bufs[i + 1][:, :-1]) for i, w in enumerate(layers[:-1])
+                        ], bufs[-1])
+                    first, hidden, end = plan
+                    first[:, :z.shape[1]] = z
                     if timed:
-                        h[:, -2] = t
-                    for w, nxt in zip(layers[:-1], bufs[1:]):
+                        first[:, -2] = t
+                    for w, h, into in hidden:
                         if act is np.tanh:  # (the default) straight into the next buffer
-                            np.tanh(h @ w, out=nxt[:, :-1])
+                            np.tanh(dot(h, w), out=into)
                         else:
-                            nxt[:, :-1] = act(h @ w)
-                        h = nxt
-                    return h @ layers[-1]
+                            into[...] = act(dot(h, w))
+                    return dot(end, last)
 
                 return network
         f = field.numpy_function()
