@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import math
 from collections.abc import Callable, Sequence
 import sys
@@ -103,6 +104,9 @@ class _TorchOps:
     def const(self, rows: Sequence[Sequence[float]]) -> torch.Tensor:
         return torch.tensor(rows, dtype=self.dtype, device=self.device)
 
+    def tableau(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        return _tableau(self)
+
     def empty(self, rows: int, n: int) -> torch.Tensor:
         return torch.empty(rows, n, dtype=self.dtype, device=self.device)
 
@@ -143,12 +147,18 @@ class _NumpyOps:
     """The same operations on float64 NumPy arrays (a field evaluated by NumPy: no torch dispatch)."""
 
     dtype = np.float64
+    exponents = np.arange(1, 5, dtype=float)
 
-    def __init__(self, like: np.ndarray) -> None:
-        self.exponents = np.arange(1, 5, dtype=float)
+    def __init__(self, like: np.ndarray | None) -> None:
+        pass
 
     def const(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         return np.array(rows, dtype=float)
+
+    def tableau(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """:func:`_tableau`, made once (read-only arrays shared by every solve: a NumPy solve of
+        a few steps spent a tenth of its time building them)."""
+        return _numpy_tableau()
 
     def empty(self, rows: int, n: int) -> np.ndarray:
         return np.empty((rows, n))
@@ -164,14 +174,11 @@ class _NumpyOps:
 
     def combine(self, y: np.ndarray, a: np.ndarray, k: np.ndarray, h: float,
                 out: np.ndarray | None = None) -> np.ndarray:
-        """``y + h * a @ k``."""
-        z = a @ k
+        """``y + h * a @ k`` (in ``out`` when given: no temporary)."""
+        z = np.matmul(a, k, out=out)
         z *= h
         z += y
-        if out is None:
-            return z
-        out[...] = z
-        return out
+        return z
 
     def powers(self, theta: list[float]) -> np.ndarray:
         return np.array(theta)[:, None] ** self.exponents
@@ -190,6 +197,20 @@ class _NumpyOps:
 
     def first_bad_row(self, k: np.ndarray) -> int:
         return int(np.flatnonzero(~np.isfinite(k).all(axis=1))[0])
+
+
+def _tableau(ops: Ops) -> tuple[list[Any], Any, Any]:
+    """The stage rows ``(1, i)`` for i = 1..6, the error row ``(1, 7)`` and the dense output's
+    ``P^T`` ``(4, 7)`` in the arrays of ``ops``."""
+    return [ops.const([row]) for row in _A[1:]], ops.const([_E]), ops.const(list(zip(*_P)))
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_tableau() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    a_rows, e_row, p_t = _tableau(_NumpyOps(None))
+    for a in (*a_rows, e_row, p_t):
+        a.flags.writeable = False
+    return a_rows, e_row, p_t
 
 
 def _rms(x: torch.Tensor) -> float:
@@ -301,8 +322,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
     run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace)
     stops = sorted({float(s) for s in jumps if t0 < s < t_end} | {t_end})
     jump_set = set(stops[:-1])
-    a_rows = [ops.const([row]) for row in _A[1:]]  # (1, i) each
-    e_row, p_t = ops.const([_E]), ops.const(list(zip(*_P)))  # (1, 7), (4, 7)
+    a_rows, e_row, p_t = ops.tableau()  # (1, i) each, (1, 7), (4, 7)
     K, out = ops.empty(7, n), ops.empty(len(times), n)
     y = ops.flat(y0)
     out[0] = y[0]

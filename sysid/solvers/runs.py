@@ -248,7 +248,7 @@ def solve_numpy(
     cnt = counter if counter is not None else SolveCounter()
     cnt.nfe, cnt.t_reached = 0, t0
     pace = time_budget.Pace(t0, float(times[-1]), budget)
-    return _lean(func, y, [float(s) for s in times], solver, budget, jump_times, pace, cnt, prefix)
+    return _lean(func, y, times.tolist(), solver, budget, jump_times, pace, cnt, prefix)
 
 
 def solve(
