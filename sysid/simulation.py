@@ -34,7 +34,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import json
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, final
@@ -167,18 +169,31 @@ def _plan_from_values(target: _Target, initial: Any, times: Any, runs: Any, wher
         if given.ndim != 2 or given.shape[1] != len(states):
             n_given = arr.shape[-1] if arr.ndim >= 1 else 0
             raise DataError(f"{where}: y0 has {n_given} states but the model has {len(states)} ({list(states)}).")
-    ids = [str(r) for r in runs] if runs is not None else [f"run{i}" for i in range(given.shape[0])]
-    if len(ids) != given.shape[0] or len(set(ids)) != len(ids):
-        raise DataError(f"{where}: runs must be {given.shape[0]} unique ids; got {ids}.")
-    named = [states.index(k) for k in initial] if isinstance(initial, Mapping) else range(len(states))
-    given_mask = np.zeros(given.shape, dtype=bool)
-    given_mask[:, list(named)] = True  # values the caller wrote down must be finite
-    bad = np.argwhere(given_mask & ~np.isfinite(given))
-    if len(bad):
-        r, j = bad[0]
-        raise DataError(f"{where}: initial value of state {states[j]!r} in run {ids[r]!r} is not finite ({given[r, j]}).")
+    if runs is None:
+        ids = list(_default_ids(given.shape[0]))
+    else:
+        ids = [str(r) for r in runs]
+        if len(ids) != given.shape[0] or len(set(ids)) != len(ids):
+            raise DataError(f"{where}: runs must be {given.shape[0]} unique ids; got {ids}.")
+    finite = np.isfinite(given)
+    if not finite.all():  # values the caller wrote down must be finite (NaN: not given, in a mapping)
+        named = [states.index(k) for k in initial] if isinstance(initial, Mapping) else range(len(states))
+        given_mask = np.zeros(given.shape, dtype=bool)
+        given_mask[:, list(named)] = True
+        bad = np.argwhere(given_mask & ~finite)
+        if len(bad):
+            r, j = bad[0]
+            raise DataError(f"{where}: initial value of state {states[j]!r} in run {ids[r]!r} is not finite "
+                            f"({given[r, j]}).")
     return _Plan(ids=ids, times=[tgrid] * len(ids), given=given, data=None, units=dict(target.units),
                  time_attrs={"units": target.time_units})
+
+
+@functools.lru_cache(maxsize=8)
+def _default_ids(n_runs: int) -> tuple[str, ...]:
+    """``run0, run1, ...``: the ids of runs given without ``runs=`` (made once per count; the
+    same string objects each call, so the result's frame is found by identity)."""
+    return tuple(f"run{i}" for i in range(n_runs))
 
 
 def _values_table(values: Values, target: _Target, ids: list[str], allowed: Sequence[str], what: str,
@@ -218,11 +233,14 @@ def _initial_states(target: _Target, plan: _Plan, latent: Values, override: Valu
     latent_names = [n for n in target.states if n in target.latent_initial]
     y0 = plan.given.copy()
     for what, values, allowed in (("latent", latent, latent_names), ("override", override, target.states)):
-        table = _values_table(values, target, plan.ids, allowed, what, where)
-        y0 = np.where(np.isfinite(table), table, y0)
-    for j, name in enumerate(target.states):
-        if name in target.latent_initial:
-            y0[:, j] = np.where(np.isnan(y0[:, j]), target.latent_initial[name], y0[:, j])
+        if values is not None:
+            table = _values_table(values, target, plan.ids, allowed, what, where)
+            y0 = np.where(np.isfinite(table), table, y0)
+    for name in latent_names:  # the model's defaults where nothing was given
+        j = target.states.index(name)
+        y0[:, j] = np.where(np.isnan(y0[:, j]), target.latent_initial[name], y0[:, j])
+    if np.isfinite(y0).all():
+        return y0
     for r in np.flatnonzero(~np.isfinite(y0).all(axis=1)):  # the first run without a value
         rid = plan.ids[r]
         bad = [target.states[j] for j in np.flatnonzero(~np.isfinite(y0[r]))]
@@ -334,7 +352,9 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
             "dopri5 (the default) or a SciPy method, e.g. SolverConfig(method='RK45')."
         )
     model = target.model
-    run_model = model if model.dtype == dtype else copy.deepcopy(model).to(dtype)
+    tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+    own = next((t.dtype for t in tensors if t.is_floating_point()), torch.get_default_dtype())  # model.dtype
+    run_model = model if own == dtype else copy.deepcopy(model).to(dtype)
     offsets, grid, rel = _relative_grid(plan.times)
     u_at = source.torch(dtype, offsets) if source is not None else None
     jumps = source.jumps(offsets) if source is not None else None
@@ -346,7 +366,8 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
 
     try:
         with torch.no_grad():
-            numpy_rhs = _numpy_rhs(run_model, y0, offsets, u_at, source, solver, dtype)
+            numpy_rhs = _numpy_rhs(run_model, y0, offsets, u_at, source, solver, dtype,
+                                   tensors if run_model is model else None)
         if numpy_rhs is not None:  # no torch evaluation in the solve: nothing to fold
             out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver,
                               context=where, jump_times=jumps)
@@ -431,8 +452,8 @@ def _relative_grid(times: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, lis
 
 def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
                u_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
-               source: InputSource | None, solver: SolverConfig,
-               dtype: torch.dtype) -> Callable[[float, np.ndarray], np.ndarray] | None:
+               source: InputSource | None, solver: SolverConfig, dtype: torch.dtype,
+               tensors: list[torch.Tensor] | None = None) -> Callable[[float, np.ndarray], np.ndarray] | None:
     """The batched field on the model's NumPy copy, for the default dopri5 in float64, or None.
 
     Evaluated by NumPy, a field costs no torch dispatch: on 8 runs of a small network or a
@@ -450,7 +471,6 @@ def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
     same_start = bool(np.all(offsets == offsets[0]))
     off = float(offsets[0])
     try:
-        f = model.field.numpy_function()
         has_u = u_at is not None
         u_np = source.numpy_batch(offsets) if source is not None else None
 
@@ -461,16 +481,78 @@ def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
                 return u_at(torch.tensor(tau, dtype=torch.float64), torch.as_tensor(tau + offsets)).numpy()
             return None
 
-        def numpy_rhs(tau: float, y: np.ndarray) -> np.ndarray:
-            t_abs = tau + off if same_start else tau + offsets
-            return np.asarray(f(t_abs, y, inputs_at(tau)), dtype=float).reshape(y.shape)
-
         with np.errstate(all="ignore"):
-            if not _agree_at_start(model, f, np.asarray(y0, dtype=float), offsets, inputs_at(0.0)):
-                return None
+            f = _numpy_copy(model, np.asarray(y0, dtype=float), offsets, inputs_at, tensors)
+        if f is None:
+            return None
     except Exception:  # noqa: BLE001 - a field without a working NumPy copy keeps the torch path
         return None
-    return numpy_rhs
+
+    def numpy_rhs(tau: float, y: np.ndarray) -> np.ndarray:
+        t_abs = tau + off if same_start else tau + offsets
+        return np.asarray(f(t_abs, y, inputs_at(tau)), dtype=float).reshape(y.shape)
+
+    def autonomous_rhs(tau: float, y: np.ndarray) -> np.ndarray:
+        # no inputs, one start: the field's own float64 (R, S) array, as it agreed at the start
+        return f(tau + off, y, None)
+
+    return autonomous_rhs if same_start and u_np is None and not has_u else numpy_rhs
+
+
+#: Per model, the NumPy copy of its field that agreed with it, with the state it was made from
+#: (:func:`_numpy_copy`); an entry goes with its model.
+_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Models with more weights than this are not fingerprinted (the copy of their bytes would cost
+#: more than the check it saves); their copy is made and checked at every call.
+_FINGERPRINT_NUMEL = 1 << 20
+
+
+def _fingerprint(model: Model, tensors: list[torch.Tensor] | None = None) -> tuple | None:
+    """What a model's field and its NumPy copy are made of: its submodules (held by the cache
+    entry, so a replaced one is seen: its id is not reused), every parameter's and buffer's
+    dtype, shape and bytes, and the physical parameters' values (which a block such as
+    ``PhysicsField.values_from`` may set without touching a tensor). None for a model too big to
+    fingerprint cheaply, or tensors NumPy cannot read. ``tensors``: the model's parameters and
+    buffers, detached, when the caller has them."""
+    import torch
+
+    if tensors is None:
+        tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+    if sum(t.numel() for t in tensors) > _FINGERPRINT_NUMEL:
+        return None
+    try:
+        with torch.no_grad():
+            values = tuple((k, v.detach().double().cpu().numpy().tobytes())
+                           for k, v in model.physical_parameters().items())
+        return (tuple(itertools.islice(model.modules(), 1, None)),
+                tuple((t.dtype, t.shape, t.numpy().tobytes()) for t in tensors), values)
+    except (TypeError, RuntimeError):  # e.g. bfloat16, which NumPy has no type for
+        return None
+
+
+def _numpy_copy(model: Model, y0: np.ndarray, offsets: np.ndarray,
+                inputs_at: Callable[[float], np.ndarray | None],
+                tensors: list[torch.Tensor] | None = None) -> Callable[..., np.ndarray] | None:
+    """The model's field as NumPy ``f(t, x, u)`` when it agrees with the torch model, else None.
+
+    A copy is made (``model.field.numpy_function()``) and checked at the initial states
+    (:func:`_agree_at_start`) once per state of the model: a copy that agreed is kept with the
+    model's :func:`_fingerprint` and used again while the fingerprint is the same (the same
+    weights, parameter values and modules give the same function). Making and checking the copy
+    cost ~0.2 ms, more than the whole solve of a few runs of a small network (issue #13). A
+    model changed through a plain attribute of one of its modules, rather than its tensors or
+    modules, is not seen: build a new model instead.
+    """
+    state = _fingerprint(model, tensors)
+    kept = _COPIES.get(model) if state is not None else None
+    if kept is not None and kept[0] == state:
+        return kept[1]
+    f = model.field.numpy_function()
+    if not _agree_at_start(model, f, y0, offsets, inputs_at(0.0)):
+        return None
+    if state is not None:
+        _COPIES[model] = (state, f)
+    return f
 
 
 #: Runs on which the NumPy copy is checked against the torch model: a field is evaluated row by

@@ -165,3 +165,69 @@ def test_one_block_result_equals_from_arrays_and_checks_its_block():
         from_block(block[:2], states=["x"], inputs=["u"])
     with pytest.raises(DataError, match="run ids must be unique"):
         from_block(block, states=["x"], inputs=["u"], runs=["a", "a"])
+
+
+def test_block_results_share_no_mutable_state():
+    """from_block reuses the frame of an earlier call with the same names, runs and attributes
+    (issue #13): each result still owns its values, times and attribute dicts, so changing one
+    leaves the others and later results as they were."""
+    from sysid.data.schema import from_block
+
+    t = np.linspace(0.0, 1.0, 4)
+
+    def block(scale):
+        x = scale * np.arange(8.0).reshape(2, 4)
+        return np.stack([np.tile(t, (2, 1)), x, -x])
+
+    kw = dict(states=["x"], inputs=["u"], runs=["a", "b"], units={"time": "s", "x": "m"},
+              attrs={"source": "test"})
+    first = from_block(block(1.0), **kw)
+    first["x"].values[0, 0] = 99.0
+    first["time"].values[0, 0] = -1.0
+    first.attrs["source"] = "changed"
+    first["x"].attrs["units"] = "km"
+    first["time"].attrs["units"] = "h"
+    second = from_block(block(2.0), **kw)
+    want = from_arrays([t, t], {"x": list(2.0 * np.arange(8.0).reshape(2, 4)),
+                                "u": list(-2.0 * np.arange(8.0).reshape(2, 4))},
+                       states=["x"], inputs=["u"], runs=["a", "b"], units={"time": "s", "x": "m"},
+                       attrs={"source": "test"})
+    assert second.identical(want)
+    assert second["x"].values.flags.c_contiguous and second["x"].values.flags.writeable
+    assert first["x"].values[0, 0] == 99.0 and first.attrs["source"] == "changed"
+    # other runs or names: another frame
+    other = from_block(block(1.0), **{**kw, "runs": ["c", "d"]})
+    assert list(other["trajectory"].values) == ["c", "d"] and other["x"].attrs["units"] == "m"
+
+
+@pytest.mark.parametrize("change", ["no_grad", "data", "load_state_dict", "new_layer", "scaling"])
+def test_numpy_copy_follows_every_change_of_the_model(change):
+    """simulate keeps a model's checked NumPy copy while the model is the same (issue #13); a
+    change of its weights by any route (in place without autograd, through ``.data``, which
+    torch's version counters do not see, a loaded state, a replaced layer, a new scaling) makes
+    a new copy: the result equals that of a fresh model with the changed weights."""
+    import copy
+
+    import sysid
+
+    net = sysid.models.neural(["x", "y"], width=8, depth=1, seed=0).to(torch.float64)
+    t = np.linspace(0.0, 4.0, 9)
+    y0 = np.array([[1.0, 0.5], [0.2, -0.3]])
+    before = simulate(net, y0, t)
+    layer = net.field.layers[0]
+    if change == "no_grad":
+        with torch.no_grad():
+            layer.weight.mul_(3.0)
+    elif change == "data":
+        layer.weight.data.mul_(3.0)
+    elif change == "load_state_dict":
+        state = {k: v * 3.0 for k, v in net.state_dict().items()}
+        net.load_state_dict(state)
+    elif change == "new_layer":
+        net.field.layers[0] = torch.nn.Linear(layer.in_features, layer.out_features).to(torch.float64)
+    else:
+        net.set_scaling({"names": ["x", "y"], "mean": [1.0, 0.0], "scale": [5.0, 2.0], "time_scale": 3.0})
+    after = simulate(net, y0, t)
+    fresh = simulate(copy.deepcopy(net), y0, t)
+    assert after.identical(fresh)
+    assert not np.allclose(after["x"].values, before["x"].values)
