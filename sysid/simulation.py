@@ -341,8 +341,6 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
     array per run."""
     import torch
 
-    from sysid.models.neural import frozen_weights
-
     if dtype is None:
         dtype = torch.float64
     if target.model is None:
@@ -358,20 +356,21 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
     offsets, grid, rel = _relative_grid(plan.times)
     u_at = source.torch(dtype, offsets) if source is not None else None
     jumps = source.jumps(offsets) if source is not None else None
-    off_t = torch.as_tensor(offsets, dtype=dtype)
-
-    def rhs(tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        t_abs = tau + off_t
-        return run_model(t_abs, y, u_at(tau, t_abs) if u_at is not None else None)
-
     try:
-        with torch.no_grad():
-            numpy_rhs = _numpy_rhs(run_model, y0, offsets, u_at, source, solver, dtype,
-                                   tensors if run_model is model else None)
+        numpy_rhs = _numpy_rhs(run_model, y0, offsets, u_at, source, solver, dtype,
+                               tensors if run_model is model else None)
         if numpy_rhs is not None:  # no torch evaluation in the solve: nothing to fold
             out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver,
                               context=where, jump_times=jumps)
         else:
+            from sysid.models.neural import frozen_weights
+
+            off_t = torch.as_tensor(offsets, dtype=dtype)
+
+            def rhs(tau: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                t_abs = tau + off_t
+                return run_model(t_abs, y, u_at(tau, t_abs) if u_at is not None else None)
+
             with torch.no_grad(), frozen_weights(run_model):  # the networks' scalings folded once
                 out = solve(rhs, torch.as_tensor(y0, dtype=dtype), torch.as_tensor(grid, dtype=dtype), solver,
                             context=where, jump_times=None if jumps is None else torch.as_tensor(jumps, dtype=dtype)

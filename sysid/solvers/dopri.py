@@ -128,8 +128,8 @@ class _TorchOps:
         """``y + h * a @ k``."""
         return torch.addmm(y, a, k, alpha=h, out=out)
 
-    def powers(self, theta: list[float]) -> torch.Tensor:
-        return torch.tensor(theta, dtype=self.dtype, device=self.device)[:, None] ** self.exponents
+    def powers(self, theta: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(theta, dtype=self.dtype, device=self.device)[:, None] ** self.exponents
 
     def ratio(self, e_row: torch.Tensor, k: torch.Tensor, y: torch.Tensor, z: torch.Tensor, h: float,
               rtol: float, atol: float) -> float:
@@ -180,8 +180,8 @@ class _NumpyOps:
         z += y
         return z
 
-    def powers(self, theta: list[float]) -> np.ndarray:
-        return np.array(theta)[:, None] ** self.exponents
+    def powers(self, theta: np.ndarray) -> np.ndarray:
+        return theta[:, None] ** self.exponents
 
     def ratio(self, e_row: np.ndarray, k: np.ndarray, y: np.ndarray, z: np.ndarray, h: float,
               rtol: float, atol: float) -> float:
@@ -326,6 +326,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
     K, out = ops.empty(7, n), ops.empty(len(times), n)
     y = ops.flat(y0)
     out[0] = y[0]
+    t_out = np.array(times)  # the fractions of a step at its outputs, in one array operation
     K[0] = run.field(t0, y)
     if not ops.finite(K[0]):
         raise StepAbort("the vector field returned NaN or inf (the state blew up or left the region "
@@ -362,7 +363,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
             continue
         i_end = bisect.bisect_right(times, t1, lo=i_out)
         if i_end > i_out:  # the outputs inside this step, all at once
-            theta = ops.powers([(s - t) / h for s in times[i_out:i_end]])
+            theta = ops.powers((t_out[i_out:i_end] - t) / h)
             ops.combine(y, theta, p_t @ K, h, out=out[i_out:i_end])
             i_out = i_end
         y, t = z, t1
