@@ -71,6 +71,9 @@ _P = (
     (0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423),
 )
 _SAFETY, _MIN_FACTOR, _MAX_FACTOR, _EXPONENT = 0.9, 0.2, 10.0, -1.0 / 5.0
+#: Most output values (times x states) whose NumPy dense output is computed at the end in one
+#: batch (its temporaries hold four times as many; larger solves write each step's outputs).
+_BATCHED_OUTPUTS = 50_000
 _STAGES = 6  # new evaluations per step (the first stage is the last one of the previous step)
 
 Array = Any  # a torch.Tensor, or a float64 numpy.ndarray
@@ -107,6 +110,16 @@ class _TorchOps:
     def tableau(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         return _tableau(self)
 
+    def stages(self, run: _Run, y: torch.Tensor, K: torch.Tensor, a_rows: list[torch.Tensor], t: float,
+               h: float, t1_left: float) -> torch.Tensor:
+        """Stages 1..6 of a step from ``t`` of size ``h`` into ``K[1:]``; the last stage's state
+        (the 5th-order solution)."""
+        z = y
+        for i in range(1, 7):
+            z = torch.addmm(y, a_rows[i - 1], K[:i], alpha=h)
+            K[i] = run.field(t1_left if _C[i] == 1.0 else t + _C[i] * h, z)
+        return z
+
     def empty(self, rows: int, n: int) -> torch.Tensor:
         return torch.empty(rows, n, dtype=self.dtype, device=self.device)
 
@@ -123,13 +136,15 @@ class _TorchOps:
         tt = torch.tensor(t, dtype=self.dtype)
         return float(torch.nextafter(tt, torch.tensor(direction, dtype=self.dtype)))
 
-    def combine(self, y: torch.Tensor, a: torch.Tensor, k: torch.Tensor, h: float,
-                out: torch.Tensor | None = None) -> torch.Tensor:
-        """``y + h * a @ k``."""
-        return torch.addmm(y, a, k, alpha=h, out=out)
+    def dense(self, out: torch.Tensor, t_out: np.ndarray, i0: int, i1: int, t: float, h: float,
+              y: torch.Tensor, q: torch.Tensor) -> None:
+        """The outputs ``i0:i1`` inside the step from ``t`` of size ``h``: ``y + h * theta @ q``
+        with ``theta`` the powers 1..4 of their fractions of the step, ``q = P^T K``."""
+        theta = torch.as_tensor((t_out[i0:i1] - t) / h, dtype=self.dtype, device=self.device)
+        torch.addmm(y, theta[:, None] ** self.exponents, q, alpha=h, out=out[i0:i1])
 
-    def powers(self, theta: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(theta, dtype=self.dtype, device=self.device)[:, None] ** self.exponents
+    def finish(self, out: torch.Tensor, t_out: np.ndarray) -> None:
+        """Outputs :meth:`dense` left to the end (none here)."""
 
     def ratio(self, e_row: torch.Tensor, k: torch.Tensor, y: torch.Tensor, z: torch.Tensor, h: float,
               rtol: float, atol: float) -> float:
@@ -149,16 +164,32 @@ class _NumpyOps:
     dtype = np.float64
     exponents = np.arange(1, 5, dtype=float)
 
-    def __init__(self, like: np.ndarray | None) -> None:
-        pass
+    def __init__(self, like: np.ndarray | None, outputs: int = 0) -> None:
+        n = 0 if like is None else like.size
+        self.pending: list | None = [] if n * outputs <= _BATCHED_OUTPUTS else None
 
     def const(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         return np.array(rows, dtype=float)
 
     def tableau(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """:func:`_tableau`, made once (read-only arrays shared by every solve: a NumPy solve of
-        a few steps spent a tenth of its time building them)."""
+        a few steps spent a tenth of its time building them); the stage rows flat ``(i,)``."""
         return _numpy_tableau()
+
+    def stages(self, run: _Run, y: np.ndarray, K: np.ndarray, a_rows: list[np.ndarray], t: float,
+               h: float, t1_left: float) -> np.ndarray:
+        """:meth:`_TorchOps.stages` with the field called directly and the step's evaluations
+        counted once (on a few runs the wrappers of each call were a tenth of a step)."""
+        f, shape, y_flat = run.func, run.shape, y[0]
+        z = y_flat
+        for i in range(1, 7):
+            z = np.dot(a_rows[i - 1], K[:i])
+            z *= h
+            z += y_flat
+            K[i] = f(t1_left if _C[i] == 1.0 else t + _C[i] * h, z.reshape(shape)).reshape(-1)
+        run.nfe += 6
+        run.t_reached = max(run.t_reached, t1_left)
+        return z.reshape(1, -1)
 
     def empty(self, rows: int, n: int) -> np.ndarray:
         return np.empty((rows, n))
@@ -172,16 +203,33 @@ class _NumpyOps:
     def nextafter(self, t: float, direction: float) -> float:
         return math.nextafter(t, direction)
 
-    def combine(self, y: np.ndarray, a: np.ndarray, k: np.ndarray, h: float,
-                out: np.ndarray | None = None) -> np.ndarray:
-        """``y + h * a @ k`` (in ``out`` when given: no temporary)."""
-        z = np.matmul(a, k, out=out)
-        z *= h
-        z += y
-        return z
+    def dense(self, out: np.ndarray, t_out: np.ndarray, i0: int, i1: int, t: float, h: float,
+              y: np.ndarray, q: np.ndarray) -> None:
+        """:meth:`_TorchOps.dense`; on a small problem (at most :data:`_BATCHED_OUTPUTS` output
+        values) the step is kept and every output is computed at the end in one batch
+        (:meth:`finish`): a handful of array operations per step were a fifth of a short solve."""
+        if self.pending is not None:
+            self.pending.append((i0, i1, t, h, y, q))
+            return
+        seg = out[i0:i1]
+        np.matmul(((t_out[i0:i1] - t) / h)[:, None] ** self.exponents, q, out=seg)
+        seg *= h
+        seg += y
 
-    def powers(self, theta: np.ndarray) -> np.ndarray:
-        return theta[:, None] ** self.exponents
+    def finish(self, out: np.ndarray, t_out: np.ndarray) -> None:
+        """The outputs :meth:`dense` kept, all at once."""
+        if not self.pending:
+            return
+        i0s, i1s, ts, hs, ys, qs = zip(*self.pending)
+        self.pending = []
+        counts = np.subtract(i1s, i0s)
+        first, last = i0s[0], i1s[-1]  # the steps' outputs follow each other
+        h = np.repeat(hs, counts)[:, None]
+        theta = ((t_out[first:last] - np.repeat(ts, counts)) / h[:, 0])[:, None] ** self.exponents
+        seg = out[first:last]
+        np.einsum("mk,mkn->mn", theta, np.repeat(np.stack(qs), counts, axis=0), out=seg)
+        seg *= h
+        seg += np.repeat(np.concatenate(ys), counts, axis=0)
 
     def ratio(self, e_row: np.ndarray, k: np.ndarray, y: np.ndarray, z: np.ndarray, h: float,
               rtol: float, atol: float) -> float:
@@ -208,6 +256,7 @@ def _tableau(ops: Ops) -> tuple[list[Any], Any, Any]:
 @functools.lru_cache(maxsize=1)
 def _numpy_tableau() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     a_rows, e_row, p_t = _tableau(_NumpyOps(None))
+    a_rows = [a[0] for a in a_rows]
     for a in (*a_rows, e_row, p_t):
         a.flags.writeable = False
     return a_rows, e_row, p_t
@@ -308,7 +357,7 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
         step size underflows or a budget is spent. The caller words the error.
     """
     tm = sys.modules.get("torch")  # not imported: y0 is NumPy and func needs no torch
-    ops: Ops = _TorchOps(y0) if tm is not None and isinstance(y0, tm.Tensor) else _NumpyOps(y0)
+    ops: Ops = _TorchOps(y0) if tm is not None and isinstance(y0, tm.Tensor) else _NumpyOps(y0, len(times))
     # NaN and inf are found by the step control and raised as StepAbort: no NumPy warnings
     with tm.no_grad() if tm is not None else contextlib.nullcontext(), np.errstate(all="ignore"):
         return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace)
@@ -322,7 +371,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
     run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace)
     stops = sorted({float(s) for s in jumps if t0 < s < t_end} | {t_end})
     jump_set = set(stops[:-1])
-    a_rows, e_row, p_t = ops.tableau()  # (1, i) each, (1, 7), (4, 7)
+    a_rows, e_row, p_t = ops.tableau()  # (1, i) each (NumPy: (i,)), (1, 7), (4, 7)
     K, out = ops.empty(7, n), ops.empty(len(times), n)
     y = ops.flat(y0)
     out[0] = y[0]
@@ -346,10 +395,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
             t1 = stop
         h = t1 - t
         t1_left = ops.nextafter(t1, -math.inf)
-        z = y
-        for i in range(1, 7):
-            z = ops.combine(y, a_rows[i - 1], K[:i], h)
-            K[i] = run.field(t1_left if _C[i] == 1.0 else t + _C[i] * h, z)
+        z = ops.stages(run, y, K, a_rows, t, h, t1_left)
         ratio = ops.ratio(e_row, K, y, z, h, rtol, atol)
         if not ratio <= 1.0:
             if not math.isfinite(ratio) and not ops.finite(K):
@@ -363,8 +409,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
             continue
         i_end = bisect.bisect_right(times, t1, lo=i_out)
         if i_end > i_out:  # the outputs inside this step, all at once
-            theta = ops.powers((t_out[i_out:i_end] - t) / h)
-            ops.combine(y, theta, p_t @ K, h, out=out[i_out:i_end])
+            ops.dense(out, t_out, i_out, i_end, t, h, y, p_t @ K)
             i_out = i_end
         y, t = z, t1
         if landing and t1 in jump_set:  # the right limit after a jump
@@ -377,4 +422,5 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
         factor = _MAX_FACTOR if ratio == 0.0 else min(_MAX_FACTOR, _SAFETY * ratio ** _EXPONENT)
         h *= min(1.0, factor) if rejected else factor
         rejected = False
+    ops.finish(out, t_out)
     return out.reshape(len(times), *y0.shape), run.nfe, max(run.t_reached, t_end)  # t_end: not its left limit
