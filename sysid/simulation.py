@@ -121,6 +121,8 @@ class _Plan:
     units: dict[str, str] = field(default_factory=dict)
     long_names: dict[str, str] = field(default_factory=dict)
     time_attrs: dict[str, Any] = field(default_factory=dict)
+    #: The one array of output times of every run (``times=`` given), else None.
+    grid: np.ndarray | None = None
 
 
 def _plan_from_dataset(target: _Target, ds: xr.Dataset, times: Any, runs: Any, where: str) -> _Plan:
@@ -186,7 +188,7 @@ def _plan_from_values(target: _Target, initial: Any, times: Any, runs: Any, wher
             raise DataError(f"{where}: initial value of state {states[j]!r} in run {ids[r]!r} is not finite "
                             f"({given[r, j]}).")
     return _Plan(ids=ids, times=[tgrid] * len(ids), given=given, data=None, units=dict(target.units),
-                 time_attrs={"units": target.time_units})
+                 time_attrs={"units": target.time_units}, grid=tgrid)
 
 
 @functools.lru_cache(maxsize=8)
@@ -331,14 +333,15 @@ def _encode(target: _Target, plan: _Plan, use: list[bool], source: InputSource |
             given[r, j] = y[-1, enc.measured.index(target.states[j])]
         given[r, latent] = x
         times[r] = t[k:]
-    return dataclasses.replace(plan, given=given, times=times), firsts
+    return dataclasses.replace(plan, given=given, times=times, grid=None), firsts
 
 
 def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
-               solver: SolverConfig, dtype: torch.dtype, where: str) -> np.ndarray | list[np.ndarray]:
+               solver: SolverConfig, dtype: torch.dtype, where: str,
+               block: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
     """All runs in one batched torch solve in relative time on the union of the runs' grids:
-    ``(R, N, S)`` when the runs share one relative grid (the usual case), else one ``(N_r, S)``
-    array per run."""
+    ``(R, N, S)`` when the runs share one relative grid (the usual case; a solve on the model's
+    NumPy copy writes it into ``block``, :func:`_block`), else one ``(N_r, S)`` array per run."""
     import torch
 
     if dtype is None:
@@ -353,15 +356,15 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
     tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
     own = next((t.dtype for t in tensors if t.is_floating_point()), torch.get_default_dtype())  # model.dtype
     run_model = model if own == dtype else copy.deepcopy(model).to(dtype)
-    offsets, grid, rel = _relative_grid(plan.times)
+    offsets, grid, rel = _relative_grid(plan)
     u_at = source.torch(dtype, offsets) if source is not None else None
     jumps = source.jumps(offsets) if source is not None else None
     try:
         numpy_rhs = _numpy_rhs(run_model, y0, offsets, u_at, source, solver, dtype,
                                tensors if run_model is model else None)
         if numpy_rhs is not None:  # no torch evaluation in the solve: nothing to fold
-            out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver,
-                              context=where, jump_times=jumps)
+            out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver, context=where,
+                              jump_times=jumps, out=_in_block(block, len(target.states), rel))
         else:
             from sysid.models.neural import frozen_weights
 
@@ -381,14 +384,14 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
 
 
 def _run_numpy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource | None,
-               solver: SolverConfig, where: str) -> np.ndarray | list[np.ndarray]:
+               solver: SolverConfig, where: str, block: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
     """NumPy dynamics with ``dopri5``: all runs in one solve by sysid's stepper on NumPy arrays
     (:func:`sysid.solvers.solve_numpy`), in relative time on the union of the runs' grids, as
     :func:`_run_torch` integrates a model's NumPy copy (the same steps and values). Inputs are
     read in NumPy when every run has the same relative sample times (or they are constants,
     zero-order hold or linear: no torch), else run by run at absolute times."""
     fn = target.view.fn
-    offsets, grid, rel = _relative_grid(plan.times)
+    offsets, grid, rel = _relative_grid(plan)
     same_start = bool(np.all(offsets == offsets[0]))
     n_runs = len(plan.ids)
     u_batch = source.numpy_batch(offsets) if source is not None else None
@@ -408,7 +411,7 @@ def _run_numpy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
     jumps = source.jumps(offsets) if source is not None else None
     try:
         out = solve_numpy(rhs, np.asarray(y0, dtype=float), grid, solver, context=where,
-                          jump_times=jumps)
+                          jump_times=jumps, out=_in_block(block, len(target.states), rel))
     except SolverError as exc:
         raise _absolute(exc, offsets) from None
     return _per_run(out, grid, rel)
@@ -434,11 +437,11 @@ def _absolute(exc: SolverError, offsets: np.ndarray) -> SolverError:
     return SolverError(msg, t_reached=tr)
 
 
-def _relative_grid(times: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
+def _relative_grid(plan: _Plan) -> tuple[np.ndarray, np.ndarray, list[np.ndarray] | None]:
     """Each run's start, the union of the runs' relative grids and, only when those grids
     differ, each run's relative times (None: every run on the one grid)."""
-    first = times[0]
-    if all(t is first for t in times):  # times= given: one array for all runs, nothing to merge
+    times, first = plan.times, plan.grid
+    if first is not None:  # times= given: one array for all runs, nothing to merge
         return np.full(len(times), first[0]), first - first[0], None
     offsets = np.array([t[0] for t in times])
     if len({len(t) for t in times}) == 1:
@@ -608,10 +611,11 @@ def _run_scipy(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
 
 
 def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray], source: InputSource | None,
-            solver: SolverConfig) -> xr.Dataset:
+            solver: SolverConfig, block: np.ndarray | None = None) -> xr.Dataset:
     """The schema: states, the measurement equations' outputs (role "state": measured quantities)
     evaluated on them, and the inputs used. ``states``: ``(R, N, S)`` when every run has the same
-    times (its columns go to the dataset as they are), else one ``(N_r, S)`` array per run."""
+    times (its columns go to the dataset as they are; already in ``block``, :func:`_block`, when
+    the solve wrote them there), else one ``(N_r, S)`` array per run."""
     if isinstance(states, np.ndarray):
         values: dict[str, Any] = {n: states[:, :, j] for j, n in enumerate(target.states)}
     else:
@@ -619,16 +623,15 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
     units = dict(plan.units)
     u_runs = ([None] * len(plan.times) if source is None
               else [source.values_at(r, t) for r, t in enumerate(plan.times)])
-    first = plan.times[0]
-    times = (np.broadcast_to(first, (len(plan.times), len(first)))  # times=: one grid, copied once
-             if all(t is first for t in plan.times) else plan.times)
+    times = plan.grid if plan.grid is not None else plan.times  # times=: one grid, broadcast
     if target.outputs:
         observe = target.numpy().observe
         if isinstance(states, np.ndarray) and target.view is None:
             # a model's measurement equations are elementwise: every run's rows in one call
             R, N, S = states.shape
             u_rows = None if source is None else np.concatenate(u_runs)
-            y = np.asarray(observe(np.asarray(times, dtype=float).reshape(-1), states.reshape(R * N, S),
+            t_rows = np.broadcast_to(np.asarray(times, dtype=float), (R, N)).reshape(-1)
+            y = np.asarray(observe(t_rows, states.reshape(R * N, S),
                                    u_rows), dtype=float).reshape(R, N, -1)
             values.update({n: y[:, :, j] for j, n in enumerate(target.outputs)})
         else:
@@ -648,12 +651,16 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
                               attrs={"source": "sysid.simulate", "solver": _solver_json(solver)})
     if isinstance(states, np.ndarray):  # one grid: the times and every variable in one allocation
         names = list(shown + target.inputs)
-        block = np.empty((1 + len(names), *states.shape[:2]))
+        solved = block is not None and np.may_share_memory(states, block)  # the states are there
+        if not solved:
+            block = np.empty((1 + len(names), *states.shape[:2]))
         block[0] = times
-        for i, n in enumerate(names):
-            block[1 + i] = values[n]
+        for i in range(len(target.states) if solved else 0, len(names)):
+            block[1 + i] = values[names[i]]
         ds = from_block(block, **kw)
     else:
+        if plan.grid is not None:  # one grid, copied once
+            times = np.broadcast_to(plan.grid, (len(plan.times), len(plan.grid)))
         ds = from_arrays(times, values, **kw)
     variables = ds.variables  # attributes set on the variables: no DataArray built for it
     if target.model is not None and target.model.outputs is not None:
@@ -771,17 +778,35 @@ def simulate(
     if any(use):  # the encoder reads the inputs too
         plan, firsts = _encode(target, plan, use, src, where)
         y0 = _initial_states(target, plan, latent, override, where)
+    block = None if any(use) else _block(target, plan)
     if solver.backend == "scipy":
         states = _run_scipy(target, plan, y0, src, solver, where)
     elif target.model is None and solver.method == "dopri5" and not solver.adjoint:
-        states = _run_numpy(target, plan, y0, src, solver, where)
+        states = _run_numpy(target, plan, y0, src, solver, where, block)
     else:
-        states = _run_torch(target, plan, y0, src, solver, dtype, where)
+        states = _run_torch(target, plan, y0, src, solver, dtype, where, block)
     # samples the encoder read before a run's start have no prediction
     if any(firsts):
         states = [np.concatenate([np.full((k, x.shape[1]), np.nan), x]) if k else x
                   for k, x in zip(firsts, states)]
-    return _result(target, full, states, src, solver)
+    return _result(target, full, states, src, solver, block)
+
+
+def _block(target: _Target, plan: _Plan) -> np.ndarray | None:
+    """The result's one allocation ``(1 + V, R, N)`` (times, then states, outputs, inputs: see
+    :func:`sysid.data.schema.from_block`) when every run has ``N`` samples, else None. A NumPy
+    solve on one grid writes the states straight into it (no copy: for 1000 runs the copy and a
+    second allocation of the solution cost a tenth of the solve, issue #13)."""
+    first = plan.times[0]
+    if not all(len(t) == len(first) for t in plan.times):
+        return None
+    return np.empty((1 + len(target.states + target.outputs + target.inputs), len(plan.times), len(first)))
+
+
+def _in_block(block: np.ndarray | None, n_states: int, rel: list[np.ndarray] | None) -> np.ndarray | None:
+    """Where a batched solve on one grid writes its ``(N, R, S)`` solution: the states' planes
+    of ``block``; None without a block or when the runs' grids differ."""
+    return None if block is None or rel is not None else block[1:1 + n_states].transpose(2, 1, 0)
 
 
 def to_numpy_rhs(model: Model, inputs: InputSourceLike = None) -> Callable[[float, np.ndarray], np.ndarray]:

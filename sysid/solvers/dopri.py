@@ -146,6 +146,15 @@ class _TorchOps:
     def finish(self, out: torch.Tensor, t_out: np.ndarray) -> None:
         """Outputs :meth:`dense` left to the end (none here)."""
 
+    def outputs(self, count: int, y: torch.Tensor, shape: tuple[int, ...], given: Any) -> torch.Tensor:
+        """The solution at the output times, one row ``(n,)`` per time, the first ``y``."""
+        out = torch.empty(count, y.shape[1], dtype=self.dtype, device=self.device)
+        out[0] = y[0]
+        return out
+
+    def result(self, out: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        return out.reshape(out.shape[0], *shape)
+
     def ratio(self, e_row: torch.Tensor, k: torch.Tensor, y: torch.Tensor, z: torch.Tensor, h: float,
               rtol: float, atol: float) -> float:
         scale = torch.maximum(y.abs(), z.abs()).mul_(rtol).add_(atol)
@@ -211,10 +220,10 @@ class _NumpyOps:
         if self.pending is not None:
             self.pending.append((i0, i1, t, h, y, q))
             return
-        seg = out[i0:i1]
-        np.matmul(((t_out[i0:i1] - t) / h)[:, None] ** self.exponents, q, out=seg)
+        seg = ((t_out[i0:i1] - t) / h)[:, None] ** self.exponents @ q
         seg *= h
         seg += y
+        out[i0:i1] = seg.reshape(i1 - i0, *out.shape[1:])
 
     def finish(self, out: np.ndarray, t_out: np.ndarray) -> None:
         """The outputs :meth:`dense` kept, all at once."""
@@ -226,10 +235,21 @@ class _NumpyOps:
         first, last = i0s[0], i1s[-1]  # the steps' outputs follow each other
         h = np.repeat(hs, counts)[:, None]
         theta = ((t_out[first:last] - np.repeat(ts, counts)) / h[:, 0])[:, None] ** self.exponents
-        seg = out[first:last]
-        np.einsum("mk,mkn->mn", theta, np.repeat(np.stack(qs), counts, axis=0), out=seg)
+        seg = np.einsum("mk,mkn->mn", theta, np.repeat(np.stack(qs), counts, axis=0))
         seg *= h
         seg += np.repeat(np.concatenate(ys), counts, axis=0)
+        out[first:last] = seg.reshape(last - first, *out.shape[1:])
+
+    def outputs(self, count: int, y: np.ndarray, shape: tuple[int, ...],
+                given: np.ndarray | None) -> np.ndarray:
+        """The solution at the output times, ``(count, *shape)``, the first ``y``: ``given``
+        (any strides: the caller's final layout, so the solution is not copied again) or new."""
+        out = np.empty((count, *shape)) if given is None else given
+        out[0] = y.reshape(shape)
+        return out
+
+    def result(self, out: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return out
 
     def ratio(self, e_row: np.ndarray, k: np.ndarray, y: np.ndarray, z: np.ndarray, h: float,
               rtol: float, atol: float) -> float:
@@ -319,7 +339,7 @@ def _first_step(run: _Run, t0: float, span: float, y: Any, f0: Any, rtol: float,
 
 def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol: float,
            max_steps: int, budget: int, jumps: Sequence[float] = (),
-           pace: time_budget.Pace | None = None) -> tuple[Array, int, float]:
+           pace: time_budget.Pace | None = None, out: np.ndarray | None = None) -> tuple[Array, int, float]:
     """Integrate ``dy/dt = func(t, y)`` from ``y0`` at ``times[0]`` without autograd.
 
     Parameters
@@ -343,6 +363,9 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
         limit after), as on the last output time.
     pace : budget.Pace, optional
         Stops a solve whose steps collapse early (stiffness), with its message.
+    out : numpy.ndarray, optional
+        For a NumPy ``y0``: a float64 array ``(len(times), *y0.shape)`` of any strides to write
+        the solution into (and return), e.g. a view in the caller's final layout.
 
     Returns
     -------
@@ -360,21 +383,20 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
     ops: Ops = _TorchOps(y0) if tm is not None and isinstance(y0, tm.Tensor) else _NumpyOps(y0, len(times))
     # NaN and inf are found by the step control and raised as StepAbort: no NumPy warnings
     with tm.no_grad() if tm is not None else contextlib.nullcontext(), np.errstate(all="ignore"):
-        return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace)
+        return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace, out)
 
 
 def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float, atol: float,
                max_steps: int, budget: int, jumps: Sequence[float],
-               pace: time_budget.Pace | None) -> tuple[Array, int, float]:
+               pace: time_budget.Pace | None, given: Any = None) -> tuple[Array, int, float]:
     """The step loop (long: one loop with its control, kept together for speed and reading)."""
     n, t0, t_end = math.prod(y0.shape), times[0], times[-1]
     run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace)
     stops = sorted({float(s) for s in jumps if t0 < s < t_end} | {t_end})
     jump_set = set(stops[:-1])
     a_rows, e_row, p_t = ops.tableau()  # (1, i) each (NumPy: (i,)), (1, 7), (4, 7)
-    K, out = ops.empty(7, n), ops.empty(len(times), n)
-    y = ops.flat(y0)
-    out[0] = y[0]
+    K, y = ops.empty(7, n), ops.flat(y0)
+    out = ops.outputs(len(times), y, run.shape, given)
     t_out = np.array(times)  # the fractions of a step at its outputs, in one array operation
     K[0] = run.field(t0, y)
     if not ops.finite(K[0]):
@@ -423,4 +445,4 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
         h *= min(1.0, factor) if rejected else factor
         rejected = False
     ops.finish(out, t_out)
-    return out.reshape(len(times), *y0.shape), run.nfe, max(run.t_reached, t_end)  # t_end: not its left limit
+    return ops.result(out, run.shape), run.nfe, max(run.t_reached, t_end)  # t_end: not its left limit

@@ -168,14 +168,14 @@ def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch
 
 def _lean(func: Callable[[Any, Any], Any], y0: Any, grid: list[float], solver: SolverConfig,
           budget: int, jump_times: Any, pace: time_budget.Pace | None, cnt: SolveCounter,
-          prefix: str) -> Any:
+          prefix: str, out: np.ndarray | None = None) -> Any:
     """dopri5 without a gradient: sysid's lean stepper (:mod:`sysid.solvers.dopri`), the same
     steps, errors and messages as the torchdiffeq path at a fraction of its work per step."""
     jumps = () if jump_times is None else np.asarray(jump_times, dtype=float).ravel().tolist()
     try:
         out, cnt.nfe, cnt.t_reached = dopri5(func, y0, grid, rtol=solver.rtol, atol=solver.atol,
                                              max_steps=solver.max_steps, budget=budget, jumps=jumps,
-                                             pace=pace)
+                                             pace=pace, out=out)
     except StepAbort as exc:
         cnt.t_reached = exc.t
         raise SolverError(
@@ -193,6 +193,7 @@ def solve_numpy(
     counter: SolveCounter | None = None,
     context: str = "",
     jump_times: Sequence[float] | np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`solve` for a field evaluated by NumPy: ``dopri5`` by sysid's lean stepper.
 
@@ -213,18 +214,22 @@ def solve_numpy(
         Must be ``dopri5`` without the adjoint (tolerances and ``max_steps`` are used).
     counter, context, jump_times
         As for :func:`solve`.
+    out : numpy.ndarray, optional
+        A float64 array ``(len(t), *y0.shape)``, of any strides, to write the solution into
+        (e.g. a view of the caller's final layout: ``simulate`` writes each state's runs
+        straight into its dataset's block, with no copy of a large result).
 
     Returns
     -------
     numpy.ndarray
-        ``(len(t), *y0.shape)``, float64.
+        ``(len(t), *y0.shape)``, float64 (``out`` when given).
 
     Raises
     ------
     DataError
         For times that are not finite or not strictly increasing.
     ConfigError
-        For another method, or the adjoint.
+        For another method, the adjoint, or an ``out`` of another dtype or shape.
     SolverError
         As :func:`solve`.
     """
@@ -235,6 +240,9 @@ def solve_numpy(
     times = check_times(t, context or "solve")
     y = np.asarray(y0, dtype=float)
     t0 = float(times[0])
+    if out is not None and (out.dtype != np.float64 or out.shape != (len(times), *y.shape)):
+        raise ConfigError(f"{prefix}out must be a float64 array of shape {(len(times), *y.shape)}; got "
+                          f"{out.dtype} {out.shape}.")
     if not np.isfinite(y).all():
         bad = np.argwhere(~np.isfinite(y))[0].tolist()
         raise SolverError(
@@ -243,12 +251,15 @@ def solve_numpy(
             t_reached=t0,
         )
     if len(times) == 1:
+        if out is not None:
+            out[0] = y
+            return out
         return y[None].copy()
     budget = solver.max_steps * _STAGES[solver.method] + 20
     cnt = counter if counter is not None else SolveCounter()
     cnt.nfe, cnt.t_reached = 0, t0
     pace = time_budget.Pace(t0, float(times[-1]), budget)
-    return _lean(func, y, times.tolist(), solver, budget, jump_times, pace, cnt, prefix)
+    return _lean(func, y, times.tolist(), solver, budget, jump_times, pace, cnt, prefix, out)
 
 
 def solve(
