@@ -227,3 +227,22 @@ def test_a_simulate_process_hides_dask_only_when_not_loaded(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", loaded)
     _without_dask()  # a process that already uses Dask keeps it
     assert sys.modules["dask"] is loaded
+
+
+def test_solve_numpy_writes_into_a_given_array_of_any_strides():
+    """``out=`` receives the solution in the caller's layout (simulate passes the states' planes
+    of its result, ``(S, R, N)`` seen as ``(N, R, S)``): the same values as a solve that
+    allocates its own, and a wrong shape or dtype is refused."""
+    from sysid.errors import ConfigError
+    from sysid.solvers import solve_numpy
+
+    t = np.linspace(0.0, 20.0, 101)
+    y0 = _y0()  # (4 runs, 2 states)
+    f = lambda s, y: _lv_numpy(s, y).reshape(4, 2)  # noqa: E731
+    want = solve_numpy(f, y0, t, SolverConfig())
+    planes = np.full((2, 4, t.size), np.nan)  # (S, R, N)
+    got = solve_numpy(f, y0, t, SolverConfig(), out=planes.transpose(2, 1, 0))
+    assert np.shares_memory(got, planes)
+    np.testing.assert_array_equal(planes.transpose(2, 1, 0), want)  # the same arithmetic: equal
+    with pytest.raises(ConfigError, match=r"out must be a float64 array of shape \(101, 4, 2\); got float64 \(101, 8\)"):
+        solve_numpy(f, y0, t, SolverConfig(), out=np.empty((101, 8)))
