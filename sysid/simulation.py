@@ -353,7 +353,7 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
             "dopri5 (the default) or a SciPy method, e.g. SolverConfig(method='RK45')."
         )
     model = target.model
-    tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+    tensors = [*model.parameters(), *model.buffers()]
     own = next((t.dtype for t in tensors if t.is_floating_point()), torch.get_default_dtype())  # model.dtype
     run_model = model if own == dtype else copy.deepcopy(model).to(dtype)
     offsets, grid, rel = _relative_grid(plan)
@@ -515,11 +515,11 @@ def _fingerprint(model: Model, tensors: list[torch.Tensor] | None = None) -> tup
     dtype, shape and bytes, and the physical parameters' values (which a block such as
     ``PhysicsField.values_from`` may set without touching a tensor). None for a model too big to
     fingerprint cheaply, or tensors NumPy cannot read. ``tensors``: the model's parameters and
-    buffers, detached, when the caller has them."""
+    buffers, when the caller has them."""
     import torch
 
     if tensors is None:
-        tensors = [t.detach() for t in itertools.chain(model.parameters(), model.buffers())]
+        tensors = [*model.parameters(), *model.buffers()]
     if sum(t.numel() for t in tensors) > _FINGERPRINT_NUMEL:
         return None
     try:
@@ -527,7 +527,8 @@ def _fingerprint(model: Model, tensors: list[torch.Tensor] | None = None) -> tup
             values = tuple((k, v.detach().double().cpu().numpy().tobytes())
                            for k, v in model.physical_parameters().items())
         return (tuple(itertools.islice(model.modules(), 1, None)),
-                tuple((t.dtype, t.shape, t.numpy().tobytes()) for t in tensors), values)
+                tuple((t.dtype, t.shape, (t.detach() if t.requires_grad else t).numpy().tobytes())
+                      for t in tensors), values)
     except (TypeError, RuntimeError):  # e.g. bfloat16, which NumPy has no type for
         return None
 

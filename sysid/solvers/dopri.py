@@ -383,13 +383,15 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
     ops: Ops = _TorchOps(y0) if tm is not None and isinstance(y0, tm.Tensor) else _NumpyOps(y0, len(times))
     # NaN and inf are found by the step control and raised as StepAbort: no NumPy warnings
     with tm.no_grad() if tm is not None else contextlib.nullcontext(), np.errstate(all="ignore"):
-        return _integrate(func, y0, ops, list(times), rtol, atol, max_steps, budget, jumps, pace, out)
+        t_out = np.asarray(times, dtype=float)
+        return _integrate(func, y0, ops, t_out, rtol, atol, max_steps, budget, jumps, pace, out)
 
 
-def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float, atol: float,
+def _integrate(func: Field, y0: Array, ops: Ops, t_out: np.ndarray, rtol: float, atol: float,
                max_steps: int, budget: int, jumps: Sequence[float],
                pace: time_budget.Pace | None, given: Any = None) -> tuple[Array, int, float]:
     """The step loop (long: one loop with its control, kept together for speed and reading)."""
+    times = t_out.tolist()
     n, t0, t_end = math.prod(y0.shape), times[0], times[-1]
     run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace)
     stops = sorted({float(s) for s in jumps if t0 < s < t_end} | {t_end})
@@ -397,7 +399,6 @@ def _integrate(func: Field, y0: Array, ops: Ops, times: list[float], rtol: float
     a_rows, e_row, p_t = ops.tableau()  # (1, i) each (NumPy: (i,)), (1, 7), (4, 7)
     K, y = ops.empty(7, n), ops.flat(y0)
     out = ops.outputs(len(times), y, run.shape, given)
-    t_out = np.array(times)  # the fractions of a step at its outputs, in one array operation
     K[0] = run.field(t0, y)
     if not ops.finite(K[0]):
         raise StepAbort("the vector field returned NaN or inf (the state blew up or left the region "

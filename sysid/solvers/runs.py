@@ -166,7 +166,7 @@ def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch
     return out
 
 
-def _lean(func: Callable[[Any, Any], Any], y0: Any, grid: list[float], solver: SolverConfig,
+def _lean(func: Callable[[Any, Any], Any], y0: Any, grid: Sequence[float] | np.ndarray, solver: SolverConfig,
           budget: int, jump_times: Any, pace: time_budget.Pace | None, cnt: SolveCounter,
           prefix: str, out: np.ndarray | None = None) -> Any:
     """dopri5 without a gradient: sysid's lean stepper (:mod:`sysid.solvers.dopri`), the same
@@ -259,7 +259,7 @@ def solve_numpy(
     cnt = counter if counter is not None else SolveCounter()
     cnt.nfe, cnt.t_reached = 0, t0
     pace = time_budget.Pace(t0, float(times[-1]), budget)
-    return _lean(func, y, times.tolist(), solver, budget, jump_times, pace, cnt, prefix, out)
+    return _lean(func, y, times, solver, budget, jump_times, pace, cnt, prefix, out)
 
 
 def solve(
