@@ -7,6 +7,7 @@ measured quantity with attrs ``role`` ("state" or "input"), ``units`` and ``long
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -196,9 +197,11 @@ def from_block(block: np.ndarray, *, states: Sequence[str], inputs: Sequence[str
     return ds
 
 
-#: The frames of :func:`from_block`'s recent results (least recently used first).
+#: The frames of :func:`from_block`'s recent results (least recently used first), and the lock
+#: that keeps their order consistent when threads build results at once.
 _FRAMES: dict[tuple, xr.Dataset] = {}
 _FRAMES_KEPT = 16
+_FRAMES_LOCK = threading.Lock()
 
 
 def _frame(shape: tuple[int, ...], names: list[str], states: Sequence[str], inputs: Sequence[str],
@@ -210,7 +213,8 @@ def _frame(shape: tuple[int, ...], names: list[str], states: Sequence[str], inpu
         key = (shape, tuple(names), tuple(states), tuple(runs) if runs is not None else None,
                tuple((units or {}).items()), tuple((long_names or {}).items()),
                tuple((attrs or {}).items()))
-        frame = _FRAMES.pop(key, None)
+        with _FRAMES_LOCK:
+            frame = _FRAMES.pop(key, None)
     except TypeError:  # an argument that cannot be a key (e.g. a list in attrs): no reuse
         key, frame = None, None
     if frame is None:
@@ -221,9 +225,10 @@ def _frame(shape: tuple[int, ...], names: list[str], states: Sequence[str], inpu
         data_vars = {n: ((TRAJ, OBS), blank, _var_attrs(n, states, units, long_names)) for n in names}
         frame = _dataset(data_vars, blank, run_ids, str(units.get(TIME, "")), long_names, attrs)
     if key is not None:
-        _FRAMES[key] = frame  # most recently used last
-        if len(_FRAMES) > _FRAMES_KEPT:
-            del _FRAMES[next(iter(_FRAMES))]
+        with _FRAMES_LOCK:
+            _FRAMES[key] = frame  # most recently used last
+            if len(_FRAMES) > _FRAMES_KEPT:
+                del _FRAMES[next(iter(_FRAMES))]
     return frame
 
 
