@@ -28,8 +28,10 @@ models: the physics model, the untrained network (nearly linear: its solve is a 
 same network fitted to the Lotka-Volterra runs (``sysid.fit``, 100 epochs: a field that
 oscillates, as fitted models do; its solve takes ~130 steps).
 Part 6 splits one ``simulate`` call of 8 runs of the network (the case where the solve is short)
-into the stepper alone, ``from_arrays`` of the result and a bare ``xarray.Dataset`` of the same
-arrays, each beside one vectorised ``solve_ivp``: the fixed costs a Dataset result carries.
+into the stepper alone, ``from_block`` of the result (what ``simulate`` builds: a shallow copy of
+the Dataset's frame, kept from the previous call, around one block of values), ``from_arrays`` of
+it and a bare ``xarray.Dataset`` of the same arrays built from scratch, each beside one
+vectorised ``solve_ivp``: the fixed costs a Dataset result carries.
 
 In parts 3, 4 and 6 each of the ``--repeats`` samples times enough back-to-back calls of a variant
 to last ~50 ms (a 1 ms call read once from the clock is mostly the machine's other work), and the
@@ -256,6 +258,7 @@ def part6(repeats: int) -> None:
 
     import sysid
     from sysid.data import from_arrays
+    from sysid.data.schema import from_block
     from sysid.solvers import solve_numpy
 
     t = np.linspace(0.0, 40.0, 201)
@@ -268,6 +271,8 @@ def part6(repeats: int) -> None:
     arrays = {n: ds[n].values.copy() for n in names}
     t_runs = [t] * R
     ids = [f"run{i}" for i in range(R)]
+    block = np.stack([np.tile(t, (R, 1))] + [arrays[n] for n in names])
+    attrs = {k: ds.attrs[k] for k in ("source", "solver")}
 
     def ivp():
         return scipy.integrate.solve_ivp(lambda s, y: fn(np.full(R, s), y.reshape(R, S), None).reshape(-1),
@@ -283,6 +288,7 @@ def part6(repeats: int) -> None:
         "solve_ivp": ivp,
         "simulate": lambda: sysid.simulate(model, y0, t),
         "stepper alone": lambda: solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t),
+        "from_block of the result": lambda: from_block(block.copy(), states=names, runs=ids, attrs=attrs),
         "from_arrays of the result": lambda: from_arrays(t_runs, {n: list(a) for n, a in arrays.items()},
                                                          states=names, runs=ids),
         "bare xarray Dataset": dataset,
