@@ -12,8 +12,11 @@ best-model checks), ``engine._epoch`` (training), ``engine._guarded_refine``); t
 after one untimed warm-up fit:
 
 - "today": the code as it is.
-- "torch checks": today's training with the held-out checks and the warm start as they were
-  before the NumPy rollout (the held-out runs integrated in torch, ``stats.NUMPY_ROWS = 0``), and
+- "tanh as tanh": today's code with the network's tanh evaluated by ``torch.tanh``, as before
+  sysid evaluated tanh networks as networks of sigmoids (``NeuralField._layers``; torch's CPU
+  tanh is not vectorised): the checks (NumPy) are as today, the warm start and training slower.
+- "torch checks": today's training (tanh as tanh) with the held-out checks and the warm start as
+  they were before the NumPy rollout (the held-out runs integrated in torch, ``stats.NUMPY_ROWS = 0``), and
   the warm start of before (Adam's multi-tensor update instead of its fused one, stopped at
   ``WarmStart(plateau=0.1)``: ~125 steps here instead of ~75).
 - "previous" (the code of issue 13's measurement): that, plus the fixed-step loop that stepped
@@ -128,9 +131,36 @@ def torch_checks(adam: type = _ForeachAdam):
 
 
 @contextlib.contextmanager
+def tanh_as_tanh():
+    """Networks made in the block evaluate their tanh with ``torch.tanh`` (see
+    ``bench_train_step.tanh_as_tanh``)."""
+    from sysid.models.neural import NeuralField
+
+    init = NeuralField.__init__
+
+    def tanh_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        if self.activation == "tanh":
+            self._sigmoid_form, self._act = False, torch.tanh
+
+    NeuralField.__init__ = tanh_init
+    try:
+        yield
+    finally:
+        NeuralField.__init__ = init
+
+
+@contextlib.contextmanager
+def older_checks():
+    """Torch checks with tanh evaluated by ``torch.tanh`` (the code before the NumPy rollout)."""
+    with torch_checks(), tanh_as_tanh():
+        yield
+
+
+@contextlib.contextmanager
 def previous():
     """The previous stepping, Adam's per-tensor loop and per-call folding of the scalings."""
-    with torch_checks(_LoopAdam), previous_stepping(), per_call_folding():
+    with torch_checks(_LoopAdam), tanh_as_tanh(), previous_stepping(), per_call_folding():
         yield
 
 
@@ -140,11 +170,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}")
-    variants = {"today": contextlib.nullcontext, "torch checks": torch_checks,
-                "previous": previous}
+    variants = {"today": contextlib.nullcontext, "tanh as tanh": tanh_as_tanh,
+                "torch checks": older_checks, "previous": previous}
     # the warm start: today's default stops on its plateau (0.4); before, at 0.1; at first all
     # 300 Adam steps ran
-    warm = {"today": {}, "torch checks": {"plateau": 0.1}, "previous": {"plateau": 0.0}}
+    warm = {"today": {}, "tanh as tanh": {}, "torch checks": {"plateau": 0.1},
+            "previous": {"plateau": 0.0}}
     totals: dict = {k: {} for k in variants}
     checks: dict = {k: 0 for k in variants}
     train, test = make_data(0)
@@ -175,7 +206,8 @@ def main() -> None:
               f"per fit: median {statistics.median(shares):.1%}, "
               f"{min(shares):.1%}-{max(shares):.1%}")
     print(f"time to the target (whole fits, summed over the seeds; the epochs differ, the fits "
-          f"are chaotic): torch checks / today {fits['torch checks'] / fits['today']:.2f}, "
+          f"are chaotic): tanh as tanh / today {fits['tanh as tanh'] / fits['today']:.2f}, "
+          f"torch checks / today {fits['torch checks'] / fits['today']:.2f}, "
           f"previous / today {fits['previous'] / fits['today']:.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 

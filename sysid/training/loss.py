@@ -66,7 +66,7 @@ class ScaledRhs(nn.Module):
                 and torch.equal(field.x_mean, self.mean)):
             saved = (self._direct, self._direct_grad)
             try:
-                self._direct = field._folded(self.scale)
+                self._direct = field._layers(self.scale)
                 self._direct_grad = torch.is_grad_enabled()
                 yield
             finally:
