@@ -48,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fit_speed import TARGET, make_data  # noqa: E402
-from bench_train_step import per_call_folding, previous_stepping  # noqa: E402
+from bench_train_step import per_call_folding, previous_stepping, tanh_as_tanh  # noqa: E402
 
 STEPS = {"_setup": "setup", "_warm_start": "warm start", "_shoot_latent": "warm start",
          "_select": "validation", "_epoch": "training", "_guarded_refine": "refinement"}
@@ -128,26 +128,6 @@ def torch_checks(adam: type = _ForeachAdam):
         yield
     finally:
         stats.NUMPY_ROWS, torch.optim.Adam = saved
-
-
-@contextlib.contextmanager
-def tanh_as_tanh():
-    """Networks made in the block evaluate their tanh with ``torch.tanh`` (see
-    ``bench_train_step.tanh_as_tanh``)."""
-    from sysid.models.neural import NeuralField
-
-    init = NeuralField.__init__
-
-    def tanh_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        if self.activation == "tanh":
-            self._sigmoid_form, self._act = False, torch.tanh
-
-    NeuralField.__init__ = tanh_init
-    try:
-        yield
-    finally:
-        NeuralField.__init__ = init
 
 
 @contextlib.contextmanager

@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from sysid.models import NeuralField
 from sysid.models.neural import ACTIVATIONS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train_step import tanh_as_tanh  # noqa: E402
 
 
 def unfolded(f: NeuralField, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -60,11 +65,8 @@ def main() -> None:
     t = torch.tensor(0.0)
 
     def tanh_forward(t_, x_):  # today's folded forward with torch.tanh
-        f._sigmoid_form, f._act = False, torch.tanh
-        try:
+        with tanh_as_tanh():
             return f(t_, x_)
-        finally:
-            f._sigmoid_form, f._act = True, torch.sigmoid
 
     new, old, tanh = [], [], []
     for _ in range(args.repeats):

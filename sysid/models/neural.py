@@ -32,6 +32,10 @@ ACTIVATIONS: dict[str, tuple[Any, Any]] = {
     "gelu": (nn.functional.gelu, NUMPY_ACTIVATIONS["gelu"]),
 }
 
+#: Evaluate tanh networks in torch as the same networks of sigmoids (``NeuralField._layers``):
+#: torch's CPU tanh is not vectorised. A switch for the benchmarks that time ``torch.tanh``.
+TANH_AS_SIGMOID = True
+
 # The last layer starts this much smaller than a Glorot-initialised layer, so an untrained network
 # is a gentle perturbation (a hybrid model starts close to its physics term, a neural ODE close to
 # dx/dt = 0) instead of a random field that can make the first solves stiff.
@@ -140,10 +144,7 @@ class NeuralField(VectorField):
                 layer.bias.zero_()
             layers.append(layer)
         self.layers = nn.ModuleList(layers)
-        # the activation network() applies to the layers of _layers(): tanh networks run as the
-        # same network of sigmoids (see _layers)
-        self._sigmoid_form = activation == "tanh"
-        self._act = torch.sigmoid if self._sigmoid_form else ACTIVATIONS[activation][0]
+        self._act = ACTIVATIONS[activation][0]
         # folded weights (of _layers) made once by frozen_weights() for a no-grad block
         self._frozen: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._frozen_grad = False  # made with gradients (folded_once): used by calls with them too
@@ -210,7 +211,7 @@ class NeuralField(VectorField):
                 parts.append(tt.reshape(-1, 1).expand(*x.shape[:-1], 1) if tt.ndim else
                              tt.expand(*x.shape[:-1], 1))
             z = torch.cat(parts, dim=-1)
-        act = self._act
+        act = torch.sigmoid if self._sigmoid_form else self._act  # the activation of _layers
         for w, b in params[:-1]:
             z = act(F.linear(z, w, b))
         w, b = params[-1]
@@ -243,6 +244,11 @@ class NeuralField(VectorField):
         params[-1] = (w * out_scale[:, None], b * out_scale)
         return params
 
+    @property
+    def _sigmoid_form(self) -> bool:
+        """A tanh network evaluated as the same network of sigmoids (:meth:`_layers`)."""
+        return TANH_AS_SIGMOID and self.activation == "tanh"
+
     def _layers(self, unit: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The layers :meth:`network` evaluates: those of :meth:`_folded`, and for a tanh network
         the same function as a network of sigmoids, ``tanh(a) = 2 sigmoid(2 a) - 1``.
@@ -250,9 +256,12 @@ class NeuralField(VectorField):
         With ``s = sigmoid(2 a)`` a hidden layer's output ``h = 2 s - 1`` enters the next layer
         as ``W h + b = 2 W s + (b - W 1)``: each hidden layer's weights and bias are doubled
         (the first's) or made ``4 W, 2 (b - W 1)`` (the others'), the last layer's ``2 W,
-        b - W 1``. Torch's CPU tanh is not vectorised (69 us for 600 x 32 floats against 11 us
-        for sigmoid, ``benchmarks/bench_neural_forward.py``): the default network's training
-        step spent a quarter of its time in it. The NumPy copies keep tanh (NumPy's is fast).
+        b - W 1``. Torch's CPU tanh is not vectorised (51 us for 600 x 32 floats against 9 us
+        for sigmoid, ``benchmarks/bench_neural_forward.py --batch 600``): the default network's
+        training step spent a quarter of its time in it. The rewrite costs a few small operations
+        per fold, so it pays where one fold serves many evaluations (a rollout: an epoch 1.4x
+        faster, ``bench_train_step.py``); folded at every call it gains nothing (the same
+        benchmark's forward + backward per call). The NumPy copies keep tanh (NumPy's is fast).
         """
         params = self._folded(unit)
         if not self._sigmoid_form or len(params) == 1:
