@@ -652,9 +652,9 @@ def _result(target: _Target, plan: _Plan, states: np.ndarray | list[np.ndarray],
                               attrs={"source": "sysid.simulate", "solver": _solver_json(solver)})
     if isinstance(states, np.ndarray):  # one grid: the times and every variable in one allocation
         names = list(shown + target.inputs)
-        solved = block is not None and np.may_share_memory(states, block)  # the states are there
-        if not solved:
+        if block is None:
             block = np.empty((1 + len(names), *states.shape[:2]))
+        solved = np.may_share_memory(states, block)  # a NumPy solve wrote the states there
         block[0] = times
         for i in range(len(target.states) if solved else 0, len(names)):
             block[1 + i] = values[names[i]]
