@@ -22,13 +22,16 @@ Part 4 runs, side by side, the default adaptive ``sysid.simulate`` (dopri5, rtol
 and one vectorised ``scipy.integrate.solve_ivp`` (RK45, same tolerances) of all runs stacked in
 one state vector on the model's NumPy field, for 8 and for 1000 runs, and prints the ratio (goal:
 < 1). ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
-sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's. Three
+sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's and,
+for the networks, the stepper with its stages evaluated through the field's in-place form
+(``into=``, :func:`sysid.models.numpy_fields.in_place`: what ``simulate`` runs). Three
 models: the physics model, the untrained network (nearly linear: its solve is a handful of steps,
 ~1 ms for 8 runs, so the fixed costs of a Dataset result weigh most; part 6 splits them) and the
 same network fitted to the Lotka-Volterra runs (``sysid.fit``, 100 epochs: a field that
 oscillates, as fitted models do; its solve takes ~130 steps).
 Part 6 splits one ``simulate`` call of 8 runs of the network (the case where the solve is short)
-into the stepper alone, ``from_block`` of the result (what ``simulate`` builds: a shallow copy of
+into the stepper alone (on the plain field, and with the field in place as ``simulate`` runs it;
+what ``simulate`` costs beyond the latter is printed last), ``from_block`` of the result (what ``simulate`` builds: a shallow copy of
 the Dataset's frame, kept from the previous call, around one block of values), ``from_arrays`` of
 it and a bare ``xarray.Dataset`` of the same arrays built from scratch, each beside one
 vectorised ``solve_ivp``: the fixed costs a Dataset result carries.
@@ -217,6 +220,7 @@ def part4(repeats: int) -> None:
     import scipy.integrate
 
     import sysid
+    from sysid.models.numpy_fields import in_place
     from sysid.solvers import solve_numpy
 
     t = np.linspace(0.0, 40.0, 201)
@@ -242,14 +246,26 @@ def part4(repeats: int) -> None:
             def stepper(fn=fn):  # sysid's stepper alone on the same NumPy field
                 return solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t)
 
+            g = in_place(fn, R)
+
+            def stepper_in_place(fn=fn, g=g):  # ... with the stages through its in-place form
+                return solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t,
+                                   into=lambda s, y, out: g(s, y, None, out))
+
             ref = ivp().y.T.reshape(len(t), R, S).transpose(1, 0, 2)
             got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
             units = np.max(np.abs(got - ref) / (1e-8 + 1e-6 * np.abs(ref)))
-            med = _interleaved({"ivp": ivp, "simulate": simulate, "stepper": stepper}, repeats)
+            variants = {"ivp": ivp, "simulate": simulate, "stepper": stepper}
+            if g is not None:
+                variants["in place"] = stepper_in_place
+            med = _interleaved(variants, repeats)
+            alone = f"{med['stepper'] / med['ivp']:.2f}"
+            if g is not None:
+                alone += f", in place {med['in place'] / med['ivp']:.2f}"
             print(f"  {runs:5d} runs {name:33s} simulate {med['simulate']:.4f} s, solve_ivp "
                   f"{med['ivp']:.4f} s, ratio {med['simulate'] / med['ivp']:.2f}; the stepper alone "
-                  f"{med['stepper'] / med['ivp']:.2f} (largest difference {units:.1e} tolerance "
-                  f"units; load {os.getloadavg()[0]:.1f})")
+                  f"{alone} (largest difference {units:.1e} tolerance units; load "
+                  f"{os.getloadavg()[0]:.1f})")
 
 
 def part6(repeats: int) -> None:
@@ -259,6 +275,7 @@ def part6(repeats: int) -> None:
     import sysid
     from sysid.data import from_arrays
     from sysid.data.schema import from_block
+    from sysid.models.numpy_fields import in_place
     from sysid.solvers import solve_numpy
 
     t = np.linspace(0.0, 40.0, 201)
@@ -266,6 +283,7 @@ def part6(repeats: int) -> None:
     R, S = y0.shape
     model = _models()["neural 2-32-32-2"]
     fn = model.field.numpy_function()
+    g = in_place(fn, R)
     ds = sysid.simulate(model, y0, t)
     names = ["prey", "predator"]
     arrays = {n: ds[n].values.copy() for n in names}
@@ -288,6 +306,8 @@ def part6(repeats: int) -> None:
         "solve_ivp": ivp,
         "simulate": lambda: sysid.simulate(model, y0, t),
         "stepper alone": lambda: solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t),
+        "stepper, field in place": lambda: solve_numpy(lambda s, y: fn(np.full(R, s), y, None), y0, t,
+                                                       into=lambda s, y, out: g(s, y, None, out)),
         "from_block of the result": lambda: from_block(block.copy(), states=names, runs=ids, attrs=attrs),
         "from_arrays of the result": lambda: from_arrays(t_runs, {n: list(a) for n, a in arrays.items()},
                                                          states=names, runs=ids),
@@ -298,7 +318,8 @@ def part6(repeats: int) -> None:
           f"interleaved; load {os.getloadavg()[0]:.1f})")
     for key, sec in med.items():
         print(f"  {key:28s} {sec * 1e3:7.3f} ms  {sec / med['solve_ivp']:5.2f} x solve_ivp")
-    print(f"  simulate beyond the stepper  {(med['simulate'] - med['stepper alone']) * 1e3:7.3f} ms")
+    beyond = med["simulate"] - med["stepper, field in place"]
+    print(f"  simulate beyond the stepper  {beyond * 1e3:7.3f} ms (the stepper with the field in place, as simulate)")
 
 
 def _child(cmd: list[str]) -> tuple[float, float]:

@@ -49,7 +49,7 @@ from sysid.data.schema import TIME, from_block, from_arrays
 from sysid.errors import ConfigError, DataError, SolverError
 from sysid.inputs import InputSource, dataset_runs, input_source
 from sysid.models.dynamics import INTERPOLATIONS, Dynamics
-from sysid.models.numpy_fields import copies_agree
+from sysid.models.numpy_fields import copies_agree, in_place
 from sysid.solvers import SolverConfig, check_times, solve, solve_numpy, solver_from
 
 if TYPE_CHECKING:  # torch is imported where a torch model is simulated, not with this module
@@ -363,8 +363,9 @@ def _run_torch(target: _Target, plan: _Plan, y0: np.ndarray, source: InputSource
         numpy_rhs = _numpy_rhs(run_model, y0, offsets, u_at, source, solver, dtype,
                                tensors if run_model is model else None)
         if numpy_rhs is not None:  # no torch evaluation in the solve: nothing to fold
-            out = solve_numpy(numpy_rhs, np.asarray(y0, dtype=float), grid, solver, context=where,
-                              jump_times=jumps, out=_in_block(block, len(target.states), rel))
+            out = solve_numpy(numpy_rhs[0], np.asarray(y0, dtype=float), grid, solver, context=where,
+                              jump_times=jumps, out=_in_block(block, len(target.states), rel),
+                              into=numpy_rhs[1])
         else:
             from sysid.models.neural import frozen_weights
 
@@ -455,8 +456,11 @@ def _relative_grid(plan: _Plan) -> tuple[np.ndarray, np.ndarray, list[np.ndarray
 def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
                u_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
                source: InputSource | None, solver: SolverConfig, dtype: torch.dtype,
-               tensors: list[torch.Tensor] | None = None) -> Callable[[float, np.ndarray], np.ndarray] | None:
-    """The batched field on the model's NumPy copy, for the default dopri5 in float64, or None.
+               tensors: list[torch.Tensor] | None = None) -> tuple[Callable[[float, np.ndarray], np.ndarray],
+                                                                   Callable[..., None] | None] | None:
+    """The batched field on the model's NumPy copy, for the default dopri5 in float64, and its
+    in-place form (:func:`sysid.models.numpy_fields.in_place`; None for a field without one),
+    or None.
 
     Evaluated by NumPy, a field costs no torch dispatch: on 8 runs of a small network or a
     physics model an evaluation is 2-3x cheaper (issue #13). It is used only when it agrees with
@@ -498,7 +502,18 @@ def _numpy_rhs(model: Model, y0: np.ndarray, offsets: np.ndarray,
         # no inputs, one start: the field's own float64 (R, S) array, as it agreed at the start
         return f(tau + off, y, None)
 
-    return autonomous_rhs if same_start and u_np is None and not has_u else numpy_rhs
+    # the copy agreed with the model, so its outputs are the (R, S) states' derivatives
+    g = in_place(f, len(y0)) if np.ndim(y0) == 2 else None
+
+    def numpy_into(tau: float, y: np.ndarray, out: np.ndarray) -> None:
+        g(tau + off if same_start else tau + offsets, y, inputs_at(tau), out)
+
+    def autonomous_into(tau: float, y: np.ndarray, out: np.ndarray) -> None:
+        g(tau + off, y, None, out)
+
+    if same_start and u_np is None and not has_u:
+        return autonomous_rhs, (autonomous_into if g is not None else None)
+    return numpy_rhs, (numpy_into if g is not None else None)
 
 
 #: Per model, the NumPy copy of its field that agreed with it, with the state it was made from

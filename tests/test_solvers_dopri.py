@@ -167,9 +167,10 @@ def test_simulate_runs_numpy_copy_only_when_it_agrees_with_the_model(monkeypatch
     y0 = np.array([[1.0, 0.5], [0.2, -0.3]])
     used = []
     real = simulation.solve_numpy
-    monkeypatch.setattr(simulation, "solve_numpy", lambda *a, **k: used.append(1) or real(*a, **k))
+    monkeypatch.setattr(simulation, "solve_numpy",
+                        lambda *a, **k: used.append(k.get("into") is not None) or real(*a, **k))
     fast = simulate_values(sysid.simulate(net, y0, t))
-    assert used == [1]
+    assert used == [True]  # the network's stages evaluated in place (numpy_fields.in_place)
     monkeypatch.setattr(simulation, "_numpy_rhs", lambda *a, **k: None)  # the torch path
     slow = simulate_values(sysid.simulate(net, y0, t))
     # the same steps on the same weights in float64 (measured 5e-15)
@@ -246,3 +247,29 @@ def test_solve_numpy_writes_into_a_given_array_of_any_strides():
     np.testing.assert_array_equal(planes.transpose(2, 1, 0), want)  # the same arithmetic: equal
     with pytest.raises(ConfigError, match=r"out must be a float64 array of shape \(101, 4, 2\); got float64 \(101, 8\)"):
         solve_numpy(f, y0, t, SolverConfig(), out=np.empty((101, 8)))
+
+
+def test_solve_numpy_evaluates_the_stages_through_the_field_in_place():
+    """``into=`` (the field writing into the stepper's stage buffer): the same steps and values
+    as the plain field; a network's in-place form through ``simulate`` matches the torch path."""
+    from sysid.solvers import solve_numpy
+
+    t = np.linspace(0.0, 20.0, 101)
+    y0 = _y0()
+    f = lambda s, y: _lv_numpy(s, y).reshape(4, 2)  # noqa: E731
+    calls = []
+
+    def into(s, y, out):
+        calls.append(out.shape)
+        assert out.flags.c_contiguous
+        out[...] = f(s, y)
+
+    cnt, cnt_into = SolveCounter(), SolveCounter()
+    want = solve_numpy(f, y0, t, SolverConfig(), counter=cnt)
+    got = solve_numpy(f, y0, t, SolverConfig(), counter=cnt_into, into=into)
+    np.testing.assert_array_equal(got, want)  # the same arithmetic: equal
+    assert cnt_into.nfe == cnt.nfe and set(calls) == {(4, 2)}
+    assert len(calls) == cnt.nfe - 2  # all but the first evaluation and the first-step probe
+    with pytest.raises(SolverError, match=r"Integration failed at t=2\.\d*: the vector field returned NaN"):
+        solve_numpy(lambda s, y: -y, np.ones((1, 2)), t,
+                    into=lambda s, y, out: np.multiply(y, np.nan if s > 2.0 else -1.0, out=out))

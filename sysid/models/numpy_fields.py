@@ -9,10 +9,20 @@ can be simulated without it (``sysid simulate``).
 
 A field function is ``f(t, x, u) -> dx/dt`` of the field's outputs, with ``x`` of shape
 ``(..., S)``, ``u`` ``(..., I)`` or None and ``t`` a float or an array of one time per row.
+
+A network's function also has an *in-place form* for a batch of a given size
+(:func:`in_place`): ``g(t, x, u, out)`` writes ``f(t, x, u)`` into ``out`` with the scalings
+folded into the first and last layers (each bias a row of its layer's matrix, the layer's input
+buffer ending in a column of ones) and every layer computed into buffers made once per batch
+size: 6 array operations for a 2-layer network instead of 11 and no allocation, about half the
+time of ``f`` on 8 runs and 0.8x on 1000 (issue #13). sysid's dopri5 stepper evaluates its
+stages through it (``sysid.simulate``); ``f`` stays the plain function that SciPy and every
+other caller see. The two differ by rounding only (a few ulps of the result; tested).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -21,10 +31,12 @@ import numpy as np
 
 from sysid.backend import NUMPY
 
-__all__ = ["ACTIVATIONS", "NumpyField", "copies_agree", "neural_function", "physics_function", "hybrid_function",
-           "second_order_function"]
+__all__ = ["ACTIVATIONS", "InPlaceField", "NumpyField", "copies_agree", "in_place", "neural_function",
+           "physics_function", "hybrid_function", "second_order_function"]
 
 NumpyField = Callable[[Any, np.ndarray, "np.ndarray | None"], np.ndarray]
+#: ``g(t, x, u, out) -> None``: a field's value at ``x`` ``(rows, S)`` written into ``out``.
+InPlaceField = Callable[[Any, np.ndarray, "np.ndarray | None", np.ndarray], None]
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:
@@ -58,6 +70,91 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tanh": np.tanh, "relu": _relu, "softplus": _softplus, "sigmoid": _sigmoid, "silu": _silu,
     "elu": _elu, "gelu": _gelu,
 }
+#: The activations NumPy computes straight into a buffer, ``act(z, out)`` (the same ufunc as
+#: :data:`ACTIVATIONS`); the others are computed and then copied into it.
+_INTO: dict[str, Callable[[np.ndarray, np.ndarray], Any]] = {
+    "tanh": lambda z, out: np.tanh(z, out=out),
+    "relu": lambda z, out: np.maximum(z, 0.0, out=out),
+    "softplus": lambda z, out: np.logaddexp(0.0, z, out=out),
+}
+
+
+def in_place(f: NumpyField, rows: int) -> InPlaceField | None:
+    """The in-place form of the field function ``f`` for batches of ``rows`` rows, or None.
+
+    Parameters
+    ----------
+    f : callable
+        A field function of this module (only a network's, :func:`neural_function`, has one
+        today; any other gives None).
+    rows : int
+        The batch size: ``x`` of the returned ``g(t, x, u, out)`` is ``(rows, S)``, ``u``
+        ``(rows, I)`` (or broadcastable to it) or None, ``t`` a float or ``(rows,)``, and
+        ``out`` a C-contiguous float64 ``(rows, outputs)``.
+
+    Returns
+    -------
+    callable or None
+        ``g``, which owns buffers for its batch: one solve's, not to be shared between threads.
+
+    Examples
+    --------
+    >>> f = neural_function([(np.ones((2, 2)), np.zeros(2))], "tanh", x_mean=np.zeros(2),
+    ...                     x_scale=np.ones(2), u_mean=np.zeros(0), u_scale=np.ones(0),
+    ...                     time_scale=1.0, outputs=[0, 1], arguments=None, has_inputs=False,
+    ...                     time_dependent=False)
+    >>> out = np.empty((1, 2))
+    >>> in_place(f, 1)(0.0, np.array([[1.0, 2.0]]), None, out)
+    >>> out.tolist()
+    [[3.0, 3.0]]
+    """
+    make = getattr(f, "in_place", None)
+    return None if make is None else make(int(rows))
+
+
+def _folded(weights: list[tuple[np.ndarray, np.ndarray]], in_shift: np.ndarray, in_scale: np.ndarray,
+            out_scale: np.ndarray) -> list[np.ndarray]:
+    """Each layer as one ``(in + 1, out)`` matrix ``[W^T; b]`` acting on ``[h, 1]``, with the
+    first layer's input normalisation ``(v - in_shift) / in_scale`` (per input column; shift 0
+    and scale 1 for columns that have none) and the output scaling of the last folded in."""
+    mats = []
+    last = len(weights) - 1
+    for k, (w, b) in enumerate(weights):
+        if k == 0:
+            b = b - w @ (in_shift / in_scale)
+            w = w / in_scale
+        if k == last:
+            w, b = w * out_scale[:, None], b * out_scale
+        mats.append(np.ascontiguousarray(np.vstack([w.T, b[None, :]])))
+    return mats
+
+
+def _neural_in_place(mats: list[np.ndarray], activation: str, rows: int, arg_idx: np.ndarray | None,
+                     n_x: int, n_u: int, time_dependent: bool) -> InPlaceField:
+    """:func:`neural_function`'s network for ``rows`` rows on the matrices of :func:`_folded`."""
+    act_into = _INTO.get(activation)
+    act = ACTIVATIONS[activation]
+    ins = [np.ones((rows, m.shape[0])) for m in mats]  # each layer's input, ones in its last column
+    pre = [np.empty((rows, m.shape[1])) for m in mats[:-1]]  # each hidden layer's pre-activation
+    x_in, u_in = ins[0][:, :n_x], ins[0][:, n_x:n_x + n_u]
+    t_in = ins[0][:, n_x + n_u] if time_dependent else None
+    layers = list(zip(mats[:-1], pre, [h[:, :-1] for h in ins[1:]], ins[:-1]))
+
+    def g(t: Any, x: np.ndarray, u: np.ndarray | None, out: np.ndarray) -> None:
+        x_in[...] = x if arg_idx is None else x[:, arg_idx]
+        if n_u:
+            u_in[...] = u
+        if t_in is not None:
+            t_in[...] = t
+        for m, z, h, h_in in layers:
+            np.dot(h_in, m, out=z)
+            if act_into is not None:
+                act_into(z, h)
+            else:
+                h[...] = act(z)
+        np.dot(ins[-1], mats[-1], out=out)
+
+    return g
 
 
 def neural_function(weights: Sequence[tuple[np.ndarray, np.ndarray]], activation: str, *,
@@ -104,6 +201,16 @@ def neural_function(weights: Sequence[tuple[np.ndarray, np.ndarray]], activation
         w, b = weights[-1]
         return (h @ w.T + b) * out_scale
 
+    n_x = len(xm) if arg_idx is None else len(arg_idx)
+    n_u = len(um) if has_inputs else 0
+    x_cols = (xm, xs) if arg_idx is None else (xm[arg_idx], xs[arg_idx])
+    shift = np.concatenate([x_cols[0], um if has_inputs else [], [0.0] if time_dependent else []])
+    scale = np.concatenate([x_cols[1], us if has_inputs else [], [ts] if time_dependent else []])
+    mats = _folded(weights, shift, scale, out_scale)
+    for m in mats:
+        m.flags.writeable = False
+    f.in_place = functools.partial(  # type: ignore[attr-defined]
+        _neural_in_place, mats, activation, arg_idx=arg_idx, n_x=n_x, n_u=n_u, time_dependent=time_dependent)
     return f
 
 

@@ -189,13 +189,16 @@ class _NumpyOps:
                h: float, t1_left: float) -> np.ndarray:
         """:meth:`_TorchOps.stages` with the field called directly and the step's evaluations
         counted once (on a few runs the wrappers of each call were a tenth of a step)."""
-        f, shape, y_flat = run.func, run.shape, y[0]
+        f, into, shape, y_flat = run.func, run.into, run.shape, y[0]
         z = y_flat
         for i in range(1, 7):
             z = np.dot(a_rows[i - 1], K[:i])
             z *= h
             z += y_flat
-            K[i] = f(t1_left if _C[i] == 1.0 else t + _C[i] * h, z.reshape(shape)).reshape(-1)
+            if into is not None:  # the field writes the stage into K[i] itself
+                into(t1_left if _C[i] == 1.0 else t + _C[i] * h, z.reshape(shape), run.k_rows[i])
+            else:
+                K[i] = f(t1_left if _C[i] == 1.0 else t + _C[i] * h, z.reshape(shape)).reshape(-1)
         run.nfe += 6
         run.t_reached = max(run.t_reached, t1_left)
         return z.reshape(1, -1)
@@ -293,8 +296,9 @@ class _Run:
     """The state of one solve: the field with its work budget, and the time reached."""
 
     def __init__(self, func: Field, shape: tuple[int, ...], ops: Ops, budget: int, max_steps: int,
-                 pace: time_budget.Pace | None) -> None:
-        self.func, self.shape, self.ops = func, shape, ops
+                 pace: time_budget.Pace | None, into: Callable[[float, Any, Any], None] | None = None) -> None:
+        self.func, self.shape, self.ops, self.into = func, shape, ops, into
+        self.k_rows: list[Any] = []  # with ``into``: each stage's row of K shaped like the state
         self.budget, self.max_steps, self.pace = budget, max_steps, pace
         self.nfe = 0
         self.t_reached = -math.inf
@@ -339,7 +343,8 @@ def _first_step(run: _Run, t0: float, span: float, y: Any, f0: Any, rtol: float,
 
 def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol: float,
            max_steps: int, budget: int, jumps: Sequence[float] = (),
-           pace: time_budget.Pace | None = None, out: np.ndarray | None = None) -> tuple[Array, int, float]:
+           pace: time_budget.Pace | None = None, out: np.ndarray | None = None,
+           into: Callable[[float, np.ndarray, np.ndarray], None] | None = None) -> tuple[Array, int, float]:
     """Integrate ``dy/dt = func(t, y)`` from ``y0`` at ``times[0]`` without autograd.
 
     Parameters
@@ -366,6 +371,12 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
     out : numpy.ndarray, optional
         For a NumPy ``y0``: a float64 array ``(len(times), *y0.shape)`` of any strides to write
         the solution into (and return), e.g. a view in the caller's final layout.
+    into : callable, optional
+        For a NumPy ``y0``: the same field in place, ``into(t, y, out)`` writing ``func(t, y)``
+        into ``out`` (a C-contiguous float64 array shaped like ``y0``). The stages of every step
+        are evaluated through it (a network's in-place form,
+        :func:`sysid.models.numpy_fields.in_place`, allocates nothing and folds its scalings:
+        issue #13); the first evaluations and those after a jump go through ``func``.
 
     Returns
     -------
@@ -384,20 +395,24 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
     # NaN and inf are found by the step control and raised as StepAbort: no NumPy warnings
     with tm.no_grad() if tm is not None else contextlib.nullcontext(), np.errstate(all="ignore"):
         t_out = np.asarray(times, dtype=float)
-        return _integrate(func, y0, ops, t_out, rtol, atol, max_steps, budget, jumps, pace, out)
+        return _integrate(func, y0, ops, t_out, rtol, atol, max_steps, budget, jumps, pace, out,
+                          into if isinstance(ops, _NumpyOps) else None)
 
 
 def _integrate(func: Field, y0: Array, ops: Ops, t_out: np.ndarray, rtol: float, atol: float,
                max_steps: int, budget: int, jumps: Sequence[float],
-               pace: time_budget.Pace | None, given: Any = None) -> tuple[Array, int, float]:
+               pace: time_budget.Pace | None, given: Any = None,
+               into: Callable[[float, Any, Any], None] | None = None) -> tuple[Array, int, float]:
     """The step loop (long: one loop with its control, kept together for speed and reading)."""
     times = t_out.tolist()
     n, t0, t_end = math.prod(y0.shape), times[0], times[-1]
-    run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace)
+    run = _Run(func, tuple(y0.shape), ops, budget, max_steps, pace, into)
     stops = sorted({float(s) for s in jumps if t0 < s < t_end} | {t_end})
     jump_set = set(stops[:-1])
     a_rows, e_row, p_t = ops.tableau()  # (1, i) each (NumPy: (i,)), (1, 7), (4, 7)
     K, y = ops.empty(7, n), ops.flat(y0)
+    if into is not None:
+        run.k_rows = [K[i].reshape(run.shape) for i in range(7)]
     out = ops.outputs(len(times), y, run.shape, given)
     K[0] = run.field(t0, y)
     if not ops.finite(K[0]):

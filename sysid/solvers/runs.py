@@ -168,14 +168,15 @@ def _fixed(func: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y0: torch
 
 def _lean(func: Callable[[Any, Any], Any], y0: Any, grid: Sequence[float] | np.ndarray, solver: SolverConfig,
           budget: int, jump_times: Any, pace: time_budget.Pace | None, cnt: SolveCounter,
-          prefix: str, out: np.ndarray | None = None) -> Any:
+          prefix: str, out: np.ndarray | None = None,
+          into: Callable[[float, np.ndarray, np.ndarray], None] | None = None) -> Any:
     """dopri5 without a gradient: sysid's lean stepper (:mod:`sysid.solvers.dopri`), the same
     steps, errors and messages as the torchdiffeq path at a fraction of its work per step."""
     jumps = () if jump_times is None else np.asarray(jump_times, dtype=float).ravel().tolist()
     try:
         out, cnt.nfe, cnt.t_reached = dopri5(func, y0, grid, rtol=solver.rtol, atol=solver.atol,
                                              max_steps=solver.max_steps, budget=budget, jumps=jumps,
-                                             pace=pace, out=out)
+                                             pace=pace, out=out, into=into)
     except StepAbort as exc:
         cnt.t_reached = exc.t
         raise SolverError(
@@ -194,6 +195,7 @@ def solve_numpy(
     context: str = "",
     jump_times: Sequence[float] | np.ndarray | None = None,
     out: np.ndarray | None = None,
+    into: Callable[[float, np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """:func:`solve` for a field evaluated by NumPy: ``dopri5`` by sysid's lean stepper.
 
@@ -218,6 +220,11 @@ def solve_numpy(
         A float64 array ``(len(t), *y0.shape)``, of any strides, to write the solution into
         (e.g. a view of the caller's final layout: ``simulate`` writes each state's runs
         straight into its dataset's block, with no copy of a large result).
+    into : callable, optional
+        ``func`` in place: ``into(t, y, out)`` writes ``func(t, y)`` into ``out``, a C-contiguous
+        float64 array shaped like ``y0``; the stepper evaluates its stages through it (no
+        allocation per evaluation; a network's in-place form,
+        :func:`sysid.models.numpy_fields.in_place`). It must be the same function as ``func``.
 
     Returns
     -------
@@ -259,7 +266,7 @@ def solve_numpy(
     cnt = counter if counter is not None else SolveCounter()
     cnt.nfe, cnt.t_reached = 0, t0
     pace = time_budget.Pace(t0, float(times[-1]), budget)
-    return _lean(func, y, times, solver, budget, jump_times, pace, cnt, prefix, out)
+    return _lean(func, y, times, solver, budget, jump_times, pace, cnt, prefix, out, into)
 
 
 def solve(
