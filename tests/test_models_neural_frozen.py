@@ -84,3 +84,76 @@ def test_scaled_rhs_folded_once_gives_the_same_values_and_gradients(kw, same_mea
     torch.testing.assert_close(folded, plain, rtol=1e-12, atol=1e-12)
     for a, b in zip(g_folded, g_plain):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+_WRITTEN_CASES = [
+    ("tanh", 0, {}), ("tanh", 1, {}), ("tanh", 3, {}), ("sigmoid", 2, {}), ("relu", 2, {}),
+    ("tanh", 2, {"inputs": ["u"], "time_dependent": True}),
+]
+
+
+def _scaled_field(activation, depth, kw):
+    field = NeuralField(["x", "y"], width=5, depth=depth, activation=activation, seed=1,
+                        **kw).to(D)
+    field.set_scaling({"names": ["x", "y", "u"], "mean": [1.0, -2.0, 0.5],
+                       "scale": [3.0, 0.5, 2.0], "time_scale": 4.0})
+    with torch.no_grad():  # biases away from zero, so every term of the folding counts
+        for layer in field.layers:
+            layer.bias.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(7))
+    return field, torch.tensor([2.5, 0.75], dtype=D)
+
+
+@pytest.mark.parametrize("sigmoid_form", [True, False])
+@pytest.mark.parametrize("activation, depth, kw", _WRITTEN_CASES + [("softplus", 2, {})])
+def test_layers_transpose_is_the_gradient_of_the_folding(monkeypatch, sigmoid_form, activation,
+                                                        depth, kw):
+    import importlib
+
+    # (the module: sysid.models.neural as an attribute is the constructor function)
+    monkeypatch.setattr(importlib.import_module("sysid.models.neural"), "TANH_AS_SIGMOID",
+                        sigmoid_form)
+    field, unit = _scaled_field(activation, depth, kw)
+    factors = field._fold_factors(unit)
+    layers = field._layers(unit, factors)
+    flat = [x for pair in layers for x in pair]
+    for a, b in zip(flat, [x for pair in field._layers(unit) for x in pair]):
+        assert torch.equal(a, b)  # the factors made once are those made at every call
+    gen = torch.Generator().manual_seed(2)
+    upstream = [torch.randn(x.shape, generator=gen, dtype=D) for x in flat]
+    own = [p for layer in field.layers for p in (layer.weight, layer.bias)]
+    expected = torch.autograd.grad(flat, own, upstream)
+    got = field._layers_transpose(upstream, factors)
+    for a, b in zip(got, expected):
+        # the same linear map applied in another order (float64 rounding of a few products)
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation, depth, kw", _WRITTEN_CASES)
+def test_written_backward_is_autograds_gradient(activation, depth, kw):
+    field, unit = _scaled_field(activation, depth, kw)
+    assert field._written_backward
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(9, 2, generator=gen, dtype=D)
+    u = torch.randn(9, 1, generator=gen, dtype=D) if field.input_names else None
+    t = torch.linspace(0.0, 2.0, 9, dtype=D)
+    target = torch.randn(9, 2, generator=gen, dtype=D)
+    coef = torch.tensor([0.7, 1.9], dtype=D)
+    leaves = [(w.detach().requires_grad_(), b.detach().requires_grad_())
+              for w, b in field._layers(unit)]
+    flat = [x for pair in leaves for x in pair]
+    value = (coef * (field.network(t, z, u, leaves) - target).pow(2)).sum()
+    expected = torch.autograd.grad(value, flat)
+    with torch.no_grad():
+        got_value, got = field._squared_error_gradient(
+            [(w.detach(), b.detach()) for w, b in leaves], field._arguments(t, z, u), target, coef)
+    # the same sums in another order (float64 rounding)
+    assert float(got_value) == pytest.approx(float(value.detach()), rel=1e-13)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.is_contiguous()
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_activations_without_a_derivative_from_their_output_are_not_written():
+    # softplus's derivative is sigmoid of its input, not a function of its output: autograd
+    assert not NeuralField(["x"], width=3, depth=1, activation="softplus")._written_backward

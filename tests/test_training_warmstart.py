@@ -186,15 +186,17 @@ def test_fused_adam_takes_the_multi_tensor_steps(monkeypatch):
     t, z, dz = _rows(80)
     dz = dz + 0.3 * torch.sin(3.0 * z)
     results = {}
+    calls = []
     for name in ("fused", "foreach"):
-        if name == "foreach":
-            real = torch.optim.Adam
+        real = warmstart.adam_update
 
-            def foreach_adam(params, **kw):
-                kw.pop("fused", None)
-                return real(params, foreach=True, **kw)
+        def update(*args, real=real, name=name, **kw):
+            calls.append((name, kw["fused"]))
+            if name == "foreach":
+                kw.update(fused=False, foreach=True)
+            return real(*args, **kw)
 
-            monkeypatch.setattr(warmstart.torch.optim, "Adam", foreach_adam)
+        monkeypatch.setattr(warmstart, "adam_update", update)
         net = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)).double()
         torch.manual_seed(0)
         for p in net.parameters():
@@ -204,5 +206,101 @@ def test_fused_adam_takes_the_multi_tensor_steps(monkeypatch):
                                    parameters=list(net.parameters()), use_lbfgs=False)
         assert info["loss_after"] < 0.5 * info["loss_before"]  # it did learn something
         results[name] = (info["loss_after"], torch.cat([p.detach().ravel() for p in net.parameters()]))
+    assert calls.count(("fused", True)) == 60 and calls.count(("foreach", True)) == 60
     assert results["fused"][0] == pytest.approx(results["foreach"][0], rel=1e-10)
     assert torch.allclose(results["fused"][1], results["foreach"][1], rtol=1e-9, atol=1e-12)
+
+
+def test_warm_start_takes_torch_adams_steps():
+    # the update through torch's functional adam with the state kept by the warm start is
+    # torch.optim.Adam's (its defaults), step for step with the same cosine-decayed rate
+    t, z, dz = _rows(50)
+    dz = dz + 0.3 * torch.sin(3.0 * z)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        nets.append(nn.Sequential(nn.Linear(1, 6), nn.Tanh(), nn.Linear(6, 1)).double())
+    mine, ref = nets
+    regress_derivatives(lambda tt, zz, u: mine(zz), t, z, None, dz, epochs=30, lr=0.05,
+                        parameters=list(mine.parameters()), use_lbfgs=False)
+    opt = torch.optim.Adam(ref.parameters(), lr=0.05)
+    weight = 1.0 / dz.pow(2).mean(dim=0)
+    best, best_state = float("inf"), None
+    for step in range(30):
+        opt.zero_grad()
+        loss = ((ref(z) - dz).pow(2) * weight).mean()
+        loss.backward()
+        if float(loss.detach()) < best:
+            best, best_state = float(loss.detach()), [p.detach().clone() for p in ref.parameters()]
+        opt.step()
+        for g in opt.param_groups:
+            g["lr"] = 0.05 * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * (step + 1) / 30)))
+    last = float(((ref(z) - dz).pow(2) * weight).mean().detach())
+    if last < best:
+        best_state = [p.detach().clone() for p in ref.parameters()]
+    for a, b in zip(mine.parameters(), best_state):
+        # float64; the fused kernel rounds a few operations differently
+        torch.testing.assert_close(a.detach(), b, rtol=1e-10, atol=1e-12)
+
+
+def _network_rhs():
+    from sysid.models.neural import NeuralField
+    from sysid.training.loss import ScaledRhs
+
+    field = NeuralField(["x", "y"], width=8, depth=2, seed=0).to(D)
+    mean, scale = torch.tensor([1.0, -1.0], dtype=D), torch.tensor([2.0, 0.5], dtype=D)
+    field.set_scaling({"names": ["x", "y"], "mean": mean.tolist(), "scale": [1.5, 0.7],
+                       "time_scale": 2.0})
+    return field, ScaledRhs(field, mean, scale)
+
+
+@pytest.mark.parametrize("rows, frozen", [(1000, False), (7, False), (1000, True)])
+def test_written_backward_takes_autograds_steps(monkeypatch, rows, frozen):
+    # a network on the scaled states gets its gradient without autograd (_WrittenBackward):
+    # the same steps as autograd's, over one piece or many, with a frozen layer left alone
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(60, 2, generator=gen, dtype=D)
+    dz = torch.stack([z[:, 1], -torch.sin(z[:, 0])], dim=1)
+    t = torch.zeros(60, dtype=D)
+    results, used = {}, []
+    real_gradient = warmstart._WrittenBackward.gradient
+
+    def spy(self):
+        used.append(1)
+        return real_gradient(self)
+
+    monkeypatch.setattr(warmstart._WrittenBackward, "gradient", spy)
+    for name in ("written", "autograd"):
+        if name == "autograd":
+            monkeypatch.setattr(warmstart._WrittenBackward, "of",
+                                classmethod(lambda cls, *args: None))
+        field, rhs = _network_rhs()
+        if frozen:
+            field.layers[1].weight.requires_grad_(False)
+        params = [p for p in field.parameters() if p.requires_grad]
+        before = field.layers[1].weight.detach().clone()
+        info = regress_derivatives(rhs, t, z, None, dz, epochs=40, lr=0.02, parameters=params,
+                                   use_lbfgs=False, chunk_rows=rows)
+        assert info["loss_after"] < 0.5 * info["loss_before"]  # it learned
+        assert torch.equal(field.layers[1].weight, before) == frozen
+        results[name] = (info, [p.detach().clone() for p in field.parameters()])
+        if name == "written":
+            assert len(used) == 40  # the written path took every one of the 40 steps
+    (wi, wp), (ai, ap) = results["written"], results["autograd"]
+    # float64: the same sums in another order
+    assert wi["loss_after"] == pytest.approx(ai["loss_after"], rel=1e-10)
+    for a, b in zip(wp, ap):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_written_backward_applies_only_to_a_network_of_its_own():
+    field, rhs = _network_rhs()
+    t, z = torch.zeros(5, dtype=D), torch.zeros(5, 2, dtype=D)
+    pieces = [(t, z, None, z)]
+    coef = torch.ones(2, dtype=D)
+    own = list(field.parameters())
+    assert warmstart._WrittenBackward.of(rhs, pieces, coef, own, None) is not None
+    other = nn.Parameter(torch.zeros(1, dtype=D))  # a parameter outside the network
+    assert warmstart._WrittenBackward.of(rhs, pieces, coef, own + [other], None) is None
+    assert warmstart._WrittenBackward.of(rhs, pieces, coef, own, lambda: other.sum()) is None
+    assert warmstart._WrittenBackward.of(_Counted(), pieces, coef, own, None) is None

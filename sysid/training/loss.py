@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from sysid.models.neural import NeuralField
 
 __all__ = ["ScaledRhs", "continuity_loss"]
 
@@ -59,11 +63,10 @@ class ScaledRhs(nn.Module):
         same values up to rounding; 5 instead of 12 operations per evaluation of the default
         network). Any other field has its networks folded once (:func:`folded_once`).
         """
-        from sysid.models.neural import NeuralField, folded_once
+        from sysid.models.neural import folded_once
 
-        field = self.field
-        if (isinstance(field, NeuralField) and field._all_args and field._all_outputs
-                and torch.equal(field.x_mean, self.mean)):
+        field = self.direct_network()
+        if field is not None:
             saved = (self._direct, self._direct_grad)
             try:
                 self._direct = field._layers(self.scale)
@@ -72,8 +75,20 @@ class ScaledRhs(nn.Module):
             finally:
                 self._direct, self._direct_grad = saved
             return
-        with folded_once(field):
+        with folded_once(self.field):
             yield
+
+    def direct_network(self) -> NeuralField | None:
+        """The field when it is a :class:`~sysid.models.neural.NeuralField` of all states to all
+        states on this scaling's mean, which :meth:`folded` evaluates on ``z`` directly (its
+        layers ``field._layers(self.scale)``); else None."""
+        from sysid.models.neural import NeuralField
+
+        field = self.field
+        if (isinstance(field, NeuralField) and field._all_args and field._all_outputs
+                and torch.equal(field.x_mean, self.mean)):
+            return field
+        return None
 
     def numpy_function(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A float64 NumPy copy ``g(t (B,), z (B, S)) -> dz/dt (B, S)`` of this field without
@@ -88,7 +103,7 @@ class ScaledRhs(nn.Module):
         ValueError
             For a field with inputs (their interpolation lives in torch).
         """
-        from sysid.models.neural import ACTIVATIONS, NeuralField
+        from sysid.models.neural import ACTIVATIONS
 
         field = self.field
         if field.input_names:
@@ -96,8 +111,7 @@ class ScaledRhs(nn.Module):
         with torch.no_grad():
             mean = self.mean.double().numpy().copy()
             scale = self.scale.double().numpy().copy()
-            if (isinstance(field, NeuralField) and field._all_args and field._all_outputs
-                    and torch.equal(field.x_mean, self.mean)):
+            if self.direct_network() is not None:
                 # each layer's weight and bias as one matrix [W^T; b] applied to [h, 1]: one
                 # product per layer instead of a product and a sum (~30 % of an evaluation
                 # of the default network on a few rows); np.dot rather than the matmul operator

@@ -20,6 +20,7 @@ from typing import final
 
 import torch
 from torch import nn
+from torch.optim.adam import adam as adam_update
 
 from sysid import budget as time_budget
 from sysid.data.smoothing import local_polynomial, smooth_runs
@@ -128,6 +129,8 @@ class _Objective:
         self.evaluations = 0
         self.best = math.inf
         self.best_state: list[torch.Tensor] = []
+        self.written = _WrittenBackward.of(rhs, self.pieces, self.weight / self.count, parameters,
+                                           penalty)
 
     def _piece(self, t, z, u, dz) -> torch.Tensor:
         folded = getattr(self.rhs, "folded", None)  # a ScaledRhs: its networks evaluated on z
@@ -153,19 +156,78 @@ class _Objective:
         first); a finite value below the best seen is remembered with its parameters."""
         for p in self.parameters:
             p.grad = None
-        total = 0.0
-        for piece in self.pieces:
-            time_budget.check("warm start")
-            value = self._piece(*piece)
-            value.backward()
-            total += float(value.detach())
-        if self.penalty is not None:
-            value = self.penalty()
-            value.backward()
-            total += float(value.detach())
+        if self.written is not None:
+            total = self.written.gradient()
+        else:
+            total = 0.0
+            for piece in self.pieces:
+                time_budget.check("warm start")
+                value = self._piece(*piece)
+                value.backward()
+                total += float(value.detach())
+            if self.penalty is not None:
+                value = self.penalty()
+                value.backward()
+                total += float(value.detach())
         self.evaluations += 1
         if math.isfinite(total) and total < self.best:
             self.best, self.best_state = total, _snapshot(self.parameters, self.best_state)
+        return total
+
+
+@final
+class _WrittenBackward:
+    """The objective and its gradient for a network evaluated on the scaled states directly
+    (:meth:`~sysid.training.loss.ScaledRhs.direct_network`), without autograd: the network's
+    backward pass and the transpose of its layers' folding written out
+    (``NeuralField._squared_error_gradient``, ``NeuralField._layers_transpose``). Every
+    warm-start step of a network is one forward and backward pass over all samples, and most
+    of its time was the dispatch of ~90 small operations and their autograd records, not
+    arithmetic. The same objective and gradient to rounding (``tests/test_training_warmstart.py``).
+    """
+
+    def __init__(self, network: nn.Module, unit: torch.Tensor, args: list[torch.Tensor],
+                 targets: list[torch.Tensor], coef: torch.Tensor,
+                 parameters: list[nn.Parameter]) -> None:
+        self.network, self.unit, self.args, self.targets, self.coef = (
+            network, unit, args, targets, coef)
+        with torch.no_grad():
+            self.factors = network._fold_factors(unit)  # the scalings do not change meanwhile
+        # the gradient of _layers' [w0, b0, w1, ...] goes to the parameters fitted
+        order = [p for layer in network.layers for p in (layer.weight, layer.bias)]
+        fitted = {id(p) for p in parameters}
+        self.into = [(i, p) for i, p in enumerate(order) if id(p) in fitted]
+
+    @classmethod
+    def of(cls, rhs: nn.Module, pieces: list, coef: torch.Tensor, parameters: list[nn.Parameter],
+           penalty: Callable[[], torch.Tensor] | None) -> _WrittenBackward | None:
+        """The written-out gradient where it applies (a network of the supported activations
+        whose layers hold every fitted parameter, no penalty); else None (autograd)."""
+        direct = getattr(rhs, "direct_network", None)
+        network = direct() if direct is not None and penalty is None else None
+        if network is None or not network._written_backward:
+            return None
+        own = {id(p) for p in network.layers.parameters()}
+        if not all(id(p) in own for p in parameters):
+            return None
+        with torch.no_grad():
+            args = [network._arguments(t, z, u) for t, z, u, _ in pieces]
+        return cls(network, rhs.scale, args, [dz for *_, dz in pieces], coef, parameters)
+
+    def gradient(self) -> float:
+        """The objective; its gradient written into the fitted parameters' ``.grad``."""
+        net = self.network
+        total, grads = 0.0, None
+        with torch.no_grad():
+            layers = net._layers(self.unit, self.factors)
+            for args, target in zip(self.args, self.targets):
+                time_budget.check("warm start")
+                value, piece = net._squared_error_gradient(layers, args, target, self.coef)
+                total += float(value)
+                grads = piece if grads is None else [g.add_(p) for g, p in zip(grads, piece)]
+            grads = net._layers_transpose(grads, self.factors)
+        for i, p in self.into:
+            p.grad = grads[i]
         return total
 
 
@@ -189,22 +251,32 @@ def _adam(obj: _Objective, epochs: int, lr: float, plateau: float) -> None:
     """Adam with cosine decay to a tenth (the best state is kept by ``obj``); stops at a
     non-finite objective, or when :data:`ADAM_ROUND` steps lowered the best objective by less
     than ``plateau`` of it."""
-    # the fused update: one kernel for all tensors (~3x cheaper than the multi-tensor "foreach"
-    # update on a CPU for the default network, a third of a warm-start step's time)
-    opt = torch.optim.Adam(obj.parameters, lr=lr, fused=True)
-    mark = obj.best
+    # torch.optim.Adam's own update (its defaults), fused: one kernel for all tensors (~3x
+    # cheaper than the multi-tensor "foreach" update on a CPU for the default network), called
+    # through torch's functional ``adam`` with the state kept here: ``Adam.step``'s bookkeeping
+    # around the same call took ~50 of a warm-start step's ~400 us
+    params = obj.parameters
+    with torch.no_grad():
+        avg = [torch.zeros_like(p) for p in params]
+        avg_sq = [torch.zeros_like(p) for p in params]
+        steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in params]
+    mark, rate = obj.best, lr
     for step in range(epochs):
         value = obj.gradient()
         if not math.isfinite(value):
-            _restore(obj.parameters, obj.best_state)
+            _restore(params, obj.best_state)
             break
         if plateau > 0 and step > 0 and step % ADAM_ROUND == 0:
             if mark - obj.best < plateau * abs(mark):
                 break
             mark = obj.best
-        opt.step()
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / epochs)))
+        live = [i for i, p in enumerate(params) if p.grad is not None]
+        with torch.no_grad():
+            adam_update([params[i] for i in live], [params[i].grad for i in live],
+                        [avg[i] for i in live], [avg_sq[i] for i in live], [],
+                        [steps[i] for i in live], fused=True, amsgrad=False, beta1=0.9,
+                        beta2=0.999, lr=rate, weight_decay=0.0, eps=1e-8, maximize=False)
+        rate = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step + 1) / epochs)))
 
 
 def _lbfgs(obj: _Objective, *, max_iter: int, max_eval: int | None = None,
