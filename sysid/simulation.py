@@ -814,7 +814,7 @@ def _block(target: _Target, plan: _Plan) -> np.ndarray | None:
     solve on one grid writes the states straight into it (no copy: for 1000 runs the copy and a
     second allocation of the solution cost a tenth of the solve, issue #13)."""
     first = plan.times[0]
-    if not all(len(t) == len(first) for t in plan.times):
+    if plan.grid is None and not all(len(t) == len(first) for t in plan.times):  # grid: one for all
         return None
     return np.empty((1 + len(target.states + target.outputs + target.inputs), len(plan.times), len(first)))
 

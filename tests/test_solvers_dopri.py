@@ -269,7 +269,12 @@ def test_solve_numpy_evaluates_the_stages_through_the_field_in_place():
     got = solve_numpy(f, y0, t, SolverConfig(), counter=cnt_into, into=into)
     np.testing.assert_array_equal(got, want)  # the same arithmetic: equal
     assert cnt_into.nfe == cnt.nfe and set(calls) == {(4, 2)}
-    assert len(calls) == cnt.nfe - 2  # all but the first evaluation and the first-step probe
+    assert len(calls) == cnt.nfe  # every evaluation, the first one and the first-step probe too
+    # steps that land on jumps (the right limit after each evaluated in place too): the same
+    want = solve_numpy(f, y0, t, SolverConfig(), counter=cnt, jump_times=[5.0, 7.5])
+    got = solve_numpy(f, y0, t, SolverConfig(), counter=cnt_into, into=into, jump_times=[5.0, 7.5])
+    np.testing.assert_array_equal(got, want)
+    assert cnt_into.nfe == cnt.nfe
     with pytest.raises(SolverError, match=r"Integration failed at t=2\.\d*: the vector field returned NaN"):
         solve_numpy(lambda s, y: -y, np.ones((1, 2)), t,
                     into=lambda s, y, out: np.multiply(y, np.nan if s > 2.0 else -1.0, out=out))

@@ -309,6 +309,17 @@ class _Run:
             self.t_reached = t
         return self.func(self.ops.time(t), z.reshape(self.shape)).reshape(-1)
 
+    def into_row(self, K: Any, i: int, t: float, z: Any) -> Any:
+        """``K[i] = field(t, z)`` (through ``into`` when the solve has it); ``K[i:i + 1]``."""
+        if self.into is None:
+            K[i] = self.field(t, z)
+        else:
+            self.nfe += 1
+            if t > self.t_reached:
+                self.t_reached = t
+            self.into(t, z.reshape(self.shape), self.k_rows[i])
+        return K[i:i + 1]
+
     def check(self, steps: int) -> None:
         """Before each step: the time budget, the step budget, a collapsing pace."""
         time_budget.check("integration")  # max_time and stop requests hold inside long solves
@@ -319,8 +330,10 @@ class _Run:
             raise StepAbort(self.pace.message(self.nfe, self.t_reached), self.t_reached)
 
 
-def _first_step(run: _Run, t0: float, span: float, y: Any, f0: Any, rtol: float, atol: float) -> float:
-    """Hairer, Norsett & Wanner's starting step for a method of order 5 with a 4th-order estimate."""
+def _first_step(run: _Run, t0: float, span: float, y: Any, K: Any, rtol: float, atol: float) -> float:
+    """Hairer, Norsett & Wanner's starting step for a method of order 5 with a 4th-order estimate
+    (``K[0]`` the derivative at ``y``; ``K[1]`` is scratch)."""
+    f0 = K[0:1]
     scale = atol + rtol * abs(y)
 
     def rms(x: Any) -> float:
@@ -330,7 +343,7 @@ def _first_step(run: _Run, t0: float, span: float, y: Any, f0: Any, rtol: float,
     d0, d1 = rms(y / scale), rms(f0 / scale)
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
-    f1 = run.field(t0 + h0, y + h0 * f0)
+    f1 = run.into_row(K, 1, t0 + h0, y + h0 * f0)
     d2 = rms((f1 - f0) / scale) / h0
     if not (math.isfinite(d1) and math.isfinite(d2)):
         return h0
@@ -374,9 +387,9 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
     into : callable, optional
         For a NumPy ``y0``: the same field in place, ``into(t, y, out)`` writing ``func(t, y)``
         into ``out`` (a C-contiguous float64 array shaped like ``y0``). The stages of every step
-        are evaluated through it (a network's in-place form,
-        :func:`sysid.models.numpy_fields.in_place`, allocates nothing and folds its scalings:
-        issue #13); the first evaluations and those after a jump go through ``func``.
+        are evaluated through it, the first ones and those after a jump too (a network's
+        in-place form, :func:`sysid.models.numpy_fields.in_place`, allocates nothing and folds
+        its scalings: issue #13).
 
     Returns
     -------
@@ -414,12 +427,12 @@ def _integrate(func: Field, y0: Array, ops: Ops, t_out: np.ndarray, rtol: float,
     if into is not None:
         run.k_rows = [K[i].reshape(run.shape) for i in range(7)]
     out = ops.outputs(len(times), y, run.shape, given)
-    K[0] = run.field(t0, y)
+    run.into_row(K, 0, t0, y)
     if not ops.finite(K[0]):
         raise StepAbort("the vector field returned NaN or inf (the state blew up or left the region "
                         "where the model is defined)", t0)
     t, i_out, steps, stop_i, rejected = t0, 1, 0, 0, False
-    h = _first_step(run, t0, t_end - t0, y, K[0:1], rtol, atol)
+    h = _first_step(run, t0, t_end - t0, y, K, rtol, atol)
     while i_out < len(times):
         run.check(steps)
         steps += 1
@@ -452,7 +465,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, t_out: np.ndarray, rtol: float,
         y, t = z, t1
         if landing and t1 in jump_set:  # the right limit after a jump
             stop_i += 1
-            K[0] = run.field(ops.nextafter(t1, math.inf), y)
+            run.into_row(K, 0, ops.nextafter(t1, math.inf), y)
         else:
             if landing:
                 stop_i += 1
