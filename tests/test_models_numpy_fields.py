@@ -63,3 +63,32 @@ def test_the_folded_matrices_are_read_only():
     assert all(not m.flags.writeable for m in mats)
     with pytest.raises(ValueError, match="read-only"):
         mats[0][0, 0] = 1.0
+
+
+def test_hybrid_and_second_order_fields_evaluate_their_network_in_place():
+    """A hybrid field (physics + a network on some states, with inputs) and a second-order field
+    with a neural acceleration: the in-place form equals the plain function, and a physics-only
+    second-order field has none."""
+    import torch
+
+    import sysid
+
+    rng = np.random.default_rng(2)
+    R = 6
+    hyb = sysid.models.hybrid("lotka_volterra", neural_states=["predator"], width=8, depth=1,
+                              seed=0).to(torch.float64)
+    with torch.no_grad():  # a network that is not zero at the start
+        for p in hyb.field.parameters():
+            p.add_(0.1 * torch.randn(p.shape, dtype=torch.float64))
+    osc = sysid.models.second_order(["q"], ["v"], inputs=["u"], width=8, depth=1, seed=0).to(torch.float64)
+    for model, u in ((hyb, None), (osc, rng.normal(size=(R, 1)))):
+        f = model.field.numpy_function()
+        g = in_place(f, R)
+        x = np.abs(rng.normal(size=(R, 2))) * 5.0 + 1.0
+        out = np.full((R, 2), np.nan)
+        g(0.5, x, u, out)
+        want = f(0.5, x, u)
+        np.testing.assert_allclose(out, want, rtol=1e-11, atol=1e-12 * np.abs(want).max())  # rounding
+    spring = sysid.models.second_order(["q"], ["v"], acceleration=lambda t, x, u, p, xp: -p["k"] * x[..., :1],
+                                       parameters={"k": 2.0}, dtype=torch.float64)
+    assert in_place(spring.field.numpy_function(), R) is None
