@@ -43,6 +43,27 @@ def test_march_numpy_equals_the_torch_march(method):
     np.testing.assert_array_equal(got[2, 4], got[2, 3])  # a zero gap keeps the state
 
 
+@pytest.mark.parametrize("method", sorted(TABLEAUS))
+@pytest.mark.parametrize("substeps", [1, 3])
+def test_march_numpy_with_the_field_in_place_takes_the_same_steps(method, substeps):
+    tw = np.array([[0.0, 0.3, 0.35, 1.0, 2.2], [0.0, 0.45, 0.5, 1.5, 3.3],
+                   [0.2, 0.5, 0.55, 1.2, 1.2]])  # a grid per row; a zero gap last
+    z0 = np.array([[1.0, -0.5], [0.2, 0.3], [2.0, 1.0]])
+    calls = []
+
+    def into(t, z, out):
+        calls.append(t.copy())
+        out[...] = _rhs_numpy(t, z)
+
+    tab = TABLEAUS[method]
+    want = march_numpy(_rhs_numpy, z0, tw, substeps, tab)
+    got = march_numpy(_rhs_numpy, z0, tw, substeps, tab, into=into)
+    # the same float64 steps; the update is one product with b (another order of additions)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+    assert len(calls) == len(tab.c) * substeps * 4  # every stage went through ``into``
+    np.testing.assert_array_equal(got[2, 4], got[2, 3])  # a zero gap keeps the state
+
+
 def test_march_numpy_autonomous_passes_no_time():
     seen = []
 

@@ -287,8 +287,9 @@ def steps_per_gap(t: Sequence[float], step: float | None, substeps: int) -> list
 
 
 def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np.ndarray,
-                t: np.ndarray, substeps: int, tab: Tableau, *,
-                autonomous: bool = False) -> np.ndarray:
+                t: np.ndarray, substeps: int, tab: Tableau, *, autonomous: bool = False,
+                into: Callable[[np.ndarray | None, np.ndarray, np.ndarray], None] | None = None,
+                ) -> np.ndarray:
     """:func:`march` on float64 NumPy arrays, with a time grid per row: no torch dispatch per
     operation, for small batches without a gradient (a fit's held-out runs).
 
@@ -306,6 +307,13 @@ def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np
         The method.
     autonomous : bool
         ``f`` does not read the time: it is given None (no stage times are made).
+    into : callable, optional
+        ``f`` in place: ``into(t, z, out)`` writes ``f(t, z)`` into ``out``, a C-contiguous
+        ``(B, S)`` buffer (a network's in-place form, :func:`sysid.models.numpy_fields.in_place`).
+        Every stage is then written into one ``(stages, B, S)`` block and the update is one
+        product with the weights ``b``; the stage states go into buffers made once: 33
+        instead of 37 array operations and no allocation per rk4 step of the default network
+        (a fit's held-out check). The same values to rounding.
 
     Returns
     -------
@@ -336,6 +344,10 @@ def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np
     h_den = list(h_all.T[..., None] / tab.denominator)
     # each stage's terms (the columns of its weight, the earlier stage it multiplies)
     terms = [[(wh[w], j) for j, w in enumerate(ai) if w != 0.0] for ai in tab.a]
+    if into is not None:
+        with np.errstate(all="ignore"):
+            _march_into(into, out, h_all, substeps, tab, starts, which, terms, h_den)
+        return out
     # the update's stages grouped by weight: RK4's k1 + k4 + 2 (k2 + k3)
     groups = [(w, [j for j, b in enumerate(tab.b) if b == w]) for w in sorted(set(tab.b)) if w]
     ks: list[np.ndarray] = [z] * len(tab.a)
@@ -359,3 +371,39 @@ def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np
                 z = z + h_den[k] * acc
             out[:, k + 1] = z
     return out
+
+
+def _march_into(into: Callable[[np.ndarray | None, np.ndarray, np.ndarray], None],
+                out: np.ndarray, h_all: np.ndarray, substeps: int, tab: Tableau,
+                starts: list[np.ndarray], which: list[int], terms: list, h_den: list) -> None:
+    """:func:`march_numpy`'s steps with the field in place, from ``out[:, 0]`` into ``out``."""
+    B, N, S = out.shape
+    K = np.empty((len(tab.a), B, S))  # every stage's derivatives, written by ``into``
+    flat = K.reshape(len(tab.a), B * S)
+    ks = list(K)  # (views made once: a view costs about as much as a small operation)
+    b = np.array(tab.b, dtype=float)
+    zi, tmp, acc = np.empty((B, S)), np.empty((B, S)), np.empty(B * S)
+    step = acc.reshape(B, S)
+    # per stage: its buffer and its terms (the columns of a weight, the stage they multiply)
+    plan = [(ks[i], [(col, ks[kj]) for col, kj in stage]) for i, stage in enumerate(terms)]
+    states = list(out.transpose(1, 0, 2))  # out[:, k] for every k
+    inner = [np.empty((B, S)), np.empty((B, S))]  # the states between substeps
+    mul, add, dot = np.multiply, np.add, np.dot
+    z = states[0]
+    for k in range(N - 1):
+        time_budget.check("integration")  # max_time and stop requests hold in long solves
+        hk = h_den[k]
+        for j in range(substeps):
+            times = [s[:, k] + j * h_all[:, k] if j else s[:, k] for s in starts]
+            for i, (kout, stage) in enumerate(plan):
+                x = z
+                for col, kj in stage:
+                    mul(col[k], kj, out=tmp)
+                    add(x, tmp, out=zi)
+                    x = zi
+                into(times[which[i]] if starts else None, x, kout)
+            dot(b, flat, out=acc)
+            mul(step, hk, out=step)
+            z_next = states[k + 1] if j == substeps - 1 else inner[j % 2]
+            add(z, step, out=z_next)
+            z = z_next

@@ -95,15 +95,18 @@ class ScaledRhs(nn.Module):
         inputs, with the current weights (a snapshot: later training does not change it).
 
         The network of :meth:`folded` (a field of all states to all states on the fit's scaling)
-        is evaluated on ``z`` with its folded layers (6 NumPy operations per evaluation of the
-        default network); any other field through its own ``numpy_function`` in user units.
+        is evaluated on ``z`` directly: :func:`sysid.models.numpy_fields.neural_function` of
+        its weights with this scaling composed into its normalisation, and ``g.in_place`` its
+        in-place form (:func:`sysid.models.numpy_fields.in_place`: 6 NumPy operations per
+        evaluation of the default network, written into a given buffer). Any other field goes
+        through its own ``numpy_function`` in user units.
 
         Raises
         ------
         ValueError
             For a field with inputs (their interpolation lives in torch).
         """
-        from sysid.models.neural import ACTIVATIONS
+        from sysid.models.numpy_fields import neural_function
 
         field = self.field
         if field.input_names:
@@ -111,39 +114,26 @@ class ScaledRhs(nn.Module):
         with torch.no_grad():
             mean = self.mean.double().numpy().copy()
             scale = self.scale.double().numpy().copy()
-            if self.direct_network() is not None:
-                # each layer's weight and bias as one matrix [W^T; b] applied to [h, 1]: one
-                # product per layer instead of a product and a sum (~30 % of an evaluation
-                # of the default network on a few rows); np.dot rather than the matmul operator
-                # and each hidden layer's activation written straight into the next layer's
-                # buffer (its view made once per batch size): 4.7 instead of 6.4 us on 2 rows
-                layers = [np.vstack([w.double().numpy().T, b.double().numpy()[None, :]])
-                          for w, b in field._folded(self.scale)]
-                act = ACTIVATIONS[field.activation][1]
-                timed = field.time_dependent
-                # per batch size: the first buffer [z, (t,) 1], then (W, [h, 1], view of the
-                # next buffer's h) per hidden layer, then the last buffer
-                rows: dict[int, tuple] = {}
-                dot, last = np.dot, layers[-1]
+            net = self.direct_network()
+            if net is not None:
+                # the network on z: its normalisation composed with this scaling (the same
+                # mean: x_scale / scale around zero) as the model files' NumPy network, whose
+                # in-place form (numpy_fields.in_place) the held-out checks step with
+                def array(x: torch.Tensor) -> np.ndarray:
+                    return x.detach().double().cpu().numpy()
+
+                n = len(scale)
+                f = neural_function(
+                    [(array(layer.weight), array(layer.bias)) for layer in net.layers],
+                    net.activation, x_mean=np.zeros(n), x_scale=array(net.x_scale) / scale,
+                    u_mean=np.zeros(0), u_scale=np.ones(0), time_scale=float(net.time_scale),
+                    outputs=range(n), arguments=None, has_inputs=False,
+                    time_dependent=net.time_dependent)
 
                 def network(t: np.ndarray | None, z: np.ndarray) -> np.ndarray:
-                    plan = rows.get(len(z))
-                    if plan is None:
-                        bufs = [np.ones((len(z), w.shape[0])) for w in layers]
-                        plan = rows[len(z)] = (bufs[0], [
-                            (w, bufs[i], bufs[i + 1][:, :-1]) for i, w in enumerate(layers[:-1])
-                        ], bufs[-1])
-                    first, hidden, end = plan
-                    first[:, :z.shape[1]] = z
-                    if timed:
-                        first[:, -2] = t
-                    for w, h, into in hidden:
-                        if act is np.tanh:  # (the default) straight into the next buffer
-                            np.tanh(dot(h, w), out=into)
-                        else:
-                            into[...] = act(dot(h, w))
-                    return dot(end, last)
+                    return f(t, z, None)
 
+                network.in_place = f.in_place  # type: ignore[attr-defined]
                 return network
         f = field.numpy_function()
 

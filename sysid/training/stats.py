@@ -168,8 +168,11 @@ def numpy_rollout(problem: WindowProblem, windows: Windows, *,
         return None
     tab = TABLEAUS[solver.method]
     field = problem.rhs.field
+    make = getattr(g, "in_place", None)  # the network's in-place form (ScaledRhs.numpy_function)
+    net = make(len(z_np)) if make is not None else None
     zs = march_numpy(g, z_np, t_np, problem.substeps, tab, autonomous=isinstance(
-        field, NeuralField) and not field.time_dependent)
+        field, NeuralField) and not field.time_dependent,
+        into=None if net is None else lambda tt, zz, out: net(tt, zz, None, out))
     problem.counter.add(len(tab.c) * problem.substeps * (t_np.shape[1] - 1))
     if not np.isfinite(zs).all():
         bad = ~np.isfinite(zs).all(axis=(0, 2))
