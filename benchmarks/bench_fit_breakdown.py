@@ -8,17 +8,20 @@ when it is reached).
 The engine's steps are timed by wrapping them in this process (``engine._setup``,
 ``engine._warm_start`` + ``engine._shoot_latent``, ``engine._select`` (validation and the
 best-model checks), ``engine._epoch`` (training), ``engine._guarded_refine``); the rest of ``fit``
-(result tables, bookkeeping) is "other". Three variants run side by side, interleaved per seed
+(result tables, bookkeeping) is "other". Five variants run side by side, interleaved per seed
 after one untimed warm-up fit:
 
 - "today": the code as it is.
+- "autograd warm start": today's code with the warm start's gradient through autograd and
+  Adam's update through ``torch.optim.adam.adam`` as today (the code before a network's backward
+  pass and the folding's transpose were written out, ``warmstart._WrittenBackward``).
 - "tanh as tanh": today's code with the network's tanh evaluated by ``torch.tanh``, as before
   sysid evaluated tanh networks as networks of sigmoids (``NeuralField._layers``; torch's CPU
   tanh is not vectorised): the checks (NumPy) are as today, the warm start and training slower.
 - "torch checks": today's training (tanh as tanh) with the held-out checks and the warm start as
   they were before the NumPy rollout (the held-out runs integrated in torch, ``stats.NUMPY_ROWS = 0``), and
-  the warm start of before (Adam's multi-tensor update instead of its fused one, stopped at
-  ``WarmStart(plateau=0.1)``: ~125 steps here instead of ~75).
+  the warm start of before (through autograd, Adam's multi-tensor update instead of its fused
+  one, stopped at ``WarmStart(plateau=0.1)``: ~125 steps here instead of ~75).
 - "previous" (the code of issue 13's measurement): that, plus the fixed-step loop that stepped
   with ``rk_step`` (see ``bench_train_step.py``), Adam's per-tensor update loop
   (``foreach=False``, as torch defaults to on a CPU), the networks' scalings folded at every
@@ -117,15 +120,39 @@ class _ForeachAdam(torch.optim.Adam):
 
 
 @contextlib.contextmanager
+def autograd_warm_start(update: str = "fused"):
+    """The warm start's gradient through autograd (as before ``warmstart._WrittenBackward``),
+    with Adam's ``update``: "fused" (today's), "foreach" (multi-tensor) or "loop" (per tensor)."""
+    from sysid.training import warmstart
+
+    saved = warmstart._WrittenBackward.of, warmstart.adam_update
+    real = saved[1]
+
+    def adam_update(*args, **kwargs):
+        if update != "fused":
+            kwargs.update(fused=False, foreach=update == "foreach")
+        return real(*args, **kwargs)
+
+    warmstart._WrittenBackward.of = classmethod(lambda cls, *args: None)
+    warmstart.adam_update = adam_update
+    try:
+        yield
+    finally:
+        warmstart._WrittenBackward.of, warmstart.adam_update = saved
+
+
+@contextlib.contextmanager
 def torch_checks(adam: type = _ForeachAdam):
-    """The held-out checks in torch and the warm start's multi-tensor Adam (as before)."""
+    """The held-out checks in torch and the warm start's multi-tensor Adam through autograd
+    (as before)."""
     from sysid.training import stats
 
     saved = stats.NUMPY_ROWS, torch.optim.Adam
     stats.NUMPY_ROWS = 0
     torch.optim.Adam = adam
     try:
-        yield
+        with autograd_warm_start("loop" if adam is _LoopAdam else "foreach"):
+            yield
     finally:
         stats.NUMPY_ROWS, torch.optim.Adam = saved
 
@@ -150,12 +177,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}")
-    variants = {"today": contextlib.nullcontext, "tanh as tanh": tanh_as_tanh,
-                "torch checks": older_checks, "previous": previous}
+    variants = {"today": contextlib.nullcontext, "autograd warm start": autograd_warm_start,
+                "tanh as tanh": tanh_as_tanh, "torch checks": older_checks, "previous": previous}
     # the warm start: today's default stops on its plateau (0.4); before, at 0.1; at first all
     # 300 Adam steps ran
-    warm = {"today": {}, "tanh as tanh": {}, "torch checks": {"plateau": 0.1},
-            "previous": {"plateau": 0.0}}
+    warm = {"today": {}, "autograd warm start": {}, "tanh as tanh": {},
+            "torch checks": {"plateau": 0.1}, "previous": {"plateau": 0.0}}
     totals: dict = {k: {} for k in variants}
     checks: dict = {k: 0 for k in variants}
     train, test = make_data(0)
@@ -186,7 +213,9 @@ def main() -> None:
               f"per fit: median {statistics.median(shares):.1%}, "
               f"{min(shares):.1%}-{max(shares):.1%}")
     print(f"time to the target (whole fits, summed over the seeds; the epochs differ, the fits "
-          f"are chaotic): tanh as tanh / today {fits['tanh as tanh'] / fits['today']:.2f}, "
+          f"are chaotic): autograd warm start / today "
+          f"{fits['autograd warm start'] / fits['today']:.2f}, "
+          f"tanh as tanh / today {fits['tanh as tanh'] / fits['today']:.2f}, "
           f"torch checks / today {fits['torch checks'] / fits['today']:.2f}, "
           f"previous / today {fits['previous'] / fits['today']:.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
