@@ -254,8 +254,9 @@ def _network_rhs():
     return field, ScaledRhs(field, mean, scale)
 
 
-@pytest.mark.parametrize("rows, frozen", [(1000, False), (7, False), (1000, True)])
-def test_written_backward_takes_autograds_steps(monkeypatch, rows, frozen):
+@pytest.mark.parametrize("rows, frozen, method", [
+    (1000, False, "adam"), (7, False, "adam"), (1000, True, "adam"), (1000, False, "lbfgs")])
+def test_written_backward_takes_autograds_steps(monkeypatch, rows, frozen, method):
     # a network on the scaled states gets its gradient without autograd (_WrittenBackward):
     # the same steps as autograd's, over one piece or many, with a frozen layer left alone
     gen = torch.Generator().manual_seed(3)
@@ -280,12 +281,12 @@ def test_written_backward_takes_autograds_steps(monkeypatch, rows, frozen):
         params = [p for p in field.parameters() if p.requires_grad]
         before = field.layers[1].weight.detach().clone()
         info = regress_derivatives(rhs, t, z, None, dz, epochs=40, lr=0.02, parameters=params,
-                                   use_lbfgs=False, chunk_rows=rows)
+                                   use_lbfgs=False, chunk_rows=rows, method=method)
         assert info["loss_after"] < 0.5 * info["loss_before"]  # it learned
         assert torch.equal(field.layers[1].weight, before) == frozen
         results[name] = (info, [p.detach().clone() for p in field.parameters()])
-        if name == "written":
-            assert len(used) == 40  # the written path took every one of the 40 steps
+        if name == "written":  # the written path took every evaluation (40 Adam steps)
+            assert len(used) == info["evaluations"] and (method != "adam" or len(used) == 40)
     (wi, wp), (ai, ap) = results["written"], results["autograd"]
     # float64: the same sums in another order
     assert wi["loss_after"] == pytest.approx(ai["loss_after"], rel=1e-10)
