@@ -92,3 +92,15 @@ def test_hybrid_and_second_order_fields_evaluate_their_network_in_place():
     spring = sysid.models.second_order(["q"], ["v"], acceleration=lambda t, x, u, p, xp: -p["k"] * x[..., :1],
                                        parameters={"k": 2.0}, dtype=torch.float64)
     assert in_place(spring.field.numpy_function(), R) is None
+
+
+def test_physics_function_broadcasts_only_what_needs_it():
+    decay = physics_function(lambda t, x, u, p, xp: -p["k"] * x, {"k": 0.5}, 1, False)
+    x = np.array([[1.0], [2.0]])
+    got = decay(0.0, x, None)
+    assert got.shape == (2, 1) and got.flags.writeable  # the function's own array, no view
+    np.testing.assert_array_equal(got, -0.5 * x)
+    const = physics_function(lambda t, x, u, p, xp: p["c"], {"c": 3.0}, 2, False)
+    got = const(0.0, np.zeros((4, 2)), None)  # a scalar broadcast to every row and output
+    assert got.shape == (4, 2) and not got.flags.writeable
+    np.testing.assert_array_equal(got, 3.0)
