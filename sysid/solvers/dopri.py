@@ -8,7 +8,10 @@ was 10-39x one vectorised ``scipy.integrate.solve_ivp``). When nothing is differ
 :func:`dopri5` takes the same steps with the least work per step:
 
 - the seven stages live in one preallocated ``(7, n)`` buffer; each stage's state is one
-  ``addmm`` of the tableau row with the earlier stages, the error estimate one ``mm``;
+  ``addmm`` of the tableau row with the earlier stages (NumPy: one ``dot`` of ``[1, h a_i]``
+  with ``[y; K]``, the step's start kept above the stages), the error estimate one ``mm``;
+- on NumPy, a field with an in-place form (``into``) writes each stage into its row of the
+  buffer: no allocation per evaluation;
 - the step-size control is plain Python float arithmetic (one synchronisation per step, to read
   the error ratio);
 - every output time inside an accepted step is interpolated at once: one ``(4, n)`` product of the
@@ -176,6 +179,13 @@ class _NumpyOps:
     def __init__(self, like: np.ndarray | None, outputs: int = 0) -> None:
         n = 0 if like is None else like.size
         self.pending: list | None = [] if n * outputs <= _BATCHED_OUTPUTS else None
+        # the step's start above its stages, ``ky = [y; K]`` (8, n) (:meth:`empty`), and each
+        # stage's coefficients on its first rows, ``[1, h a_i]``: a stage's state is one product
+        self.ky = np.empty((8, 0))
+        self.ky_rows: list[np.ndarray] = []
+        self.coef = np.zeros((6, 7))
+        self.coef[:, 0] = 1.0
+        self.coef_rows = [self.coef[i - 1, :i + 1] for i in range(1, 7)]
 
     def const(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         return np.array(rows, dtype=float)
@@ -189,12 +199,12 @@ class _NumpyOps:
                h: float, t1_left: float) -> np.ndarray:
         """:meth:`_TorchOps.stages` with the field called directly and the step's evaluations
         counted once (on a few runs the wrappers of each call were a tenth of a step)."""
-        f, into, shape, y_flat = run.func, run.into, run.shape, y[0]
-        z = y_flat
-        for i in range(1, 7):
-            z = np.dot(a_rows[i - 1], K[:i])
-            z *= h
-            z += y_flat
+        f, into, shape = run.func, run.into, run.shape
+        self.ky[0] = y[0]
+        np.multiply(_numpy_a(), h, out=self.coef[:, 1:])
+        z = y
+        for i, c, rows in zip(range(1, 7), self.coef_rows, self.ky_rows):
+            z = np.dot(c, rows)  # y + h * sum_j a_ij K_j
             if into is not None:  # the field writes the stage into K[i] itself
                 into(t1_left if _C[i] == 1.0 else t + _C[i] * h, z.reshape(shape), run.k_rows[i])
             else:
@@ -204,7 +214,11 @@ class _NumpyOps:
         return z.reshape(1, -1)
 
     def empty(self, rows: int, n: int) -> np.ndarray:
-        return np.empty((rows, n))
+        """The stages ``K`` (7, n): the rows after the first of :attr:`ky` (which holds the
+        step's start while :meth:`stages` runs)."""
+        self.ky = np.empty((rows + 1, n))
+        self.ky_rows = [self.ky[:i + 1] for i in range(1, 7)]
+        return self.ky[1:]
 
     def flat(self, y0: np.ndarray) -> np.ndarray:
         return np.array(y0, dtype=float).reshape(1, -1)
@@ -283,6 +297,14 @@ def _numpy_tableau() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     for a in (*a_rows, e_row, p_t):
         a.flags.writeable = False
     return a_rows, e_row, p_t
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_a() -> np.ndarray:
+    """The stage rows of ``A`` as one read-only ``(6, 6)`` array, zero-padded."""
+    a = np.array([[*row, *[0.0] * (6 - len(row))] for row in _A[1:]])
+    a.flags.writeable = False
+    return a
 
 
 def _rms(x: torch.Tensor) -> float:
