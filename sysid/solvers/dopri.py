@@ -248,13 +248,13 @@ class _NumpyOps:
             return
         i0s, i1s, ts, hs, ys, qs = zip(*self.pending)
         self.pending = []
-        counts = np.subtract(i1s, i0s)
         first, last = i0s[0], i1s[-1]  # the steps' outputs follow each other
-        h = np.repeat(hs, counts)[:, None]
-        theta = ((t_out[first:last] - np.repeat(ts, counts)) / h[:, 0])[:, None] ** self.exponents
-        seg = np.einsum("mk,mkn->mn", theta, np.repeat(np.stack(qs), counts, axis=0))
-        seg *= h
-        seg += np.repeat(np.concatenate(ys), counts, axis=0)
+        step = np.arange(len(i0s)).repeat(np.subtract(i1s, i0s))  # each output's step
+        h = np.array(hs)[step]
+        theta = ((t_out[first:last] - np.array(ts)[step]) / h)[:, None] ** self.exponents
+        seg = np.einsum("mk,mkn->mn", theta, np.array(qs)[step])
+        seg *= h[:, None]
+        seg += np.concatenate(ys)[step]
         out[first:last] = seg.reshape(last - first, *out.shape[1:])
 
     def outputs(self, count: int, y: np.ndarray, shape: tuple[int, ...],
