@@ -14,6 +14,7 @@ from torch import nn
 from sysid.data import from_arrays
 from sysid.errors import SolverError
 from sysid.models import Model, VectorField, neural, physics
+from sysid.solvers import steps
 from sysid.solvers.steps import TABLEAUS, march, march_numpy
 from sysid.systems import make_dataset
 from sysid.training import FitConfig, engine, fit, stats
@@ -45,11 +46,19 @@ def test_march_numpy_equals_the_torch_march(method):
 
 @pytest.mark.parametrize("method", sorted(TABLEAUS))
 @pytest.mark.parametrize("substeps", [1, 3])
-def test_march_numpy_with_the_field_in_place_takes_the_same_steps(method, substeps):
+@pytest.mark.parametrize("shared", [False, True])
+def test_march_numpy_with_the_field_in_place_takes_the_same_steps(monkeypatch, method, substeps,
+                                                                 shared):
+    calls, paths = [], []
     tw = np.array([[0.0, 0.3, 0.35, 1.0, 2.2], [0.0, 0.45, 0.5, 1.5, 3.3],
                    [0.2, 0.5, 0.55, 1.2, 1.2]])  # a grid per row; a zero gap last
+    if shared:  # the same steps in every row (another path: one block [z; k_1; ...])
+        tw = np.array([[0.0, 0.25, 0.375, 1.0, 1.0], [1.0, 1.25, 1.375, 2.0, 2.0],
+                       [0.5, 0.75, 0.875, 1.5, 1.5]])  # (differences exact in binary)
+        real = steps._march_shared
+        monkeypatch.setattr(steps, "_march_shared",
+                            lambda *a, **k: paths.append("shared") or real(*a, **k))
     z0 = np.array([[1.0, -0.5], [0.2, 0.3], [2.0, 1.0]])
-    calls = []
 
     def into(t, z, out):
         calls.append(t.copy())
@@ -58,6 +67,7 @@ def test_march_numpy_with_the_field_in_place_takes_the_same_steps(method, subste
     tab = TABLEAUS[method]
     want = march_numpy(_rhs_numpy, z0, tw, substeps, tab)
     got = march_numpy(_rhs_numpy, z0, tw, substeps, tab, into=into)
+    assert paths == (["shared"] if shared else [])
     # the same float64 steps; the update is one product with b (another order of additions)
     np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
     assert len(calls) == len(tab.c) * substeps * 4  # every stage went through ``into``

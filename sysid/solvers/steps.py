@@ -311,9 +311,10 @@ def march_numpy(f: Callable[[np.ndarray | None, np.ndarray], np.ndarray], z0: np
         ``f`` in place: ``into(t, z, out)`` writes ``f(t, z)`` into ``out``, a C-contiguous
         ``(B, S)`` buffer (a network's in-place form, :func:`sysid.models.numpy_fields.in_place`).
         Every stage is then written into one ``(stages, B, S)`` block and the update is one
-        product with the weights ``b``; the stage states go into buffers made once: 33
-        instead of 37 array operations and no allocation per rk4 step of the default network
-        (a fit's held-out check). The same values to rounding.
+        product with the weights ``b``; the stage states go into buffers made once. Where all
+        rows take the same steps, the state shares that block and each stage's state is one
+        product too: 29 instead of 37 array operations and no allocation per rk4 step of the
+        default network (a fit's held-out check). The same values to rounding.
 
     Returns
     -------
@@ -377,6 +378,9 @@ def _march_into(into: Callable[[np.ndarray | None, np.ndarray, np.ndarray], None
                 out: np.ndarray, h_all: np.ndarray, substeps: int, tab: Tableau,
                 starts: list[np.ndarray], which: list[int], terms: list, h_den: list) -> None:
     """:func:`march_numpy`'s steps with the field in place, from ``out[:, 0]`` into ``out``."""
+    if bool((h_all == h_all[:1]).all()):  # every row the same steps (held-out runs sampled alike)
+        _march_shared(into, out, h_all[0], substeps, tab, starts, which)
+        return
     B, N, S = out.shape
     K = np.empty((len(tab.a), B, S))  # every stage's derivatives, written by ``into``
     flat = K.reshape(len(tab.a), B * S)
@@ -407,3 +411,46 @@ def _march_into(into: Callable[[np.ndarray | None, np.ndarray, np.ndarray], None
             z_next = states[k + 1] if j == substeps - 1 else inner[j % 2]
             add(z, step, out=z_next)
             z = z_next
+
+
+def _march_shared(into: Callable[[np.ndarray | None, np.ndarray, np.ndarray], None],
+                  out: np.ndarray, h: np.ndarray, substeps: int, tab: Tableau,
+                  starts: list[np.ndarray], which: list[int]) -> None:
+    """:func:`_march_into` where every row takes the steps ``h`` (N-1,): the state and the stages
+    live in one block ``[z; k_1; ...]``, so each stage's state and the update are one product
+    with a row ``[1, h a_i]`` or ``[1, h b]`` made for all intervals at once (5 instead of 9
+    array operations per rk4 step besides the field's)."""
+    B, N, S = out.shape
+    n = len(tab.a)
+    block = np.empty((1 + n, B, S))
+    flat = block.reshape(1 + n, B * S)
+    z, ks = block[0], list(block[1:])
+    weights = np.zeros((n + 1, 1 + n))  # rows: each stage's [0, a_i], then [0, b / denominator]
+    for i, ai in enumerate(tab.a):
+        weights[i, 1:1 + len(ai)] = ai
+    weights[n, 1:] = np.array(tab.b, dtype=float) / tab.denominator
+    coef = h[:, None, None] * weights  # (N-1, n+1, 1+n)
+    coef[:, :, 0] = 1.0
+    rows = [list(c) for c in coef]  # per interval, per stage (and the update) one row
+    needed = [bool(np.any(ai)) for ai in tab.a]  # a stage with no terms reads z itself
+    history = np.empty((N, B * S))  # the states at the outputs, contiguous; copied out at the end
+    history[0] = out[:, 0].reshape(-1)
+    zi, nxt = np.empty(B * S), np.empty(B * S)
+    zi_view = zi.reshape(B, S)
+    dot = np.dot
+    z[...] = out[:, 0]
+    for k in range(N - 1):
+        time_budget.check("integration")  # max_time and stop requests hold in long solves
+        row = rows[k]
+        for j in range(substeps):
+            times = [s[:, k] + j * h[k] if j else s[:, k] for s in starts]
+            for i in range(n):
+                x = z
+                if needed[i]:
+                    dot(row[i], flat, out=zi)
+                    x = zi_view
+                into(times[which[i]] if starts else None, x, ks[i])
+            dest = history[k + 1] if j == substeps - 1 else nxt
+            dot(row[n], flat, out=dest)
+            z.reshape(-1)[...] = dest
+    out[...] = history.reshape(N, B, S).transpose(1, 0, 2)
