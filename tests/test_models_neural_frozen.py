@@ -157,3 +157,20 @@ def test_written_backward_is_autograds_gradient(activation, depth, kw):
 def test_activations_without_a_derivative_from_their_output_are_not_written():
     # softplus's derivative is sigmoid of its input, not a function of its output: autograd
     assert not NeuralField(["x"], width=3, depth=1, activation="softplus")._written_backward
+
+
+@pytest.mark.parametrize("kw", [{}, {"arguments": ["y"], "outputs": ["x"], "time_dependent": True}])
+def test_numpy_function_in_scaled_coordinates_is_the_field_of_the_scaled_states(kw):
+    import numpy as np
+
+    field = NeuralField(["x", "y"], width=6, depth=2, seed=5, **kw).to(D)
+    field.set_scaling({"names": ["x", "y"], "mean": [1.0, -2.0], "scale": [3.0, 0.5],
+                       "time_scale": 4.0})
+    mean, scale = np.array([0.5, -1.0]), np.array([2.5, 0.75])
+    plain, scaled = field.numpy_function(), field.numpy_function(coordinates=(mean, scale))
+    z = np.random.default_rng(0).normal(size=(5, 2))
+    t = np.linspace(0.0, 1.0, 5)
+    out = field._out_idx.numpy()
+    want = plain(t, mean + scale * z, None) / scale[out]
+    # the same function, its scalings composed in another order (float64 rounding)
+    np.testing.assert_allclose(scaled(t, z, None), want, rtol=1e-12, atol=1e-12)

@@ -95,8 +95,8 @@ class ScaledRhs(nn.Module):
         inputs, with the current weights (a snapshot: later training does not change it).
 
         The network of :meth:`folded` (a field of all states to all states on the fit's scaling)
-        is evaluated on ``z`` directly: :func:`sysid.models.numpy_fields.neural_function` of
-        its weights with this scaling composed into its normalisation, and ``g.in_place`` its
+        is evaluated on ``z`` directly: its ``numpy_function`` with this scaling composed into
+        its normalisation (``coordinates=(mean, scale)``), and ``g.in_place`` its
         in-place form (:func:`sysid.models.numpy_fields.in_place`: 6 NumPy operations per
         evaluation of the default network, written into a given buffer). Any other field goes
         through its own ``numpy_function`` in user units.
@@ -106,8 +106,6 @@ class ScaledRhs(nn.Module):
         ValueError
             For a field with inputs (their interpolation lives in torch).
         """
-        from sysid.models.numpy_fields import neural_function
-
         field = self.field
         if field.input_names:
             raise ValueError("ScaledRhs.numpy_function: the field has inputs")
@@ -116,19 +114,9 @@ class ScaledRhs(nn.Module):
             scale = self.scale.double().numpy().copy()
             net = self.direct_network()
             if net is not None:
-                # the network on z: its normalisation composed with this scaling (the same
-                # mean: x_scale / scale around zero) as the model files' NumPy network, whose
+                # the network on z (its normalisation composed with this scaling), whose
                 # in-place form (numpy_fields.in_place) the held-out checks step with
-                def array(x: torch.Tensor) -> np.ndarray:
-                    return x.detach().double().cpu().numpy()
-
-                n = len(scale)
-                f = neural_function(
-                    [(array(layer.weight), array(layer.bias)) for layer in net.layers],
-                    net.activation, x_mean=np.zeros(n), x_scale=array(net.x_scale) / scale,
-                    u_mean=np.zeros(0), u_scale=np.ones(0), time_scale=float(net.time_scale),
-                    outputs=range(n), arguments=None, has_inputs=False,
-                    time_dependent=net.time_dependent)
+                f = net.numpy_function(coordinates=(mean, scale))
 
                 def network(t: np.ndarray | None, z: np.ndarray) -> np.ndarray:
                     return f(t, z, None)
