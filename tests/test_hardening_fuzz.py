@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -145,6 +146,39 @@ def test_load_csv_returns_a_dataset_or_a_data_error(data, trajectory):
         for name in sysid.data.state_names(ds):
             np.testing.assert_array_equal(back[name].values, ds[name].values)
         assert sysid.data.run_ids(back) == sysid.data.run_ids(ds)
+
+
+def _load_outcome(path: Path, trajectory: str | None, missing: list[str] | None):
+    """The dataset ``load_csv`` reads, or the class and message of its refusal."""
+    try:
+        return sysid.load_csv(path, time="t", states=["v"], trajectory=trajectory,
+                              **({} if missing is None else {"missing_values": missing}))
+    except (DataError, ConfigError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+@pytest.mark.filterwarnings("ignore::sysid.data.DataWarning")  # constant columns are allowed
+@FUZZ
+@given(data=tables(), trajectory=st.sampled_from([None, "x"]),
+       missing=st.sampled_from([None, ["NA", ""], ["-999"], ["abc"]]))
+def test_numeric_fast_path_reads_what_the_careful_path_reads(data, trajectory, missing, monkeypatch):
+    # issue 13 goal 5: columns of plain numbers are parsed by pandas; on any file the result (the
+    # dataset, or the refusal's class and message) must be the careful path's
+    from sysid.data import tabular
+
+    with tempfile.TemporaryDirectory() as tmp, time_limit(EXAMPLE_SECONDS):
+        path = Path(tmp) / "fuzz.csv"
+        path.write_bytes(data)
+        fast = _load_outcome(path, trajectory, missing)
+        with monkeypatch.context() as m:
+            m.setattr(tabular, "_fast_part", lambda *args, **kwargs: None)
+            careful = _load_outcome(path, trajectory, missing)
+    if isinstance(careful, tuple) or isinstance(fast, tuple):
+        assert fast == careful
+        event("both refused")
+    else:
+        xr.testing.assert_identical(fast, careful)
+        event("both loaded")
 
 
 # ---------------------------------------------------------------------------------------------
