@@ -40,6 +40,7 @@ from sysid.training.checkpoint import (
     save_checkpoint,
 )
 from sysid.training.config import FitConfig, flatten
+from sysid.training.eager import eager
 from sysid.training.loss import ScaledRhs
 from sysid.training.problem import (
     ModelSpec,
@@ -137,11 +138,12 @@ def _optimizer(groups: list[dict], cfg: FitConfig) -> torch.optim.Optimizer:
     step for all parameters instead of ~10 per tensor, the same arithmetic (torch uses it by
     default only on GPUs; on a CPU the per-tensor loop was a visible share of small fits)."""
     name, lr = cfg.optimizer.name, cfg.optimizer.lr
+    # eager(): torch's class without its first-use import of torch._dynamo (~1.1 s per process)
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, foreach=True)
+        return eager(torch.optim.Adam)(groups, lr=lr, foreach=True)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, foreach=True)
-    return torch.optim.RMSprop(groups, lr=lr, foreach=True)
+        return eager(torch.optim.AdamW)(groups, lr=lr, foreach=True)
+    return eager(torch.optim.RMSprop)(groups, lr=lr, foreach=True)
 
 
 class _Loop:

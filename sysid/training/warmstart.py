@@ -24,6 +24,7 @@ from torch.optim.adam import adam as adam_update
 
 from sysid import budget as time_budget
 from sysid.data.smoothing import local_polynomial, smooth_runs
+from sysid.training.eager import eager
 
 __all__ = ["local_polynomial", "smooth_runs", "regress_derivatives"]  # the first two re-exported
 
@@ -285,7 +286,7 @@ def _lbfgs(obj: _Objective, *, max_iter: int, max_eval: int | None = None,
     ``opt``'s history when given); a failure (a non-finite objective in the line search) leaves
     the best state to ``obj``."""
     if opt is None:
-        opt = torch.optim.LBFGS(obj.parameters, lr=1.0, max_iter=max_iter, max_eval=max_eval,
+        opt = eager(torch.optim.LBFGS)(obj.parameters, lr=1.0, max_iter=max_iter, max_eval=max_eval,
                                 line_search_fn="strong_wolfe")
     else:
         for g in opt.param_groups:
