@@ -16,7 +16,6 @@ builds from them over its measured variables, inputs and hidden states.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, final
@@ -27,7 +26,7 @@ from torch import nn
 
 from sysid.errors import ConfigError, DataError
 from sysid.models.base import ScalingLike, scaling_arrays
-from sysid.models.neural import ACTIVATIONS
+from sysid.models.neural import ACTIVATIONS, seeded_layers
 
 __all__ = ["Encoder", "StateEncoder", "SAMPLING_RTOL", "difference_scales"]
 
@@ -171,16 +170,7 @@ class StateEncoder(nn.Module):
         n_m, n_i, n_l = len(self.measured), len(self.inputs), len(self.latent)
         s = settings
         sizes = [s.past * (n_m + n_i)] + [s.width] * s.depth + [n_l]
-        gen = torch.Generator().manual_seed(int(s.seed))
-        layers = []
-        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layer = nn.utils.skip_init(nn.Linear, fan_in, fan_out)  # no draws from the global RNG
-            bound = math.sqrt(6.0 / (fan_in + fan_out)) * (_LAST_LAYER_GAIN if k == len(sizes) - 2 else 1.0)
-            with torch.no_grad():
-                layer.weight.copy_((torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound)
-                layer.bias.zero_()
-            layers.append(layer)
-        self.layers = nn.ModuleList(layers)
+        self.layers = seeded_layers(sizes, torch.Generator().manual_seed(int(s.seed)), _LAST_LAYER_GAIN)
         self._act = ACTIVATIONS[s.activation][0]
         self.register_buffer("y_mean", torch.zeros(n_m))
         self.register_buffer("y_scale", torch.ones(n_m))

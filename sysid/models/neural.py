@@ -49,6 +49,26 @@ TANH_AS_SIGMOID = True
 _LAST_LAYER_GAIN = 0.1
 
 
+def seeded_layers(sizes: list[int], gen: torch.Generator,
+                  last_gain: float = _LAST_LAYER_GAIN) -> nn.ModuleList:
+    """Linear layers ``sizes[0] -> sizes[1] -> ...``, Glorot-uniform weights drawn from ``gen``
+    (the last layer's scaled by ``last_gain``) and zero biases; nothing is drawn from the global
+    RNG.
+
+    The layers are made on the meta device (shapes only, no initialisation) and given their
+    parameters: ``nn.utils.skip_init`` does the same through ``Module.to_empty``, whose first
+    call imports sympy (~0.3 s of a process's first model)."""
+    layers = []
+    last = len(sizes) - 2
+    for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        bound = math.sqrt(6.0 / (fan_in + fan_out)) * (last_gain if k == last else 1.0)
+        layer = nn.Linear(fan_in, fan_out, device="meta")
+        layer.weight = nn.Parameter((torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound)
+        layer.bias = nn.Parameter(torch.zeros(fan_out))
+        layers.append(layer)
+    return nn.ModuleList(layers)
+
+
 @final
 class NeuralField(VectorField):
     """MLP vector field ``dx/dt = net((x - mean)/scale, (u - mean)/scale, t/time_scale) * scale/time_scale``.
@@ -139,18 +159,7 @@ class NeuralField(VectorField):
         if n_a + n_i + int(self.time_dependent) == 0:
             raise ConfigError("NeuralField: the network reads nothing (no arguments, inputs or time).")
         sizes = [n_a + n_i + int(self.time_dependent)] + [width] * depth + [n_o]
-        gen = torch.Generator().manual_seed(seed)
-        layers = []
-        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layer = nn.utils.skip_init(nn.Linear, fan_in, fan_out)  # no draws from the global RNG
-            bound = math.sqrt(6.0 / (fan_in + fan_out))
-            if k == len(sizes) - 2:
-                bound *= _LAST_LAYER_GAIN
-            with torch.no_grad():
-                layer.weight.copy_((torch.rand(fan_out, fan_in, generator=gen) * 2 - 1) * bound)
-                layer.bias.zero_()
-            layers.append(layer)
-        self.layers = nn.ModuleList(layers)
+        self.layers = seeded_layers(sizes, torch.Generator().manual_seed(seed))
         self._act = ACTIVATIONS[activation][0]
         # folded weights (of _layers) made once by frozen_weights() for a no-grad block
         self._frozen: list[tuple[torch.Tensor, torch.Tensor]] | None = None
