@@ -5,6 +5,8 @@ torch.optim's optimisers import ``torch._dynamo`` on their first use (the wrappe
 methods directly (:mod:`sysid.training.eager`), so a process that only fits never imports it.
 ``nn.utils.skip_init``, which built the networks' layers, imports sympy (through
 ``torch.fx.experimental.symbolic_shapes``) on its first call; ``neural.seeded_layers`` does not.
+``scipy.stats`` (the parameter intervals' quantiles) is imported where it is used, which a neural
+fit never reaches.
 Each repeat starts three fresh Python processes in turn that build the default network and fit
 ``bench_fit_speed.py``'s task (seed 0, 40 epochs, no target: the same work in all) and time that
 inside the process:
@@ -12,8 +14,9 @@ inside the process:
 - "today": as sysid runs;
 - "with skip_init's import": the same, with ``torch.fx.experimental.symbolic_shapes`` (and so
   sympy) imported first;
-- "before": ``torch._dynamo`` imported first (the import inside the optimiser's construction;
-  it imports sympy too): what every process paid before.
+- "with scipy.stats": the same, with ``scipy.stats`` imported first;
+- "before": ``torch._dynamo`` (the import inside the optimiser's construction; it imports sympy
+  too) and ``scipy.stats`` imported first: what every process paid before.
 
 Printed: the median seconds of each over the repeats and their ratio, and the median wall time
 of the whole process (Python, imports, data, fit). Run:
@@ -51,7 +54,7 @@ print(time.perf_counter() - start, "torch._dynamo" in sys.modules, "sympy" in sy
 
 SKIP_INIT = "with skip_init's import"
 VARIANTS = {"today": [], SKIP_INIT: ["torch.fx.experimental.symbolic_shapes"],
-            "before": ["torch._dynamo"]}
+            "with scipy.stats": ["scipy.stats"], "before": ["torch._dynamo", "scipy.stats"]}
 
 
 def one(modules: list[str]) -> tuple[float, float, str]:
@@ -82,7 +85,8 @@ def main() -> None:
               f"{statistics.median(w for _, w, _ in got):.2f} s; imported: "
               f"{sorted({i for _, _, i in got})}")
     print(f"first model + fit: with skip_init's import / today "
-          f"{med[SKIP_INIT] / med['today']:.2f}, before / today "
+          f"{med[SKIP_INIT] / med['today']:.2f}, with scipy.stats / today "
+          f"{med['with scipy.stats'] / med['today']:.2f}, before / today "
           f"{med['before'] / med['today']:.2f}")
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from sysid.errors import SolverError
 from sysid.estimation.problem import ShootingProblem
@@ -172,6 +171,10 @@ def uncertainty(problem: ShootingProblem, theta: torch.Tensor, *, names_shown: i
     with np.errstate(divide="ignore", invalid="ignore"):
         corr = full / np.outer(stderr, stderr)
     np.fill_diagonal(corr, np.where(np.isfinite(stderr) & (stderr > 0), 1.0, np.nan))
+    # imported here: scipy.stats takes ~0.45 s to import, and every fit imports this module (a
+    # neural fit never reaches this line; bench_first_fit.py)
+    from scipy import stats
+
     q = float(stats.t.ppf(0.975, dof)) if em.sigma_kind != "none" and dof > 0 else float(stats.norm.ppf(0.975))
     cov_df = pd.DataFrame(full, index=all_names, columns=all_names)
     corr_df = pd.DataFrame(corr, index=all_names, columns=all_names)
