@@ -528,8 +528,8 @@ def _fingerprint(model: Model, tensors: list[torch.Tensor] | None = None) -> tup
     """What a model's field and its NumPy copy are made of: its submodules (held by the cache
     entry, so a replaced one is seen: its id is not reused), every parameter's and buffer's
     dtype, shape and bytes, and the physical parameters' values (which a block such as
-    ``PhysicsField.values_from`` may set without touching a tensor). None for a model too big to
-    fingerprint cheaply, or tensors NumPy cannot read. ``tensors``: the model's parameters and
+    ``PhysicsField.values_from`` may set without touching a tensor), and the field's structure
+    (:func:`_structure`). None for a model too big to fingerprint cheaply, or tensors NumPy cannot read. ``tensors``: the model's parameters and
     buffers, when the caller has them."""
     import torch
 
@@ -543,9 +543,16 @@ def _fingerprint(model: Model, tensors: list[torch.Tensor] | None = None) -> tup
                            for k, v in model.physical_parameters().items())
         return (tuple(itertools.islice(model.modules(), 1, None)),
                 tuple((t.dtype, t.shape, (t.detach() if t.requires_grad else t).numpy().tobytes())
-                      for t in tensors), values)
+                      for t in tensors), values, _structure(model))
     except (TypeError, RuntimeError):  # e.g. bfloat16, which NumPy has no type for
         return None
+
+
+def _structure(model: Model) -> tuple:
+    """What of a model's field its plain attributes decide: the field's structure as its model file
+    records it (activation, states read, inputs, time dependence, ...) and the functions of its
+    physics terms (held, so a replaced one is seen: its id is not reused)."""
+    return (model.field.spec(), tuple(getattr(m, "fn", None) for m in model.modules()))
 
 
 def _numpy_copy(model: Model, y0: np.ndarray, offsets: np.ndarray,
@@ -557,9 +564,10 @@ def _numpy_copy(model: Model, y0: np.ndarray, offsets: np.ndarray,
     (:func:`_agree_at_start`) once per state of the model: a copy that agreed is kept with the
     model's :func:`_fingerprint` and used again while the fingerprint is the same (the same
     weights, parameter values and modules give the same function). Making and checking the copy
-    cost ~0.2 ms, more than the whole solve of a few runs of a small network (issue #13). A
-    model changed through a plain attribute of one of its modules, rather than its tensors or
-    modules, is not seen: build a new model instead.
+    cost ~0.2 ms, more than the whole solve of a few runs of a small network (issue #13). The
+    fingerprint also holds the field's structure and physics functions (:func:`_structure`), so
+    a plain attribute changed after construction (a physics term's function, a network's
+    activation) makes a new copy too.
     """
     state = _fingerprint(model, tensors)
     kept = _COPIES.get(model) if state is not None else None

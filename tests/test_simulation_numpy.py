@@ -200,6 +200,29 @@ def test_block_results_share_no_mutable_state():
     assert list(other["trajectory"].values) == ["c", "d"] and other["x"].attrs["units"] == "m"
 
 
+def test_numpy_copy_follows_a_replaced_physics_function():
+    """A plain attribute changed after construction (here a physics term's function) is part of
+    the fingerprint too: the next simulate makes a new copy and follows the new function."""
+    import copy
+
+    import sysid
+
+    model = sysid.models.physics("logistic", values={"r": 0.5, "K": 10.0}).to(torch.float64)
+    t = np.linspace(0.0, 4.0, 9)
+    y0 = np.array([[1.0], [2.0]])
+    before = simulate(model, y0, t)
+    logistic = model.field.fn
+
+    def faster(t, x, u, p, xp):
+        return 3.0 * logistic(t, x, u, p, xp)
+
+    model.field.fn = faster
+    after = simulate(model, y0, t)
+    fresh = simulate(copy.deepcopy(model), y0, t)
+    assert after.identical(fresh)
+    assert not np.allclose(after["N"].values, before["N"].values)
+
+
 @pytest.mark.parametrize("change", ["no_grad", "data", "load_state_dict", "new_layer", "scaling"])
 def test_numpy_copy_follows_every_change_of_the_model(change):
     """simulate keeps a model's checked NumPy copy while the model is the same (issue #13); a
