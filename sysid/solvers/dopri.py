@@ -17,13 +17,21 @@ was 10-39x one vectorised ``scipy.integrate.solve_ivp``). When nothing is differ
 - every output time inside an accepted step is interpolated at once: one ``(4, n)`` product of the
   continuous extension's coefficients with the stages, one ``addmm`` for all those times.
 
-The numerics are those of torchdiffeq's and SciPy's ``dopri5``/``RK45``: the error ratio is the
-root mean square over all elements of ``err / (atol + rtol * max(abs(y0), abs(y1)))`` (one norm for
-the whole batch, a step size shared by all runs), a step is accepted when the ratio is <= 1, the
-next step is ``h * min(10, max(0.2, 0.9 * ratio**(-1/5)))`` (no growth right after a rejection),
-the first step is chosen as in Hairer, Norsett & Wanner (Solving ODE I, sec. II.4). Stages at the
-step's end are evaluated just before it (the left limit) and, after landing on a jump time, the
-derivative is evaluated just after it (the right limit), as torchdiffeq does with ``jump_t``.
+The numerics are those of torchdiffeq's and SciPy's ``dopri5``/``RK45`` with one difference, the
+error norm of a batch of runs. A step's error ratio is the largest over the runs of each run's own
+root mean square of ``err / (atol + rtol * max(abs(y0), abs(y1)))`` (:func:`run_norm`; the runs
+are the first axis of a state with two or more axes, ``(R, S)`` in ``simulate``, latent and
+velocity states included; a 1-D state is one run), so **every run's own error norm is within
+rtol/atol at every accepted step**, as in a solve of its own: the runs share one step size, that
+of the most demanding run. (SciPy and torchdiffeq take one root mean square over all elements, in
+which one demanding run's error is diluted by the others': up to sqrt(R) times the tolerance,
+and a run's result would depend on which runs were simulated with it. One run, or runs that are
+all alike, take exactly SciPy's steps.) A step is accepted when the ratio is <= 1, the next step
+is ``h * min(10, max(0.2, 0.9 * ratio**(-1/5)))`` (no growth right after a rejection), the first
+step is chosen as in Hairer, Norsett & Wanner (Solving ODE I, sec. II.4) for each run with its
+own norms, the smallest of them taken. Stages at the step's end are evaluated just before it (the
+left limit) and, after landing on a jump time, the derivative is evaluated just after it (the
+right limit), as torchdiffeq does with ``jump_t``.
 
 Coefficients: J. R. Dormand and P. J. Prince, "A family of embedded Runge-Kutta formulae",
 J. Comput. Appl. Math. 6 (1980); the 4th-order continuous extension of L. F. Shampine, "Some
@@ -49,7 +57,7 @@ from sysid.solvers.config import STIFF_REMEDY
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["dopri5", "StepAbort"]
+__all__ = ["dopri5", "StepAbort", "run_norm", "run_rms", "runs_of"]
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
 _A = (
@@ -159,9 +167,10 @@ class _TorchOps:
         return out.reshape(out.shape[0], *shape)
 
     def ratio(self, e_row: torch.Tensor, k: torch.Tensor, y: torch.Tensor, z: torch.Tensor, h: float,
-              rtol: float, atol: float) -> float:
+              rtol: float, atol: float, runs: int) -> float:
+        """The step's error ratio (:func:`run_norm` of the scaled error estimate)."""
         scale = torch.maximum(y.abs(), z.abs()).mul_(rtol).add_(atol)
-        return h * _rms(torch.mm(e_row, k).div_(scale))
+        return h * float(run_norm(torch.mm(e_row, k).div_(scale), runs))
 
     def finite(self, x: torch.Tensor) -> bool:
         return bool(torch.isfinite(x).all())
@@ -269,13 +278,14 @@ class _NumpyOps:
         return out
 
     def ratio(self, e_row: np.ndarray, k: np.ndarray, y: np.ndarray, z: np.ndarray, h: float,
-              rtol: float, atol: float) -> float:
+              rtol: float, atol: float, runs: int) -> float:
+        """The step's error ratio (:func:`run_norm` of the scaled error estimate)."""
         scale = np.maximum(np.abs(y), np.abs(z))
         scale *= rtol
         scale += atol
         err = e_row @ k
         err /= scale
-        return h * math.sqrt(float(np.vdot(err, err)) / err.size)
+        return h * run_norm(err, runs)
 
     def finite(self, x: np.ndarray) -> bool:
         return bool(np.isfinite(x).all())
@@ -307,8 +317,45 @@ def _numpy_a() -> np.ndarray:
     return a
 
 
-def _rms(x: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(x)) / math.sqrt(x.numel())
+def runs_of(shape: Sequence[int]) -> int:
+    """The runs of a batched state of this shape: its first axis when it has two or more axes
+    (``(R, S)``: R runs of S states), else one."""
+    return int(shape[0]) if len(shape) >= 2 else 1
+
+
+def run_rms(x: Array, runs: int) -> np.ndarray:
+    """Each run's own root mean square, ``(runs,)`` float64 NumPy.
+
+    ``x`` (NumPy or torch, any shape, ``runs * m`` elements) holds the runs one after the other:
+    run ``r`` is row ``r`` of ``x.reshape(runs, -1)``, as for a state ``(R, S)`` (C order) and
+    its flat copy ``(1, R * S)`` in the stepper. :func:`run_norm` is the largest of them."""
+    r = x.reshape(runs, -1)
+    if isinstance(r, np.ndarray):
+        return np.sqrt(np.einsum("ij,ij->i", r, r) / r.shape[1])
+    tm = sys.modules["torch"]
+    return (tm.linalg.vector_norm(r, dim=1) / math.sqrt(r.shape[1])).cpu().numpy().astype(float)
+
+
+def run_norm(x: Array, runs: int) -> Any:
+    """The error norm of a batch of runs: the largest over the runs of each run's own root mean
+    square (:func:`run_rms`; one run: the root mean square of all elements, SciPy's norm).
+
+    The one norm of sysid's adaptive solves of many runs (:func:`dopri5`'s step control and first
+    step, and torchdiffeq's ``norm`` option in :func:`sysid.solvers.solve`): a step is accepted
+    when it is <= 1, i.e. when every run's own error norm is within the tolerances.
+
+    Returns
+    -------
+    float or Tensor
+        A float for a NumPy ``x``; a 0-d tensor for a torch ``x`` (torchdiffeq's norms are).
+    """
+    r = x.reshape(runs, -1)
+    m = r.shape[1]
+    if isinstance(r, np.ndarray):  # a reduction per step: one product for one run
+        sq = float(np.vdot(r, r)) if runs == 1 else float(np.einsum("ij,ij->i", r, r).max())
+        return math.sqrt(sq / m)
+    tm = sys.modules["torch"]
+    return tm.linalg.vector_norm(r, dim=1).amax() / math.sqrt(m)
 
 
 Ops = _TorchOps | _NumpyOps
@@ -320,6 +367,7 @@ class _Run:
     def __init__(self, func: Field, shape: tuple[int, ...], ops: Ops, budget: int, max_steps: int,
                  pace: time_budget.Pace | None, into: Callable[[float, Any, Any], None] | None = None) -> None:
         self.func, self.shape, self.ops, self.into = func, shape, ops, into
+        self.runs = runs_of(shape)  # the error norm's runs (run_norm)
         self.k_rows: list[Any] = []  # with ``into``: each stage's row of K shaped like the state
         self.budget, self.max_steps, self.pace = budget, max_steps, pace
         self.nfe = 0
@@ -353,26 +401,21 @@ class _Run:
 
 
 def _first_step(run: _Run, t0: float, span: float, y: Any, K: Any, rtol: float, atol: float) -> float:
-    """Hairer, Norsett & Wanner's starting step for a method of order 5 with a 4th-order estimate
-    (``K[0]`` the derivative at ``y``; ``K[1]`` is scratch)."""
+    """Hairer, Norsett & Wanner's starting step for a method of order 5 with a 4th-order estimate,
+    with each run's own norms (:func:`run_rms`): the smallest of the runs' starting steps (one
+    probe evaluation at the smallest ``h0``). ``K[0]`` is the derivative at ``y``; ``K[1]`` is
+    scratch."""
     f0 = K[0:1]
     scale = atol + rtol * abs(y)
-
-    def rms(x: Any) -> float:
-        return math.sqrt(float((x * x).sum()) / n)
-
-    n = y.shape[-1]
-    d0, d1 = rms(y / scale), rms(f0 / scale)
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    d0, d1 = run_rms(y / scale, run.runs), run_rms(f0 / scale, run.runs)
+    h0 = float(np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1).min())
     h0 = min(h0, span)
     f1 = run.into_row(K, 1, t0 + h0, y + h0 * f0)
-    d2 = rms((f1 - f0) / scale) / h0
-    if not (math.isfinite(d1) and math.isfinite(d2)):
+    d2 = run_rms((f1 - f0) / scale, run.runs) / h0
+    if not (np.isfinite(d1).all() and np.isfinite(d2).all()):
         return h0
-    if d1 <= 1e-15 and d2 <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1 / 5)
+    d = np.maximum(d1, d2)
+    h1 = float(np.where(d <= 1e-15, max(1e-6, h0 * 1e-3), (0.01 / d) ** (1 / 5)).min())
     return min(100 * h0, h1, span)
 
 
@@ -389,11 +432,13 @@ def dopri5(func: Field, y0: Array, times: Sequence[float], *, rtol: float, atol:
         tensor of its dtype; for a NumPy ``y0`` (float64), ``t`` is a float and ``func`` returns
         a NumPy array.
     y0 : Tensor or numpy.ndarray
-        Initial state (any shape; a batch of runs shares one step size).
+        Initial state: ``(R, ...)`` for R runs (the first axis of a state with two or more axes;
+        a 1-D state is one run). The runs share one step size, that of the most demanding run.
     times : sequence of float
         Output times, strictly increasing, at least two.
     rtol, atol : float
-        Tolerances of the error ratio (see the module docstring).
+        Tolerances of each run's own error norm at every accepted step (:func:`run_norm`; see
+        the module docstring): a run's local error is controlled as in a solve of its own.
     max_steps : int
         Steps (accepted and rejected) the whole solve may take.
     budget : int
@@ -469,7 +514,7 @@ def _integrate(func: Field, y0: Array, ops: Ops, t_out: np.ndarray, rtol: float,
         h = t1 - t
         t1_left = ops.nextafter(t1, -math.inf)
         z = ops.stages(run, y, K, a_rows, t, h, t1_left)
-        ratio = ops.ratio(e_row, K, y, z, h, rtol, atol)
+        ratio = ops.ratio(e_row, K, y, z, h, rtol, atol, run.runs)
         if not ratio <= 1.0:
             if not math.isfinite(ratio) and not ops.finite(K):
                 bad = ops.first_bad_row(K)
