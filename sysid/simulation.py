@@ -735,7 +735,10 @@ def simulate(
         model has inputs and ``initial`` carries none.
     solver : SolverConfig or str, optional
         How to integrate; default ``default_solver("simulate")`` (dopri5, rtol 1e-6, atol 1e-8);
-        a method name means that method with the other defaults. A SciPy method ("RK45", "Radau",
+        a method name means that method with the other defaults. An adaptive method keeps each
+        run's own error within rtol/atol at every step, as if that run were simulated alone: a
+        run's result does not depend on the runs simulated with it (beyond rounding and the
+        finer steps a more demanding run imposes). A SciPy method ("RK45", "Radau",
         "BDF", ...) integrates run by run on the model's NumPy copy: use "Radau" or "BDF" for stiff
         dynamics.
     latent, override : mapping or DataFrame, optional

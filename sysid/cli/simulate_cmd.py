@@ -283,8 +283,10 @@ def _csv_names(opts: CliFitOptions, result: Any) -> tuple[str, str | None]:
 @click.option("--method", default=_SIM.method, show_default=True,
               help="ODE solver: torch (dopri5, rk4, ...) or SciPy (RK45, DOP853, and LSODA, Radau "
                    "or BDF for stiff dynamics, where the default's steps collapse).")
-@click.option("--rtol", default=f"{_SIM.rtol:g}", show_default=True, help="Relative tolerance.")
-@click.option("--atol", default=f"{_SIM.atol:g}", show_default=True, help="Absolute tolerance.")
+@click.option("--rtol", default=f"{_SIM.rtol:g}", show_default=True, help="Relative tolerance of "
+              "each run's own error (every run is controlled as if simulated alone).")
+@click.option("--atol", default=f"{_SIM.atol:g}", show_default=True, help="Absolute tolerance of "
+              "each run's own error.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output FILE.csv or "
               f"FILE.nc, or a new FOLDER (no suffix) that gets {FOLDER_FILE}.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")

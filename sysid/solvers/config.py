@@ -10,7 +10,7 @@ Defaults per verb (the one place they are written down):
   data's own grid: fast, differentiable, robust in float32; the tolerances only matter when an
   adaptive method is chosen.
 - **simulate**: ``dopri5``, rtol 1e-6, atol 1e-8, ``max_steps=100_000``, in float64. Adaptive and
-  accurate to about 1e-6 relative; ``sysid.simulate`` and the ``sysid simulate`` command share it.
+  accurate to about 1e-6 relative per step in every run (each run's own error is controlled); ``sysid.simulate`` and the ``sysid simulate`` command share it.
 - **analysis** (``predict``, ``compare``, ``report``, limit cycles): ``RK45`` (SciPy), rtol 1e-8,
   atol 1e-10, ``max_steps=100_000``: the analysis measures the dynamics' error, not the solver's.
 - **report**: ``RK45`` (SciPy), rtol 1e-6, atol 1e-9, ``max_steps=100_000``: far below the model
@@ -89,7 +89,11 @@ class SolverConfig:
         "RK45", "RK23", "DOP853", and for stiff dynamics "Radau", "BDF", "LSODA".
     rtol, atol : float
         Relative and absolute tolerances of adaptive methods (positive). See the module docstring
-        for each verb's defaults.
+        for each verb's defaults. A solve of many runs (``simulate``, :func:`sysid.solvers.solve`,
+        :func:`sysid.solvers.ivp.solve_scipy_runs`) keeps **each run's own** error norm within them
+        at every accepted step, as a solve of that run alone would (the runs share the steps of
+        the most demanding one). The adaptive solves of a fit (:func:`sysid.solvers.solve_windows`)
+        control the root mean square over all the windows of a batch instead.
     step : float or None
         torch fixed-step methods in ``simulate``: the largest step, in the model's time units; each
         interval between consecutive output times is split into ``ceil(gap / step)`` equal steps,

@@ -28,10 +28,10 @@ which one demanding run's error is diluted by the others': up to sqrt(R) times t
 and a run's result would depend on which runs were simulated with it. One run, or runs that are
 all alike, take exactly SciPy's steps.) A step is accepted when the ratio is <= 1, the next step
 is ``h * min(10, max(0.2, 0.9 * ratio**(-1/5)))`` (no growth right after a rejection), the first
-step is chosen as in Hairer, Norsett & Wanner (Solving ODE I, sec. II.4) for each run with its
-own norms, the smallest of them taken. Stages at the step's end are evaluated just before it (the
-left limit) and, after landing on a jump time, the derivative is evaluated just after it (the
-right limit), as torchdiffeq does with ``jump_t``.
+step is chosen as in Hairer, Norsett & Wanner (Solving ODE I, sec. II.4) with the same norm.
+Stages at the step's end are evaluated just before it (the left limit) and, after landing on a
+jump time, the derivative is evaluated just after it (the right limit), as torchdiffeq does with
+``jump_t``.
 
 Coefficients: J. R. Dormand and P. J. Prince, "A family of embedded Runge-Kutta formulae",
 J. Comput. Appl. Math. 6 (1980); the 4th-order continuous extension of L. F. Shampine, "Some
@@ -57,7 +57,7 @@ from sysid.solvers.config import STIFF_REMEDY
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["dopri5", "StepAbort", "run_norm", "run_rms", "runs_of"]
+__all__ = ["dopri5", "StepAbort", "run_norm", "runs_of"]
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
 _A = (
@@ -323,22 +323,13 @@ def runs_of(shape: Sequence[int]) -> int:
     return int(shape[0]) if len(shape) >= 2 else 1
 
 
-def run_rms(x: Array, runs: int) -> np.ndarray:
-    """Each run's own root mean square, ``(runs,)`` float64 NumPy.
-
-    ``x`` (NumPy or torch, any shape, ``runs * m`` elements) holds the runs one after the other:
-    run ``r`` is row ``r`` of ``x.reshape(runs, -1)``, as for a state ``(R, S)`` (C order) and
-    its flat copy ``(1, R * S)`` in the stepper. :func:`run_norm` is the largest of them."""
-    r = x.reshape(runs, -1)
-    if isinstance(r, np.ndarray):
-        return np.sqrt(np.einsum("ij,ij->i", r, r) / r.shape[1])
-    tm = sys.modules["torch"]
-    return (tm.linalg.vector_norm(r, dim=1) / math.sqrt(r.shape[1])).cpu().numpy().astype(float)
-
-
 def run_norm(x: Array, runs: int) -> Any:
     """The error norm of a batch of runs: the largest over the runs of each run's own root mean
-    square (:func:`run_rms`; one run: the root mean square of all elements, SciPy's norm).
+    square (one run: the root mean square of all elements, SciPy's norm).
+
+    ``x`` (NumPy or torch, any shape, ``runs * m`` elements) holds the runs one after the other:
+    run ``r`` is row ``r`` of ``x.reshape(runs, -1)``, as for a state ``(R, S)`` (C order) and its
+    flat copy ``(1, R * S)`` in the stepper.
 
     The one norm of sysid's adaptive solves of many runs (:func:`dopri5`'s step control and first
     step, and torchdiffeq's ``norm`` option in :func:`sysid.solvers.solve`): a step is accepted
@@ -402,20 +393,27 @@ class _Run:
 
 def _first_step(run: _Run, t0: float, span: float, y: Any, K: Any, rtol: float, atol: float) -> float:
     """Hairer, Norsett & Wanner's starting step for a method of order 5 with a 4th-order estimate,
-    with each run's own norms (:func:`run_rms`): the smallest of the runs' starting steps (one
-    probe evaluation at the smallest ``h0``). ``K[0]`` is the derivative at ``y``; ``K[1]`` is
-    scratch."""
+    with the step control's norm (:func:`run_norm`): ``d1``, ``d2`` are the largest of the runs'
+    own, so the step is the smallest of the runs' own ``(0.01 / max(d1, d2))**(1/5)`` (a run at
+    rest, with nothing to measure, imposes no tiny step). ``K[0]`` is the derivative at ``y``;
+    ``K[1]`` is scratch."""
     f0 = K[0:1]
     scale = atol + rtol * abs(y)
-    d0, d1 = run_rms(y / scale, run.runs), run_rms(f0 / scale, run.runs)
-    h0 = float(np.where((d0 < 1e-5) | (d1 < 1e-5), 1e-6, 0.01 * d0 / d1).min())
+
+    def norm(x: Any) -> float:
+        return float(run_norm(x, run.runs))
+
+    d0, d1 = norm(y / scale), norm(f0 / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     h0 = min(h0, span)
     f1 = run.into_row(K, 1, t0 + h0, y + h0 * f0)
-    d2 = run_rms((f1 - f0) / scale, run.runs) / h0
-    if not (np.isfinite(d1).all() and np.isfinite(d2).all()):
+    d2 = norm((f1 - f0) / scale) / h0
+    if not (math.isfinite(d1) and math.isfinite(d2)):
         return h0
-    d = np.maximum(d1, d2)
-    h1 = float(np.where(d <= 1e-15, max(1e-6, h0 * 1e-3), (0.01 / d) ** (1 / 5)).min())
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1 / 5)
     return min(100 * h0, h1, span)
 
 
