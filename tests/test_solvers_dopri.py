@@ -103,6 +103,23 @@ def test_each_run_is_controlled_as_if_solved_alone():
         assert batch[1:].max() < 1.0  # the quiet runs ride on the fast run's steps: measured 4e-8
 
 
+def test_runs_at_rest_change_nothing():
+    """Runs at rest (a zero derivative: nothing to measure) beside a moving run: the same first
+    step, steps and values as the moving run alone (the norm is the largest run's; a run at rest
+    imposes no tiny first step)."""
+    from sysid.solvers import solve_numpy
+
+    t = np.linspace(0.0, 4.0, 41)
+    y0 = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    alone, beside = SolveCounter(), SolveCounter()
+    one = solve_numpy(_oscillators([5.0]), y0[:1], t, counter=alone)
+    three = solve_numpy(_oscillators([5.0, 5.0, 0.2]), y0, t, counter=beside)
+    assert beside.nfe == alone.nfe
+    # the same steps; the products over three runs round differently (measured 2e-14 on values of size 5)
+    np.testing.assert_allclose(three[:, 0], one[:, 0], rtol=1e-13, atol=1e-13)
+    assert not three[:, 1:].any()
+
+
 def test_accuracy_against_dop853_in_tolerance_units_and_against_torchdiffeq():
     t = np.linspace(0.0, 20.0, 2001)  # many outputs: ~20 per step, interpolated at once
     y0 = _y0()
