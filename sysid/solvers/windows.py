@@ -9,7 +9,10 @@ torchdiffeq's solvers (the adaptive ones, and any method with the adjoint) need
 one time grid shared by the batch, so each window is integrated in a shared "sample clock"
 ``s in [0, H-1]``: between samples ``k`` and ``k+1`` real time is ``t = t[k] + (s - k) * dt[k]``
 and ``dz/ds = dt[k] * dz/dt``. The clock is already normalised (one unit per sample gap), so the
-tolerances act on scaled states per sample gap.
+tolerances act on scaled states per sample gap. Their error norm is torchdiffeq's root mean
+square over all the windows of a batch, not each window's own as in ``simulate``
+(:func:`sysid.solvers.dopri.run_norm`): the windows are pieces of one loss, and the largest
+window's norm would let the hardest window set every window's steps in every epoch.
 
 Failures are typed: a non-finite state or an exhausted step budget raises
 :class:`~sysid.errors.SolverError` with the time reached, never a bare ``AssertionError``.
