@@ -27,7 +27,9 @@ a run's own error may reach sqrt(R) times the tolerance, as it is diluted by the
 step: what ``simulate`` guarantees, and what ``sysid.solvers.ivp.solve_scipy_runs`` does). For
 each variant the worst run's error against a tight reference (DOP853, rtol 1e-12/sqrt(R), atol
 1e-14/sqrt(R)) is printed in units of the tolerance (``atol + rtol * abs(y)``, largest over
-times, states and runs), so the accuracy each buys is beside its time. ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
+times, states and runs), so the accuracy each buys is beside its time. A third baseline compares
+at equal accuracy: ``solve_ivp`` at rtol/k, atol/k for the smallest k of 1, 1.5, 2, 3, 4, 6, ...
+(up to sqrt(R)) whose worst run is no less accurate than ``simulate``'s. ``simulate`` is timed whole: planning, the solve and the returned dataset; beside it,
 sysid's stepper alone (``sysid.solvers.solve_numpy``) on the same NumPy field as SciPy's and,
 for the networks, the stepper with its stages evaluated through the field's in-place form
 (``into=``, :func:`sysid.models.numpy_fields.in_place`: what ``simulate`` runs). Three
@@ -242,6 +244,18 @@ def _worst_run(got: np.ndarray, ref: np.ndarray, rtol: float = 1e-6, atol: float
     return float(np.max(np.abs(got - ref) / (atol + rtol * np.abs(ref))))
 
 
+def _matched(f, y0: np.ndarray, t: np.ndarray, ref: np.ndarray, target: float,
+             most: float) -> tuple[float, float]:
+    """The smallest k of 1, 1.5, 2, 3, 4, ... up to ``most`` for which ``solve_ivp`` at rtol/k,
+    atol/k has its worst run's error (tolerance units) at or below ``target``, and that error."""
+    grid = [k for k in (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64) if k < most] + [most]
+    for k in grid:
+        err = _worst_run(_ivp(f, y0, t, 1e-6 / k, 1e-8 / k), ref)
+        if err <= target:
+            return k, err
+    return grid[-1], err
+
+
 def part4(repeats: int) -> None:
     import sysid
     from sysid.models.numpy_fields import in_place
@@ -283,7 +297,15 @@ def part4(repeats: int) -> None:
             got = np.stack([simulate()[n].values for n in ("prey", "predator")], axis=-1)
             errors = {"simulate": _worst_run(got, ref), "ivp": _worst_run(ivp(), ref),
                       "ivp_run": _worst_run(ivp_run(), ref)}
-            variants = {"ivp": ivp, "ivp_run": ivp_run, "simulate": simulate, "stepper": stepper}
+            # equal accuracy: solve_ivp at the loosest tolerances / k (k from 1 to sqrt(R)) whose
+            # worst run is no less accurate than simulate's
+            k, errors["ivp_matched"] = _matched(f, y0, t, ref, errors["simulate"], shrink)
+
+            def ivp_matched(f=f, k=k):
+                return _ivp(f, y0, t, 1e-6 / k, 1e-8 / k)
+
+            variants = {"ivp": ivp, "ivp_run": ivp_run, "ivp_matched": ivp_matched,
+                        "simulate": simulate, "stepper": stepper}
             if g is not None:
                 variants["in place"] = stepper_in_place
             med = _interleaved(variants, repeats)
@@ -293,7 +315,9 @@ def part4(repeats: int) -> None:
             print(f"  {runs:5d} runs {name:33s} simulate {med['simulate']:.4f} s (error {errors['simulate']:.1f}); "
                   f"solve_ivp same tol {med['ivp']:.4f} s (error {errors['ivp']:.1f}), ratio "
                   f"{med['simulate'] / med['ivp']:.2f}; solve_ivp tol/sqrt(R) {med['ivp_run']:.4f} s (error "
-                  f"{errors['ivp_run']:.1f}), ratio {med['simulate'] / med['ivp_run']:.2f}; the stepper alone "
+                  f"{errors['ivp_run']:.1f}), ratio {med['simulate'] / med['ivp_run']:.2f}; solve_ivp at "
+                  f"equal accuracy (tol/{k:g}) {med['ivp_matched']:.4f} s (error {errors['ivp_matched']:.1f}), "
+                  f"ratio {med['simulate'] / med['ivp_matched']:.2f}; the stepper alone "
                   f"{alone} x solve_ivp same tol (load {os.getloadavg()[0]:.1f})")
 
 
