@@ -57,7 +57,7 @@ def seeded_layers(sizes: list[int], gen: torch.Generator,
 
     The layers are made on the meta device (shapes only, no initialisation) and given their
     parameters: ``nn.utils.skip_init`` does the same through ``Module.to_empty``, whose first
-    call imports sympy (~0.3 s of a process's first model)."""
+    call imports sympy (~0.4 s of a process's first model, bench_first_fit.py)."""
     layers = []
     last = len(sizes) - 2
     for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
