@@ -216,3 +216,20 @@ def test_parameter_spec_checks_default_and_bounds():
     assert spec.default == 1.0 and isinstance(spec.default, float) and spec.bounds == (0.0, 2.0)
     with pytest.raises(AttributeError):
         spec.default = 3.0  # frozen
+
+
+@pytest.mark.parametrize("items, shape", [
+    ([np.arange(3.0), np.arange(3.0) * 2], (3, 2)),  # the fast path: float64 arrays of one shape
+    ([np.ones((2, 4)), np.zeros((2, 4)), np.full((2, 4), 3.0)], (2, 4, 3)),
+    ([np.arange(3.0), 1.5], (3, 2)),  # a scalar broadcast against the arrays
+    ([np.arange(3, dtype=np.float32), np.arange(3.0)], (3, 2)),  # float32 items become float64
+    ([np.ones((2, 1)), np.arange(3.0)], (2, 3, 2)),  # shapes that broadcast
+    ([np.arange(3), np.arange(3.0)], (3, 2)),  # integers become floats
+])
+def test_numpy_stack_matches_broadcast_then_stack(items, shape):
+    got = NUMPY.stack(items)
+    want = np.stack(np.broadcast_arrays(*[np.asarray(i, dtype=float) for i in items]), axis=-1)
+    assert got.shape == shape and got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+    got[...] = -1.0  # a new array: the items are not views of it
+    assert all(np.all(np.asarray(i) != -1.0) for i in items)

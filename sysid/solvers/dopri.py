@@ -343,7 +343,9 @@ def run_norm(x: Array, runs: int) -> Any:
     r = x.reshape(runs, -1)
     m = r.shape[1]
     if isinstance(r, np.ndarray):  # a reduction per step: one product for one run
-        sq = float(np.vdot(r, r)) if runs == 1 else float(np.einsum("ij,ij->i", r, r).max())
+        # the squares' row sums as a product with ones: 4.5 us for 1000 runs of 2 states, against
+        # 12.5 us by einsum and 19 us by sum(axis=1) (and 4.0 / 5.2 / 4.5 us for 8 runs)
+        sq = float(np.vdot(r, r)) if runs == 1 else float(((r * r) @ np.ones(m)).max())
         return math.sqrt(sq / m)
     tm = sys.modules["torch"]
     return tm.linalg.vector_norm(r, dim=1).amax() / math.sqrt(m)
