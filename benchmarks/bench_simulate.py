@@ -44,7 +44,13 @@ the Dataset's frame, kept from the previous call, around one block of values), `
 it and a bare ``xarray.Dataset`` of the same arrays built from scratch, each beside one
 vectorised ``solve_ivp``: the fixed costs a Dataset result carries.
 
-In parts 3, 4 and 6 each of the ``--repeats`` samples times enough back-to-back calls of a variant
+Part 7 times two pieces of every adaptive NumPy solve side by side: the Lotka-Volterra field's
+NumPy evaluation (its ``xp.stack``) with ``NUMPY.stack`` as it was (``np.broadcast_arrays`` then
+``np.stack``) and as it is (float64 arrays of one shape written into one block), and the step
+control's per-run norm (``run_norm``: each run's squares summed by ``einsum`` and, as now, by a
+product with ones), for 8 and 1000 runs; it prints the ratios.
+
+In parts 3, 4, 6 and 7 each of the ``--repeats`` samples times enough back-to-back calls of a variant
 to last ~50 ms (a 1 ms call read once from the clock is mostly the machine's other work), and the
 ratio is of the medians of the per-call times.
 
@@ -383,6 +389,42 @@ def part6(repeats: int) -> None:
     print(f"  simulate beyond the stepper  {beyond * 1e3:7.3f} ms (the stepper with the field in place, as simulate)")
 
 
+def part7(repeats: int) -> None:
+    import dataclasses
+
+    import sysid.backend as backend
+    from sysid.solvers.dopri import run_norm
+
+    def stack_before(items):
+        return np.stack(np.broadcast_arrays(*[np.asarray(i, dtype=float) for i in items]), axis=-1)
+
+    def norm_einsum(x, runs):
+        r = x.reshape(runs, -1)
+        return float(np.sqrt(np.einsum("ij,ij->i", r, r).max() / r.shape[1]))
+
+    field = _models()["physics (Lotka-Volterra)"].field
+    rhs, p = field.fn, {k: float(v.detach()) for k, v in field.physical_parameters().items()}
+    now = backend.NUMPY
+    before = dataclasses.replace(now, _stack=stack_before)
+    print(f"part 7: a Lotka-Volterra evaluation with NUMPY.stack before / now, and the per-run "
+          f"norm by einsum / now (medians of {repeats}, interleaved)")
+    for runs in (8, 1000):
+        y0 = _y0(runs)
+        err = np.random.default_rng(0).standard_normal((runs, 2))
+
+        def evaluate(namespace, y0=y0):  # the system's right-hand side on that namespace
+            return lambda: rhs(0.0, y0, None, p, namespace)
+
+        np.testing.assert_array_equal(evaluate(before)(), evaluate(now)())
+        med = _interleaved({"before": evaluate(before), "now": evaluate(now),
+                            "einsum": lambda: norm_einsum(err, runs),
+                            "norm": lambda: run_norm(err, runs)}, repeats)
+        print(f"  {runs:5d} runs: evaluation {med['before'] * 1e6:.1f} -> {med['now'] * 1e6:.1f} us "
+              f"({med['now'] / med['before']:.2f}); norm {med['einsum'] * 1e6:.1f} -> "
+              f"{med['norm'] * 1e6:.1f} us ({med['norm'] / med['einsum']:.2f}) "
+              f"(load {os.getloadavg()[0]:.1f})")
+
+
 def _child(cmd: list[str]) -> tuple[float, float]:
     # as installed: sysid's modules compiled once (pip writes .pyc files), not at every start
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -443,12 +485,13 @@ def part5(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run, e.g. 3,4")
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run, e.g. 3,4")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}")
     parts = {int(p) for p in args.parts.split(",")}
-    for number, part in ((1, part1), (2, part2), (3, part3), (4, part4), (5, part5), (6, part6)):
+    for number, part in ((1, part1), (2, part2), (3, part3), (4, part4), (5, part5), (6, part6),
+                         (7, part7)):
         if number in parts:
             part(args.repeats)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

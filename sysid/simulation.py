@@ -527,10 +527,10 @@ _FINGERPRINT_NUMEL = 1 << 20
 def _fingerprint(model: Model, tensors: list[torch.Tensor] | None = None) -> tuple | None:
     """What a model's field and its NumPy copy are made of: its submodules (held by the cache
     entry, so a replaced one is seen: its id is not reused), every parameter's and buffer's
-    dtype, shape and bytes, and the physical parameters' values (which a block such as
+    dtype, shape and bytes, the physical parameters' values (which a block such as
     ``PhysicsField.values_from`` may set without touching a tensor), and the field's structure
-    (:func:`_structure`). None for a model too big to fingerprint cheaply, or tensors NumPy cannot read. ``tensors``: the model's parameters and
-    buffers, when the caller has them."""
+    (:func:`_structure`). None for a model too big to fingerprint cheaply, or tensors NumPy
+    cannot read. ``tensors``: the model's parameters and buffers, when the caller has them."""
     import torch
 
     if tensors is None:
@@ -552,7 +552,7 @@ def _structure(model: Model) -> tuple:
     """What of a model's field its plain attributes decide: the field's structure as its model file
     records it (activation, states read, inputs, time dependence, ...) and the functions of its
     physics terms (held, so a replaced one is seen: its id is not reused)."""
-    return (model.field.spec(), tuple(getattr(m, "fn", None) for m in model.modules()))
+    return model.field.spec(), tuple(m.fn for m in model.modules() if hasattr(m, "fn"))
 
 
 def _numpy_copy(model: Model, y0: np.ndarray, offsets: np.ndarray,

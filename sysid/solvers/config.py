@@ -10,7 +10,8 @@ Defaults per verb (the one place they are written down):
   data's own grid: fast, differentiable, robust in float32; the tolerances only matter when an
   adaptive method is chosen.
 - **simulate**: ``dopri5``, rtol 1e-6, atol 1e-8, ``max_steps=100_000``, in float64. Adaptive and
-  accurate to about 1e-6 relative per step in every run (each run's own error is controlled); ``sysid.simulate`` and the ``sysid simulate`` command share it.
+  accurate to about 1e-6 relative per step in every run (each run's own error is controlled);
+  ``sysid.simulate`` and the ``sysid simulate`` command share it.
 - **analysis** (``predict``, ``compare``, ``report``, limit cycles): ``RK45`` (SciPy), rtol 1e-8,
   atol 1e-10, ``max_steps=100_000``: the analysis measures the dynamics' error, not the solver's.
 - **report**: ``RK45`` (SciPy), rtol 1e-6, atol 1e-9, ``max_steps=100_000``: far below the model

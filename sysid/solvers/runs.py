@@ -123,7 +123,7 @@ def _check_budget(solver: SolverConfig, tt: torch.Tensor, counts: list[int], pre
 
 
 def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: list[int],
-             runs: int = 1) -> dict[str, Any]:
+             runs: int) -> dict[str, Any]:
     """torchdiffeq options: the budget, the error norm of ``runs`` runs (each run's own within
     the tolerances, :func:`sysid.solvers.dopri.run_norm`, as sysid's dopri5) and the input jumps;
     or the fixed-step grid."""
@@ -134,7 +134,8 @@ def _options(solver: SolverConfig, tt: torch.Tensor, jump_times: Any, counts: li
     if not solver.adaptive:  # (with the adjoint) the grid of the forward and of each backward interval
         grid = _grid(tt, counts)
         return {"perturb": True, "grid_constructor": lambda f, y, t: grid_between(grid, t)}
-    options: dict[str, Any] = {"max_num_steps": solver.max_steps, "norm": functools.partial(run_norm, runs=runs)}
+    options: dict[str, Any] = {"max_num_steps": solver.max_steps,
+                               "norm": functools.partial(run_norm, runs=runs)}
     if jump_times is not None:
         jt = torch.as_tensor(jump_times, dtype=tt.dtype).flatten()
         jt = torch.unique(jt[(jt > tt[0]) & (jt <= tt[-1])])  # the end too: never step past it
@@ -363,8 +364,8 @@ def solve(
         return _lean(func, y0, [float(s) for s in tt.tolist()], solver, budget, jump_times, pace, cnt, prefix)
     rhs = _guarded(func, cnt, budget, solver.max_steps, pace)
     try:
-        out = _torchdiffeq(rhs, y0, tt, solver, _options(solver, tt, jump_times, counts, runs_of(y0.shape)),
-                           adjoint_params)
+        options = _options(solver, tt, jump_times, counts, runs_of(y0.shape))
+        out = _torchdiffeq(rhs, y0, tt, solver, options, adjoint_params)
     except _Abort as exc:
         raise SolverError(
             f"{prefix}Integration failed at t={exc.t:.6g}: {exc.reason}. {_HINT}", t_reached=exc.t

@@ -137,13 +137,10 @@ def _optimizer(groups: list[dict], cfg: FitConfig) -> torch.optim.Optimizer:
     """The optimiser, with its multi-tensor ("foreach") update on every device: one operation per
     step for all parameters instead of ~10 per tensor, the same arithmetic (torch uses it by
     default only on GPUs; on a CPU the per-tensor loop was a visible share of small fits)."""
-    name, lr = cfg.optimizer.name, cfg.optimizer.lr
+    base = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+            "rmsprop": torch.optim.RMSprop}[cfg.optimizer.name]  # validated by Optimizer
     # eager(): torch's class without its first-use import of torch._dynamo (~1.1 s per process)
-    if name == "adam":
-        return eager(torch.optim.Adam)(groups, lr=lr, foreach=True)
-    if name == "adamw":
-        return eager(torch.optim.AdamW)(groups, lr=lr, foreach=True)
-    return eager(torch.optim.RMSprop)(groups, lr=lr, foreach=True)
+    return eager(base)(groups, lr=cfg.optimizer.lr, foreach=True)
 
 
 class _Loop:
