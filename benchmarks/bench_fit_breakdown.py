@@ -29,8 +29,9 @@ after one untimed warm-up fit:
 
 The epochs to the target differ between the variants (the rounding differs and the fits are
 chaotic). Each fit runs ``--repeats`` times (the variants in turn, one round after another): one
-timing of a 0.4-s fit on this 2-core machine moves its share by 1-2 points (seed 5's: 13.9 % and
-14.4 % alone, 16.4 % once in the rotation), so a fit's share is the median over its repeats.
+timing of a 0.4-s fit on this 2-core machine moves its share by up to ~5 points (seed 5's: 13.9 %
+and 14.4 % alone, 16.4 % once in the rotation; seed 1's three repeats 13.8-18.5 %), so a fit's
+share is the median over its repeats.
 Printed per fit: epochs, checks, and that median with the range over the repeats; per variant:
 seconds and share of each step summed over all fits and repeats, the median and range of the
 per-fit shares, and one held-out check's cost in training epochs. Goal: warm start + validation
